@@ -1,0 +1,102 @@
+import { performance } from 'node:perf_hooks';
+import type { Logger } from '../shared/log.js';
+import { rpcJson } from '../shared/rpc.js';
+import type { HeartbeatAnswer, HeartbeatReq, RegisterReq } from '../shared/wire.js';
+import type { LeaseTable } from './leases.js';
+import type { ReplicaStore } from './store.js';
+
+// Registration and heartbeats. A chunkserver reports every chunk it holds
+// with its version at start-up and in every heartbeat (the master keeps no
+// locations of its own); the replies carry deletions, lease extensions and
+// clone orders.
+
+export interface HeartbeatOptions {
+  id: string;
+  url: () => string;
+  rack: string;
+  masterUrl: string;
+  heartbeatMs: number;
+  leaseMs: () => number;
+  store: ReplicaStore;
+  leases: LeaseTable;
+  load: () => number;
+  log: Logger;
+  onDeleted?: (handle: string) => void;
+}
+
+export class Heartbeater {
+  private timer: NodeJS.Timeout | undefined;
+  private stopped = false;
+  private registered = false;
+  lastOkAtMs = 0;
+  readonly counters = { heartbeats: 0, failures: 0, deletions: 0 };
+
+  constructor(private readonly o: HeartbeatOptions) {}
+
+  private async report(): Promise<RegisterReq> {
+    const disk = await this.o.store.diskStats();
+    return {
+      id: this.o.id,
+      url: this.o.url(),
+      rack: this.o.rack,
+      capacityBytes: disk.capacityBytes,
+      freeBytes: disk.freeBytes,
+      usedBytes: this.o.store.usedBytes(),
+      chunks: this.o.store.list(),
+    };
+  }
+
+  async register(): Promise<void> {
+    const answer = await rpcJson<HeartbeatAnswer>(this.o.masterUrl, '/api/cs/register', await this.report(), { targetName: 'master' });
+    this.registered = true;
+    this.lastOkAtMs = Date.now();
+    await this.obey(answer);
+  }
+
+  async beat(): Promise<void> {
+    if (!this.registered) return this.register();
+    const sentAtMs = performance.now();
+    const body: HeartbeatReq = { ...(await this.report()), leaseExtensions: this.o.leases.wantExtension(this.o.leaseMs()), load: this.o.load() };
+    const answer = await rpcJson<HeartbeatAnswer>(this.o.masterUrl, '/api/cs/heartbeat', body, { targetName: 'master', timeoutMs: Math.max(2_000, this.o.heartbeatMs * 3) });
+    this.counters.heartbeats++;
+    this.lastOkAtMs = Date.now();
+    this.o.leases.extend(sentAtMs, answer.leases);
+    if (answer.reregister) {
+      this.registered = false;
+      return this.register();
+    }
+    await this.obey(answer);
+  }
+
+  private async obey(answer: HeartbeatAnswer): Promise<void> {
+    for (const h of answer.deleteChunks) {
+      try {
+        this.o.leases.drop(h);
+        await this.o.store.delete(h);
+        this.counters.deletions++;
+        this.o.onDeleted?.(h);
+      } catch (e) {
+        this.o.log.warn({ handle: h, err: (e as Error).message }, 'delete ordered by master failed');
+      }
+    }
+  }
+
+  start(): void {
+    const tick = async () => {
+      if (this.stopped) return;
+      try {
+        await this.beat();
+      } catch (e) {
+        this.counters.failures++;
+        this.o.log.debug({ err: (e as Error).message }, 'heartbeat failed');
+      }
+      if (!this.stopped) this.timer = setTimeout(tick, this.o.heartbeatMs);
+    };
+    this.timer = setTimeout(tick, 0);
+  }
+
+  stop(): void {
+    this.stopped = true;
+    if (this.timer) clearTimeout(this.timer);
+  }
+}

@@ -1,0 +1,193 @@
+import { PassThrough } from 'node:stream';
+import type { Request, Response } from 'express';
+import { crc32c } from '../shared/checksum.js';
+import { GfsError } from '../shared/errors.js';
+import { sendError } from '../shared/http.js';
+import type { Logger } from '../shared/log.js';
+import { rpcStream } from '../shared/rpc.js';
+import { dataIdSchema, pushChainSchema, type PushAnswer } from '../shared/wire.js';
+
+// Data push, decoupled from control flow. A client pushes a piece of data to
+// the nearest replica with the rest of the chain in a header; each hop
+// streams the bytes on to the next hop AS THEY ARRIVE (a pipelined chain, not
+// store-and-forward) while keeping its own copy. A hop answers only when it
+// has every byte and everything downstream has answered with the same crc,
+// so one answer to the client means the whole chain holds the data.
+// The copy waits in a bounded buffer, keyed by data id, until a mutation
+// takes it or it expires.
+
+export interface PushedData {
+  data: Buffer;
+  crc32c: number;
+  expiresAtMs: number;
+}
+
+export interface PushRecord {
+  dataId: string;
+  sizeBytes: number;
+  firstByteAtMs: number;
+  lastByteAtMs: number;
+  forwardedTo: string | undefined;
+}
+
+export class PushBuffer {
+  private readonly entries = new Map<string, PushedData>();
+  private reservedBytes = 0;
+  /** Recent pushes, for the pipelining test and /debug/pushes (bounded ring). */
+  readonly recent: PushRecord[] = [];
+  private static readonly recentMax = 256;
+
+  constructor(
+    readonly maxBytes: number,
+    readonly expiryMs: number,
+  ) {}
+
+  get usedBytes(): number {
+    return this.reservedBytes;
+  }
+
+  get count(): number {
+    return this.entries.size;
+  }
+
+  /** Accounts for bytes about to arrive; false when the buffer is full. */
+  reserve(bytes: number): boolean {
+    this.sweep(Date.now());
+    if (this.reservedBytes + bytes > this.maxBytes) return false;
+    this.reservedBytes += bytes;
+    return true;
+  }
+
+  release(bytes: number): void {
+    this.reservedBytes = Math.max(0, this.reservedBytes - bytes);
+  }
+
+  has(dataId: string): boolean {
+    return this.entries.has(dataId);
+  }
+
+  put(dataId: string, data: Buffer, crc: number): void {
+    this.entries.set(dataId, { data, crc32c: crc, expiresAtMs: Date.now() + this.expiryMs });
+  }
+
+  /** Removes and returns pushed data; the mutation that takes it owns it. */
+  take(dataId: string): PushedData | undefined {
+    const e = this.entries.get(dataId);
+    if (!e) return undefined;
+    this.entries.delete(dataId);
+    this.release(e.data.length);
+    return e;
+  }
+
+  note(r: PushRecord): void {
+    this.recent.push(r);
+    if (this.recent.length > PushBuffer.recentMax) this.recent.shift();
+  }
+
+  sweep(nowMs: number): void {
+    for (const [id, e] of this.entries) {
+      if (e.expiresAtMs <= nowMs) {
+        this.entries.delete(id);
+        this.release(e.data.length);
+      }
+    }
+  }
+
+  clear(): void {
+    this.entries.clear();
+    this.reservedBytes = 0;
+  }
+}
+
+/** PUT /push/:dataId with header x-gfs-chain: JSON array of the next hops' base URLs. */
+export function pushHandler(buffer: PushBuffer, maxPushBytes: number, log: Logger) {
+  return async (req: Request, res: Response): Promise<void> => {
+    let reserved = 0;
+    let pass: PassThrough | undefined;
+    try {
+      const idParse = dataIdSchema.safeParse(req.params.dataId);
+      if (!idParse.success) throw new GfsError('BAD_REQUEST', 'invalid data id');
+      const dataId = idParse.data;
+      const lenHeader = req.headers['content-length'];
+      if (lenHeader === undefined || !/^\d+$/.test(lenHeader)) throw new GfsError('BAD_REQUEST', 'push needs a Content-Length', undefined, 411);
+      const sizeBytes = Number(lenHeader);
+      if (sizeBytes > maxPushBytes) throw new GfsError('PAYLOAD_TOO_LARGE', `push of ${sizeBytes} bytes exceeds ${maxPushBytes}`);
+      let chain: string[] = [];
+      const chainHeader = req.headers['x-gfs-chain'];
+      if (typeof chainHeader === 'string' && chainHeader !== '') {
+        let parsed: unknown;
+        try {
+          parsed = JSON.parse(chainHeader);
+        } catch {
+          throw new GfsError('BAD_REQUEST', 'x-gfs-chain is not JSON');
+        }
+        const r = pushChainSchema.safeParse(parsed);
+        if (!r.success) throw new GfsError('BAD_REQUEST', 'x-gfs-chain must be an array of at most 16 URLs');
+        chain = r.data;
+      }
+      if (buffer.has(dataId)) throw new GfsError('EXISTS', `data id ${dataId} already pushed`);
+      if (!buffer.reserve(sizeBytes)) throw new GfsError('TOO_BUSY', 'push buffer full, retry later', { retryAfterMs: 200 });
+      reserved = sizeBytes;
+
+      const data = Buffer.allocUnsafe(sizeBytes);
+      let received = 0;
+      let crc = 0;
+      let firstByteAtMs = 0;
+      let downstream: Promise<PushAnswer> | undefined;
+      if (chain.length > 0) {
+        pass = new PassThrough({ highWaterMark: 1024 * 1024 });
+        const next = chain[0]!;
+        downstream = rpcStream(next, `/push/${encodeURIComponent(dataId)}`, pass, {
+          method: 'PUT',
+          contentLength: sizeBytes,
+          headers: { 'x-gfs-chain': JSON.stringify(chain.slice(1)) },
+        }).then(async (r) => (await r.body.json()) as PushAnswer);
+        downstream.catch(() => undefined); // awaited below; keep an early failure from being unhandled
+      }
+      await new Promise<void>((resolve, reject) => {
+        req.on('data', (c: Buffer) => {
+          if (received === 0) firstByteAtMs = Date.now();
+          if (received + c.length > sizeBytes) {
+            reject(new GfsError('BAD_REQUEST', 'push body longer than its Content-Length'));
+            req.destroy();
+            return;
+          }
+          c.copy(data, received);
+          received += c.length;
+          crc = crc32c(c, crc);
+          if (pass && !pass.write(c)) {
+            req.pause();
+            pass.once('drain', () => req.resume());
+          }
+        });
+        req.once('end', () => resolve());
+        req.once('aborted', () => reject(new GfsError('TRUNCATED', 'push aborted by the sender')));
+        req.once('error', (e) => reject(new GfsError('TRUNCATED', `push failed: ${e.message}`)));
+      });
+      const lastByteAtMs = Date.now();
+      if (received !== sizeBytes) throw new GfsError('TRUNCATED', `push truncated: ${received} of ${sizeBytes} bytes`);
+      pass?.end();
+      if (downstream) {
+        let d: PushAnswer;
+        try {
+          d = await downstream;
+        } catch (e) {
+          throw new GfsError('UNAVAILABLE', `next hop ${chain[0]} failed: ${(e as Error).message}`);
+        }
+        if (d.sizeBytes !== sizeBytes || d.crc32c !== crc) throw new GfsError('UNAVAILABLE', `next hop ${chain[0]} received different bytes`);
+      }
+      buffer.put(dataId, data, crc);
+      reserved = 0; // owned by the buffer now
+      buffer.note({ dataId, sizeBytes, firstByteAtMs, lastByteAtMs, forwardedTo: chain[0] });
+      const answer: PushAnswer = { dataId, sizeBytes, crc32c: crc };
+      res.json(answer);
+    } catch (e) {
+      if (reserved) buffer.release(reserved);
+      pass?.destroy();
+      if (!(e instanceof GfsError)) log.warn({ err: e }, 'push failed');
+      // Drain nothing more: the connection cannot be reused after a half-read body.
+      res.setHeader('connection', 'close');
+      sendError(res, e, log);
+    }
+  };
+}

@@ -1,0 +1,214 @@
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import type { Server } from 'node:http';
+import { join } from 'node:path';
+import { performance } from 'node:perf_hooks';
+import { customAlphabet } from 'nanoid';
+import { z } from 'zod';
+import { defaults } from '../shared/config.js';
+import { GfsError } from '../shared/errors.js';
+import { loadFaultsFromEnv } from '../shared/fault.js';
+import { finishApp, intString, jsonRoute, listen, makeApp, parseOr400 } from '../shared/http.js';
+import { makeLogger, type Logger } from '../shared/log.js';
+import { rpcJson, setRpcSelf } from '../shared/rpc.js';
+import { appendReq, applyReq, csCopyReq, csCreateReq, csVersionReq, handleSchema, nodeIdSchema, syncReq, writeReq, type ChunkInfoAnswer, type LeaseConfirmAnswer } from '../shared/wire.js';
+import { Forwarder } from './forward.js';
+import { Heartbeater } from './heartbeat.js';
+import { LeaseTable } from './leases.js';
+import { Mutator } from './mutations.js';
+import { PushBuffer, pushHandler } from './push.js';
+import { ReplicaStore } from './store.js';
+
+export interface ChunkserverOptions {
+  dir: string;
+  masterUrl: string;
+  port?: number;
+  host?: string;
+  /** The URL others use to reach this server (defaults to http://host:port). */
+  advertiseUrl?: string;
+  rack?: string;
+  id?: string;
+  heartbeatMs?: number;
+  pushBufferBytes?: number;
+  log?: Logger;
+}
+
+export interface RunningChunkserver {
+  id: string;
+  url: string;
+  port: number;
+  server: Server;
+  store: ReplicaStore;
+  close(): Promise<void>;
+}
+
+const readQuery = z.object({ handle: handleSchema, offset: intString(0, 2 ** 48), length: intString(0, 2 ** 31), version: intString(0, Number.MAX_SAFE_INTEGER).optional() }).strict();
+const infoQuery = z.object({ handle: handleSchema }).strict();
+/** Pieces a read is streamed in: each verified before it is sent. */
+const readPieceBytes = 1024 * 1024;
+
+/** A stable id, kept in DIR/id so a restarted chunkserver is the same server to the master. */
+function loadOrMakeId(dir: string, wanted?: string): string {
+  const file = join(dir, 'id');
+  if (existsSync(file)) {
+    const id = readFileSync(file, 'utf8').trim();
+    if (!nodeIdSchema.safeParse(id).success) throw new Error(`${file} holds an invalid id`);
+    if (wanted && wanted !== id) throw new Error(`${dir} belongs to chunkserver ${id}, not ${wanted}`);
+    return id;
+  }
+  const id = wanted ?? `cs-${customAlphabet('0123456789abcdefghijklmnopqrstuvwxyz', 8)()}`;
+  nodeIdSchema.parse(id);
+  writeFileSync(file, id + '\n');
+  return id;
+}
+
+async function fetchConfig(masterUrl: string, log: Logger): Promise<{ chunkSizeBytes: number; leaseMs: number; heartbeatMs: number }> {
+  // A chunkserver may start before its master: keep asking, with a bounded backoff.
+  for (let attempt = 0; ; attempt++) {
+    try {
+      return await rpcJson(masterUrl, '/api/config', undefined, { targetName: 'master', timeoutMs: 3_000 });
+    } catch (e) {
+      if (attempt % 10 === 0) log.warn({ masterUrl, err: (e as Error).message }, 'waiting for the master');
+      await new Promise((r) => setTimeout(r, Math.min(1_000, 100 * (attempt + 1))));
+    }
+  }
+}
+
+export async function startChunkserver(o: ChunkserverOptions): Promise<RunningChunkserver> {
+  mkdirSync(o.dir, { recursive: true });
+  const id = loadOrMakeId(o.dir, o.id);
+  const log = o.log ?? makeLogger(id);
+  setRpcSelf(id);
+  loadFaultsFromEnv();
+  const cfg = await fetchConfig(o.masterUrl, log);
+  const heartbeatMs = o.heartbeatMs ?? cfg.heartbeatMs ?? defaults.heartbeatMs;
+  let master: Heartbeater | undefined;
+  const store = await ReplicaStore.open({
+    dir: o.dir,
+    chunkSizeBytes: cfg.chunkSizeBytes,
+    checksumBlockBytes: defaults.checksumBlockBytes,
+    onCorrupt: (handle) => {
+      log.warn({ handle }, 'corrupt replica detected');
+      rpcJson(o.masterUrl, '/api/cs/report-corrupt', { id, handle }, { targetName: 'master' }).catch(() => undefined);
+    },
+  });
+  const push = new PushBuffer(o.pushBufferBytes ?? defaults.pushBufferBytes, defaults.pushExpiryMs);
+  const clock = () => performance.now();
+  const leases = new LeaseTable({
+    clock,
+    driftFraction: defaults.clockDriftFraction,
+    minRemainingMs: Math.min(1_000, cfg.leaseMs / 10),
+    confirm: (handle) => rpcJson<LeaseConfirmAnswer>(o.masterUrl, '/api/cs/lease-confirm', { id, handle }, { targetName: 'master', timeoutMs: Math.min(defaults.rpcTimeoutMs, cfg.leaseMs / 2) }),
+    onRefused: () => mutator.counters.refusedNoLease++,
+  });
+  const forwarder = new Forwarder(defaults.rpcTimeoutMs);
+  const mutator = new Mutator({ store, push, leases, forwarder, chunkSizeBytes: cfg.chunkSizeBytes });
+  let inFlight = 0;
+  let url = o.advertiseUrl ?? '';
+
+  const app = makeApp({ names: () => [id, url], log, jsonLimitBytes: 8 * 1024 * 1024 });
+  app.use((_req, res, next) => {
+    inFlight++;
+    res.once('close', () => inFlight--);
+    next();
+  });
+  app.put('/push/:dataId', pushHandler(push, cfg.chunkSizeBytes, log));
+  app.post('/chunk/write', jsonRoute({ body: writeReq }, ({ body }) => mutator.write(body)));
+  app.post('/chunk/append', jsonRoute({ body: appendReq }, ({ body }) => mutator.append(body)));
+  app.post('/chunk/apply', jsonRoute({ body: applyReq }, ({ body }) => mutator.apply(body)));
+  app.post('/chunk/sync', jsonRoute({ body: syncReq }, async ({ body }) => {
+    const info = store.info(body.handle);
+    if (!info) throw new GfsError('NOT_FOUND', `no replica of ${body.handle} here`);
+    await store.sync(body.handle);
+    return { ok: true, version: info.version };
+  }));
+  app.post('/chunk/create', jsonRoute({ body: csCreateReq }, async ({ body }) => {
+    const info = store.info(body.handle);
+    if (info && info.version === body.version) return { ok: true };
+    await store.create(body.handle, body.version);
+    return { ok: true };
+  }));
+  app.post('/chunk/version', jsonRoute({ body: csVersionReq }, async ({ body }) => {
+    if (!store.has(body.handle)) throw new GfsError('NOT_FOUND', `no replica of ${body.handle} here`);
+    leases.drop(body.handle); // a new version means a new lease, perhaps elsewhere
+    await store.setVersion(body.handle, body.version);
+    return { ok: true };
+  }));
+  app.post('/chunk/copy', jsonRoute({ body: csCopyReq }, async ({ body }) => {
+    await store.copyLocal(body.handle, body.newHandle, body.version);
+    return { ok: true };
+  }));
+  app.get('/chunk/info', jsonRoute({ query: infoQuery }, ({ query }): ChunkInfoAnswer => {
+    const info = store.info(query.handle);
+    if (!info) throw new GfsError('NOT_FOUND', `no replica of ${query.handle} here`);
+    return { handle: query.handle, ...info };
+  }));
+  app.get('/chunk/read', async (req, res, next) => {
+    try {
+      const q = parseOr400(readQuery, req.query);
+      const info = store.info(q.handle);
+      if (!info) throw new GfsError('NOT_FOUND', `no replica of ${q.handle} here`);
+      // A replica older than the version the client was given is stale and must not serve.
+      if (q.version !== undefined && info.version < q.version) throw new GfsError('STALE_VERSION', `replica of ${q.handle} is at version ${info.version}, reader expects ${q.version}`);
+      const end = Math.min(info.sizeBytes, q.offset + q.length);
+      const total = Math.max(0, end - q.offset);
+      // Verify the first piece before committing to a 200.
+      let pos = q.offset;
+      let piece = total > 0 ? await store.read(q.handle, pos, Math.min(readPieceBytes, total)) : Buffer.alloc(0);
+      res.status(200).setHeader('content-type', 'application/octet-stream');
+      res.setHeader('content-length', String(total));
+      res.setHeader('x-gfs-version', String(info.version));
+      for (;;) {
+        pos += piece.length;
+        const more = pos < end;
+        if (!res.write(piece) && more) await new Promise((r) => res.once('drain', r));
+        if (!more || piece.length === 0) break;
+        piece = await store.read(q.handle, pos, Math.min(readPieceBytes, end - pos));
+      }
+      res.end();
+    } catch (e) {
+      next(e);
+    }
+  });
+  app.get('/debug/pushes', (_req, res) => {
+    res.json({ pushes: push.recent });
+  });
+  app.get('/debug/state', (_req, res) => {
+    res.json({ id, leases: leases.held(), counters: { ...mutator.counters, ...master!.counters }, push: { usedBytes: push.usedBytes, count: push.count }, chunks: store.list() });
+  });
+  finishApp(app, log);
+
+  const host = o.host ?? '127.0.0.1';
+  const { server, port } = await listen(app, o.port ?? 0, host);
+  if (!url) url = `http://${host}:${port}`;
+  master = new Heartbeater({
+    id,
+    url: () => url,
+    rack: o.rack ?? 'default',
+    masterUrl: o.masterUrl,
+    heartbeatMs,
+    leaseMs: () => cfg.leaseMs,
+    store,
+    leases,
+    load: () => inFlight,
+    log,
+  });
+  await master.register().catch((e) => log.warn({ err: (e as Error).message }, 'first registration failed; heartbeats will retry'));
+  master.start();
+  const sweeper = setInterval(() => push.sweep(Date.now()), 5_000);
+  sweeper.unref();
+  log.info({ id, url, rack: o.rack ?? 'default' }, 'chunkserver listening');
+  return {
+    id,
+    url,
+    port,
+    server,
+    store,
+    async close() {
+      master!.stop();
+      clearInterval(sweeper);
+      await new Promise<void>((r) => server.close(() => r()));
+      server.closeAllConnections();
+      await store.close();
+    },
+  };
+}

@@ -1,0 +1,313 @@
+#!/usr/bin/env node
+// The `gfs` command. Start-up stays fast (scripts call it in loops): only
+// commander is loaded up front; each command imports what it needs.
+import { Command, InvalidArgumentError, Option } from 'commander';
+
+const defaultMaster = 'http://127.0.0.1:7070';
+
+function int(name: string, min = 0, max = Number.MAX_SAFE_INTEGER) {
+  return (v: string): number => {
+    if (!/^\d+$/.test(v)) throw new InvalidArgumentError(`${name} must be a whole number`);
+    const n = Number(v);
+    if (n < min || n > max) throw new InvalidArgumentError(`${name} must be between ${min} and ${max}`);
+    return n;
+  };
+}
+
+/** Sizes like 65536, 64k, 64KiB, 64M, 1G. */
+function size(name: string) {
+  return (v: string): number => {
+    const m = /^(\d+)\s*(k|kb|kib|m|mb|mib|g|gb|gib)?$/i.exec(v.trim());
+    if (!m) throw new InvalidArgumentError(`${name} must be a size such as 65536, 64k or 64M`);
+    const unit = (m[2] ?? '').toLowerCase()[0];
+    const mult = unit === 'k' ? 1024 : unit === 'm' ? 1024 ** 2 : unit === 'g' ? 1024 ** 3 : 1;
+    return Number(m[1]) * mult;
+  };
+}
+
+const program = new Command();
+program
+  .name('gfs')
+  .description('A GFS-style distributed file system: master, chunkservers, client')
+  .version('0.1.0')
+  .addOption(new Option('--master <url>', 'master URL (default: $GFS_MASTER or ' + defaultMaster + ')'))
+  .showHelpAfterError('(run with --help for usage)');
+
+function masterUrl(): string {
+  return ((program.opts().master as string | undefined) ?? process.env.GFS_MASTER ?? defaultMaster).replace(/\/+$/, '');
+}
+
+async function client() {
+  const { GfsClient } = await import('./client.js');
+  return new GfsClient({ masterUrl: masterUrl() });
+}
+
+function fail(e: unknown): never {
+  const msg = e instanceof Error ? e.message : String(e);
+  process.stderr.write(`gfs: ${msg.split('\n')[0]}\n`);
+  process.exit(1);
+}
+
+/** Wraps an action: one line on stderr and a non-zero exit on error. */
+function run<A extends unknown[]>(fn: (...args: A) => Promise<void>) {
+  return async (...args: A) => {
+    try {
+      await fn(...args);
+      // Keep-alive sockets would hold the process open; a finished command exits.
+      process.exit(0);
+    } catch (e) {
+      fail(e);
+    }
+  };
+}
+
+function fmtBytes(n: number): string {
+  const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
+  let i = 0;
+  let v = n;
+  while (v >= 1024 && i < units.length - 1) {
+    v /= 1024;
+    i++;
+  }
+  return i === 0 ? `${n} B` : `${v.toFixed(1)} ${units[i]}`;
+}
+
+// ---- daemons ----
+program
+  .command('master')
+  .description('run the master')
+  .requiredOption('--dir <dir>', 'directory for the operation log and checkpoints')
+  .option('--port <port>', 'port to listen on', int('--port', 0, 65535), 7070)
+  .option('--host <host>', 'address to bind', '127.0.0.1')
+  .option('--chunk-size <bytes>', 'chunk size', size('--chunk-size'))
+  .option('--lease-ms <ms>', 'primary lease duration', int('--lease-ms', 100))
+  .option('--heartbeat-ms <ms>', 'chunkserver heartbeat interval', int('--heartbeat-ms', 50))
+  .option('--dead-ms <ms>', 'silence after which a chunkserver is dead', int('--dead-ms', 100))
+  .option('--safe-mode-ms <ms>', 'longest wait for chunkserver reports after a restart', int('--safe-mode-ms', 0))
+  .option('--checkpoint-bytes <bytes>', 'operation log size that triggers a checkpoint', size('--checkpoint-bytes'))
+  .option('--replication <n>', 'default replication factor', int('--replication', 1, 16))
+  .action(async (o) => {
+    try {
+      const { startMaster } = await import('../master/server.js');
+      const m = await startMaster({
+        dir: o.dir,
+        port: o.port,
+        host: o.host,
+        chunkSizeBytes: o.chunkSize,
+        leaseMs: o.leaseMs,
+        heartbeatMs: o.heartbeatMs,
+        deadMs: o.deadMs,
+        safeModeMs: o.safeModeMs,
+        checkpointLogBytes: o.checkpointBytes,
+        defaultReplication: o.replication,
+      });
+      process.stdout.write(`master ${m.url}\n`);
+      const stop = async () => {
+        await m.close().catch(() => undefined);
+        process.exit(0);
+      };
+      process.once('SIGTERM', stop);
+      process.once('SIGINT', stop);
+    } catch (e) {
+      fail(e);
+    }
+  });
+
+program
+  .command('chunkserver')
+  .description('run a chunkserver')
+  .requiredOption('--dir <dir>', 'directory for chunk replicas')
+  .option('--port <port>', 'port to listen on (0 picks a free one)', int('--port', 0, 65535), 0)
+  .option('--host <host>', 'address to bind', '127.0.0.1')
+  .option('--advertise <url>', 'URL other nodes use to reach this one (default http://HOST:PORT)')
+  .option('--rack <rack>', 'rack label for placement', 'default')
+  .option('--id <id>', 'chunkserver id (default: kept in DIR/id, made up the first time)')
+  .option('--heartbeat-ms <ms>', 'heartbeat interval (default: the master\'s)', int('--heartbeat-ms', 50))
+  .action(async (o) => {
+    try {
+      const { startChunkserver } = await import('../chunkserver/server.js');
+      const cs = await startChunkserver({ dir: o.dir, port: o.port, host: o.host, advertiseUrl: o.advertise, rack: o.rack, id: o.id, masterUrl: masterUrl(), heartbeatMs: o.heartbeatMs });
+      process.stdout.write(`chunkserver ${cs.id} ${cs.url}\n`);
+      const stop = async () => {
+        await cs.close().catch(() => undefined);
+        process.exit(0);
+      };
+      process.once('SIGTERM', stop);
+      process.once('SIGINT', stop);
+    } catch (e) {
+      fail(e);
+    }
+  });
+
+const cluster = program.command('cluster').description('local clusters');
+cluster
+  .command('up')
+  .description('run a master and chunkservers on 127.0.0.1 until Ctrl-C')
+  .option('--dir <dir>', 'data directory', './data')
+  .option('--port <port>', 'master port (chunkservers take the next ports)', int('--port', 1, 65535), 7070)
+  .option('--chunkservers <n>', 'number of chunkservers', int('--chunkservers', 1, 64), 3)
+  .option('--chunk-size <bytes>', 'chunk size', size('--chunk-size'))
+  .option('--lease-ms <ms>', 'primary lease duration', int('--lease-ms', 100))
+  .option('--heartbeat-ms <ms>', 'heartbeat interval', int('--heartbeat-ms', 50))
+  .option('--racks <n>', 'spread chunkservers over this many rack labels', int('--racks', 1, 64), 1)
+  .action(async (o) => {
+    try {
+      const { clusterUp } = await import('./cluster.js');
+      await clusterUp({ dir: o.dir, port: o.port, chunkservers: o.chunkservers, chunkSizeBytes: o.chunkSize, leaseMs: o.leaseMs, heartbeatMs: o.heartbeatMs, racks: o.racks });
+    } catch (e) {
+      fail(e);
+    }
+  });
+
+// ---- namespace ----
+program
+  .command('mkdir')
+  .description('make directories')
+  .option('-p, --parents', 'make parents as needed, no error if existing')
+  .argument('<paths...>')
+  .action(run(async (paths: string[], o: { parents?: boolean }) => {
+    const c = await client();
+    for (const p of paths) await c.mkdir(p, { parents: !!o.parents });
+  }));
+
+program
+  .command('ls')
+  .description('list a directory')
+  .option('-l, --long', 'long format: type, replication, size, mtime, name')
+  .option('-R, --recursive', 'list subdirectories recursively')
+  .argument('[path]', 'directory or file', '/')
+  .action(run(async (path: string, o: { long?: boolean; recursive?: boolean }) => {
+    const c = await client();
+    const entries = await c.list(path, { recursive: !!o.recursive });
+    const out: string[] = [];
+    for (const e of entries) {
+      const name = o.recursive ? e.path : e.name + (e.type === 'dir' ? '/' : '');
+      if (o.long) out.push(`${e.type === 'dir' ? 'd' : '-'} ${String(e.replication || '-').padStart(2)} ${String(e.sizeBytes).padStart(14)} ${new Date(e.mtimeMs).toISOString()} ${name}`);
+      else out.push(name);
+    }
+    if (out.length) process.stdout.write(out.join('\n') + '\n');
+  }));
+
+program
+  .command('stat')
+  .description('print a file or directory\'s metadata as JSON')
+  .argument('<path>')
+  .action(run(async (path: string) => {
+    const c = await client();
+    process.stdout.write(JSON.stringify(await c.stat(path), null, 2) + '\n');
+  }));
+
+program
+  .command('mv')
+  .description('rename a file or directory')
+  .argument('<src>')
+  .argument('<dst>')
+  .action(run(async (src: string, dst: string) => {
+    const c = await client();
+    await c.rename(src, dst);
+  }));
+
+program
+  .command('rm')
+  .description('delete files or directories')
+  .option('-r, --recursive', 'delete directories and their contents')
+  .argument('<paths...>')
+  .action(run(async (paths: string[], o: { recursive?: boolean }) => {
+    const c = await client();
+    for (const p of paths) await c.delete(p, { recursive: !!o.recursive });
+  }));
+
+program
+  .command('snapshot')
+  .description('copy-on-write snapshot of a file or directory tree')
+  .argument('<src>')
+  .argument('<dst>')
+  .action(run(async (src: string, dst: string) => {
+    const c = await client();
+    await c.snapshot(src, dst);
+  }));
+
+// ---- data ----
+program
+  .command('put')
+  .description('copy a local file into gfs (durable on every replica when it returns)')
+  .argument('<local>', 'local file, or - for stdin')
+  .argument('<remote>')
+  .option('--replication <n>', 'replication factor', int('--replication', 1, 16))
+  .option('-f, --force', 'overwrite an existing file')
+  .action(run(async (local: string, remote: string, o: { replication?: number; force?: boolean }) => {
+    const { putFile } = await import('./transfer.js');
+    await putFile(await client(), local, remote, { replication: o.replication, force: !!o.force, progress: process.stderr.isTTY });
+  }));
+
+program
+  .command('get')
+  .description('copy a gfs file to a local file')
+  .argument('<remote>')
+  .argument('<local>', 'local file, or - for stdout')
+  .action(run(async (remote: string, local: string) => {
+    const { getFile } = await import('./transfer.js');
+    await getFile(await client(), remote, local, { progress: process.stderr.isTTY && local !== '-' });
+  }));
+
+program
+  .command('cat')
+  .description('print a file')
+  .argument('<remote>')
+  .option('--replica <id>', 'read only from this chunkserver (to compare replicas)')
+  .option('--offset <bytes>', 'start at this offset', int('--offset'))
+  .option('--length <bytes>', 'read at most this many bytes', int('--length'))
+  .action(run(async (remote: string, o: { replica?: string; offset?: number; length?: number }) => {
+    const { catFile } = await import('./transfer.js');
+    await catFile(await client(), remote, process.stdout, { replica: o.replica, offset: o.offset, length: o.length });
+  }));
+
+program
+  .command('append')
+  .description('append one record (a file, or stdin) and print its offset')
+  .argument('<remote>')
+  .argument('[file]', 'local file holding the record, or - for stdin', '-')
+  .option('--lines', 'append each line of the input as its own record')
+  .option('--create', 'create the file if it does not exist')
+  .action(run(async (remote: string, file: string, o: { lines?: boolean; create?: boolean }) => {
+    const { appendCmd } = await import('./transfer.js');
+    await appendCmd(await client(), remote, file, { lines: !!o.lines, create: !!o.create });
+  }));
+
+program
+  .command('records')
+  .description('print every record of a record-appended file once, in file order')
+  .argument('<remote>')
+  .option('--json', 'one JSON object per record: offset, id, data')
+  .action(run(async (remote: string, o: { json?: boolean }) => {
+    const { recordsCmd } = await import('./transfer.js');
+    await recordsCmd(await client(), remote, !!o.json);
+  }));
+
+program
+  .command('status')
+  .description('cluster status: chunkservers and chunk replication')
+  .option('--json', 'print the raw JSON')
+  .action(run(async (o: { json?: boolean }) => {
+    const c = await client();
+    const s = (await c.status()) as {
+      safeMode: boolean;
+      files: number;
+      chunks: { total: number; healthy: number; underReplicated: number; overReplicated: number; missing: number };
+      chunkservers: { id: string; url: string; rack: string; alive: boolean; chunks: number; usedBytes: number; freeBytes: number }[];
+    };
+    if (o.json) {
+      process.stdout.write(JSON.stringify(s, null, 2) + '\n');
+      return;
+    }
+    const lines = [
+      `safe mode: ${s.safeMode ? 'ON' : 'off'}`,
+      `files: ${s.files}`,
+      `chunks: ${s.chunks.total} total, ${s.chunks.healthy} healthy, ${s.chunks.underReplicated} under-replicated, ${s.chunks.overReplicated} over-replicated, ${s.chunks.missing} missing`,
+      `chunkservers: ${s.chunkservers.filter((x) => x.alive).length} alive of ${s.chunkservers.length}`,
+      ...s.chunkservers.map((x) => `  ${x.id.padEnd(12)} ${x.url.padEnd(24)} rack=${x.rack.padEnd(8)} ${x.alive ? 'alive' : 'DEAD '} chunks=${String(x.chunks).padStart(6)} used=${fmtBytes(x.usedBytes)} free=${fmtBytes(x.freeBytes)}`),
+    ];
+    process.stdout.write(lines.join('\n') + '\n');
+  }));
+
+program.parseAsync(process.argv).catch(fail);

@@ -1,0 +1,403 @@
+import { randomBytes } from 'node:crypto';
+import { nanoid } from 'nanoid';
+import { crc32c } from '../shared/checksum.js';
+import { defaults } from '../shared/config.js';
+import { GfsError } from '../shared/errors.js';
+import { rpcJson, rpcStream, setRpcSelf } from '../shared/rpc.js';
+import type { AppendAnswer, ChunkLocation, ChunksAnswer, FileInfo, LeaseAnswer, ListEntry, PushAnswer, ReplicaRef, WriteAnswer } from '../shared/wire.js';
+import { withRetry, type RetryOptions } from './retry.js';
+import { frameRecord, parseRecords, recordHeaderBytes } from './records.js';
+
+// The client library. Metadata goes to the master; data goes straight to
+// chunkservers. Chunk locations and leases are cached with expiry and
+// dropped on error; mutations are retried with the same request id, so a
+// primary that already applied one answers with its earlier result.
+
+export interface ClientOptions {
+  masterUrl: string;
+  clientId?: string;
+  /** How long cached chunk locations are trusted. */
+  locationTtlMs?: number;
+  /** Largest piece pushed and mutated at once. */
+  pieceBytes?: number;
+  /** Pieces in flight at once for large reads and writes. */
+  concurrency?: number;
+  retry?: Partial<RetryOptions>;
+}
+
+interface CachedFile {
+  chunkSizeBytes: number;
+  chunkCount: number;
+  sizeBytes: number;
+  chunks: Map<number, ChunkLocation>;
+  fetchedAtMs: number;
+}
+
+/** Orders replicas for a push chain or a read: closest first. On one host all are equally close; prefer the client's rack, then keep racks together. */
+export function closestFirst(replicas: ReplicaRef[], clientRack?: string): ReplicaRef[] {
+  return replicas
+    .map((r, i) => ({ r, i }))
+    .sort((a, b) => (a.r.rack === clientRack ? 0 : 1) - (b.r.rack === clientRack ? 0 : 1) || (a.r.rack < b.r.rack ? -1 : a.r.rack > b.r.rack ? 1 : 0) || a.i - b.i)
+    .map((x) => x.r);
+}
+
+export class GfsClient {
+  readonly masterUrl: string;
+  readonly clientId: string;
+  private readonly files = new Map<string, CachedFile>();
+  private readonly leases = new Map<string, { lease: LeaseAnswer; validUntilMs: number }>();
+  private readonly locationTtlMs: number;
+  readonly pieceBytes: number;
+  readonly concurrency: number;
+  private readonly retry: Partial<RetryOptions>;
+  private requestSeq = 0;
+  private readCursor = 0;
+  readonly rack: string | undefined = process.env.GFS_RACK;
+
+  constructor(o: ClientOptions) {
+    this.masterUrl = o.masterUrl.replace(/\/+$/, '');
+    this.clientId = o.clientId ?? `c${nanoid(12).replace(/[^A-Za-z0-9_-]/g, '_')}`;
+    this.locationTtlMs = o.locationTtlMs ?? 30_000;
+    this.pieceBytes = o.pieceBytes ?? defaults.pushPieceBytes;
+    this.concurrency = o.concurrency ?? 4;
+    this.retry = o.retry ?? {};
+    setRpcSelf(this.clientId);
+  }
+
+  private master<T>(path: string, body?: unknown, query?: Record<string, string>): Promise<T> {
+    return withRetry(() => rpcJson<T>(this.masterUrl, path, body, { query, targetName: 'master' }), { ...this.retry, attempts: 6 });
+  }
+
+  private nextRequestId(): string {
+    return `${Date.now().toString(36)}-${(this.requestSeq++).toString(36)}`;
+  }
+
+  // ---- namespace ----
+  async mkdir(path: string, opts: { parents?: boolean } = {}): Promise<void> {
+    await this.master('/api/mkdir', { path, parents: opts.parents ?? false });
+  }
+
+  async create(path: string, opts: { replication?: number; exclusive?: boolean } = {}): Promise<FileInfo> {
+    this.files.delete(path);
+    return this.master<FileInfo>('/api/create', { path, ...(opts.replication ? { replication: opts.replication } : {}), exclusive: opts.exclusive ?? true });
+  }
+
+  stat(path: string): Promise<FileInfo> {
+    return this.master<FileInfo>('/api/stat', undefined, { path });
+  }
+
+  async list(path: string, opts: { recursive?: boolean } = {}): Promise<ListEntry[]> {
+    const r = await this.master<{ entries: ListEntry[] }>('/api/list', undefined, { path, recursive: opts.recursive ? '1' : '0' });
+    return r.entries;
+  }
+
+  async delete(path: string, opts: { recursive?: boolean } = {}): Promise<void> {
+    this.files.delete(path);
+    await this.master('/api/delete', { path, recursive: opts.recursive ?? false });
+  }
+
+  async rename(src: string, dst: string): Promise<void> {
+    this.files.delete(src);
+    this.files.delete(dst);
+    await this.master('/api/rename', { src, dst });
+  }
+
+  async snapshot(src: string, dst: string): Promise<void> {
+    await this.master('/api/snapshot', { src, dst });
+  }
+
+  status(): Promise<Record<string, unknown>> {
+    return this.master('/api/status');
+  }
+
+  // ---- locations and leases ----
+  invalidate(path?: string): void {
+    if (path === undefined) this.files.clear();
+    else this.files.delete(path);
+  }
+
+  /** Locations for chunks [startIndex, startIndex+count) plus the file's size, from cache or the master. */
+  async locate(path: string, startIndex: number, count: number, fresh = false): Promise<CachedFile> {
+    const now = Date.now();
+    let f = this.files.get(path);
+    const covered = (c: CachedFile) => {
+      for (let i = startIndex; i < Math.min(c.chunkCount, startIndex + count); i++) if (!c.chunks.has(i)) return false;
+      return true;
+    };
+    if (!fresh && f && now - f.fetchedAtMs < this.locationTtlMs && covered(f)) return f;
+    const a = await this.master<ChunksAnswer>('/api/chunks', { path, startIndex, count: Math.max(1, Math.min(count, 10_000)) });
+    if (!f || fresh || now - f.fetchedAtMs >= this.locationTtlMs) {
+      f = { chunkSizeBytes: a.chunkSizeBytes, chunkCount: a.chunkCount, sizeBytes: a.sizeBytes, chunks: new Map(), fetchedAtMs: now };
+      this.files.set(path, f);
+    }
+    f.chunkCount = a.chunkCount;
+    f.sizeBytes = a.sizeBytes;
+    for (const c of a.chunks) f.chunks.set(c.index, c);
+    return f;
+  }
+
+  private async chunkForWrite(path: string, index: number): Promise<ChunkLocation> {
+    const f = this.files.get(path);
+    const cached = f && Date.now() - f.fetchedAtMs < this.locationTtlMs ? f.chunks.get(index) : undefined;
+    if (cached) return cached;
+    const loc = await rpcJson<ChunkLocation>(this.masterUrl, '/api/allocate', { path, index }, { targetName: 'master' });
+    const g = this.files.get(path);
+    if (g) {
+      g.chunks.set(index, loc);
+      if (index >= g.chunkCount) g.chunkCount = index + 1;
+    }
+    return loc;
+  }
+
+  private async leaseFor(handle: string): Promise<LeaseAnswer> {
+    const c = this.leases.get(handle);
+    if (c && c.validUntilMs > Date.now()) return c.lease;
+    const lease = await rpcJson<LeaseAnswer>(this.masterUrl, '/api/lease', { handle }, { targetName: 'master' });
+    // Trust the cached lease for a fraction of its remaining time; the primary checks it for real.
+    this.leases.set(handle, { lease, validUntilMs: Date.now() + Math.min(lease.leaseRemainingMs / 2, 30_000) });
+    return lease;
+  }
+
+  private dropLease(handle: string): void {
+    this.leases.delete(handle);
+  }
+
+  /** Pushes data along a pipelined chain of the given replicas, closest first. */
+  async push(replicas: ReplicaRef[], data: Buffer): Promise<{ dataId: string; crc: number }> {
+    const chain = closestFirst(replicas, this.rack);
+    const dataId = nanoid(21).replace(/[^A-Za-z0-9_-]/g, '_');
+    const crc = crc32c(data);
+    const res = await rpcStream(chain[0]!.url, `/push/${dataId}`, data, {
+      method: 'PUT',
+      contentLength: data.length,
+      targetName: chain[0]!.id,
+      headers: { 'x-gfs-chain': JSON.stringify(chain.slice(1).map((r) => r.url)) },
+    });
+    const a = (await res.body.json()) as PushAnswer;
+    if (a.crc32c !== crc || a.sizeBytes !== data.length) throw new GfsError('UNAVAILABLE', 'pushed data arrived damaged');
+    return { dataId, crc };
+  }
+
+  // ---- data ----
+  /** Writes data at a file offset; spans chunks; returns when every replica applied every piece. */
+  async write(path: string, offset: number, data: Buffer): Promise<void> {
+    if (data.length === 0) return;
+    const f = await this.locate(path, Math.floor(offset / 1), 1).catch(() => undefined);
+    const chunkSizeBytes = f?.chunkSizeBytes ?? (await this.stat(path)).chunkSizeBytes;
+    const pieces: { index: number; offset: number; data: Buffer }[] = [];
+    let pos = 0;
+    while (pos < data.length) {
+      const fileOff = offset + pos;
+      const index = Math.floor(fileOff / chunkSizeBytes);
+      const inChunk = fileOff % chunkSizeBytes;
+      const n = Math.min(data.length - pos, chunkSizeBytes - inChunk, this.pieceBytes);
+      pieces.push({ index, offset: inChunk, data: data.subarray(pos, pos + n) });
+      pos += n;
+    }
+    await this.runLimited(pieces, (p) => this.writePiece(path, p.index, p.offset, p.data));
+  }
+
+  async writePiece(path: string, index: number, offsetInChunk: number, data: Buffer): Promise<WriteAnswer> {
+    const requestId = this.nextRequestId();
+    let handle: string | undefined;
+    return withRetry(
+      async () => {
+        const loc = await this.chunkForWrite(path, index);
+        handle = loc.handle;
+        const lease = await this.leaseFor(loc.handle);
+        const { dataId, crc } = await this.push([lease.primary, ...lease.secondaries], data);
+        return rpcJson<WriteAnswer>(
+          lease.primary.url,
+          '/chunk/write',
+          { handle: loc.handle, version: lease.version, offset: offsetInChunk, dataId, sizeBytes: data.length, crc32c: crc, clientId: this.clientId, requestId },
+          { targetName: lease.primary.id, timeoutMs: defaults.dataTimeoutMs },
+        );
+      },
+      {
+        ...this.retry,
+        onError: (e) => {
+          if (handle) this.dropLease(handle);
+          if (e instanceof GfsError && (e.code === 'NOT_FOUND' || e.code === 'STALE_VERSION' || e.code === 'NO_REPLICAS')) this.invalidate(path);
+        },
+      },
+    );
+  }
+
+  /**
+   * Record append of raw bytes (no framing): the system picks the offset and
+   * returns it. At least once: a retried append may leave a duplicate.
+   */
+  async appendRaw(path: string, data: Buffer): Promise<number> {
+    if (data.length === 0) throw new GfsError('BAD_REQUEST', 'empty record');
+    const requestId = this.nextRequestId();
+    let handle: string | undefined;
+    let padded = 0;
+    return withRetry(
+      async () => {
+        for (;;) {
+          const f = await this.locate(path, 0, 1);
+          const index = Math.max(0, f.chunkCount - 1);
+          if (data.length > f.chunkSizeBytes / 4) throw new GfsError('RECORD_TOO_LARGE', `record of ${data.length} bytes exceeds the limit of ${f.chunkSizeBytes / 4} (a quarter of the chunk size)`);
+          const loc = await this.chunkForWrite(path, index);
+          handle = loc.handle;
+          const lease = await this.leaseFor(loc.handle);
+          const { dataId, crc } = await this.push([lease.primary, ...lease.secondaries], data);
+          const a = await rpcJson<AppendAnswer>(
+            lease.primary.url,
+            '/chunk/append',
+            { handle: loc.handle, version: lease.version, dataId, sizeBytes: data.length, crc32c: crc, clientId: this.clientId, requestId: `${requestId}.${padded}` },
+            { targetName: lease.primary.id, timeoutMs: defaults.dataTimeoutMs },
+          );
+          if (a.status === 'ok') return index * f.chunkSizeBytes + a.offset;
+          // The chunk was full and is now padded on every replica: go on to the next one.
+          if (++padded > 64) throw new GfsError('UNAVAILABLE', 'record append kept finding full chunks');
+          await this.chunkForWrite(path, index + 1);
+          const g = this.files.get(path);
+          if (g && g.chunkCount < index + 2) g.chunkCount = index + 2;
+        }
+      },
+      {
+        ...this.retry,
+        onError: (e) => {
+          if (handle) this.dropLease(handle);
+          this.invalidate(path);
+          void e;
+        },
+      },
+    );
+  }
+
+  /** Reads up to `length` bytes at `offset` (short at end of file). */
+  async read(path: string, offset: number, length: number): Promise<Buffer> {
+    const f0 = await this.locate(path, 0, 1, true);
+    const end = Math.min(f0.sizeBytes, offset + length);
+    if (end <= offset) return Buffer.alloc(0);
+    const cs = f0.chunkSizeBytes;
+    const first = Math.floor(offset / cs);
+    const last = Math.floor((end - 1) / cs);
+    await this.locate(path, first, last - first + 1);
+    const out = Buffer.alloc(end - offset);
+    const pieces: { index: number; inChunk: number; len: number; at: number }[] = [];
+    for (let pos = offset; pos < end; ) {
+      const index = Math.floor(pos / cs);
+      const inChunk = pos % cs;
+      const len = Math.min(end - pos, cs - inChunk, this.pieceBytes);
+      pieces.push({ index, inChunk, len, at: pos - offset });
+      pos += len;
+    }
+    await this.runLimited(pieces, async (p) => {
+      const b = await this.readPiece(path, p.index, p.inChunk, p.len);
+      b.copy(out, p.at); // bytes past a replica's end (holes) stay zero
+    });
+    return out;
+  }
+
+  /** One piece of one chunk, from the closest replica, failing over to the next. */
+  async readPiece(path: string, index: number, inChunk: number, len: number): Promise<Buffer> {
+    let lastErr: unknown;
+    for (let round = 0; round < 3; round++) {
+      const f = await this.locate(path, index, 1, round > 0);
+      const loc = f.chunks.get(index);
+      if (!loc) throw new GfsError('NOT_FOUND', `chunk ${index} of ${path} vanished`);
+      if (loc.replicas.length === 0) {
+        lastErr = new GfsError('NO_REPLICAS', `no live replica of chunk ${index} of ${path}`);
+        await new Promise((r) => setTimeout(r, 200 * (round + 1)));
+        continue;
+      }
+      // Spread reads over replicas, closest first.
+      const ordered = closestFirst(loc.replicas, this.rack);
+      const start = this.readCursor++ % ordered.length;
+      for (let i = 0; i < ordered.length; i++) {
+        const r = ordered[(start + i) % ordered.length]!;
+        try {
+          return await this.readReplica(r, loc.handle, loc.version, inChunk, len);
+        } catch (e) {
+          lastErr = e;
+        }
+      }
+    }
+    throw lastErr instanceof Error ? lastErr : new GfsError('UNAVAILABLE', `cannot read chunk ${index} of ${path}`);
+  }
+
+  async readReplica(r: ReplicaRef, handle: string, version: number, offset: number, length: number): Promise<Buffer> {
+    const res = await rpcStream(r.url, '/chunk/read', undefined, { query: { handle, offset, length, version }, targetName: r.id });
+    const expected = Number(res.headers['content-length'] ?? -1);
+    const bufs: Buffer[] = [];
+    let got = 0;
+    for await (const c of res.body) {
+      bufs.push(c as Buffer);
+      got += (c as Buffer).length;
+    }
+    if (expected >= 0 && got !== expected) throw new GfsError('TRUNCATED', `short read from ${r.id}: ${got} of ${expected} bytes`);
+    return Buffer.concat(bufs, got);
+  }
+
+  /** Makes every chunk of the file durable on every replica's disk (fsync). */
+  async sync(path: string): Promise<void> {
+    const f = await this.locate(path, 0, 10_000, true);
+    const jobs: (() => Promise<void>)[] = [];
+    for (const loc of f.chunks.values()) {
+      for (const r of loc.replicas) {
+        jobs.push(async () => {
+          await withRetry(() => rpcJson(r.url, '/chunk/sync', { handle: loc.handle, version: loc.version }, { targetName: r.id, timeoutMs: defaults.dataTimeoutMs }), { attempts: 3 });
+        });
+      }
+    }
+    await this.runLimited(jobs, (j) => j(), 16);
+  }
+
+  /** Runs fn over items with at most `limit` in flight; the first error fails the whole run. */
+  async runLimited<T>(items: T[], fn: (item: T) => Promise<unknown>, limit = this.concurrency): Promise<void> {
+    let next = 0;
+    let failed: unknown;
+    const worker = async () => {
+      while (failed === undefined && next < items.length) {
+        const item = items[next++]!;
+        try {
+          await fn(item);
+        } catch (e) {
+          failed ??= e;
+        }
+      }
+    };
+    await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
+    if (failed !== undefined) throw failed;
+  }
+
+  static newRecordId(): Buffer {
+    return randomBytes(16);
+  }
+}
+
+// ---- records: framing on top of record append ----
+
+export interface RecordRead {
+  /** Offset of the record's frame in the file. */
+  offset: number;
+  id: string;
+  payload: Buffer;
+}
+
+/** Appends one framed record; returns the file offset of its frame. */
+export async function appendRecord(client: GfsClient, path: string, payload: Buffer): Promise<number> {
+  return client.appendRaw(path, frameRecord(payload));
+}
+
+export function maxRecordPayloadBytes(chunkSizeBytes: number): number {
+  return Math.floor(chunkSizeBytes / 4) - recordHeaderBytes;
+}
+
+/** Every appended record once, in file order: padding, torn fragments and duplicates skipped. */
+export async function* readRecords(client: GfsClient, path: string): AsyncGenerator<RecordRead> {
+  const f = await client.locate(path, 0, 1, true);
+  const seen = new Set<string>();
+  for (let index = 0; index * f.chunkSizeBytes < f.sizeBytes; index++) {
+    const start = index * f.chunkSizeBytes;
+    const bytes = await client.read(path, start, Math.min(f.chunkSizeBytes, f.sizeBytes - start));
+    for (const r of parseRecords(bytes)) {
+      if (seen.has(r.id)) continue;
+      seen.add(r.id);
+      yield { offset: start + r.offset, id: r.id, payload: r.payload };
+    }
+  }
+}

@@ -1,0 +1,94 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdirSync, openSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { rpcJson } from '../shared/rpc.js';
+
+// `gfs cluster up`: one master and N chunkservers as separate processes on
+// 127.0.0.1, data and logs under DIR, stopped together on Ctrl-C.
+
+export interface ClusterOptions {
+  dir: string;
+  port: number;
+  chunkservers: number;
+  chunkSizeBytes?: number;
+  leaseMs?: number;
+  heartbeatMs?: number;
+  racks: number;
+}
+
+const cli = fileURLToPath(new URL('./cli.js', import.meta.url));
+
+async function waitFor<T>(what: string, fn: () => Promise<T | undefined>, deadlineMs: number): Promise<T> {
+  const until = Date.now() + deadlineMs;
+  let last: unknown;
+  while (Date.now() < until) {
+    try {
+      const v = await fn();
+      if (v !== undefined) return v;
+    } catch (e) {
+      last = e;
+    }
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  throw new Error(`timed out waiting for ${what}${last ? `: ${(last as Error).message}` : ''}`);
+}
+
+export async function clusterUp(o: ClusterOptions): Promise<void> {
+  const dir = resolve(o.dir);
+  mkdirSync(join(dir, 'logs'), { recursive: true });
+  const children: { name: string; proc: ChildProcess }[] = [];
+  let stopping = false;
+  const stopAll = async (code: number) => {
+    if (stopping) return;
+    stopping = true;
+    for (const c of children) if (c.proc.exitCode === null) c.proc.kill('SIGTERM');
+    const deadline = Date.now() + 5_000;
+    while (children.some((c) => c.proc.exitCode === null && c.proc.signalCode === null) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+    for (const c of children) if (c.proc.exitCode === null && c.proc.signalCode === null) c.proc.kill('SIGKILL');
+    process.exit(code);
+  };
+  process.once('SIGINT', () => void stopAll(0));
+  process.once('SIGTERM', () => void stopAll(0));
+
+  const start = (name: string, args: string[]) => {
+    const log = openSync(join(dir, 'logs', `${name}.log`), 'a');
+    const proc = spawn(process.execPath, [cli, ...args], { stdio: ['ignore', 'ignore', log] });
+    children.push({ name, proc });
+    proc.once('exit', (code, signal) => {
+      if (stopping) return;
+      process.stderr.write(`gfs: ${name} exited (${signal ?? code}); stopping the cluster (see ${join(dir, 'logs', name + '.log')})\n`);
+      void stopAll(1);
+    });
+  };
+
+  const masterUrl = `http://127.0.0.1:${o.port}`;
+  const masterArgs = ['master', '--dir', join(dir, 'master'), '--port', String(o.port)];
+  if (o.chunkSizeBytes) masterArgs.push('--chunk-size', String(o.chunkSizeBytes));
+  if (o.leaseMs) masterArgs.push('--lease-ms', String(o.leaseMs));
+  if (o.heartbeatMs) masterArgs.push('--heartbeat-ms', String(o.heartbeatMs));
+  start('master', masterArgs);
+  await waitFor('the master', async () => (await rpcJson(masterUrl, '/healthz', undefined, { timeoutMs: 1_000 })) as unknown, 15_000);
+  process.stdout.write(`master ${masterUrl}\n`);
+  for (let i = 0; i < o.chunkservers; i++) {
+    start(`chunkserver-${i + 1}`, [
+      'chunkserver',
+      '--master', masterUrl,
+      '--dir', join(dir, `cs${i + 1}`),
+      '--port', String(o.port + 1 + i),
+      '--rack', `rack${(i % o.racks) + 1}`,
+      '--id', `cs${i + 1}`,
+    ]);
+  }
+  const servers = await waitFor(
+    `${o.chunkservers} chunkservers to register`,
+    async () => {
+      const s = await rpcJson<{ chunkservers: { id: string; url: string; alive: boolean }[] }>(masterUrl, '/api/status', undefined, { timeoutMs: 2_000 });
+      const alive = s.chunkservers.filter((c) => c.alive);
+      return alive.length >= o.chunkservers ? alive : undefined;
+    },
+    30_000,
+  );
+  for (const s of servers.sort((a, b) => (a.id < b.id ? -1 : 1))) process.stdout.write(`chunkserver ${s.id} ${s.url}\n`);
+  process.stdout.write(`cluster up: data in ${dir}, logs in ${join(dir, 'logs')}; export GFS_MASTER=${masterUrl}; Ctrl-C stops it\n`);
+}

@@ -1,0 +1,46 @@
+import { randomBytes } from 'node:crypto';
+import { crc32c } from '../shared/checksum.js';
+
+// Record framing on top of record append. GFS appends are at-least-once and
+// may leave padding, torn fragments and duplicates between records; each
+// record therefore carries a magic number, its length, a crc32c over id and
+// payload, and a unique id, so a reader can find every whole record exactly
+// once. A record never spans chunks (the primary pads instead), so a reader
+// can resynchronise by searching for the next magic number.
+//
+// frame: magic "GFR1" (4) | payload length u32 LE (4) | crc32c(id+payload) u32 LE (4) | id (16) | payload
+
+export const recordMagic = Buffer.from('GFR1', 'latin1');
+export const recordHeaderBytes = 28;
+
+export function frameRecord(payload: Buffer, id: Buffer = randomBytes(16)): Buffer {
+  const frame = Buffer.allocUnsafe(recordHeaderBytes + payload.length);
+  recordMagic.copy(frame, 0);
+  frame.writeUInt32LE(payload.length, 4);
+  id.copy(frame, 12);
+  payload.copy(frame, recordHeaderBytes);
+  frame.writeUInt32LE(crc32c(frame.subarray(12)), 8);
+  return frame;
+}
+
+export interface ParsedRecord {
+  /** Offset of the frame within the scanned buffer. */
+  offset: number;
+  id: string;
+  payload: Buffer;
+}
+
+/** Every whole record in buf (one chunk's bytes), in order, skipping padding and torn fragments. */
+export function* parseRecords(buf: Buffer): Generator<ParsedRecord> {
+  let pos = buf.indexOf(recordMagic, 0);
+  while (pos >= 0 && pos + recordHeaderBytes <= buf.length) {
+    const len = buf.readUInt32LE(pos + 4);
+    const end = pos + recordHeaderBytes + len;
+    if (end <= buf.length && crc32c(buf.subarray(pos + 12, end)) === buf.readUInt32LE(pos + 8)) {
+      yield { offset: pos, id: buf.subarray(pos + 12, pos + 28).toString('hex'), payload: buf.subarray(pos + recordHeaderBytes, end) };
+      pos = buf.indexOf(recordMagic, end);
+    } else {
+      pos = buf.indexOf(recordMagic, pos + 1);
+    }
+  }
+}

@@ -1,0 +1,192 @@
+import { createReadStream, createWriteStream } from 'node:fs';
+import { open, stat } from 'node:fs/promises';
+import type { Writable } from 'node:stream';
+import { GfsError, isGfsError } from '../shared/errors.js';
+import { appendRecord, readRecords, type GfsClient } from './client.js';
+
+// The CLI's data commands over the client library: put, get, cat, append,
+// records. Large transfers move in pieces with a bounded number in flight,
+// never a whole file in memory.
+
+interface Progress {
+  update(doneBytes: number): void;
+  stop(): void;
+}
+
+async function progressBar(totalBytes: number, enabled: boolean, label: string): Promise<Progress> {
+  if (!enabled || totalBytes < 8 * 1024 * 1024) return { update() {}, stop() {} };
+  const { default: cliProgress } = await import('cli-progress');
+  const bar = new cliProgress.SingleBar(
+    { format: `${label} [{bar}] {percentage}% | {value}/{total} MiB | {speed} MB/s`, stream: process.stderr, hideCursor: true },
+    cliProgress.Presets.shades_classic,
+  );
+  const start = Date.now();
+  bar.start(Math.ceil(totalBytes / 2 ** 20), 0, { speed: '0' });
+  return {
+    update(done) {
+      const s = (Date.now() - start) / 1000;
+      bar.update(Math.floor(done / 2 ** 20), { speed: s > 0 ? (done / 1e6 / s).toFixed(1) : '0' });
+    },
+    stop() {
+      bar.stop();
+    },
+  };
+}
+
+/** Reads a stream into pieces of exactly `pieceBytes` (the last may be shorter). */
+async function* pieces(stream: AsyncIterable<Buffer>, pieceBytes: number): AsyncGenerator<Buffer> {
+  let parts: Buffer[] = [];
+  let have = 0;
+  for await (const c of stream) {
+    let chunk = c;
+    while (chunk.length > 0) {
+      const take = Math.min(chunk.length, pieceBytes - have);
+      parts.push(chunk.subarray(0, take));
+      have += take;
+      chunk = chunk.subarray(take);
+      if (have === pieceBytes) {
+        yield Buffer.concat(parts, have);
+        parts = [];
+        have = 0;
+      }
+    }
+  }
+  if (have > 0) yield Buffer.concat(parts, have);
+}
+
+export async function putFile(c: GfsClient, local: string, remote: string, o: { replication?: number; force?: boolean; progress?: boolean }): Promise<number> {
+  let totalBytes = 0;
+  if (local !== '-') {
+    const st = await stat(local).catch(() => {
+      throw new GfsError('NOT_FOUND', `no such local file: ${local}`);
+    });
+    if (!st.isFile()) throw new GfsError('BAD_REQUEST', `not a regular file: ${local}`);
+    totalBytes = st.size;
+  }
+  try {
+    await c.create(remote, { replication: o.replication });
+  } catch (e) {
+    if (!(o.force && isGfsError(e, 'EXISTS'))) throw e;
+    await c.delete(remote);
+    await c.create(remote, { replication: o.replication });
+  }
+  const bar = await progressBar(totalBytes, !!o.progress, 'put');
+  const f = await c.locate(remote, 0, 1, true);
+  // Pieces never straddle a chunk boundary.
+  const pieceBytes = Math.min(c.pieceBytes, f.chunkSizeBytes);
+  const stream = local === '-' ? (process.stdin as AsyncIterable<Buffer>) : createReadStream(local, { highWaterMark: 1024 * 1024 });
+  let offset = 0;
+  let done = 0;
+  const inFlight = new Set<Promise<void>>();
+  let failed: unknown;
+  for await (const piece of pieces(stream as AsyncIterable<Buffer>, pieceBytes)) {
+    if (failed) break;
+    const at = offset;
+    offset += piece.length;
+    const p: Promise<void> = c
+      .writePiece(remote, Math.floor(at / f.chunkSizeBytes), at % f.chunkSizeBytes, piece)
+      .then(() => {
+        done += piece.length;
+        bar.update(done);
+      })
+      .catch((e) => {
+        failed ??= e;
+      })
+      .finally(() => inFlight.delete(p));
+    inFlight.add(p);
+    // Bounded memory: at most `concurrency` pieces in flight.
+    while (inFlight.size >= c.concurrency) await Promise.race(inFlight);
+  }
+  await Promise.all(inFlight);
+  bar.stop();
+  if (failed) throw failed;
+  // Close after a put: durable on every replica's disk before we return.
+  await c.sync(remote);
+  return offset;
+}
+
+export async function getFile(c: GfsClient, remote: string, local: string, o: { progress?: boolean }): Promise<number> {
+  const f = await c.locate(remote, 0, 1, true);
+  if (local === '-') return catFile(c, remote, process.stdout, {});
+  const fh = await open(local, 'w');
+  try {
+    const bar = await progressBar(f.sizeBytes, !!o.progress, 'get');
+    const jobs: { at: number; len: number }[] = [];
+    for (let at = 0; at < f.sizeBytes; ) {
+      const len = Math.min(c.pieceBytes, f.chunkSizeBytes - (at % f.chunkSizeBytes), f.sizeBytes - at);
+      jobs.push({ at, len });
+      at += len;
+    }
+    let done = 0;
+    await c.runLimited(jobs, async (j) => {
+      const b = await c.readPiece(remote, Math.floor(j.at / f.chunkSizeBytes), j.at % f.chunkSizeBytes, j.len);
+      const full = b.length === j.len ? b : Buffer.concat([b, Buffer.alloc(j.len - b.length)]);
+      await fh.write(full, 0, full.length, j.at);
+      done += full.length;
+      bar.update(done);
+    });
+    bar.stop();
+    if (f.sizeBytes === 0) await fh.truncate(0);
+    return f.sizeBytes;
+  } finally {
+    await fh.close();
+  }
+}
+
+export async function catFile(c: GfsClient, remote: string, out: Writable, o: { replica?: string; offset?: number; length?: number }): Promise<number> {
+  const f = await c.locate(remote, 0, 10_000, true);
+  const start = o.offset ?? 0;
+  const end = Math.min(f.sizeBytes, o.length !== undefined ? start + o.length : f.sizeBytes);
+  let written = 0;
+  for (let at = start; at < end; ) {
+    const index = Math.floor(at / f.chunkSizeBytes);
+    const inChunk = at % f.chunkSizeBytes;
+    const len = Math.min(c.pieceBytes, f.chunkSizeBytes - inChunk, end - at);
+    let b: Buffer;
+    if (o.replica) {
+      const loc = f.chunks.get(index);
+      const r = loc?.replicas.find((x) => x.id === o.replica);
+      if (!loc || !r) throw new GfsError('NOT_FOUND', `chunkserver ${o.replica} holds no current replica of chunk ${index} of ${remote}`);
+      b = await c.readReplica(r, loc.handle, loc.version, inChunk, len);
+      // A replica shorter than the file (a hole, or an inconsistent region) is shown as zeros.
+      if (b.length < len) b = Buffer.concat([b, Buffer.alloc(len - b.length)]);
+    } else {
+      b = await c.read(remote, at, len);
+    }
+    if (!out.write(b)) await new Promise((r) => out.once('drain', r));
+    written += b.length;
+    at += len;
+  }
+  return written;
+}
+
+export async function appendCmd(c: GfsClient, remote: string, file: string, o: { lines: boolean; create: boolean }): Promise<void> {
+  if (o.create) {
+    try {
+      await c.create(remote);
+    } catch (e) {
+      if (!isGfsError(e, 'EXISTS')) throw e;
+    }
+  }
+  const input = file === '-' ? process.stdin : createReadStream(file);
+  if (!o.lines) {
+    const parts: Buffer[] = [];
+    for await (const ch of input) parts.push(ch as Buffer);
+    const offset = await appendRecord(c, remote, Buffer.concat(parts));
+    process.stdout.write(`${offset}\n`);
+    return;
+  }
+  const { createInterface } = await import('node:readline');
+  const rl = createInterface({ input, crlfDelay: Infinity });
+  for await (const line of rl) {
+    const offset = await appendRecord(c, remote, Buffer.from(line, 'utf8'));
+    process.stdout.write(`${offset}\n`);
+  }
+}
+
+export async function recordsCmd(c: GfsClient, remote: string, json: boolean): Promise<void> {
+  for await (const r of readRecords(c, remote)) {
+    const line = json ? JSON.stringify({ offset: r.offset, id: r.id, data: r.payload.toString('utf8') }) : r.payload.toString('utf8');
+    if (!process.stdout.write(line + '\n')) await new Promise((res) => process.stdout.once('drain', res));
+  }
+}

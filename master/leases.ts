@@ -1,0 +1,66 @@
+// Lease decisions: pure functions over the master's view, with the clock
+// passed in (monotonic milliseconds). The I/O (logging the version bump,
+// telling replicas) lives in master/master.ts.
+//
+// Safety argument (invariant 1, never two primaries at once):
+// - The master records a lease's expiry as (its clock when it recorded the
+//   grant or extension) + leaseMs. A primary learns of its lease only by
+//   asking (lease confirm, heartbeat) and counts the remaining time from the
+//   moment it SENT the question, minus a drift margin, so the primary's
+//   expiry always falls before the master's in real time, whatever the delay.
+// - A new primary is chosen only once the old lease has expired by the
+//   master's clock; a primary that does not answer is simply waited out.
+// - A restarted master does not know which leases its previous incarnation
+//   granted, so it grants none until leaseMs after it started.
+
+export interface Lease {
+  primary: string;
+  /** Replicas that took the lease's version, besides the primary. */
+  secondaries: string[];
+  version: number;
+  expiresAtMs: number;
+}
+
+export type LeaseDecision =
+  | { kind: 'current'; lease: Lease }
+  | { kind: 'wait'; untilMs: number; reason: string }
+  | { kind: 'grant'; primary: string }
+  | { kind: 'no-replicas' };
+
+export interface LeaseInput {
+  nowMs: number;
+  lease: Lease | undefined;
+  /** Live replicas holding the master's current version, best primary candidate first. */
+  upToDate: string[];
+  /** No grant before this time (a restarted master waits out its predecessor's leases). */
+  grantsAllowedAtMs: number;
+  /** The chunk's version by the master. */
+  version: number;
+}
+
+export function decideLease(i: LeaseInput): LeaseDecision {
+  if (i.lease && i.lease.expiresAtMs > i.nowMs) {
+    if (i.lease.version === i.version && i.upToDate.includes(i.lease.primary)) return { kind: 'current', lease: i.lease };
+    // The holder is dead or partitioned, or the lease was revoked by a
+    // version change: it may still act until expiry, so wait it out.
+    return { kind: 'wait', untilMs: i.lease.expiresAtMs, reason: 'previous lease may still be held' };
+  }
+  if (i.nowMs < i.grantsAllowedAtMs) return { kind: 'wait', untilMs: i.grantsAllowedAtMs, reason: 'master restarted: waiting out leases it may have granted before' };
+  if (i.upToDate.length === 0) return { kind: 'no-replicas' };
+  return { kind: 'grant', primary: i.upToDate[0]! };
+}
+
+/** A lease extension (asked by the primary itself): only the current holder, only before expiry. */
+export function extendLease(lease: Lease | undefined, primary: string, nowMs: number, leaseMs: number, version: number): Lease | undefined {
+  if (!lease || lease.primary !== primary || lease.expiresAtMs <= nowMs || lease.version !== version) return undefined;
+  return { ...lease, expiresAtMs: Math.max(lease.expiresAtMs, nowMs + leaseMs) };
+}
+
+/**
+ * The primary's own view: given the remaining time the master reported and
+ * the local time at which the question was sent, the local expiry, shortened
+ * by the drift bound so that a faster local clock never outlives the master.
+ */
+export function primaryExpiryMs(sentAtLocalMs: number, remainingMs: number, driftFraction: number): number {
+  return sentAtLocalMs + Math.max(0, remainingMs * (1 - driftFraction) - 1);
+}

@@ -1,0 +1,271 @@
+import { GfsError, invariant } from '../shared/errors.js';
+import { ancestorsOf, baseName, isUnder, joinPath, parentOf } from '../shared/paths.js';
+import { handleFromBigInt } from '../shared/handles.js';
+
+// The master's metadata: a lookup table from full path to node, each file an
+// ordered list of chunk handles, each chunk its version and reference count.
+// Chunk locations are not here: they are learned from chunkservers.
+//
+// Mutations are log records. `check*` functions validate a mutation against
+// the current state (throwing GfsError for bad requests) and build its
+// record; `apply` changes the state and is deterministic, so replaying the
+// log after a checkpoint rebuilds exactly the state the master had.
+
+export interface FileNode {
+  type: 'file';
+  replication: number;
+  chunks: string[];
+  mtimeMs: number;
+  ctimeMs: number;
+}
+export interface DirNode {
+  type: 'dir';
+  mtimeMs: number;
+  ctimeMs: number;
+}
+export type Node = FileNode | DirNode;
+
+export interface ChunkMeta {
+  version: number;
+  refCount: number;
+}
+
+export type Op =
+  | { op: 'mkdir'; paths: string[]; t: number }
+  | { op: 'create'; path: string; replication: number; t: number }
+  | { op: 'delete'; path: string; t: number }
+  | { op: 'rename'; src: string; dst: string; t: number }
+  | { op: 'allocate'; path: string; fromIndex: number; handles: string[]; version: number; t: number }
+  | { op: 'version'; handle: string; version: number }
+  | { op: 'snapshot'; src: string; dst: string; t: number };
+
+export interface NamespaceSnapshot {
+  nodes: [string, Node][];
+  chunks: [string, ChunkMeta][];
+  nextHandle: string;
+}
+
+export const initialChunkVersion = 1;
+
+export class Namespace {
+  readonly nodes = new Map<string, Node>();
+  readonly chunks = new Map<string, ChunkMeta>();
+  /**
+   * Children by directory: an index derived from `nodes` for listing only. It
+   * is never locked, logged or checkpointed; the lookup table is the truth.
+   */
+  private readonly children = new Map<string, Set<string>>();
+  nextHandle = 1n;
+
+  constructor() {
+    this.putNode('/', { type: 'dir', mtimeMs: 0, ctimeMs: 0 });
+  }
+
+  // ---- reads ----
+  get(path: string): Node | undefined {
+    return this.nodes.get(path);
+  }
+
+  getFile(path: string): FileNode {
+    const n = this.nodes.get(path);
+    if (!n) throw new GfsError('NOT_FOUND', `no such file: ${path}`);
+    if (n.type !== 'file') throw new GfsError('IS_A_DIRECTORY', `is a directory: ${path}`);
+    return n;
+  }
+
+  childNames(dir: string): string[] {
+    return [...(this.children.get(dir) ?? [])].sort();
+  }
+
+  /** Every path at or below root (root first, then depth-first in name order). */
+  subtree(root: string): string[] {
+    const out: string[] = [];
+    const walk = (p: string) => {
+      out.push(p);
+      for (const name of this.childNames(p)) walk(joinPath(p, name));
+    };
+    if (this.nodes.has(root)) walk(root);
+    return out;
+  }
+
+  get fileCount(): number {
+    let n = 0;
+    for (const node of this.nodes.values()) if (node.type === 'file') n++;
+    return n;
+  }
+
+  // ---- validation: build a record or throw ----
+  checkMkdir(path: string, parents: boolean, t: number): Op | undefined {
+    const existing = this.nodes.get(path);
+    if (existing) {
+      if (existing.type === 'dir' && parents) return undefined;
+      throw new GfsError('EXISTS', `already exists: ${path}`);
+    }
+    const missing: string[] = [];
+    for (const a of ancestorsOf(path)) {
+      const n = this.nodes.get(a);
+      if (!n) {
+        if (!parents) throw new GfsError('NOT_FOUND', `no such directory: ${a}`);
+        missing.push(a);
+      } else if (n.type !== 'dir') throw new GfsError('NOT_A_DIRECTORY', `not a directory: ${a}`);
+    }
+    return { op: 'mkdir', paths: [...missing, path], t };
+  }
+
+  private checkParentDir(path: string): void {
+    const parent = parentOf(path);
+    const p = this.nodes.get(parent);
+    if (!p) throw new GfsError('NOT_FOUND', `no such directory: ${parent}`);
+    if (p.type !== 'dir') throw new GfsError('NOT_A_DIRECTORY', `not a directory: ${parent}`);
+  }
+
+  checkCreate(path: string, replication: number, t: number): Op {
+    if (path === '/') throw new GfsError('EXISTS', 'the root directory exists');
+    if (this.nodes.has(path)) throw new GfsError('EXISTS', `already exists: ${path}`);
+    this.checkParentDir(path);
+    return { op: 'create', path, replication, t };
+  }
+
+  checkDelete(path: string, recursive: boolean, t: number): Op {
+    if (path === '/') throw new GfsError('BAD_REQUEST', 'cannot delete the root directory');
+    const n = this.nodes.get(path);
+    if (!n) throw new GfsError('NOT_FOUND', `no such file or directory: ${path}`);
+    if (n.type === 'dir' && !recursive && (this.children.get(path)?.size ?? 0) > 0) throw new GfsError('NOT_EMPTY', `directory not empty: ${path}`);
+    return { op: 'delete', path, t };
+  }
+
+  checkRename(src: string, dst: string, t: number): Op {
+    if (src === '/' || dst === '/') throw new GfsError('BAD_REQUEST', 'cannot rename the root directory');
+    const n = this.nodes.get(src);
+    if (!n) throw new GfsError('NOT_FOUND', `no such file or directory: ${src}`);
+    if (src === dst) throw new GfsError('EXISTS', `source and destination are the same: ${src}`);
+    if (isUnder(dst, src)) throw new GfsError('BAD_REQUEST', `cannot move ${src} into itself`);
+    if (this.nodes.has(dst)) throw new GfsError('EXISTS', `already exists: ${dst}`);
+    this.checkParentDir(dst);
+    return { op: 'rename', src, dst, t };
+  }
+
+  checkSnapshot(src: string, dst: string, t: number): Op {
+    if (!this.nodes.has(src)) throw new GfsError('NOT_FOUND', `no such file or directory: ${src}`);
+    if (isUnder(dst, src)) throw new GfsError('BAD_REQUEST', `cannot snapshot ${src} into itself`);
+    if (this.nodes.has(dst)) throw new GfsError('EXISTS', `already exists: ${dst}`);
+    this.checkParentDir(dst);
+    return { op: 'snapshot', src, dst, t };
+  }
+
+  /** Allocation of every missing chunk up to `index`; undefined when it already exists. Takes fresh handles. */
+  checkAllocate(path: string, index: number, t: number): Op | undefined {
+    const f = this.getFile(path);
+    if (index < f.chunks.length) return undefined;
+    const handles: string[] = [];
+    for (let i = f.chunks.length; i <= index; i++) handles.push(handleFromBigInt(this.nextHandle++));
+    return { op: 'allocate', path, fromIndex: f.chunks.length, handles, version: initialChunkVersion, t };
+  }
+
+  // ---- apply ----
+  apply(op: Op): void {
+    switch (op.op) {
+      case 'mkdir':
+        for (const p of op.paths) if (!this.nodes.has(p)) this.putNode(p, { type: 'dir', mtimeMs: op.t, ctimeMs: op.t });
+        this.touch(parentOf(op.paths[0]!), op.t);
+        return;
+      case 'create':
+        invariant(!this.nodes.has(op.path), `create of existing ${op.path}`);
+        this.putNode(op.path, { type: 'file', replication: op.replication, chunks: [], mtimeMs: op.t, ctimeMs: op.t });
+        this.touch(parentOf(op.path), op.t);
+        return;
+      case 'delete': {
+        for (const p of this.subtree(op.path).reverse()) {
+          const n = this.nodes.get(p)!;
+          if (n.type === 'file') for (const h of n.chunks) this.unref(h);
+          this.dropNode(p);
+        }
+        this.touch(parentOf(op.path), op.t);
+        return;
+      }
+      case 'rename': {
+        const moved = this.subtree(op.src).map((p) => [p, this.nodes.get(p)!] as const);
+        for (const [p] of [...moved].reverse()) this.dropNode(p);
+        for (const [p, n] of moved) this.putNode(op.dst + p.slice(op.src.length), n);
+        this.touch(parentOf(op.src), op.t);
+        this.touch(parentOf(op.dst), op.t);
+        return;
+      }
+      case 'snapshot': {
+        for (const p of this.subtree(op.src)) {
+          const n = this.nodes.get(p)!;
+          const copy: Node = n.type === 'file' ? { ...n, chunks: n.chunks.slice(), ctimeMs: op.t } : { ...n, ctimeMs: op.t };
+          if (copy.type === 'file') for (const h of copy.chunks) this.chunks.get(h)!.refCount++;
+          this.putNode(op.dst + p.slice(op.src.length), copy);
+        }
+        this.touch(parentOf(op.dst), op.t);
+        return;
+      }
+      case 'allocate': {
+        const f = this.getFile(op.path);
+        invariant(f.chunks.length === op.fromIndex, `allocate at ${op.fromIndex} but ${op.path} has ${f.chunks.length} chunks`);
+        for (const h of op.handles) {
+          invariant(!this.chunks.has(h), `handle ${h} allocated twice`);
+          this.chunks.set(h, { version: op.version, refCount: 1 });
+          f.chunks.push(h);
+          const n = BigInt('0x' + h);
+          if (n >= this.nextHandle) this.nextHandle = n + 1n;
+        }
+        f.mtimeMs = op.t;
+        return;
+      }
+      case 'version': {
+        const c = this.chunks.get(op.handle);
+        if (c && op.version > c.version) c.version = op.version;
+        return;
+      }
+    }
+  }
+
+  private unref(h: string): void {
+    const c = this.chunks.get(h);
+    invariant(c && c.refCount > 0, `unref of unknown chunk ${h}`);
+    if (--c.refCount === 0) this.chunks.delete(h);
+  }
+
+  private touch(dir: string, t: number): void {
+    const n = this.nodes.get(dir);
+    if (n && t > n.mtimeMs) n.mtimeMs = t;
+  }
+
+  private putNode(path: string, node: Node): void {
+    this.nodes.set(path, node);
+    if (path !== '/') {
+      const parent = parentOf(path);
+      let set = this.children.get(parent);
+      if (!set) this.children.set(parent, (set = new Set()));
+      set.add(baseName(path));
+    }
+  }
+
+  private dropNode(path: string): void {
+    this.nodes.delete(path);
+    this.children.delete(path);
+    const set = this.children.get(parentOf(path));
+    set?.delete(baseName(path));
+    if (set && set.size === 0) this.children.delete(parentOf(path));
+  }
+
+  // ---- checkpoints ----
+  /** A copy that later mutations cannot change (taken synchronously at a log boundary). */
+  snapshot(): NamespaceSnapshot {
+    const nodes: [string, Node][] = [];
+    for (const [p, n] of this.nodes) nodes.push([p, n.type === 'file' ? { ...n, chunks: n.chunks.slice() } : { ...n }]);
+    const chunks: [string, ChunkMeta][] = [];
+    for (const [h, c] of this.chunks) chunks.push([h, { ...c }]);
+    return { nodes, chunks, nextHandle: this.nextHandle.toString() };
+  }
+
+  static fromSnapshot(s: NamespaceSnapshot): Namespace {
+    const ns = new Namespace();
+    for (const [p, n] of s.nodes) ns.putNode(p, n);
+    for (const [h, c] of s.chunks) ns.chunks.set(h, c);
+    ns.nextHandle = BigInt(s.nextHandle);
+    return ns;
+  }
+}

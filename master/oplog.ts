@@ -1,0 +1,676 @@
+// The master's write-ahead operation log: group commit, checkpoints, recovery.
+//
+// Files in `dir`:
+//   oplog.<seq>.log        frames [u32 LE payloadLength][u32 LE crc32c(payload)][payload = UTF-8 JSON]
+//   checkpoint.<seq>.json  state as of the START of log <seq>, i.e. covering every record in logs < seq
+//
+// Records are opaque JSON values to this module. A record is acknowledged (its
+// append() resolves) only after it has been written and fdatasync'ed, and after
+// the caller's synchronous apply() has run, so the in-memory state never shows
+// a mutation that a crash could lose.
+
+import { open as openFile, mkdir, readdir, unlink, type FileHandle } from 'node:fs/promises';
+import { dirname, join } from 'node:path';
+import { DataFile, TextFile } from 'lowdb/node';
+import { crc32c } from '../shared/checksum.js';
+import { GfsError, invariant } from '../shared/errors.js';
+import type { Logger } from '../shared/log.js';
+
+const MiB = 1024 * 1024;
+const FRAME_HEADER_BYTES = 8;
+/** Upper bound of one record's payload, enforced on write and on read (a larger length field is corruption). */
+export const MAX_RECORD_BYTES = 16 * MiB;
+const READ_CHUNK_BYTES = 1 * MiB;
+const SEQ_DIGITS = 8;
+
+const LOG_NAME_RE = /^oplog\.(\d{8,})\.log$/;
+const CHECKPOINT_NAME_RE = /^checkpoint\.(\d{8,})\.json$/;
+
+export interface OpLogOptions {
+  dir: string;
+  /** A checkpoint is due when the current log file exceeds this. */
+  checkpointLogBytes: number;
+  /**
+   * Called synchronously, in log order, once a record is durable; its return
+   * value resolves append(). It receives a JSON round-tripped copy of the
+   * record, i.e. exactly what recovery will hand back after a restart.
+   */
+  apply: (record: unknown) => unknown;
+  log?: Logger;
+  /** One batch (one write + one fdatasync) holds at most this many records. Default 100_000. */
+  maxBatchRecords?: number;
+  /** One batch holds at most this many frame bytes (a single record may exceed it). Default 64 MiB. */
+  maxBatchBytes?: number;
+  /** Appends beyond this many queued (not yet durable) records are refused with TOO_BUSY. Default 400_000. */
+  maxQueuedRecords?: number;
+  /** Appends beyond this many queued frame bytes are refused with TOO_BUSY. Default 256 MiB. */
+  maxQueuedBytes?: number;
+}
+
+export interface Recovery {
+  /** The `state` of the newest complete checkpoint, or undefined if none. */
+  checkpoint: unknown | undefined;
+  /** Every record logged after that checkpoint, in log order. */
+  records: unknown[];
+  /** Bytes cut off the newest log's torn or corrupt tail (0 if it was clean). */
+  droppedTailBytes: number;
+}
+
+export interface OpLogStats {
+  /** Every fsync/fdatasync this instance issued: batches, new files, directories. */
+  fsyncs: number;
+  /** Records made durable by this instance (recovered ones excluded). */
+  records: number;
+  batches: number;
+  /** Size of the current log file. */
+  logBytes: number;
+  logSeq: number;
+  lastCheckpointSeq: number | undefined;
+  lastCheckpointAtMs: number | undefined;
+}
+
+interface CheckpointFile {
+  complete: true;
+  logSeq: number;
+  createdAtMs: number;
+  state: unknown;
+}
+
+interface Entry {
+  frame: Buffer;
+  json: string;
+  resolve: (value: unknown) => void;
+  reject: (err: unknown) => void;
+}
+
+export function logFileName(seq: number): string {
+  return `oplog.${String(seq).padStart(SEQ_DIGITS, '0')}.log`;
+}
+
+export function checkpointFileName(seq: number): string {
+  return `checkpoint.${String(seq).padStart(SEQ_DIGITS, '0')}.json`;
+}
+
+// Compact on purpose: checkpoints can be large and are read by a machine.
+function checkpointReader(path: string): DataFile<CheckpointFile> {
+  return new DataFile<CheckpointFile>(path, { parse: JSON.parse, stringify: (d) => JSON.stringify(d) });
+}
+
+/** The checkpoint document around an already-serialised state (same shape as CheckpointFile). */
+function checkpointText(logSeq: number, createdAtMs: number, stateJson: string): string {
+  return `{"complete":true,"logSeq":${logSeq},"createdAtMs":${createdAtMs},"state":${stateJson}}`;
+}
+
+function errorMessage(e: unknown): string {
+  return e instanceof Error ? e.message : String(e);
+}
+
+function isEnoent(e: unknown): boolean {
+  return typeof e === 'object' && e !== null && (e as { code?: unknown }).code === 'ENOENT';
+}
+
+function positiveIntOr(value: number | undefined, fallback: number, name: string): number {
+  const v = value ?? fallback;
+  invariant(Number.isSafeInteger(v) && v > 0, `${name} must be a positive integer, got ${v}`);
+  return v;
+}
+
+type ScanResult =
+  | { ok: true; goodBytes: number; totalBytes: number }
+  | { ok: false; goodBytes: number; totalBytes: number; reason: string };
+
+/**
+ * Reads frames from the start of a log, handing each decoded record to
+ * onRecord, and stops at the first bad frame. Reads in bounded chunks so a log
+ * that grew large (e.g. checkpoints kept failing) does not need one huge buffer.
+ */
+async function scanLog(path: string, onRecord: (record: unknown) => void): Promise<ScanResult> {
+  const fh = await openFile(path, 'r');
+  try {
+    const totalBytes = (await fh.stat()).size;
+    let buf: Buffer = Buffer.alloc(0);
+    let bufStart = 0; // file offset of buf[0]
+    let pos = 0; // file offset of the next frame
+
+    // Makes [pos, pos+n) available in buf; false if the file ends first.
+    const ensure = async (n: number): Promise<boolean> => {
+      if (pos + n > totalBytes) return false;
+      const have = bufStart + buf.length - pos;
+      if (have >= n) return true;
+      const keep = buf.subarray(pos - bufStart);
+      const want = Math.max(n - keep.length, READ_CHUNK_BYTES);
+      const readLen = Math.min(want, totalBytes - (bufStart + buf.length));
+      const next = Buffer.allocUnsafe(keep.length + readLen);
+      keep.copy(next, 0);
+      let filled = 0;
+      while (filled < readLen) {
+        const { bytesRead } = await fh.read(next, keep.length + filled, readLen - filled, bufStart + buf.length + filled);
+        // The file shrank under us: nobody else may touch the log directory.
+        invariant(bytesRead > 0, `log ${path} shrank while being read`);
+        filled += bytesRead;
+      }
+      buf = next;
+      bufStart = pos;
+      return bufStart + buf.length - pos >= n;
+    };
+
+    for (;;) {
+      if (pos === totalBytes) return { ok: true, goodBytes: pos, totalBytes };
+      if (!(await ensure(FRAME_HEADER_BYTES))) {
+        return { ok: false, goodBytes: pos, totalBytes, reason: `incomplete frame header at offset ${pos}` };
+      }
+      const at = pos - bufStart;
+      const len = buf.readUInt32LE(at);
+      const crc = buf.readUInt32LE(at + 4);
+      if (len === 0 || len > MAX_RECORD_BYTES) {
+        return { ok: false, goodBytes: pos, totalBytes, reason: `bad payload length ${len} at offset ${pos}` };
+      }
+      if (!(await ensure(FRAME_HEADER_BYTES + len))) {
+        return { ok: false, goodBytes: pos, totalBytes, reason: `incomplete frame of ${len} payload bytes at offset ${pos}` };
+      }
+      const payload = buf.subarray(pos - bufStart + FRAME_HEADER_BYTES, pos - bufStart + FRAME_HEADER_BYTES + len);
+      if (crc32c(payload) !== crc) {
+        return { ok: false, goodBytes: pos, totalBytes, reason: `crc mismatch at offset ${pos}` };
+      }
+      let record: unknown;
+      try {
+        record = JSON.parse(payload.toString('utf8'));
+      } catch (e) {
+        return { ok: false, goodBytes: pos, totalBytes, reason: `unparsable JSON at offset ${pos}: ${errorMessage(e)}` };
+      }
+      onRecord(record);
+      pos += FRAME_HEADER_BYTES + len;
+    }
+  } finally {
+    await fh.close();
+  }
+}
+
+export class OpLog {
+  private readonly dir: string;
+  private readonly checkpointLogBytes: number;
+  private readonly applyFn: (record: unknown) => unknown;
+  private readonly logger: Logger | undefined;
+  private readonly maxBatchRecords: number;
+  private readonly maxBatchBytes: number;
+  private readonly maxQueuedRecords: number;
+  private readonly maxQueuedBytes: number;
+
+  private fd: FileHandle;
+  private logSeq: number;
+  private logBytes: number;
+
+  /** Appended, not yet handed to a batch; FIFO = log order = apply order. */
+  private queue: Entry[] = [];
+  private queuedBytes = 0;
+  private inFlight: Promise<void> | undefined;
+  /** Set by checkpoint() while it switches log files: appends queue, no batch starts. */
+  private paused = false;
+  /** Set once a write or fsync failed: the file's contents are unknown, so nothing more may be logged. */
+  private failure: Error | undefined;
+  private closed = false;
+  private checkpointing: Promise<void> | undefined;
+  private closing: Promise<void> | undefined;
+  private idleWaiters: Array<() => void> = [];
+
+  private fsyncCount = 0;
+  private recordCount = 0;
+  private batchCount = 0;
+  private lastCheckpointSeq: number | undefined;
+  private lastCheckpointAtMs: number | undefined;
+
+  private constructor(
+    opts: OpLogOptions,
+    fd: FileHandle,
+    logSeq: number,
+    logBytes: number,
+    checkpointSeq: number | undefined,
+    checkpointAtMs: number | undefined,
+    fsyncs: number,
+  ) {
+    this.dir = opts.dir;
+    this.checkpointLogBytes = opts.checkpointLogBytes;
+    this.applyFn = opts.apply;
+    this.logger = opts.log;
+    this.maxBatchRecords = positiveIntOr(opts.maxBatchRecords, 100_000, 'maxBatchRecords');
+    this.maxBatchBytes = positiveIntOr(opts.maxBatchBytes, 64 * MiB, 'maxBatchBytes');
+    this.maxQueuedRecords = positiveIntOr(opts.maxQueuedRecords, 400_000, 'maxQueuedRecords');
+    this.maxQueuedBytes = positiveIntOr(opts.maxQueuedBytes, 256 * MiB, 'maxQueuedBytes');
+    this.fd = fd;
+    this.logSeq = logSeq;
+    this.logBytes = logBytes;
+    this.lastCheckpointSeq = checkpointSeq;
+    this.lastCheckpointAtMs = checkpointAtMs;
+    this.fsyncCount = fsyncs;
+  }
+
+  /**
+   * Opens or creates `dir` and recovers: the newest complete checkpoint plus
+   * every record of the logs it does not cover, in order. Does not call apply
+   * for them; the caller loads `recovery.checkpoint` and replays `recovery.records`.
+   */
+  static async open(opts: OpLogOptions): Promise<{ oplog: OpLog; recovery: Recovery }> {
+    invariant(typeof opts.dir === 'string' && opts.dir.length > 0, 'oplog dir must be a non-empty string');
+    invariant(
+      Number.isFinite(opts.checkpointLogBytes) && opts.checkpointLogBytes > 0,
+      `checkpointLogBytes must be positive, got ${opts.checkpointLogBytes}`,
+    );
+    const dir = opts.dir;
+    const log = opts.log;
+    let fsyncs = 0;
+
+    const created = await mkdir(dir, { recursive: true });
+    if (created !== undefined) {
+      // The directory itself must survive a crash, or so would nothing in it.
+      await fsyncDir(dirname(created));
+      fsyncs++;
+    }
+
+    const names = await readdir(dir);
+    const logSeqs: number[] = [];
+    const checkpointSeqs: number[] = [];
+    for (const name of names) {
+      const l = LOG_NAME_RE.exec(name);
+      if (l) logSeqs.push(Number(l[1]));
+      const c = CHECKPOINT_NAME_RE.exec(name);
+      if (c) checkpointSeqs.push(Number(c[1]));
+    }
+    logSeqs.sort((a, b) => a - b);
+    checkpointSeqs.sort((a, b) => b - a);
+
+    // Newest checkpoint that is whole. A broken one is what a crash between
+    // lowdb's rename and our fsync can leave; older logs are only deleted after
+    // the new checkpoint is durable, so falling back to an older one is safe.
+    let checkpoint: CheckpointFile | undefined;
+    for (const seq of checkpointSeqs) {
+      const path = join(dir, checkpointFileName(seq));
+      try {
+        const data = await checkpointReader(path).read();
+        if (
+          data !== null &&
+          typeof data === 'object' &&
+          data.complete === true &&
+          data.logSeq === seq &&
+          'state' in data &&
+          typeof data.createdAtMs === 'number'
+        ) {
+          checkpoint = data;
+          break;
+        }
+        log?.warn({ path }, 'oplog: ignoring incomplete checkpoint');
+      } catch (e) {
+        log?.warn({ path, err: errorMessage(e) }, 'oplog: ignoring unreadable checkpoint');
+      }
+    }
+
+    // Which logs to replay. Both checks below refuse to start rather than
+    // silently come up without acknowledged mutations.
+    const baseSeq = checkpoint?.logSeq ?? 1;
+    const replaySeqs = logSeqs.filter((s) => s >= baseSeq);
+    if (checkpoint === undefined && replaySeqs.length > 0 && replaySeqs[0] !== 1) {
+      throw new GfsError(
+        'CORRUPT',
+        `oplog ${dir}: no complete checkpoint, but the oldest log is ${logFileName(replaySeqs[0]!)}: ` +
+          `logs before it were deleted after a checkpoint that is now missing or broken (${checkpointSeqs.map(checkpointFileName).join(', ') || 'none found'}); refusing to start without them`,
+      );
+    }
+    if (replaySeqs.length > 0 && replaySeqs[0] !== baseSeq) {
+      throw new GfsError(
+        'CORRUPT',
+        `oplog ${dir}: ${checkpointFileName(baseSeq)} needs ${logFileName(baseSeq)}, but the oldest following log is ${logFileName(replaySeqs[0]!)}`,
+      );
+    }
+    for (let i = 1; i < replaySeqs.length; i++) {
+      if (replaySeqs[i] !== replaySeqs[i - 1]! + 1) {
+        throw new GfsError(
+          'CORRUPT',
+          `oplog ${dir}: log files are not contiguous: ${logFileName(replaySeqs[i - 1]!)} is followed by ${logFileName(replaySeqs[i]!)}`,
+        );
+      }
+    }
+
+    const records: unknown[] = [];
+    let droppedTailBytes = 0;
+    let fd: FileHandle;
+    let logSeq: number;
+    let logBytes: number;
+
+    for (let i = 0; i < replaySeqs.length; i++) {
+      const seq = replaySeqs[i]!;
+      const path = join(dir, logFileName(seq));
+      const newest = i === replaySeqs.length - 1;
+      // Collect per file so a bad older log cannot leave a partial array behind.
+      const fileRecords: unknown[] = [];
+      const scan = await scanLog(path, (r) => fileRecords.push(r));
+      if (!scan.ok) {
+        if (!newest) {
+          // Older logs were complete and fsync'ed before the next one was
+          // created, so damage here is not a torn write but lost acknowledged data.
+          throw new GfsError('CORRUPT', `oplog ${path} is corrupt and is not the newest log (${scan.reason}); refusing to start`);
+        }
+        // A torn tail is a batch whose fdatasync never returned, so none of
+        // it was acknowledged: cut it off so new records follow good ones.
+        droppedTailBytes = scan.totalBytes - scan.goodBytes;
+        log?.warn({ path, reason: scan.reason, goodBytes: scan.goodBytes, droppedTailBytes }, 'oplog: dropping torn tail');
+        const fh = await openFile(path, 'r+');
+        try {
+          await fh.truncate(scan.goodBytes);
+          await fh.sync();
+          fsyncs++;
+        } finally {
+          await fh.close();
+        }
+      }
+      for (const r of fileRecords) records.push(r);
+    }
+
+    if (replaySeqs.length > 0) {
+      logSeq = replaySeqs[replaySeqs.length - 1]!;
+      fd = await openFile(join(dir, logFileName(logSeq)), 'r+');
+      logBytes = (await fd.stat()).size;
+    } else {
+      logSeq = baseSeq;
+      fd = await createDurableFile(join(dir, logFileName(logSeq)));
+      fsyncs += 2;
+      logBytes = 0;
+    }
+
+    log?.info(
+      { dir, logSeq, checkpointSeq: checkpoint?.logSeq, records: records.length, droppedTailBytes },
+      'oplog: recovered',
+    );
+    const oplog = new OpLog(opts, fd, logSeq, logBytes, checkpoint?.logSeq, checkpoint?.createdAtMs, fsyncs);
+    return { oplog, recovery: { checkpoint: checkpoint?.state, records, droppedTailBytes } };
+  }
+
+  /**
+   * Logs a record. Resolves with apply(record)'s return value once the record
+   * is written and fdatasync'ed and apply has run. Rejects if the write fails
+   * (the log is then unusable), if apply throws (that record only: it IS in
+   * the log and will come back on recovery), if the record is not JSON or too
+   * large, or with TOO_BUSY if the queue is full.
+   */
+  append(record: unknown): Promise<unknown> {
+    if (this.failure) return Promise.reject(this.failedError());
+    if (this.closed) return Promise.reject(new GfsError('UNAVAILABLE', 'oplog is closed'));
+
+    // Serialise now, not at write time: the caller may mutate the object later.
+    let json: string | undefined;
+    try {
+      json = JSON.stringify(record);
+    } catch (e) {
+      return Promise.reject(new GfsError('BAD_REQUEST', `oplog record is not JSON-serializable: ${errorMessage(e)}`));
+    }
+    if (typeof json !== 'string') {
+      return Promise.reject(new GfsError('BAD_REQUEST', 'oplog record is not JSON-serializable'));
+    }
+    const payloadBytes = Buffer.byteLength(json, 'utf8');
+    if (payloadBytes > MAX_RECORD_BYTES) {
+      return Promise.reject(
+        new GfsError('RECORD_TOO_LARGE', `oplog record of ${payloadBytes} bytes exceeds ${MAX_RECORD_BYTES}`),
+      );
+    }
+    const frameBytes = FRAME_HEADER_BYTES + payloadBytes;
+    // The hard bound: past it, waiting longer would only grow memory.
+    if (this.queue.length >= this.maxQueuedRecords || this.queuedBytes + frameBytes > this.maxQueuedBytes) {
+      return Promise.reject(
+        new GfsError('TOO_BUSY', `oplog queue is full (${this.queue.length} records, ${this.queuedBytes} bytes)`),
+      );
+    }
+
+    const frame = Buffer.allocUnsafe(frameBytes);
+    frame.writeUInt32LE(payloadBytes, 0);
+    const written = frame.write(json, FRAME_HEADER_BYTES, 'utf8');
+    invariant(written === payloadBytes, 'frame payload length matches its byteLength');
+    frame.writeUInt32LE(crc32c(frame.subarray(FRAME_HEADER_BYTES)), 4);
+
+    return new Promise<unknown>((resolve, reject) => {
+      this.queue.push({ frame, json, resolve, reject });
+      this.queuedBytes += frameBytes;
+      this.kick();
+    });
+  }
+
+  /** True when the current log file has grown past checkpointLogBytes. */
+  needsCheckpoint(): boolean {
+    return this.logBytes > this.checkpointLogBytes;
+  }
+
+  /**
+   * Writes a checkpoint. snapshot() is called synchronously at a moment when
+   * every logged record has been applied and no other is, and must return a
+   * plain JSON object describing exactly that state. Appends keep queueing
+   * meanwhile and only wait for the switch to a new log file, not for the
+   * checkpoint file. A call made while one runs joins it (its snapshot is not called).
+   */
+  checkpoint(snapshot: () => unknown): Promise<void> {
+    if (this.checkpointing) return this.checkpointing;
+    if (this.failure) return Promise.reject(this.failedError());
+    if (this.closed) return Promise.reject(new GfsError('UNAVAILABLE', 'oplog is closed'));
+    const run = this.runCheckpoint(snapshot).finally(() => {
+      this.checkpointing = undefined;
+    });
+    this.checkpointing = run;
+    return run;
+  }
+
+  get stats(): OpLogStats {
+    return {
+      fsyncs: this.fsyncCount,
+      records: this.recordCount,
+      batches: this.batchCount,
+      logBytes: this.logBytes,
+      logSeq: this.logSeq,
+      lastCheckpointSeq: this.lastCheckpointSeq,
+      lastCheckpointAtMs: this.lastCheckpointAtMs,
+    };
+  }
+
+  /**
+   * Refuses new appends, lets those already made finish (they resolve or
+   * reject as usual), waits for a running checkpoint, then closes the file.
+   */
+  close(): Promise<void> {
+    this.closing ??= this.runClose();
+    return this.closing;
+  }
+
+  private async runClose(): Promise<void> {
+    this.closed = true;
+    if (this.checkpointing) await this.checkpointing.catch(() => undefined);
+    if (this.inFlight || this.queue.length > 0) {
+      await new Promise<void>((resolve) => this.idleWaiters.push(resolve));
+    }
+    invariant(this.queue.length === 0 && this.inFlight === undefined, 'oplog idle at close');
+    await this.fd.close();
+  }
+
+  // ---- internals ----
+
+  private failedError(): GfsError {
+    return new GfsError('INTERNAL', `oplog is unusable after a failed write: ${errorMessage(this.failure)}`);
+  }
+
+  /** Starts the next batch if nothing is in flight; the single writer keeps frames in order. */
+  private kick(): void {
+    if (this.inFlight || this.paused || this.failure || this.queue.length === 0) return;
+    this.inFlight = this.runBatch();
+  }
+
+  private async runBatch(): Promise<void> {
+    // Take a bounded prefix: the rest waits for the next batch (backpressure).
+    let n = 0;
+    let bytes = 0;
+    while (n < this.queue.length && n < this.maxBatchRecords) {
+      const size = this.queue[n]!.frame.length;
+      if (n > 0 && bytes + size > this.maxBatchBytes) break;
+      bytes += size;
+      n++;
+    }
+    const batch = this.queue.splice(0, n);
+    this.queuedBytes -= bytes;
+    invariant(batch.length > 0 && this.queuedBytes >= 0, 'batch non-empty and queue accounting sane');
+
+    const fd = this.fd;
+    const position = this.logBytes;
+    try {
+      const buf = batch.length === 1 ? batch[0]!.frame : Buffer.concat(batch.map((e) => e.frame), bytes);
+      let off = 0;
+      while (off < buf.length) {
+        const { bytesWritten } = await fd.write(buf, off, buf.length - off, position + off);
+        invariant(bytesWritten > 0, 'write makes progress');
+        off += bytesWritten;
+      }
+      await fd.datasync();
+      this.fsyncCount++;
+    } catch (e) {
+      // After a failed write or fsync the file's contents (and the page
+      // cache's) are unknown; appending more could ack records behind a hole.
+      this.failure = e instanceof Error ? e : new Error(String(e));
+      this.logger?.error({ err: errorMessage(e), logSeq: this.logSeq }, 'oplog: write failed; log unusable');
+      for (const entry of batch) entry.reject(e);
+      const rest = this.queue.splice(0);
+      this.queuedBytes = 0;
+      for (const entry of rest) entry.reject(this.failedError());
+      this.inFlight = undefined;
+      this.notifyIdle();
+      return;
+    }
+
+    invariant(this.fd === fd && this.logBytes === position, 'log not switched or grown during a batch');
+    this.logBytes = position + bytes;
+    this.batchCount++;
+    this.recordCount += batch.length;
+    // Durable now: apply in log order, synchronously, so no other code can
+    // observe a state with only part of the batch applied.
+    for (const entry of batch) {
+      try {
+        entry.resolve(this.applyFn(JSON.parse(entry.json)));
+      } catch (e) {
+        entry.reject(e);
+      }
+    }
+    this.inFlight = undefined;
+    this.kick();
+    this.notifyIdle();
+  }
+
+  private notifyIdle(): void {
+    if (this.inFlight || (this.queue.length > 0 && !this.failure)) return;
+    const waiters = this.idleWaiters.splice(0);
+    for (const w of waiters) w();
+  }
+
+  private async runCheckpoint(snapshot: () => unknown): Promise<void> {
+    // (1) No new batch may start; wait for the one in flight, whose records
+    // have then been applied (apply runs inside the writer).
+    this.paused = true;
+    let newSeq: number;
+    let stateJson: string;
+    let createdAtMs: number;
+    try {
+      if (this.inFlight) await this.inFlight;
+      if (this.failure) throw this.failedError();
+      invariant(this.inFlight === undefined, 'no batch in flight while paused');
+
+      // (2) The state now covers exactly the records in logs <= logSeq.
+      // Serialise it here, synchronously: snapshot() may return live objects
+      // that later applies would change, and an unserialisable state must
+      // fail before any log is switched (an unreadable checkpoint would let
+      // step 5 delete logs that recovery still needs).
+      createdAtMs = Date.now();
+      const json: string | undefined = JSON.stringify(snapshot());
+      invariant(typeof json === 'string', 'checkpoint snapshot() must return a JSON value');
+      stateJson = json;
+
+      // (3) Later records go to a new log. It must be durable before any
+      // record in it is acknowledged, and before the checkpoint names it.
+      newSeq = this.logSeq + 1;
+      const path = join(this.dir, logFileName(newSeq));
+      const newFd = await createDurableFile(path);
+      this.fsyncCount += 2;
+      const oldFd = this.fd;
+      this.fd = newFd;
+      this.logSeq = newSeq;
+      this.logBytes = 0;
+      await oldFd.close().catch((e: unknown) => this.logger?.warn({ err: errorMessage(e) }, 'oplog: closing old log failed'));
+    } finally {
+      this.paused = false;
+      this.kick();
+    }
+
+    // (4) Appends run again; the checkpoint is written beside them. lowdb
+    // writes a temp file and renames it, but does not fsync: do it here.
+    const path = join(this.dir, checkpointFileName(newSeq));
+    await new TextFile(path).write(checkpointText(newSeq, createdAtMs, stateJson));
+    const fh = await openFile(path, 'r');
+    try {
+      await fh.sync();
+    } finally {
+      await fh.close();
+    }
+    await fsyncDir(this.dir);
+    this.fsyncCount += 2;
+    this.lastCheckpointSeq = newSeq;
+    this.lastCheckpointAtMs = createdAtMs;
+    this.logger?.info({ logSeq: newSeq }, 'oplog: checkpoint written');
+
+    // (5) Only now is everything before newSeq redundant.
+    await this.deleteBefore(newSeq);
+  }
+
+  private async deleteBefore(seq: number): Promise<void> {
+    let names: string[];
+    try {
+      names = await readdir(this.dir);
+    } catch (e) {
+      this.logger?.warn({ err: errorMessage(e) }, 'oplog: listing for cleanup failed');
+      return;
+    }
+    let deleted = 0;
+    for (const name of names) {
+      const m = LOG_NAME_RE.exec(name) ?? CHECKPOINT_NAME_RE.exec(name);
+      if (!m || Number(m[1]) >= seq) continue;
+      try {
+        await unlink(join(this.dir, name));
+        deleted++;
+      } catch (e) {
+        // Harmless to keep: recovery ignores files older than the newest checkpoint.
+        if (!isEnoent(e)) this.logger?.warn({ name, err: errorMessage(e) }, 'oplog: deleting old file failed');
+      }
+    }
+    if (deleted > 0) {
+      try {
+        await fsyncDir(this.dir);
+        this.fsyncCount++;
+      } catch (e) {
+        this.logger?.warn({ err: errorMessage(e) }, 'oplog: fsync of directory after cleanup failed');
+      }
+    }
+  }
+}
+
+async function fsyncDir(dir: string): Promise<void> {
+  const fh = await openFile(dir, 'r');
+  try {
+    await fh.sync();
+  } finally {
+    await fh.close();
+  }
+}
+
+/** Creates an empty file (failing if it exists) and makes it and its directory entry durable. */
+async function createDurableFile(path: string): Promise<FileHandle> {
+  const fh = await openFile(path, 'wx+');
+  try {
+    await fh.sync();
+    await fsyncDir(dirname(path));
+  } catch (e) {
+    // Leave no empty newer log behind (recovery would append to it), and
+    // delete only what this call created: 'wx' guarantees that.
+    await fh.close().catch(() => undefined);
+    await unlink(path).catch(() => undefined);
+    throw e;
+  }
+  return fh;
+}

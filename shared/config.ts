@@ -1,0 +1,44 @@
+// Defaults shared by the three programs. Units are last in every name.
+
+export const MiB = 1024 * 1024;
+export const GiB = 1024 * MiB;
+
+export const defaults = {
+  masterPort: 7070,
+  masterUrl: 'http://127.0.0.1:7070',
+  chunkSizeBytes: 64 * MiB,
+  /** Checksum granularity: one crc32c per block of this size. */
+  checksumBlockBytes: 64 * 1024,
+  replication: 3,
+  leaseMs: 60_000,
+  heartbeatMs: 1_000,
+  /** A chunkserver silent this long is considered dead. */
+  chunkserverDeadMs: 10_000,
+  /** Largest piece a client pushes and mutates at once; bounds push buffers. */
+  pushPieceBytes: 8 * MiB,
+  /** Total pushed-but-unused bytes a chunkserver will hold before refusing pushes. */
+  pushBufferBytes: 512 * MiB,
+  /** Pushed data not used by a mutation within this time is dropped. */
+  pushExpiryMs: 60_000,
+  /** Operation log size that triggers a checkpoint. */
+  checkpointLogBytes: 64 * MiB,
+  /** RPC timeouts. */
+  rpcTimeoutMs: 10_000,
+  dataTimeoutMs: 60_000,
+  /** A master that restarted waits this long for chunkserver reports (safe mode). */
+  safeModeMs: 5_000,
+  /** Clock drift bound between nodes, as a fraction of elapsed time. */
+  clockDriftFraction: 0.01,
+} as const;
+
+export function envInt(name: string): number | undefined {
+  const v = process.env[name];
+  if (v === undefined || v === '') return undefined;
+  const n = Number(v);
+  if (!Number.isSafeInteger(n)) throw new Error(`${name} must be an integer, got ${v}`);
+  return n;
+}
+
+export function masterUrlFromEnv(flag?: string): string {
+  return (flag ?? process.env.GFS_MASTER ?? defaults.masterUrl).replace(/\/+$/, '');
+}

@@ -1,0 +1,135 @@
+import express, { type Express, type NextFunction, type Request, type Response } from 'express';
+import type { Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { z } from 'zod';
+import { GfsError } from './errors.js';
+import { faultFor, faultRulesSchema, getFaultRules, setFaultRules } from './fault.js';
+import type { Logger } from './log.js';
+
+// Server-side conventions shared by master and chunkserver: JSON bodies are
+// bounded, every body and query is validated with zod before a handler sees
+// it, and every error leaves as `{error, code}` with a 4xx/5xx status.
+
+export function zodMessage(err: z.ZodError): string {
+  return err.issues
+    .slice(0, 5)
+    .map((i) => `${i.path.length ? i.path.join('.') : 'body'}: ${i.message}`)
+    .join('; ');
+}
+
+export function parseOr400<T>(schema: z.ZodType<T>, value: unknown): T {
+  const r = schema.safeParse(value);
+  if (!r.success) throw new GfsError('BAD_REQUEST', zodMessage(r.error));
+  return r.data;
+}
+
+type Handler<B, Q> = (input: { body: B; query: Q; req: Request; res: Response }) => Promise<unknown> | unknown;
+
+/** A JSON endpoint: validates body and query, runs the handler, sends its result as JSON. */
+export function jsonRoute<B, Q>(schemas: { body?: z.ZodType<B>; query?: z.ZodType<Q> }, handler: Handler<B, Q>) {
+  return async (req: Request, res: Response, next: NextFunction): Promise<void> => {
+    try {
+      const body = schemas.body ? parseOr400(schemas.body, req.body ?? {}) : (undefined as B);
+      const query = schemas.query ? parseOr400(schemas.query, req.query ?? {}) : (undefined as Q);
+      const out = await handler({ body, query, req, res });
+      if (!res.headersSent) res.json(out ?? { ok: true });
+    } catch (e) {
+      next(e);
+    }
+  };
+}
+
+export function sendError(res: Response, e: unknown, log?: Logger): void {
+  let err: GfsError;
+  if (e instanceof GfsError) err = e;
+  else if (e && typeof e === 'object' && 'type' in e && (e as { type: string }).type === 'entity.parse.failed') err = new GfsError('BAD_REQUEST', 'malformed JSON body');
+  else if (e && typeof e === 'object' && 'type' in e && (e as { type: string }).type === 'entity.too.large') err = new GfsError('PAYLOAD_TOO_LARGE', 'request body too large');
+  else if (e && typeof e === 'object' && 'status' in e && typeof (e as { status: unknown }).status === 'number' && (e as { status: number }).status < 500)
+    err = new GfsError('BAD_REQUEST', (e as unknown as Error).message || 'bad request', undefined, (e as { status: number }).status);
+  else {
+    log?.error({ err: e }, 'internal error');
+    err = new GfsError('INTERNAL', e instanceof Error ? e.message : 'internal error');
+  }
+  if (res.headersSent) {
+    res.destroy();
+    return;
+  }
+  res.status(err.status).json(err.toJSON());
+}
+
+export interface AppOptions {
+  /** This node's names for the fault layer (its id, and its URL once known). */
+  names: () => string[];
+  log: Logger;
+  jsonLimitBytes?: number;
+}
+
+/** An express app with the shared middleware: fault layer, JSON parsing, admin endpoints. */
+export function makeApp(opts: AppOptions): Express {
+  const app = express();
+  app.disable('x-powered-by');
+  app.set('etag', false);
+  app.set('query parser', 'simple');
+  app.use((req, res, next) => {
+    const from = req.headers['x-gfs-from'];
+    if (typeof from === 'string') {
+      const f = faultFor(from, opts.names());
+      if (f.drop) {
+        req.socket.destroy();
+        return;
+      }
+      if (f.delayMs) {
+        setTimeout(next, f.delayMs);
+        return;
+      }
+    }
+    next();
+  });
+  app.use(express.json({ limit: opts.jsonLimitBytes ?? 4 * 1024 * 1024 }));
+  app.get('/healthz', (_req, res) => {
+    res.json({ ok: true });
+  });
+  app.get('/admin/faults', (_req, res) => {
+    res.json({ rules: getFaultRules() });
+  });
+  app.post(
+    '/admin/faults',
+    jsonRoute({ body: faultRulesSchema }, ({ body }) => {
+      setFaultRules(body.rules);
+      return { ok: true, rules: body.rules.length };
+    }),
+  );
+  return app;
+}
+
+/** Call after all routes: 404 for unknown routes and the `{error, code}` error handler. */
+export function finishApp(app: Express, log: Logger): void {
+  app.use((req, res) => {
+    res.status(404).json({ error: `no such endpoint: ${req.method} ${req.path}`, code: 'NOT_FOUND' });
+  });
+  app.use((err: unknown, _req: Request, res: Response, _next: NextFunction) => {
+    sendError(res, err, log);
+  });
+}
+
+export async function listen(app: Express, port: number, host: string): Promise<{ server: Server; port: number }> {
+  return new Promise((resolve, reject) => {
+    const server = app.listen(port, host);
+    server.once('error', reject);
+    server.once('listening', () => {
+      server.keepAliveTimeout = 65_000;
+      server.headersTimeout = 66_000;
+      server.requestTimeout = 0; // data pushes may take long; bodies have their own timeouts
+      resolve({ server, port: (server.address() as AddressInfo).port });
+    });
+  });
+}
+
+export const intString = (min: number, max: number) =>
+  z
+    .string()
+    .regex(/^\d+$/, 'must be a non-negative integer')
+    .transform(Number)
+    .pipe(z.number().int().min(min).max(max));
+
+export const boolString = z.enum(['0', '1', 'true', 'false']).transform((v) => v === '1' || v === 'true');

@@ -1,0 +1,147 @@
+import { Agent, request, type Dispatcher } from 'undici';
+import type { Readable } from 'node:stream';
+import type { z } from 'zod';
+import { GfsError, type ErrorCode } from './errors.js';
+import { faultFor } from './fault.js';
+import { defaults } from './config.js';
+
+// Every outbound request of every node goes through here: one keep-alive
+// pool per process, explicit timeouts, errors turned into GfsError, and the
+// fault layer consulted before anything is sent.
+
+let self = 'client';
+export function setRpcSelf(name: string): void {
+  self = name;
+}
+export function rpcSelf(): string {
+  return self;
+}
+
+const agent = new Agent({
+  keepAliveTimeout: 30_000,
+  keepAliveMaxTimeout: 60_000,
+  connections: 128,
+  pipelining: 1,
+});
+
+export interface RpcOptions {
+  method?: 'GET' | 'POST' | 'PUT' | 'DELETE';
+  query?: Record<string, string | number | boolean | undefined>;
+  timeoutMs?: number;
+  /** Names the target is known by in fault rules (its node id); its URL always counts. */
+  targetName?: string;
+  headers?: Record<string, string>;
+}
+
+function buildUrl(base: string, path: string, query?: RpcOptions['query']): string {
+  let url = base.replace(/\/+$/, '') + path;
+  if (query) {
+    const qs = new URLSearchParams();
+    for (const [k, v] of Object.entries(query)) if (v !== undefined) qs.set(k, String(v));
+    const s = qs.toString();
+    if (s) url += '?' + s;
+  }
+  return url;
+}
+
+async function applyFault(base: string, opts: RpcOptions): Promise<void> {
+  const names = opts.targetName ? [opts.targetName, base] : [base];
+  const f = faultFor(self, names);
+  if (f.delayMs) await new Promise((r) => setTimeout(r, f.delayMs));
+  if (f.drop) throw new GfsError('UNAVAILABLE', `${base}: dropped by fault layer`, { fault: true });
+}
+
+async function errorFrom(res: Dispatcher.ResponseData, url: string): Promise<GfsError> {
+  let text = '';
+  try {
+    text = await res.body.text();
+  } catch {
+    /* body lost with the connection */
+  }
+  try {
+    const j = JSON.parse(text) as { error?: string; code?: string };
+    if (j && typeof j.error === 'string' && typeof j.code === 'string') {
+      const { error, code, ...rest } = j as Record<string, unknown>;
+      return new GfsError(code as ErrorCode, error as string, rest, res.statusCode);
+    }
+  } catch {
+    /* not JSON */
+  }
+  return new GfsError(res.statusCode >= 500 ? 'UNAVAILABLE' : 'BAD_REQUEST', `${url}: HTTP ${res.statusCode} ${text.slice(0, 200)}`, undefined, res.statusCode);
+}
+
+function networkError(e: unknown, url: string): GfsError {
+  if (e instanceof GfsError) return e;
+  const err = e as { code?: string; message?: string; name?: string };
+  const timedOut = err.name === 'HeadersTimeoutError' || err.name === 'BodyTimeoutError' || err.code === 'UND_ERR_HEADERS_TIMEOUT' || err.code === 'UND_ERR_BODY_TIMEOUT' || err.name === 'TimeoutError' || err.name === 'AbortError';
+  return new GfsError(timedOut ? 'TIMEOUT' : 'UNAVAILABLE', `${url}: ${err.code ?? err.name ?? 'error'} ${err.message ?? ''}`.trim());
+}
+
+/** JSON request; the answer is validated with `schema` when given. */
+export async function rpcJson<T = unknown>(base: string, path: string, body?: unknown, opts: RpcOptions = {}, schema?: z.ZodType<T>): Promise<T> {
+  const url = buildUrl(base, path, opts.query);
+  const timeoutMs = opts.timeoutMs ?? defaults.rpcTimeoutMs;
+  await applyFault(base, opts);
+  let res: Dispatcher.ResponseData;
+  try {
+    res = await request(url, {
+      dispatcher: agent,
+      method: opts.method ?? (body === undefined ? 'GET' : 'POST'),
+      headers: { 'content-type': 'application/json', 'x-gfs-from': self, ...(opts.headers ?? {}) },
+      body: body === undefined ? undefined : JSON.stringify(body),
+      headersTimeout: timeoutMs,
+      bodyTimeout: timeoutMs,
+      signal: AbortSignal.timeout(timeoutMs),
+    });
+  } catch (e) {
+    throw networkError(e, url);
+  }
+  if (res.statusCode < 200 || res.statusCode >= 300) throw await errorFrom(res, url);
+  let json: unknown;
+  try {
+    json = await res.body.json();
+  } catch (e) {
+    throw networkError(e, url);
+  }
+  return schema ? schema.parse(json) : (json as T);
+}
+
+export interface StreamResponse {
+  statusCode: number;
+  headers: Record<string, string | string[] | undefined>;
+  body: Dispatcher.ResponseData['body'];
+}
+
+/** Request with a streamed or binary body and/or a streamed answer. The caller consumes `body`. */
+export async function rpcStream(
+  base: string,
+  path: string,
+  body: Readable | Buffer | Uint8Array | undefined,
+  opts: RpcOptions & { contentLength?: number } = {},
+): Promise<StreamResponse> {
+  const url = buildUrl(base, path, opts.query);
+  const timeoutMs = opts.timeoutMs ?? defaults.dataTimeoutMs;
+  await applyFault(base, opts);
+  const headers: Record<string, string> = { 'x-gfs-from': self, ...(opts.headers ?? {}) };
+  if (body !== undefined) headers['content-type'] = 'application/octet-stream';
+  if (opts.contentLength !== undefined) headers['content-length'] = String(opts.contentLength);
+  let res: Dispatcher.ResponseData;
+  try {
+    res = await request(url, {
+      dispatcher: agent,
+      method: opts.method ?? (body === undefined ? 'GET' : 'PUT'),
+      headers,
+      body,
+      headersTimeout: timeoutMs,
+      bodyTimeout: timeoutMs,
+    });
+  } catch (e) {
+    throw networkError(e, url);
+  }
+  if (res.statusCode < 200 || res.statusCode >= 300) throw await errorFrom(res, url);
+  return { statusCode: res.statusCode, headers: res.headers as StreamResponse['headers'], body: res.body };
+}
+
+export async function closeRpc(): Promise<void> {
+  await agent.close();
+}

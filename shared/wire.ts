@@ -1,0 +1,181 @@
+import { z } from 'zod';
+import { isHandle } from './handles.js';
+
+// Wire types: every request and answer between client, master and
+// chunkserver, defined once and used by both ends. Paths are further checked
+// by normalizePath, handles by isHandle; sizes are bounded.
+
+export const pathSchema = z.string().min(1).max(4096);
+export const handleSchema = z.string().refine(isHandle, 'invalid chunk handle');
+export const nodeIdSchema = z.string().regex(/^[A-Za-z0-9_-]{1,64}$/, 'invalid node id');
+export const urlSchema = z.string().url().max(400);
+export const rackSchema = z.string().regex(/^[A-Za-z0-9_.:-]{1,64}$/, 'invalid rack label');
+export const idSchema = z.string().regex(/^[A-Za-z0-9_-]{1,64}$/, 'invalid id');
+const version = z.number().int().min(0).max(Number.MAX_SAFE_INTEGER);
+const bytes = z.number().int().min(0).max(Number.MAX_SAFE_INTEGER);
+export const replicationSchema = z.number().int().min(1).max(16);
+
+// ---- namespace (client -> master) ----
+export const mkdirReq = z.object({ path: pathSchema, parents: z.boolean().optional() }).strict();
+export const createReq = z.object({ path: pathSchema, replication: replicationSchema.optional(), exclusive: z.boolean().optional() }).strict();
+export const deleteReq = z.object({ path: pathSchema, recursive: z.boolean().optional() }).strict();
+export const renameReq = z.object({ src: pathSchema, dst: pathSchema }).strict();
+export const snapshotReq = z.object({ src: pathSchema, dst: pathSchema }).strict();
+export const pathQuery = z.object({ path: pathSchema }).strict();
+
+export interface FileInfo {
+  path: string;
+  type: 'file' | 'dir';
+  sizeBytes: number;
+  replication: number;
+  chunkCount: number;
+  chunkSizeBytes: number;
+  mtimeMs: number;
+  ctimeMs: number;
+}
+
+export interface ListEntry {
+  name: string;
+  path: string;
+  type: 'file' | 'dir';
+  sizeBytes: number;
+  replication: number;
+  chunkCount: number;
+  mtimeMs: number;
+}
+
+// ---- chunk locations (client -> master) ----
+export interface ReplicaRef {
+  id: string;
+  url: string;
+  rack: string;
+}
+export interface ChunkLocation {
+  index: number;
+  handle: string;
+  version: number;
+  replicas: ReplicaRef[];
+}
+export interface ChunksAnswer {
+  path: string;
+  sizeBytes: number;
+  chunkSizeBytes: number;
+  chunkCount: number;
+  chunks: ChunkLocation[];
+}
+export const chunksReq = z.object({ path: pathSchema, startIndex: z.number().int().min(0).max(2 ** 40), count: z.number().int().min(1).max(10_000) }).strict();
+export const allocateReq = z.object({ path: pathSchema, index: z.number().int().min(0).max(2 ** 40) }).strict();
+export const leaseReq = z.object({ handle: handleSchema }).strict();
+export interface LeaseAnswer {
+  handle: string;
+  version: number;
+  primary: ReplicaRef;
+  secondaries: ReplicaRef[];
+  /** Remaining lease time by the master's clock when it answered. */
+  leaseRemainingMs: number;
+}
+
+// ---- chunkserver -> master ----
+export const chunkReportSchema = z.object({ handle: handleSchema, version, sizeBytes: bytes });
+export type ChunkReport = z.infer<typeof chunkReportSchema>;
+export const registerReq = z
+  .object({
+    id: nodeIdSchema,
+    url: urlSchema,
+    rack: rackSchema,
+    capacityBytes: bytes,
+    usedBytes: bytes,
+    freeBytes: bytes,
+    chunks: z.array(chunkReportSchema).max(10_000_000),
+  })
+  .strict();
+export type RegisterReq = z.infer<typeof registerReq>;
+export const heartbeatReq = registerReq
+  .extend({
+    /** Chunks this server is primary for and still mutating: asks for lease extensions. */
+    leaseExtensions: z.array(handleSchema).max(100_000),
+    load: z.number().min(0).max(1e9),
+  })
+  .strict();
+export type HeartbeatReq = z.infer<typeof heartbeatReq>;
+export interface HeartbeatAnswer {
+  /** Chunks to delete (stale, orphaned, over-replicated). */
+  deleteChunks: string[];
+  /** Lease extensions granted: handle -> remaining ms by the master's clock. */
+  leases: Record<string, number>;
+  /** Clone orders: copy `handle` at `version` from `sourceUrl`. */
+  clones: { handle: string; version: number; sourceUrl: string }[];
+  /** True when the master does not know this server (it restarted): register again. */
+  reregister: boolean;
+}
+export const leaseConfirmReq = z.object({ id: nodeIdSchema, handle: handleSchema }).strict();
+export interface LeaseConfirmAnswer {
+  primary: boolean;
+  version: number;
+  secondaries: ReplicaRef[];
+  remainingMs: number;
+}
+export const reportCorruptReq = z.object({ id: nodeIdSchema, handle: handleSchema }).strict();
+
+// ---- master -> chunkserver ----
+export const csCreateReq = z.object({ handle: handleSchema, version }).strict();
+export const csVersionReq = z.object({ handle: handleSchema, version }).strict();
+export const csCopyReq = z.object({ handle: handleSchema, newHandle: handleSchema, version }).strict();
+
+// ---- client -> chunkserver (data path) ----
+export const dataIdSchema = idSchema;
+/** PUT /push/:dataId  body: raw bytes; header x-gfs-chain: JSON array of the next hops' URLs. */
+export const pushChainSchema = z.array(urlSchema).max(16);
+export interface PushAnswer {
+  dataId: string;
+  sizeBytes: number;
+  crc32c: number;
+}
+export const mutationIds = {
+  clientId: idSchema,
+  requestId: idSchema,
+};
+export const writeReq = z
+  .object({
+    handle: handleSchema,
+    version,
+    offset: bytes,
+    dataId: dataIdSchema,
+    sizeBytes: bytes,
+    crc32c: z.number().int().min(0).max(0xffffffff),
+    ...mutationIds,
+  })
+  .strict();
+export type WriteReq = z.infer<typeof writeReq>;
+export interface WriteAnswer {
+  ok: true;
+  /** Chunk length after the mutation. */
+  chunkSizeBytes: number;
+}
+export const appendReq = z
+  .object({
+    handle: handleSchema,
+    version,
+    dataId: dataIdSchema,
+    sizeBytes: bytes,
+    crc32c: z.number().int().min(0).max(0xffffffff),
+    ...mutationIds,
+  })
+  .strict();
+export type AppendReq = z.infer<typeof appendReq>;
+export type AppendAnswer = { status: 'ok'; offset: number } | { status: 'chunk-full' };
+/** Primary -> secondary: apply these mutations, in serial order. */
+export const applyOp = z.discriminatedUnion('kind', [
+  z.object({ kind: z.literal('write'), serial: z.number().int().min(0), offset: bytes, dataId: dataIdSchema, sizeBytes: bytes }),
+  z.object({ kind: z.literal('pad'), serial: z.number().int().min(0), toSizeBytes: bytes }),
+]);
+export type ApplyOp = z.infer<typeof applyOp>;
+export const applyReq = z.object({ handle: handleSchema, version, ops: z.array(applyOp).min(1).max(10_000) }).strict();
+export type ApplyReq = z.infer<typeof applyReq>;
+export const syncReq = z.object({ handle: handleSchema, version, forward: z.boolean().optional() }).strict();
+export const readQuery = z.object({ handle: handleSchema, offset: z.string(), length: z.string(), version: z.string().optional() }).strict();
+export interface ChunkInfoAnswer {
+  handle: string;
+  version: number;
+  sizeBytes: number;
+}
