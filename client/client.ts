@@ -245,7 +245,7 @@ export class GfsClient {
           const a = await rpcJson<AppendAnswer>(
             lease.primary.url,
             '/chunk/append',
-            { handle: loc.handle, version: lease.version, dataId, sizeBytes: data.length, crc32c: crc, clientId: this.clientId, requestId: `${requestId}.${padded}` },
+            { handle: loc.handle, version: lease.version, dataId, sizeBytes: data.length, crc32c: crc, clientId: this.clientId, requestId: `${requestId}_${padded}` },
             { targetName: lease.primary.id, timeoutMs: defaults.dataTimeoutMs },
           );
           if (a.status === 'ok') return index * f.chunkSizeBytes + a.offset;

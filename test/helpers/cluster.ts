@@ -1,0 +1,190 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, rmSync, openSync, closeSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { GfsClient } from '../../client/client.js';
+import { rpcJson } from '../../shared/rpc.js';
+import type { FaultRule } from '../../shared/fault.js';
+
+// Real clusters for tests: a master and chunkservers as separate OS
+// processes on 127.0.0.1, on ports they pick themselves, data in a temp dir.
+// Everything is stopped by PID and removed in stop(), which tests call from
+// after()/finally; a process exit handler kills leftovers if a test crashes.
+
+export const cliPath = fileURLToPath(new URL('../../client/cli.js', import.meta.url));
+
+const live = new Set<ChildProcess>();
+process.once('exit', () => {
+  for (const p of live) if (p.exitCode === null && p.signalCode === null) p.kill('SIGKILL');
+});
+
+export interface Proc {
+  name: string;
+  proc: ChildProcess;
+  url: string;
+  id: string;
+  dir: string;
+  port: number;
+  args: string[];
+}
+
+export interface ClusterOptions {
+  chunkservers?: number;
+  chunkSizeBytes?: number;
+  leaseMs?: number;
+  heartbeatMs?: number;
+  deadMs?: number;
+  safeModeMs?: number;
+  checkpointBytes?: number;
+  racks?: number;
+  env?: Record<string, string>;
+}
+
+/** Polls cond until it returns a value other than undefined/false, or throws after deadlineMs. */
+export async function waitFor<T>(what: string, cond: () => Promise<T | undefined | false> | T | undefined | false, deadlineMs = 15_000, intervalMs = 50): Promise<T> {
+  const until = Date.now() + deadlineMs;
+  let last: unknown;
+  for (;;) {
+    try {
+      const v = await cond();
+      if (v !== undefined && v !== false) return v as T;
+    } catch (e) {
+      last = e;
+    }
+    if (Date.now() > until) throw new Error(`timed out after ${deadlineMs} ms waiting for ${what}${last ? ` (last error: ${(last as Error).message})` : ''}`);
+    await new Promise((r) => setTimeout(r, intervalMs));
+  }
+}
+
+function startProc(name: string, args: string[], dir: string, env: Record<string, string>, logDir: string): Promise<Proc> {
+  const logFd = openSync(join(logDir, `${name}.log`), 'a');
+  const proc = spawn(process.execPath, [cliPath, ...args], {
+    stdio: ['ignore', 'pipe', logFd],
+    env: { ...process.env, GFS_LOG_LEVEL: process.env.GFS_LOG_LEVEL ?? 'warn', ...env },
+  });
+  closeSync(logFd);
+  live.add(proc);
+  proc.once('exit', () => live.delete(proc));
+  return new Promise((resolve, reject) => {
+    let out = '';
+    const timer = setTimeout(() => reject(new Error(`${name} did not start within 20 s (log: ${join(logDir, name + '.log')})`)), 20_000);
+    proc.stdout!.on('data', (d: Buffer) => {
+      out += d.toString();
+      const line = out.split('\n')[0]!;
+      if (!out.includes('\n')) return;
+      clearTimeout(timer);
+      const parts = line.trim().split(' ');
+      const url = parts[parts.length - 1]!;
+      const id = parts[0] === 'chunkserver' ? parts[1]! : 'master';
+      resolve({ name, proc, url, id, dir, port: Number(new URL(url).port), args });
+    });
+    proc.once('exit', (code, sig) => {
+      clearTimeout(timer);
+      reject(new Error(`${name} exited during start-up (${sig ?? code}); log: ${join(logDir, name + '.log')}`));
+    });
+  });
+}
+
+export class TestCluster {
+  master!: Proc;
+  chunkservers: (Proc | undefined)[] = [];
+  private readonly clients: GfsClient[] = [];
+
+  constructor(
+    readonly dir: string,
+    readonly o: ClusterOptions,
+  ) {}
+
+  get masterUrl(): string {
+    return this.master.url;
+  }
+
+  async startMaster(port = 0): Promise<Proc> {
+    const args = ['master', '--dir', join(this.dir, 'master'), '--port', String(port)];
+    if (this.o.chunkSizeBytes) args.push('--chunk-size', String(this.o.chunkSizeBytes));
+    if (this.o.leaseMs) args.push('--lease-ms', String(this.o.leaseMs));
+    args.push('--heartbeat-ms', String(this.o.heartbeatMs ?? 200));
+    args.push('--dead-ms', String(this.o.deadMs ?? 2_000));
+    args.push('--safe-mode-ms', String(this.o.safeModeMs ?? 2_000));
+    if (this.o.checkpointBytes) args.push('--checkpoint-bytes', String(this.o.checkpointBytes));
+    this.master = await startProc('master', args, join(this.dir, 'master'), this.o.env ?? {}, this.dir);
+    return this.master;
+  }
+
+  async restartMaster(): Promise<Proc> {
+    await this.kill(this.master, 'SIGKILL');
+    return this.startMaster(this.master.port);
+  }
+
+  async startChunkserver(i: number): Promise<Proc> {
+    const dir = join(this.dir, `cs${i}`);
+    const prev = this.chunkservers[i];
+    const args = ['chunkserver', '--master', this.masterUrl, '--dir', dir, '--port', String(prev?.port ?? 0), '--rack', `rack${(i % (this.o.racks ?? 3)) + 1}`, '--id', `cs${i}`];
+    const p = await startProc(`cs${i}`, args, dir, this.o.env ?? {}, this.dir);
+    this.chunkservers[i] = p;
+    return p;
+  }
+
+  /** Sends sig and waits for the process to be gone. */
+  async kill(p: Proc | undefined, sig: NodeJS.Signals = 'SIGKILL'): Promise<void> {
+    if (!p || p.proc.exitCode !== null || p.proc.signalCode !== null) return;
+    const gone = new Promise<void>((r) => p.proc.once('exit', () => r()));
+    p.proc.kill(sig);
+    await gone;
+  }
+
+  client(o: Partial<ConstructorParameters<typeof GfsClient>[0]> = {}): GfsClient {
+    const c = new GfsClient({ masterUrl: this.masterUrl, ...o });
+    this.clients.push(c);
+    return c;
+  }
+
+  status(): Promise<{ safeMode: boolean; chunkservers: { id: string; url: string; alive: boolean; chunks: number }[]; chunks: Record<string, number> }> {
+    return rpcJson(this.masterUrl, '/api/status');
+  }
+
+  async waitForChunkservers(n: number, deadlineMs = 20_000): Promise<void> {
+    await waitFor(`${n} live chunkservers`, async () => (await this.status()).chunkservers.filter((c) => c.alive).length >= n, deadlineMs);
+  }
+
+  /** Runs the gfs CLI against this cluster. */
+  cli(args: string[], input?: Buffer | string, env: Record<string, string> = {}): Promise<{ code: number; stdout: Buffer; stderr: string }> {
+    return new Promise((resolve) => {
+      const p = spawn(process.execPath, [cliPath, '--master', this.masterUrl, ...args], { stdio: ['pipe', 'pipe', 'pipe'], env: { ...process.env, ...env } });
+      const out: Buffer[] = [];
+      let err = '';
+      p.stdout.on('data', (d: Buffer) => out.push(d));
+      p.stderr.on('data', (d: Buffer) => (err += d.toString()));
+      p.stdin.end(input ?? '');
+      p.once('close', (code) => resolve({ code: code ?? -1, stdout: Buffer.concat(out), stderr: err }));
+    });
+  }
+
+  /** Installs fault rules on every live process (master and chunkservers). */
+  async setFaults(rules: FaultRule[]): Promise<void> {
+    const procs = [this.master, ...this.chunkservers].filter((p): p is Proc => !!p && p.proc.exitCode === null && p.proc.signalCode === null);
+    await Promise.all(procs.map((p) => rpcJson(p.url, '/admin/faults', { rules }, { timeoutMs: 5_000 }).catch(() => undefined)));
+  }
+
+  async stop(): Promise<void> {
+    await Promise.all([this.master, ...this.chunkservers].map((p) => this.kill(p, 'SIGKILL')));
+    rmSync(this.dir, { recursive: true, force: true });
+  }
+}
+
+export async function startCluster(o: ClusterOptions = {}): Promise<TestCluster> {
+  const dir = mkdtempSync(join(tmpdir(), 'gfs-test-'));
+  const c = new TestCluster(dir, o);
+  try {
+    await c.startMaster();
+    const n = o.chunkservers ?? 3;
+    await Promise.all(Array.from({ length: n }, (_, i) => c.startChunkserver(i)));
+    await c.waitForChunkservers(n);
+    await waitFor('the master to leave safe mode', async () => !(await c.status()).safeMode);
+  } catch (e) {
+    await c.stop();
+    throw e;
+  }
+  return c;
+}

@@ -1,0 +1,392 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { Namespace, initialChunkVersion, type Op, type FileNode } from '../../master/namespace.js';
+import { isGfsError, type ErrorCode } from '../../shared/errors.js';
+import { isHandle } from '../../shared/handles.js';
+
+/** As in production: the record is logged as JSON and applied from a parsed copy. */
+function roundTrip(op: Op): Op {
+  return JSON.parse(JSON.stringify(op)) as Op;
+}
+
+/** Checks and applies one mutation the way the master does; returns the record (undefined when a no-op). */
+function run(ns: Namespace, op: Op | undefined, log?: Op[]): Op | undefined {
+  if (op === undefined) return undefined;
+  const rec = roundTrip(op);
+  log?.push(rec);
+  ns.apply(roundTrip(rec));
+  return rec;
+}
+
+function throwsCode(fn: () => unknown, code: ErrorCode): void {
+  assert.throws(fn, (e: unknown) => isGfsError(e, code), `expected ${code}`);
+}
+
+function file(ns: Namespace, path: string): FileNode {
+  return ns.getFile(path);
+}
+
+/** A comparable picture of the whole state. */
+function state(ns: Namespace) {
+  const s = ns.snapshot();
+  return {
+    nodes: [...s.nodes].sort(([a], [b]) => (a < b ? -1 : 1)),
+    chunks: [...s.chunks].sort(([a], [b]) => (a < b ? -1 : 1)),
+    nextHandle: s.nextHandle,
+    listing: ns.subtree('/').map((p) => [p, ns.childNames(p)]),
+  };
+}
+
+test('a new namespace holds only the root directory', () => {
+  const ns = new Namespace();
+  assert.deepEqual([...ns.nodes.keys()], ['/']);
+  assert.equal(ns.get('/')!.type, 'dir');
+  assert.deepEqual(ns.childNames('/'), []);
+  assert.equal(ns.fileCount, 0);
+});
+
+test('mkdir without parents needs the parent; with parents creates every missing ancestor', () => {
+  const ns = new Namespace();
+  throwsCode(() => ns.checkMkdir('/a/b', false, 1), 'NOT_FOUND');
+  const rec = run(ns, ns.checkMkdir('/a/b/c', true, 5))!;
+  assert.deepEqual(rec, { op: 'mkdir', paths: ['/a', '/a/b', '/a/b/c'], t: 5 });
+  for (const p of ['/a', '/a/b', '/a/b/c']) assert.equal(ns.get(p)?.type, 'dir');
+  assert.deepEqual(ns.childNames('/a'), ['b']);
+  assert.equal(ns.get('/')!.mtimeMs, 5, 'parent of the first new directory is touched');
+
+  run(ns, ns.checkMkdir('/a/d', false, 6));
+  assert.deepEqual(ns.childNames('/a'), ['b', 'd']);
+  assert.equal(ns.get('/a')!.mtimeMs, 6);
+
+  // existing: an error without parents, a no-op with them (like mkdir -p)
+  throwsCode(() => ns.checkMkdir('/a/b', false, 7), 'EXISTS');
+  assert.equal(ns.checkMkdir('/a/b', true, 7), undefined);
+  assert.equal(ns.checkMkdir('/', true, 7), undefined);
+  throwsCode(() => ns.checkMkdir('/', false, 7), 'EXISTS');
+
+  // a file in the way
+  run(ns, ns.checkCreate('/a/f', 3, 8));
+  throwsCode(() => ns.checkMkdir('/a/f', true, 9), 'EXISTS');
+  throwsCode(() => ns.checkMkdir('/a/f/g', true, 9), 'NOT_A_DIRECTORY');
+  throwsCode(() => ns.checkMkdir('/a/f/g', false, 9), 'NOT_A_DIRECTORY');
+});
+
+test('create: a file with no chunks in an existing directory', () => {
+  const ns = new Namespace();
+  const rec = run(ns, ns.checkCreate('/f', 3, 10))!;
+  assert.deepEqual(rec, { op: 'create', path: '/f', replication: 3, t: 10 });
+  assert.deepEqual(ns.get('/f'), { type: 'file', replication: 3, chunks: [], mtimeMs: 10, ctimeMs: 10 });
+  assert.equal(ns.fileCount, 1);
+  assert.deepEqual(ns.childNames('/'), ['f']);
+  throwsCode(() => ns.checkCreate('/f', 3, 11), 'EXISTS');
+  throwsCode(() => ns.checkCreate('/', 3, 11), 'EXISTS');
+  throwsCode(() => ns.checkCreate('/nodir/f', 3, 11), 'NOT_FOUND');
+  throwsCode(() => ns.checkCreate('/f/g', 3, 11), 'NOT_A_DIRECTORY');
+  throwsCode(() => ns.getFile('/nope'), 'NOT_FOUND');
+  throwsCode(() => ns.getFile('/'), 'IS_A_DIRECTORY');
+  // a failed check changes nothing
+  assert.deepEqual([...ns.nodes.keys()].sort(), ['/', '/f']);
+});
+
+test('allocate: distinct 16-hex handles, fromIndex, nextHandle advances, holes allocate every missing chunk', () => {
+  const ns = new Namespace();
+  run(ns, ns.checkCreate('/f', 3, 1));
+  const before = ns.nextHandle;
+  const a0 = run(ns, ns.checkAllocate('/f', 0, 2))! as Extract<Op, { op: 'allocate' }>;
+  assert.equal(a0.fromIndex, 0);
+  assert.equal(a0.handles.length, 1);
+  assert.equal(a0.version, initialChunkVersion);
+  assert.equal(ns.nextHandle, before + 1n);
+  assert.equal(ns.checkAllocate('/f', 0, 3), undefined, 'an existing chunk needs no allocation');
+
+  // a write at chunk index 4 allocates 1, 2, 3 and 4
+  const a4 = run(ns, ns.checkAllocate('/f', 4, 3))! as Extract<Op, { op: 'allocate' }>;
+  assert.equal(a4.fromIndex, 1);
+  assert.equal(a4.handles.length, 4);
+  assert.equal(ns.nextHandle, before + 5n);
+  const chunks = file(ns, '/f').chunks;
+  assert.deepEqual(chunks, [...a0.handles, ...a4.handles]);
+  assert.equal(new Set(chunks).size, 5);
+  for (const h of chunks) {
+    assert.ok(isHandle(h), `${h} is 16 lower-case hex digits`);
+    assert.deepEqual(ns.chunks.get(h), { version: initialChunkVersion, refCount: 1 });
+  }
+  assert.equal(file(ns, '/f').mtimeMs, 3);
+
+  // another file never reuses a handle
+  run(ns, ns.checkCreate('/g', 3, 4));
+  const g = run(ns, ns.checkAllocate('/g', 2, 5))! as Extract<Op, { op: 'allocate' }>;
+  assert.equal(g.fromIndex, 0);
+  for (const h of g.handles) assert.ok(!chunks.includes(h));
+  assert.equal(ns.chunks.size, 8);
+
+  throwsCode(() => ns.checkAllocate('/nope', 0, 6), 'NOT_FOUND');
+  throwsCode(() => ns.checkAllocate('/', 0, 6), 'IS_A_DIRECTORY');
+});
+
+test('allocate: two checks before either is applied take distinct handles; apply refuses a stale fromIndex', () => {
+  const ns = new Namespace();
+  run(ns, ns.checkCreate('/f', 3, 1));
+  run(ns, ns.checkCreate('/g', 3, 1));
+  const af = ns.checkAllocate('/f', 0, 2)! as Extract<Op, { op: 'allocate' }>;
+  const ag = ns.checkAllocate('/g', 0, 2)! as Extract<Op, { op: 'allocate' }>;
+  assert.notEqual(af.handles[0], ag.handles[0]);
+  run(ns, ag);
+  run(ns, af);
+  const again = ns.checkAllocate('/f', 0, 3);
+  assert.equal(again, undefined);
+  assert.throws(() => ns.apply(roundTrip(af)), /invariant/);
+});
+
+test('version records only ever raise a chunk version', () => {
+  const ns = new Namespace();
+  run(ns, ns.checkCreate('/f', 3, 1));
+  run(ns, ns.checkAllocate('/f', 0, 2));
+  const h = file(ns, '/f').chunks[0]!;
+  run(ns, { op: 'version', handle: h, version: 5 });
+  assert.equal(ns.chunks.get(h)!.version, 5);
+  run(ns, { op: 'version', handle: h, version: 3 });
+  assert.equal(ns.chunks.get(h)!.version, 5);
+  run(ns, { op: 'version', handle: '00000000000000ff', version: 9 }); // unknown: ignored
+  assert.equal(ns.chunks.has('00000000000000ff'), false);
+});
+
+test('delete: files drop their chunks, directories need recursive unless empty', () => {
+  const ns = new Namespace();
+  run(ns, ns.checkMkdir('/d/e', true, 1));
+  run(ns, ns.checkCreate('/d/e/f', 3, 2));
+  run(ns, ns.checkAllocate('/d/e/f', 1, 3));
+  run(ns, ns.checkCreate('/d/g', 3, 2));
+  run(ns, ns.checkAllocate('/d/g', 0, 3));
+  run(ns, ns.checkMkdir('/empty', false, 4));
+  assert.equal(ns.chunks.size, 3);
+
+  throwsCode(() => ns.checkDelete('/d', false, 5), 'NOT_EMPTY');
+  throwsCode(() => ns.checkDelete('/nope', true, 5), 'NOT_FOUND');
+  throwsCode(() => ns.checkDelete('/', true, 5), 'BAD_REQUEST');
+
+  run(ns, ns.checkDelete('/empty', false, 5));
+  assert.equal(ns.get('/empty'), undefined);
+
+  run(ns, ns.checkDelete('/d/g', false, 6));
+  assert.equal(ns.get('/d/g'), undefined);
+  assert.equal(ns.chunks.size, 2);
+  assert.equal(ns.get('/d')!.mtimeMs, 6);
+
+  run(ns, ns.checkDelete('/d', true, 7));
+  assert.deepEqual([...ns.nodes.keys()], ['/']);
+  assert.equal(ns.chunks.size, 0);
+  assert.deepEqual(ns.childNames('/'), []);
+  assert.deepEqual(ns.childNames('/d'), []);
+  assert.equal(ns.get('/')!.mtimeMs, 7);
+});
+
+test('rename: a file, a directory with children, refusals', () => {
+  const ns = new Namespace();
+  run(ns, ns.checkMkdir('/a/b', true, 1));
+  run(ns, ns.checkCreate('/a/b/f', 2, 2));
+  run(ns, ns.checkAllocate('/a/b/f', 1, 3));
+  run(ns, ns.checkCreate('/a/g', 3, 4));
+  run(ns, ns.checkMkdir('/z', false, 5));
+  const chunksOfF = file(ns, '/a/b/f').chunks.slice();
+
+  throwsCode(() => ns.checkRename('/nope', '/x', 6), 'NOT_FOUND');
+  throwsCode(() => ns.checkRename('/a', '/a', 6), 'EXISTS');
+  throwsCode(() => ns.checkRename('/a', '/a/b/c', 6), 'BAD_REQUEST');
+  throwsCode(() => ns.checkRename('/a', '/a/x', 6), 'BAD_REQUEST');
+  throwsCode(() => ns.checkRename('/a/g', '/z', 6), 'EXISTS');
+  throwsCode(() => ns.checkRename('/a/g', '/q/g', 6), 'NOT_FOUND');
+  throwsCode(() => ns.checkRename('/a/g', '/a/g/h', 6), 'BAD_REQUEST');
+  throwsCode(() => ns.checkRename('/a/b', '/a/g/h', 6), 'NOT_A_DIRECTORY');
+  throwsCode(() => ns.checkRename('/', '/x', 6), 'BAD_REQUEST');
+  throwsCode(() => ns.checkRename('/a', '/', 6), 'BAD_REQUEST');
+
+  // a file
+  run(ns, ns.checkRename('/a/g', '/z/g2', 7));
+  assert.equal(ns.get('/a/g'), undefined);
+  assert.equal(file(ns, '/z/g2').replication, 3);
+  assert.deepEqual(ns.childNames('/z'), ['g2']);
+  assert.equal(ns.get('/a')!.mtimeMs, 7);
+  assert.equal(ns.get('/z')!.mtimeMs, 7);
+
+  // a directory with children; a name that merely shares a prefix is not moved
+  run(ns, ns.checkCreate('/ab', 3, 8));
+  run(ns, ns.checkRename('/a', '/z/a2', 9));
+  for (const p of ['/a', '/a/b', '/a/b/f']) assert.equal(ns.get(p), undefined, `${p} is gone`);
+  assert.equal(ns.get('/z/a2')!.type, 'dir');
+  assert.equal(ns.get('/z/a2/b')!.type, 'dir');
+  assert.deepEqual(file(ns, '/z/a2/b/f').chunks, chunksOfF);
+  assert.equal(file(ns, '/ab').type, 'file');
+  assert.deepEqual(ns.childNames('/'), ['ab', 'z']);
+  assert.deepEqual(ns.childNames('/z'), ['a2', 'g2']);
+  assert.deepEqual(ns.childNames('/z/a2/b'), ['f']);
+  assert.deepEqual(ns.childNames('/a'), []);
+  assert.deepEqual(ns.subtree('/z'), ['/z', '/z/a2', '/z/a2/b', '/z/a2/b/f', '/z/g2']);
+  // chunks are untouched by a rename
+  for (const h of chunksOfF) assert.equal(ns.chunks.get(h)!.refCount, 1);
+
+  // moving a directory up out of itself is fine
+  run(ns, ns.checkRename('/z/a2/b', '/b', 10));
+  assert.deepEqual(file(ns, '/b/f').chunks, chunksOfF);
+  assert.deepEqual(ns.childNames('/z/a2'), []);
+});
+
+test('snapshot: both trees share chunks (refCount 2) until each side is deleted', () => {
+  const ns = new Namespace();
+  run(ns, ns.checkMkdir('/src/sub', true, 1));
+  run(ns, ns.checkCreate('/src/sub/f', 3, 2));
+  run(ns, ns.checkAllocate('/src/sub/f', 2, 3));
+  run(ns, ns.checkCreate('/src/g', 3, 2));
+  run(ns, ns.checkAllocate('/src/g', 0, 3));
+  const handles = [...file(ns, '/src/sub/f').chunks, ...file(ns, '/src/g').chunks];
+  assert.equal(handles.length, 4);
+
+  throwsCode(() => ns.checkSnapshot('/nope', '/x', 4), 'NOT_FOUND');
+  throwsCode(() => ns.checkSnapshot('/src', '/src/x', 4), 'BAD_REQUEST');
+  throwsCode(() => ns.checkSnapshot('/src', '/src', 4), 'BAD_REQUEST');
+  throwsCode(() => ns.checkSnapshot('/src/g', '/src/sub', 4), 'EXISTS');
+  throwsCode(() => ns.checkSnapshot('/src', '/q/snap', 4), 'NOT_FOUND');
+
+  run(ns, ns.checkSnapshot('/src', '/snap', 5));
+  assert.deepEqual(ns.subtree('/snap'), ['/snap', '/snap/g', '/snap/sub', '/snap/sub/f']);
+  assert.deepEqual(file(ns, '/snap/sub/f').chunks, file(ns, '/src/sub/f').chunks);
+  assert.equal(file(ns, '/snap/sub/f').ctimeMs, 5);
+  for (const h of handles) assert.equal(ns.chunks.get(h)!.refCount, 2);
+  // the copies are independent objects: growing one file does not grow the other
+  assert.notEqual(file(ns, '/snap/sub/f').chunks, file(ns, '/src/sub/f').chunks);
+  run(ns, ns.checkAllocate('/src/g', 1, 6));
+  assert.equal(file(ns, '/src/g').chunks.length, 2);
+  assert.equal(file(ns, '/snap/g').chunks.length, 1);
+
+  // snapshot of a single file
+  run(ns, ns.checkSnapshot('/src/g', '/g-copy', 7));
+  assert.equal(ns.chunks.get(file(ns, '/src/g').chunks[0]!)!.refCount, 3);
+  run(ns, ns.checkDelete('/g-copy', false, 8));
+  assert.equal(ns.chunks.get(file(ns, '/src/g').chunks[0]!)!.refCount, 2);
+
+  run(ns, ns.checkDelete('/src', true, 9));
+  for (const h of handles) assert.equal(ns.chunks.get(h)!.refCount, 1, 'deleting one side leaves one reference');
+  run(ns, ns.checkDelete('/snap', true, 10));
+  for (const h of handles) assert.equal(ns.chunks.has(h), false, 'deleting both sides removes the chunk');
+  assert.equal(ns.chunks.size, 0);
+});
+
+/** A workload touching every kind of record. */
+function workload(ns: Namespace, log: Op[]): void {
+  let t = 100;
+  run(ns, ns.checkMkdir('/data/logs', true, t++), log);
+  run(ns, ns.checkMkdir('/tmp', false, t++), log);
+  for (let i = 0; i < 6; i++) {
+    run(ns, ns.checkCreate(`/data/logs/f${i}`, 1 + (i % 3), t++), log);
+    run(ns, ns.checkAllocate(`/data/logs/f${i}`, i, t++), log);
+  }
+  const h = ns.getFile('/data/logs/f3').chunks[1]!;
+  run(ns, { op: 'version', handle: h, version: 4 }, log);
+  run(ns, ns.checkSnapshot('/data', '/snap', t++), log);
+  run(ns, ns.checkRename('/data/logs/f1', '/tmp/moved', t++), log);
+  run(ns, ns.checkDelete('/data/logs/f2', false, t++), log);
+  run(ns, ns.checkAllocate('/snap/logs/f0', 3, t++), log);
+  run(ns, ns.checkRename('/data/logs', '/tmp/logs', t++), log);
+  run(ns, ns.checkCreate('/tmp/logs/new', 3, t++), log);
+  run(ns, ns.checkDelete('/snap/logs/f4', false, t++), log);
+  run(ns, ns.checkMkdir('/x/y/z', true, t++), log);
+}
+
+test('snapshot()/fromSnapshot() round trip (through JSON) gives the same nodes, chunks, nextHandle and listing', () => {
+  const ns = new Namespace();
+  workload(ns, []);
+  const snap = ns.snapshot();
+  const restored = Namespace.fromSnapshot(JSON.parse(JSON.stringify(snap)));
+  assert.deepEqual(state(restored), state(ns));
+  assert.deepEqual(restored.nodes, ns.nodes);
+  assert.deepEqual(restored.chunks, ns.chunks);
+  assert.equal(restored.nextHandle, ns.nextHandle);
+  for (const p of ns.subtree('/')) assert.deepEqual(restored.childNames(p), ns.childNames(p));
+  assert.equal(restored.fileCount, ns.fileCount);
+
+  // the snapshot is a copy: later mutations do not change it
+  const frozen = JSON.stringify(snap);
+  run(ns, ns.checkAllocate('/tmp/logs/new', 2, 999));
+  run(ns, ns.checkDelete('/snap', true, 1000));
+  assert.equal(JSON.stringify(snap), frozen);
+
+  // the restored namespace keeps working and never reuses a handle
+  const used = new Set(restored.chunks.keys());
+  const a = run(restored, restored.checkAllocate('/tmp/logs/new', 1, 2000))! as Extract<Op, { op: 'allocate' }>;
+  for (const h of a.handles) assert.ok(!used.has(h));
+});
+
+test('fromSnapshot of an empty namespace', () => {
+  const ns = new Namespace();
+  const restored = Namespace.fromSnapshot(JSON.parse(JSON.stringify(ns.snapshot())));
+  assert.deepEqual(state(restored), state(ns));
+});
+
+test('replaying the same (JSON) log on a fresh namespace gives the same state', () => {
+  const ns = new Namespace();
+  const log: Op[] = [];
+  workload(ns, log);
+  const replayed = new Namespace();
+  for (const rec of log) replayed.apply(roundTrip(rec));
+  assert.deepEqual(state(replayed), state(ns));
+  const again = new Namespace();
+  for (const rec of log) again.apply(roundTrip(rec));
+  assert.deepEqual(state(again), state(replayed));
+
+  // checkpoint in the middle, then replay the tail
+  const cut = Math.floor(log.length / 2);
+  const head = new Namespace();
+  for (const rec of log.slice(0, cut)) head.apply(roundTrip(rec));
+  const resumed = Namespace.fromSnapshot(JSON.parse(JSON.stringify(head.snapshot())));
+  for (const rec of log.slice(cut)) resumed.apply(roundTrip(rec));
+  assert.deepEqual(state(resumed), state(ns));
+});
+
+test('random workloads replay deterministically', () => {
+  let seed = 12345;
+  const rnd = () => {
+    seed = (seed * 1103515245 + 12345) % 2147483648;
+    return seed / 2147483648;
+  };
+  const pick = <T>(xs: T[]): T => xs[Math.floor(rnd() * xs.length)]!;
+  for (let round = 0; round < 20; round++) {
+    const ns = new Namespace();
+    const log: Op[] = [];
+    for (let i = 0; i < 150; i++) {
+      const all = [...ns.nodes.keys()];
+      const dirs = all.filter((p) => ns.get(p)!.type === 'dir');
+      const files = all.filter((p) => ns.get(p)!.type === 'file');
+      const newPath = () => {
+        const d = pick(dirs);
+        return `${d === '/' ? '' : d}/n${Math.floor(rnd() * 20)}`;
+      };
+      const k = rnd();
+      try {
+        if (k < 0.15) run(ns, ns.checkMkdir(newPath(), rnd() < 0.5, i), log);
+        else if (k < 0.35) run(ns, ns.checkCreate(newPath(), 3, i), log);
+        else if (k < 0.55 && files.length) run(ns, ns.checkAllocate(pick(files), Math.floor(rnd() * 4), i), log);
+        else if (k < 0.65) run(ns, ns.checkDelete(pick(all), rnd() < 0.5, i), log);
+        else if (k < 0.8) run(ns, ns.checkRename(pick(all), newPath(), i), log);
+        else if (k < 0.9) run(ns, ns.checkSnapshot(pick(all), newPath(), i), log);
+        else if (ns.chunks.size) run(ns, { op: 'version', handle: pick([...ns.chunks.keys()]), version: Math.floor(rnd() * 5) }, log);
+      } catch (e) {
+        if (!isGfsError(e)) throw e; // refused requests are fine; invariant failures are not
+      }
+    }
+    // every chunk's refCount equals the number of file references to it
+    const refs = new Map<string, number>();
+    for (const n of ns.nodes.values()) if (n.type === 'file') for (const h of n.chunks) refs.set(h, (refs.get(h) ?? 0) + 1);
+    assert.deepEqual(new Map([...ns.chunks].map(([h, c]) => [h, c.refCount])), refs);
+    // every node's parent exists and lists it
+    for (const p of ns.nodes.keys()) {
+      if (p === '/') continue;
+      const parent = p.slice(0, p.lastIndexOf('/')) || '/';
+      assert.equal(ns.get(parent)?.type, 'dir');
+      assert.ok(ns.childNames(parent).includes(p.slice(p.lastIndexOf('/') + 1)));
+    }
+    const replayed = new Namespace();
+    for (const rec of log) replayed.apply(roundTrip(rec));
+    assert.deepEqual(state(replayed), state(ns));
+    assert.deepEqual(state(Namespace.fromSnapshot(JSON.parse(JSON.stringify(ns.snapshot())))), state(ns));
+  }
+});
