@@ -49,7 +49,16 @@ export class LeaseTable {
 
   private async ask(handle: string): Promise<HeldLease> {
     const sentAtMs = this.o.clock();
-    const a = await this.o.confirm(handle);
+    let a: LeaseConfirmAnswer;
+    try {
+      a = await this.o.confirm(handle);
+    } catch (e) {
+      // No word from the master means no lease: refuse as a primary without
+      // one (409, the client asks the master again), not as an unavailable server.
+      this.o.onRefused?.(handle);
+      const code = this.leases.has(handle) ? 'LEASE_EXPIRED' : 'NOT_PRIMARY';
+      throw new GfsError(code, `no valid lease on ${handle}: cannot confirm it with the master (${(e as Error).message})`);
+    }
     if (!a.primary) {
       this.leases.delete(handle);
       throw new GfsError('NOT_PRIMARY', `this server holds no lease on ${handle}`);

@@ -25,6 +25,8 @@ export type LeaseDecision =
   | { kind: 'current'; lease: Lease }
   | { kind: 'wait'; untilMs: number; reason: string }
   | { kind: 'grant'; primary: string }
+  /** The holder is fine but a secondary is gone: the same primary gets a new lease with a new version. */
+  | { kind: 'regrant'; primary: string }
   | { kind: 'no-replicas' };
 
 export interface LeaseInput {
@@ -40,7 +42,13 @@ export interface LeaseInput {
 
 export function decideLease(i: LeaseInput): LeaseDecision {
   if (i.lease && i.lease.expiresAtMs > i.nowMs) {
-    if (i.lease.version === i.version && i.upToDate.includes(i.lease.primary)) return { kind: 'current', lease: i.lease };
+    if (i.lease.version === i.version && i.upToDate.includes(i.lease.primary)) {
+      // A secondary that died or went stale would fail every mutation until the
+      // lease ran out. Granting the same primary a new version is safe (still
+      // one primary) and leaves the lost replica behind as stale.
+      if (i.lease.secondaries.some((s) => !i.upToDate.includes(s))) return { kind: 'regrant', primary: i.lease.primary };
+      return { kind: 'current', lease: i.lease };
+    }
     // The holder is dead or partitioned, or the lease was revoked by a
     // version change: it may still act until expiry, so wait it out.
     return { kind: 'wait', untilMs: i.lease.expiresAtMs, reason: 'previous lease may still be held' };

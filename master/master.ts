@@ -133,6 +133,7 @@ export class Master {
 
   async mkdir(rawPath: string, parents: boolean): Promise<void> {
     const path = normalizePath(rawPath);
+    this.checkNotReserved(path);
     await this.mutate([{ path, mode: 'w' }], () => this.ns.checkMkdir(path, parents, Date.now()));
   }
 
@@ -338,8 +339,9 @@ export class Master {
         throw new GfsError('LEASE_PENDING', `no lease for ${handle} yet: ${d.reason}`, { retryAfterMs: Math.max(1, Math.ceil(d.untilMs - nowMs)) });
       case 'no-replicas':
         throw new GfsError('NO_REPLICAS', `no live up-to-date replica of chunk ${handle}`);
-      case 'grant': {
-        const p = this.grant(handle, d.primary, upToDate).finally(() => this.grantsInFlight.delete(handle));
+      case 'grant':
+      case 'regrant': {
+        const p = this.grant(handle, d.primary, upToDate, d.kind === 'regrant').finally(() => this.grantsInFlight.delete(handle));
         this.grantsInFlight.set(handle, p);
         return p;
       }
@@ -356,7 +358,7 @@ export class Master {
     };
   }
 
-  private async grant(handle: string, preferred: string, upToDate: string[]): Promise<LeaseAnswer> {
+  private async grant(handle: string, preferred: string, upToDate: string[], samePrimaryOnly: boolean): Promise<LeaseAnswer> {
     const meta = this.ns.chunks.get(handle)!;
     const version = meta.version + 1;
     // Durable before any replica or client hears of it: a restarted master
@@ -371,9 +373,12 @@ export class Master {
       }),
     );
     const took = results.flatMap((r) => (r.status === 'fulfilled' ? [r.value] : []));
-    // Replicas that missed the new version are stale from now on.
-    for (const id of upToDate) if (!took.includes(id)) this.servers.removeLocation(handle, id);
+    // Replicas that missed the new version (dead ones included) are stale from now on:
+    // after a bump, a listed replica is one that took it (processReport relies on this).
+    for (const id of [...(this.servers.locations.get(handle) ?? [])]) if (!took.includes(id)) this.servers.removeLocation(handle, id);
     if (took.length === 0) throw new GfsError('UNAVAILABLE', `no replica of ${handle} took version ${version}`);
+    // While the old lease runs, only its holder may be primary.
+    if (samePrimaryOnly && !took.includes(preferred)) throw new GfsError('LEASE_PENDING', `primary of ${handle} did not take version ${version}; waiting out its lease`, { retryAfterMs: Math.max(1, Math.ceil((this.leases.get(handle)?.expiresAtMs ?? 0) - this.now())) });
     const primary = took.includes(preferred) ? preferred : took[0]!;
     const nowMs = this.now();
     const lease: Lease = { primary, secondaries: took.filter((id) => id !== primary), version, expiresAtMs: nowMs + this.opts.leaseMs };
@@ -444,10 +449,14 @@ export class Master {
         continue;
       }
       if (c.version < meta.version) {
-        this.servers.removeLocation(c.handle, id);
         const bumped = this.versionBumpedAtMs.get(c.handle);
-        // A heartbeat sent just before the replica took a new version is not evidence of staleness.
-        if (bumped !== undefined && nowMs - bumped < versionRaceMs) continue;
+        // A heartbeat sent just before the replica took a new version is not
+        // evidence of staleness: a replica still listed took the bump and keeps
+        // its place; one that missed it is dropped, but deleted only later.
+        const racing = bumped !== undefined && nowMs - bumped < versionRaceMs;
+        if (racing && this.servers.locations.get(c.handle)?.has(id)) continue;
+        this.servers.removeLocation(c.handle, id);
+        if (racing) continue;
         if (!safe) {
           del.push(c.handle);
           this.counters.staleReplicasDropped++;

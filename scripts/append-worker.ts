@@ -16,6 +16,8 @@ const { values } = parseArgs({
     seed: { type: 'string', default: '1' },
     quiet: { type: 'boolean', default: false },
     'duration-ms': { type: 'string' },
+    /** Sizes are min + r^skew * (max - min): skew > 1 favours small records. */
+    skew: { type: 'string', default: '1' },
   },
 });
 
@@ -43,7 +45,7 @@ async function main(): Promise<void> {
   let failed = 0;
   const out: string[] = [];
   for (let i = 0; i < count && Date.now() < deadline; i++) {
-    const size = minBytes + Math.floor(rand() * (maxBytes - minBytes + 1));
+    const size = minBytes + Math.floor(rand() ** Number(values.skew) * (maxBytes - minBytes + 1));
     const payload = randomBytes(size);
     try {
       const offset = await appendRecord(client, values.path, payload);

@@ -1,0 +1,166 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import { closeSync, existsSync, mkdirSync, openSync, readFileSync, rmSync } from 'node:fs';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { rpcJson } from '../../shared/rpc.js';
+
+// The benchmark's own cluster: one master and N chunkservers as separate OS
+// processes on 127.0.0.1, on ports they pick themselves (--port 0), data in a
+// temp dir. Every child the benchmark starts (daemons and append workers) is
+// registered here, so a normal end, an error, an exit or a Ctrl-C all stop
+// them by PID and remove the temp dir.
+
+export const cliPath = fileURLToPath(new URL('../../client/cli.js', import.meta.url));
+
+const children = new Set<ChildProcess>();
+const dirs = new Set<string>();
+let handlersInstalled = false;
+
+/** Kills every registered child with SIGKILL and removes registered dirs; synchronous, safe to call twice. */
+export function cleanupNow(): void {
+  for (const p of children) {
+    if (p.exitCode === null && p.signalCode === null) {
+      try {
+        p.kill('SIGKILL');
+      } catch {
+        /* already gone */
+      }
+    }
+  }
+  children.clear();
+  for (const d of dirs) rmSync(d, { recursive: true, force: true });
+  dirs.clear();
+}
+
+export function installCleanupHandlers(): void {
+  if (handlersInstalled) return;
+  handlersInstalled = true;
+  process.once('exit', cleanupNow);
+  for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) {
+    process.once(sig, () => {
+      process.stderr.write(`\nbench: ${sig}, stopping the cluster and removing its data\n`);
+      cleanupNow();
+      process.exit(sig === 'SIGINT' ? 130 : 143);
+    });
+  }
+}
+
+export function trackChild(p: ChildProcess): void {
+  children.add(p);
+  p.once('exit', () => children.delete(p));
+}
+
+export function trackDir(d: string): void {
+  dirs.add(d);
+}
+
+export interface Daemon {
+  name: string;
+  proc: ChildProcess;
+  url: string;
+  id: string;
+  log: string;
+}
+
+function startDaemon(name: string, args: string[], logDir: string, nodeArgs: string[] = []): Promise<Daemon> {
+  const log = join(logDir, `${name}.log`);
+  const logFd = openSync(log, 'a');
+  const proc = spawn(process.execPath, [...nodeArgs, cliPath, ...args], {
+    stdio: ['ignore', 'pipe', logFd],
+    env: { ...process.env, GFS_LOG_LEVEL: process.env.GFS_LOG_LEVEL ?? 'warn' },
+  });
+  closeSync(logFd);
+  trackChild(proc);
+  return new Promise((resolve, reject) => {
+    let out = '';
+    const timer = setTimeout(() => reject(new Error(`${name} did not start within 30 s (log: ${log})`)), 30_000);
+    proc.stdout!.on('data', (d: Buffer) => {
+      if (out.includes('\n')) return;
+      out += d.toString();
+      if (!out.includes('\n')) return;
+      clearTimeout(timer);
+      const parts = out.split('\n')[0]!.trim().split(' ');
+      const url = parts[parts.length - 1]!;
+      resolve({ name, proc, url, id: parts[0] === 'chunkserver' ? parts[1]! : 'master', log });
+    });
+    proc.once('exit', (code, sig) => {
+      clearTimeout(timer);
+      reject(new Error(`${name} exited during start-up (${sig ?? code}); log: ${log}`));
+    });
+  });
+}
+
+export interface MasterStatus {
+  safeMode: boolean;
+  files: number;
+  chunkservers: { id: string; url: string; alive: boolean; chunks: number }[];
+  oplog: { fsyncs: number; records: number; batches: number };
+}
+
+export class BenchCluster {
+  master!: Daemon;
+  chunkservers: Daemon[] = [];
+  constructor(readonly dir: string) {}
+
+  get masterUrl(): string {
+    return this.master.url;
+  }
+
+  status(): Promise<MasterStatus> {
+    return rpcJson<MasterStatus>(this.masterUrl, '/api/status', undefined, { timeoutMs: 10_000 });
+  }
+
+  /** profileDir: run every daemon under `node --cpu-prof` writing there (written when it exits on SIGTERM). */
+  async start(n: number, o: { chunkSizeBytes?: number; profileDir?: string } = {}): Promise<void> {
+    const nodeArgs = o.profileDir ? ['--cpu-prof', '--cpu-prof-dir', o.profileDir] : [];
+    const logDir = join(this.dir, 'logs');
+    mkdirSync(logDir, { recursive: true });
+    const margs = ['master', '--dir', join(this.dir, 'master'), '--port', '0', '--safe-mode-ms', '1000'];
+    if (o.chunkSizeBytes) margs.push('--chunk-size', String(o.chunkSizeBytes));
+    this.master = await startDaemon('master', margs, logDir, nodeArgs);
+    this.chunkservers = await Promise.all(
+      Array.from({ length: n }, (_, i) =>
+        startDaemon(`cs${i + 1}`, ['chunkserver', '--master', this.master.url, '--dir', join(this.dir, `cs${i + 1}`), '--port', '0', '--rack', `rack${i + 1}`, '--id', `cs${i + 1}`], logDir, nodeArgs),
+      ),
+    );
+    const until = Date.now() + 30_000;
+    for (;;) {
+      const s = await this.status().catch(() => undefined);
+      if (s && !s.safeMode && s.chunkservers.filter((c) => c.alive).length >= n) break;
+      if (Date.now() > until) throw new Error(`cluster not ready after 30 s: ${JSON.stringify(s ?? null)}`);
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    for (const d of [this.master, ...this.chunkservers]) {
+      d.proc.once('exit', (code, sig) => {
+        if (!this.stopping) process.stderr.write(`bench: ${d.name} exited unexpectedly (${sig ?? code}); see ${d.log}\n${this.logTail(d)}\n`);
+      });
+    }
+  }
+
+  private stopping = false;
+
+  logTail(d: Daemon, lines = 20): string {
+    try {
+      return existsSync(d.log) ? readFileSync(d.log, 'utf8').split('\n').slice(-lines).join('\n') : '';
+    } catch {
+      return '';
+    }
+  }
+
+  /** SIGTERM, then SIGKILL after 3 s; waits until every daemon is gone. */
+  async stop(): Promise<void> {
+    this.stopping = true;
+    const all = [this.master, ...this.chunkservers].filter((d): d is Daemon => !!d);
+    await Promise.all(
+      all.map(async (d) => {
+        const p = d.proc;
+        if (p.exitCode !== null || p.signalCode !== null) return;
+        const gone = new Promise<void>((r) => p.once('exit', () => r()));
+        p.kill('SIGTERM');
+        const t = setTimeout(() => p.kill('SIGKILL'), 10_000);
+        await gone;
+        clearTimeout(t);
+      }),
+    );
+  }
+}
