@@ -33,6 +33,8 @@ export interface PushRecord {
 export class PushBuffer {
   private readonly entries = new Map<string, PushedData>();
   private reservedBytes = 0;
+  /** Bytes of pushed data received and kept, ever (a hop counts what it received itself). */
+  receivedBytes = 0;
   /** Recent pushes, for the pipelining test and /debug/pushes (bounded ring). */
   readonly recent: PushRecord[] = [];
   private static readonly recentMax = 256;
@@ -67,6 +69,7 @@ export class PushBuffer {
   }
 
   put(dataId: string, data: Buffer, crc: number): void {
+    this.receivedBytes += data.length;
     this.entries.set(dataId, { data, crc32c: crc, expiresAtMs: Date.now() + this.expiryMs });
   }
 
@@ -145,10 +148,20 @@ export function pushHandler(buffer: PushBuffer, maxPushBytes: number, log: Logge
         downstream.catch(() => undefined); // awaited below; keep an early failure from being unhandled
       }
       await new Promise<void>((resolve, reject) => {
+        let failed = false;
+        const fail = (e: GfsError) => {
+          failed = true;
+          reject(e);
+        };
+        // A next hop that fails ends this push at once: waiting for the rest of
+        // the bytes, or for a 'drain' from the destroyed stream to the next hop
+        // (which never comes), would hang the whole chain until its timeout.
+        downstream?.catch((e: unknown) => fail(new GfsError('UNAVAILABLE', `next hop ${chain[0]} failed: ${(e as Error).message}`)));
         req.on('data', (c: Buffer) => {
+          if (failed) return;
           if (received === 0) firstByteAtMs = Date.now();
           if (received + c.length > sizeBytes) {
-            reject(new GfsError('BAD_REQUEST', 'push body longer than its Content-Length'));
+            fail(new GfsError('BAD_REQUEST', 'push body longer than its Content-Length'));
             req.destroy();
             return;
           }
@@ -161,8 +174,8 @@ export function pushHandler(buffer: PushBuffer, maxPushBytes: number, log: Logge
           }
         });
         req.once('end', () => resolve());
-        req.once('aborted', () => reject(new GfsError('TRUNCATED', 'push aborted by the sender')));
-        req.once('error', (e) => reject(new GfsError('TRUNCATED', `push failed: ${e.message}`)));
+        req.once('aborted', () => fail(new GfsError('TRUNCATED', 'push aborted by the sender')));
+        req.once('error', (e) => fail(new GfsError('TRUNCATED', `push failed: ${e.message}`)));
       });
       const lastByteAtMs = Date.now();
       if (received !== sizeBytes) throw new GfsError('TRUNCATED', `push truncated: ${received} of ${sizeBytes} bytes`);

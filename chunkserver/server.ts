@@ -10,12 +10,14 @@ import { loadFaultsFromEnv } from '../shared/fault.js';
 import { finishApp, intString, jsonRoute, listen, makeApp, parseOr400 } from '../shared/http.js';
 import { makeLogger, type Logger } from '../shared/log.js';
 import { rpcJson, setRpcSelf } from '../shared/rpc.js';
-import { appendReq, applyReq, csCopyReq, csCreateReq, csVersionReq, handleSchema, nodeIdSchema, syncReq, writeReq, type ChunkInfoAnswer, type LeaseConfirmAnswer } from '../shared/wire.js';
+import { appendReq, applyReq, csCloneReq, csCopyReq, csCreateReq, csVersionReq, handleSchema, nodeIdSchema, syncReq, writeReq, type ChunkInfoAnswer, type LeaseConfirmAnswer } from '../shared/wire.js';
+import { cloneChunk } from './clone.js';
 import { Forwarder } from './forward.js';
 import { Heartbeater } from './heartbeat.js';
 import { LeaseTable } from './leases.js';
 import { Mutator } from './mutations.js';
 import { PushBuffer, pushHandler } from './push.js';
+import { Scrubber } from './scrub.js';
 import { ReplicaStore } from './store.js';
 
 export interface ChunkserverOptions {
@@ -29,6 +31,8 @@ export interface ChunkserverOptions {
   id?: string;
   heartbeatMs?: number;
   pushBufferBytes?: number;
+  /** Background verification of one idle chunk every this many ms (0: off). */
+  scrubIntervalMs?: number;
   log?: Logger;
 }
 
@@ -82,15 +86,19 @@ export async function startChunkserver(o: ChunkserverOptions): Promise<RunningCh
   const cfg = await fetchConfig(o.masterUrl, log);
   const heartbeatMs = o.heartbeatMs ?? cfg.heartbeatMs ?? defaults.heartbeatMs;
   let master: Heartbeater | undefined;
+  const reportedCorrupt = new Set<string>();
   const store = await ReplicaStore.open({
     dir: o.dir,
     chunkSizeBytes: cfg.chunkSizeBytes,
     checksumBlockBytes: defaults.checksumBlockBytes,
     onCorrupt: (handle) => {
+      if (reportedCorrupt.has(handle)) return;
+      reportedCorrupt.add(handle);
       log.warn({ handle }, 'corrupt replica detected');
-      rpcJson(o.masterUrl, '/api/cs/report-corrupt', { id, handle }, { targetName: 'master' }).catch(() => undefined);
+      rpcJson(o.masterUrl, '/api/cs/report-corrupt', { id, handle }, { targetName: 'master' }).catch(() => reportedCorrupt.delete(handle));
     },
   });
+  const scrubber = new Scrubber(store, o.scrubIntervalMs ?? 10_000, 30_000, log);
   const push = new PushBuffer(o.pushBufferBytes ?? defaults.pushBufferBytes, defaults.pushExpiryMs);
   const clock = () => performance.now();
   const leases = new LeaseTable({
@@ -103,6 +111,8 @@ export async function startChunkserver(o: ChunkserverOptions): Promise<RunningCh
   const forwarder = new Forwarder(defaults.rpcTimeoutMs);
   const mutator = new Mutator({ store, push, leases, forwarder, chunkSizeBytes: cfg.chunkSizeBytes });
   let inFlight = 0;
+  /** Chunk data bytes sent by /chunk/read, ever (with push.receivedBytes: the data that crossed the network). */
+  let readServedBytes = 0;
   let url = o.advertiseUrl ?? '';
 
   const app = makeApp({ names: () => [id, url], log, jsonLimitBytes: 8 * 1024 * 1024 });
@@ -112,9 +122,9 @@ export async function startChunkserver(o: ChunkserverOptions): Promise<RunningCh
     next();
   });
   app.put('/push/:dataId', pushHandler(push, cfg.chunkSizeBytes, log));
-  app.post('/chunk/write', jsonRoute({ body: writeReq }, ({ body }) => mutator.write(body)));
-  app.post('/chunk/append', jsonRoute({ body: appendReq }, ({ body }) => mutator.append(body)));
-  app.post('/chunk/apply', jsonRoute({ body: applyReq }, ({ body }) => mutator.apply(body)));
+  app.post('/chunk/write', jsonRoute({ body: writeReq }, ({ body }) => (scrubber.touched(body.handle), mutator.write(body))));
+  app.post('/chunk/append', jsonRoute({ body: appendReq }, ({ body }) => (scrubber.touched(body.handle), mutator.append(body))));
+  app.post('/chunk/apply', jsonRoute({ body: applyReq }, ({ body }) => (scrubber.touched(body.handle), mutator.apply(body))));
   app.post('/chunk/sync', jsonRoute({ body: syncReq }, async ({ body }) => {
     const info = store.info(body.handle);
     if (!info) throw new GfsError('NOT_FOUND', `no replica of ${body.handle} here`);
@@ -133,6 +143,7 @@ export async function startChunkserver(o: ChunkserverOptions): Promise<RunningCh
     await store.setVersion(body.handle, body.version);
     return { ok: true };
   }));
+  app.post('/chunk/clone', jsonRoute({ body: csCloneReq }, ({ body }) => cloneChunk(store, body)));
   app.post('/chunk/copy', jsonRoute({ body: csCopyReq }, async ({ body }) => {
     await store.copyLocal(body.handle, body.newHandle, body.version);
     return { ok: true };
@@ -160,6 +171,7 @@ export async function startChunkserver(o: ChunkserverOptions): Promise<RunningCh
       for (;;) {
         pos += piece.length;
         const more = pos < end;
+        readServedBytes += piece.length;
         if (!res.write(piece) && more) await new Promise((r) => res.once('drain', r));
         if (!more || piece.length === 0) break;
         piece = await store.read(q.handle, pos, Math.min(readPieceBytes, end - pos));
@@ -173,7 +185,7 @@ export async function startChunkserver(o: ChunkserverOptions): Promise<RunningCh
     res.json({ pushes: push.recent });
   });
   app.get('/debug/state', (_req, res) => {
-    res.json({ id, leases: leases.held(), counters: { ...mutator.counters, ...master!.counters }, push: { usedBytes: push.usedBytes, count: push.count }, chunks: store.list() });
+    res.json({ id, leases: leases.held(), counters: { ...mutator.counters, ...master!.counters }, push: { usedBytes: push.usedBytes, count: push.count }, bytes: { pushReceived: push.receivedBytes, readServed: readServedBytes }, chunks: store.list() });
   });
   finishApp(app, log);
 
@@ -191,7 +203,9 @@ export async function startChunkserver(o: ChunkserverOptions): Promise<RunningCh
     leases,
     load: () => inFlight,
     log,
+    onDeleted: (h) => reportedCorrupt.delete(h),
   });
+  scrubber.start();
   await master.register().catch((e) => log.warn({ err: (e as Error).message }, 'first registration failed; heartbeats will retry'));
   master.start();
   const sweeper = setInterval(() => push.sweep(Date.now()), 5_000);
@@ -205,6 +219,7 @@ export async function startChunkserver(o: ChunkserverOptions): Promise<RunningCh
     store,
     async close() {
       master!.stop();
+      scrubber.stop();
       clearInterval(sweeper);
       await new Promise<void>((r) => server.close(() => r()));
       server.closeAllConnections();

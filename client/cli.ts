@@ -86,6 +86,9 @@ program
   .option('--safe-mode-ms <ms>', 'longest wait for chunkserver reports after a restart', int('--safe-mode-ms', 0))
   .option('--checkpoint-bytes <bytes>', 'operation log size that triggers a checkpoint', size('--checkpoint-bytes'))
   .option('--replication <n>', 'default replication factor', int('--replication', 1, 16))
+  .option('--trash-grace-ms <ms>', 'how long deleted files stay undeletable (default 3 days)', int('--trash-grace-ms'))
+  .option('--max-clones <n>', 'concurrent re-replication clones in the cluster', int('--max-clones', 1, 1024))
+  .option('--clone-mbps <MBps>', 'bandwidth cap per clone in MB/s (0: none)', int('--clone-mbps'))
   .action(async (o) => {
     try {
       const { startMaster } = await import('../master/server.js');
@@ -100,6 +103,9 @@ program
         safeModeMs: o.safeModeMs,
         checkpointLogBytes: o.checkpointBytes,
         defaultReplication: o.replication,
+        trashGraceMs: o.trashGraceMs,
+        maxClusterClones: o.maxClones,
+        cloneBytesPerSec: o.cloneMbps !== undefined ? o.cloneMbps * 1e6 : undefined,
       });
       process.stdout.write(`master ${m.url}\n`);
       const stop = async () => {
@@ -123,10 +129,11 @@ program
   .option('--rack <rack>', 'rack label for placement', 'default')
   .option('--id <id>', 'chunkserver id (default: kept in DIR/id, made up the first time)')
   .option('--heartbeat-ms <ms>', 'heartbeat interval (default: the master\'s)', int('--heartbeat-ms', 50))
+  .option('--scrub-ms <ms>', 'verify one idle chunk in the background every this many ms (0: off)', int('--scrub-ms'), 10_000)
   .action(async (o) => {
     try {
       const { startChunkserver } = await import('../chunkserver/server.js');
-      const cs = await startChunkserver({ dir: o.dir, port: o.port, host: o.host, advertiseUrl: o.advertise, rack: o.rack, id: o.id, masterUrl: masterUrl(), heartbeatMs: o.heartbeatMs });
+      const cs = await startChunkserver({ dir: o.dir, port: o.port, host: o.host, advertiseUrl: o.advertise, rack: o.rack, id: o.id, masterUrl: masterUrl(), heartbeatMs: o.heartbeatMs, scrubIntervalMs: o.scrubMs });
       process.stdout.write(`chunkserver ${cs.id} ${cs.url}\n`);
       const stop = async () => {
         await cs.close().catch(() => undefined);
@@ -211,10 +218,66 @@ program
   .command('rm')
   .description('delete files or directories')
   .option('-r, --recursive', 'delete directories and their contents')
+  .option('--now', 'skip the trash: reclaim the space at once (no undelete)')
   .argument('<paths...>')
-  .action(run(async (paths: string[], o: { recursive?: boolean }) => {
+  .action(run(async (paths: string[], o: { recursive?: boolean; now?: boolean }) => {
     const c = await client();
-    for (const p of paths) await c.delete(p, { recursive: !!o.recursive });
+    for (const p of paths) await c.delete(p, { recursive: !!o.recursive, now: !!o.now });
+  }));
+
+program
+  .command('undelete')
+  .description('bring back the most recently deleted file or directory at a path (before the trash grace period ends)')
+  .argument('<path>')
+  .action(run(async (path: string) => {
+    const c = await client();
+    await c.undelete(path);
+  }));
+
+const trash = program.command('trash').description('deleted files waiting to be reclaimed');
+trash
+  .command('ls')
+  .description('list the trash: original path, deletion time, reclaim time')
+  .action(run(async () => {
+    const c = await client();
+    const entries = await c.trash();
+    if (entries.length) process.stdout.write(entries.map((e) => `${new Date(e.deletedAtMs).toISOString()}  reclaim ${new Date(e.reclaimAtMs).toISOString()}  ${e.path}`).join('\n') + '\n');
+  }));
+trash
+  .command('restore')
+  .description('same as undelete')
+  .argument('<path>')
+  .action(run(async (path: string) => {
+    const c = await client();
+    await c.undelete(path);
+  }));
+
+program
+  .command('fsck')
+  .description('check replication of files: healthy, under-/over-replicated, missing, corrupt chunks; non-zero exit if unhealthy')
+  .argument('[path]', 'file or directory', '/')
+  .option('--files', 'print each file checked')
+  .option('--blocks', 'print each chunk of each file')
+  .option('--locations', 'print the replica locations of each chunk')
+  .action(run(async (path: string, o: { files?: boolean; blocks?: boolean; locations?: boolean }) => {
+    const c = await client();
+    const r = await c.fsck(path);
+    const lines: string[] = [];
+    for (const f of r.files) {
+      const bad = f.chunks.filter((x) => x.state !== 'healthy' || x.corrupt.length > 0);
+      if (o.files || o.blocks || o.locations || bad.length) lines.push(`${f.path} replication=${f.replication} chunks=${f.chunks.length}${bad.length ? ` ${bad.length} NOT HEALTHY` : ' OK'}`);
+      if (o.blocks || o.locations)
+        for (const x of f.chunks) lines.push(`  ${x.index}. ${x.handle} v${x.version} ${x.state} live=${x.live.length}${x.corrupt.length ? ` corrupt=${x.corrupt.length}` : ''}${o.locations ? ` [${x.live.join(', ')}]` : ''}`);
+    }
+    const s = r.summary;
+    lines.push(`files: ${s.files}  dirs: ${s.dirs}  chunks: ${s.chunks}  healthy: ${s.healthy}  under-replicated: ${s.underReplicated}  over-replicated: ${s.overReplicated}  missing: ${s.missing}  corrupt: ${s.corrupt}`);
+    const healthy = s.underReplicated === 0 && s.missing === 0 && s.corrupt === 0;
+    lines.push(`The filesystem under '${path}' is ${healthy ? 'HEALTHY' : 'NOT HEALTHY'}`);
+    process.stdout.write(lines.join('\n') + '\n');
+    if (!healthy) {
+      process.stderr.write('gfs: the filesystem is not healthy\n');
+      process.exit(2);
+    }
   }));
 
 program

@@ -41,6 +41,10 @@ export function closestFirst(replicas: ReplicaRef[], clientRack?: string): Repli
     .map((x) => x.r);
 }
 
+function leaseKey(handle: string, path: string, index: number): string {
+  return `${handle} ${index} ${path}`;
+}
+
 export class GfsClient {
   readonly masterUrl: string;
   readonly clientId: string;
@@ -91,9 +95,22 @@ export class GfsClient {
     return r.entries;
   }
 
-  async delete(path: string, opts: { recursive?: boolean } = {}): Promise<void> {
+  /** Moves to the trash (undelete possible until the grace period ends); `now` deletes for good at once. */
+  async delete(path: string, opts: { recursive?: boolean; now?: boolean } = {}): Promise<void> {
     this.files.delete(path);
-    await this.master('/api/delete', { path, recursive: opts.recursive ?? false });
+    await this.master('/api/delete', { path, recursive: opts.recursive ?? false, now: opts.now ?? false });
+  }
+
+  async undelete(path: string): Promise<void> {
+    await this.master('/api/undelete', { path });
+  }
+
+  async trash(): Promise<{ path: string; trashPath: string; deletedAtMs: number; reclaimAtMs: number }[]> {
+    return (await this.master<{ entries: { path: string; trashPath: string; deletedAtMs: number; reclaimAtMs: number }[] }>('/api/trash')).entries;
+  }
+
+  fsck(path: string): Promise<{ files: { path: string; replication: number; chunks: { index: number; handle: string; version: number; live: string[]; corrupt: string[]; state: string }[] }[]; summary: { files: number; dirs: number; chunks: number; healthy: number; underReplicated: number; overReplicated: number; missing: number; corrupt: number } }> {
+    return this.master('/api/fsck', undefined, { path });
   }
 
   async rename(src: string, dst: string): Promise<void> {
@@ -149,17 +166,29 @@ export class GfsClient {
     return loc;
   }
 
-  private async leaseFor(handle: string): Promise<LeaseAnswer> {
-    const c = this.leases.get(handle);
+  /**
+   * The lease for writing chunk `index` of `path`, which the client believes is
+   * `handle`. The master answers for the chunk the file really has there: when
+   * it was shared with a snapshot, a fresh copy (copy-on-write); write to
+   * `lease.handle`. Cached per file and index too, so a lease learned through
+   * one file is never used for a stale location of another.
+   */
+  private async leaseFor(handle: string, path: string, index: number): Promise<LeaseAnswer> {
+    const c = this.leases.get(leaseKey(handle, path, index));
     if (c && c.validUntilMs > Date.now()) return c.lease;
-    const lease = await rpcJson<LeaseAnswer>(this.masterUrl, '/api/lease', { handle }, { targetName: 'master' });
+    const lease = await rpcJson<LeaseAnswer>(this.masterUrl, '/api/lease', { handle, path, index }, { targetName: 'master' });
+    if (lease.handle !== handle) {
+      // The file's chunk moved (copy-on-write, or our location was stale).
+      const f = this.files.get(path);
+      f?.chunks.set(index, { index, handle: lease.handle, version: lease.version, replicas: [lease.primary, ...lease.secondaries] });
+    }
     // Trust the cached lease for a fraction of its remaining time; the primary checks it for real.
-    this.leases.set(handle, { lease, validUntilMs: Date.now() + Math.min(lease.leaseRemainingMs / 2, 30_000) });
+    this.leases.set(leaseKey(lease.handle, path, index), { lease, validUntilMs: Date.now() + Math.min(lease.leaseRemainingMs / 2, 30_000) });
     return lease;
   }
 
-  private dropLease(handle: string): void {
-    this.leases.delete(handle);
+  private dropLease(handle: string, path: string, index: number): void {
+    this.leases.delete(leaseKey(handle, path, index));
   }
 
   /** Pushes data along a pipelined chain of the given replicas, closest first. */
@@ -204,19 +233,20 @@ export class GfsClient {
       async () => {
         const loc = await this.chunkForWrite(path, index);
         handle = loc.handle;
-        const lease = await this.leaseFor(loc.handle);
+        const lease = await this.leaseFor(loc.handle, path, index);
+        handle = lease.handle;
         const { dataId, crc } = await this.push([lease.primary, ...lease.secondaries], data);
         return rpcJson<WriteAnswer>(
           lease.primary.url,
           '/chunk/write',
-          { handle: loc.handle, version: lease.version, offset: offsetInChunk, dataId, sizeBytes: data.length, crc32c: crc, clientId: this.clientId, requestId },
+          { handle: lease.handle, version: lease.version, offset: offsetInChunk, dataId, sizeBytes: data.length, crc32c: crc, clientId: this.clientId, requestId },
           { targetName: lease.primary.id, timeoutMs: defaults.dataTimeoutMs },
         );
       },
       {
         ...this.retry,
         onError: (e) => {
-          if (handle) this.dropLease(handle);
+          if (handle) this.dropLease(handle, path, index);
           if (e instanceof GfsError && (e.code === 'NOT_FOUND' || e.code === 'STALE_VERSION' || e.code === 'NO_REPLICAS')) this.invalidate(path);
         },
       },
@@ -231,6 +261,7 @@ export class GfsClient {
     if (data.length === 0) throw new GfsError('BAD_REQUEST', 'empty record');
     const requestId = this.nextRequestId();
     let handle: string | undefined;
+    let leasedIndex = 0;
     let padded = 0;
     return withRetry(
       async () => {
@@ -240,12 +271,14 @@ export class GfsClient {
           if (data.length > f.chunkSizeBytes / 4) throw new GfsError('RECORD_TOO_LARGE', `record of ${data.length} bytes exceeds the limit of ${f.chunkSizeBytes / 4} (a quarter of the chunk size)`);
           const loc = await this.chunkForWrite(path, index);
           handle = loc.handle;
-          const lease = await this.leaseFor(loc.handle);
+          leasedIndex = index;
+          const lease = await this.leaseFor(loc.handle, path, index);
+          handle = lease.handle;
           const { dataId, crc } = await this.push([lease.primary, ...lease.secondaries], data);
           const a = await rpcJson<AppendAnswer>(
             lease.primary.url,
             '/chunk/append',
-            { handle: loc.handle, version: lease.version, dataId, sizeBytes: data.length, crc32c: crc, clientId: this.clientId, requestId: `${requestId}_${padded}` },
+            { handle: lease.handle, version: lease.version, dataId, sizeBytes: data.length, crc32c: crc, clientId: this.clientId, requestId: `${requestId}_${padded}` },
             { targetName: lease.primary.id, timeoutMs: defaults.dataTimeoutMs },
           );
           if (a.status === 'ok') return index * f.chunkSizeBytes + a.offset;
@@ -259,7 +292,7 @@ export class GfsClient {
       {
         ...this.retry,
         onError: (e) => {
-          if (handle) this.dropLease(handle);
+          if (handle) this.dropLease(handle, path, leasedIndex);
           this.invalidate(path);
           void e;
         },

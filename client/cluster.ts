@@ -57,7 +57,12 @@ export async function clusterUp(o: ClusterOptions): Promise<void> {
     children.push({ name, proc });
     proc.once('exit', (code, signal) => {
       if (stopping) return;
-      process.stderr.write(`gfs: ${name} exited (${signal ?? code}); stopping the cluster (see ${join(dir, 'logs', name + '.log')})\n`);
+      // Chunkservers may die (the cluster heals around them); without a master there is no cluster.
+      if (name !== 'master') {
+        process.stderr.write(`gfs: ${name} exited (${signal ?? code}); see ${join(dir, 'logs', name + '.log')}\n`);
+        return;
+      }
+      process.stderr.write(`gfs: master exited (${signal ?? code}); stopping the cluster (see ${join(dir, 'logs', 'master.log')})\n`);
       void stopAll(1);
     });
   };

@@ -67,7 +67,7 @@ export async function putFile(c: GfsClient, local: string, remote: string, o: { 
     await c.create(remote, { replication: o.replication });
   } catch (e) {
     if (!(o.force && isGfsError(e, 'EXISTS'))) throw e;
-    await c.delete(remote);
+    await c.delete(remote, { now: true }); // an overwrite bypasses the trash, as `hdfs dfs -put -f` does
     await c.create(remote, { replication: o.replication });
   }
   const bar = await progressBar(totalBytes, !!o.progress, 'put');

@@ -23,6 +23,8 @@ import { LockManager, type LockMode } from './locks.js';
 import { Namespace, initialChunkVersion, type NamespaceSnapshot, type Node, type Op } from './namespace.js';
 import { OpLog } from './oplog.js';
 import { chooseReplicas } from './placement.js';
+import { Snapshots, type LeaseTarget } from './snapshot.js';
+import { planClones, planExcess, type ChunkNeed, type InFlightClone } from './replication.js';
 
 export interface MasterOptions {
   dir: string;
@@ -33,6 +35,12 @@ export interface MasterOptions {
   safeModeMs: number;
   checkpointLogBytes: number;
   defaultReplication: number;
+  /** Deleted files stay in the trash this long before their space is reclaimed. */
+  trashGraceMs: number;
+  maxClusterClones: number;
+  maxPerServerClones: number;
+  /** Bandwidth cap per clone, bytes per second (0: none). */
+  cloneBytesPerSec: number;
   log: Logger;
   /** Monotonic clock in ms; injectable for tests. */
   clock?: () => number;
@@ -45,6 +53,8 @@ const maxAllocateChunks = 1024;
 
 export class Master {
   readonly locks = new LockManager();
+  /** Snapshots and copy-on-write (master/snapshot.ts). */
+  readonly snapshots: Snapshots = new Snapshots(this);
   readonly servers: ChunkServers;
   readonly leases = new Map<string, Lease>();
   private readonly grantsInFlight = new Map<string, Promise<LeaseAnswer>>();
@@ -55,7 +65,14 @@ export class Master {
   private safeModeUntilMs: number;
   private safeModeLeft = false;
   private checkpointing: Promise<void> | undefined;
-  readonly counters = { leaseGrants: 0, leaseExtensions: 0, allocations: 0, staleReplicasDropped: 0, orphansDeleted: 0 };
+  private readonly clones: InFlightClone[] = [];
+  /** Orders to delete replicas, delivered with each server's next heartbeat reply. */
+  private readonly pendingDeletes = new Map<string, Set<string>>();
+  /** Replicas reported corrupt: never listed, deleted once another replica exists. */
+  private readonly corrupt = new Map<string, Set<string>>();
+  private tickTimer: NodeJS.Timeout | undefined;
+  private ticking = false;
+  readonly counters = { leaseGrants: 0, leaseExtensions: 0, allocations: 0, staleReplicasDropped: 0, orphansDeleted: 0, clonesStarted: 0, clonesDone: 0, clonesFailed: 0, clonedBytes: 0, excessDeleted: 0, corruptReported: 0, trashReclaimed: 0 };
 
   private constructor(
     readonly opts: MasterOptions,
@@ -100,6 +117,7 @@ export class Master {
   }
 
   async close(): Promise<void> {
+    if (this.tickTimer) clearInterval(this.tickTimer);
     await this.checkpointing;
     await this.oplog.close();
   }
@@ -127,6 +145,16 @@ export class Master {
       });
   }
 
+  /** For master/snapshot.ts: a checkpoint if the log has grown enough. */
+  checkpointSoon(): void {
+    this.maybeCheckpoint();
+  }
+
+  /** For master/snapshot.ts: the lease grant under way on handle, and when this master may grant leases at all. */
+  leaseGrantState(handle: string): { inFlight: Promise<LeaseAnswer> | undefined; grantsAllowedAtMs: number } {
+    return { inFlight: this.grantsInFlight.get(handle), grantsAllowedAtMs: this.grantsAllowedAtMs };
+  }
+
   async checkpointNow(): Promise<void> {
     await this.oplog.checkpoint(() => this.ns.snapshot());
   }
@@ -148,9 +176,55 @@ export class Master {
     return this.stat(path);
   }
 
-  async delete(rawPath: string, recursive: boolean): Promise<void> {
+  /** Lazy deletion: the file moves to the trash and is reclaimed after the grace period; `now` skips it. */
+  async delete(rawPath: string, recursive: boolean, now = false): Promise<void> {
     const path = normalizePath(rawPath);
-    await this.mutate([{ path, mode: 'w' }], () => this.ns.checkDelete(path, recursive, Date.now()));
+    if (now || isUnder(path, trashDir)) {
+      await this.mutate([{ path, mode: 'w' }], () => this.ns.checkDelete(path, recursive, Date.now()));
+      return;
+    }
+    const t = Date.now();
+    const to = `${trashDir}/${t}_${Math.random().toString(36).slice(2, 8)}/${path.slice(path.lastIndexOf('/') + 1)}`;
+    await this.mutate(
+      [
+        { path, mode: 'w' },
+        { path: to, mode: 'w' },
+      ],
+      () => this.ns.checkTrash(path, to, recursive, t),
+    );
+  }
+
+  trashList(): { path: string; trashPath: string; deletedAtMs: number; reclaimAtMs: number }[] {
+    return [...this.ns.trash.entries()]
+      .map(([trashPath, e]) => ({ path: e.path, trashPath, deletedAtMs: e.deletedAtMs, reclaimAtMs: e.deletedAtMs + this.opts.trashGraceMs }))
+      .sort((a, b) => b.deletedAtMs - a.deletedAtMs);
+  }
+
+  /** Brings back the most recently deleted file or directory that was at `path`. */
+  async undelete(rawPath: string): Promise<void> {
+    const path = normalizePath(rawPath);
+    const entry = this.trashList().find((e) => e.path === path);
+    if (!entry) throw new GfsError('NOT_FOUND', `nothing deleted at ${path} is in the trash`);
+    await this.mutate(
+      [
+        { path: entry.trashPath, mode: 'w' },
+        { path, mode: 'w' },
+      ],
+      () => this.ns.checkRename(entry.trashPath, path, Date.now()),
+    );
+  }
+
+  /** Deletes trash entries past the grace period for good; their chunks become orphans and go with heartbeats. */
+  private async reclaimTrash(): Promise<void> {
+    const nowMs = Date.now();
+    for (const e of this.trashList()) {
+      if (e.reclaimAtMs > nowMs) continue;
+      const dir = e.trashPath.slice(0, e.trashPath.lastIndexOf('/'));
+      await this.mutate([{ path: dir, mode: 'w' }], () => (this.ns.get(dir) ? this.ns.checkDelete(dir, true, nowMs) : undefined)).catch((err) =>
+        this.opts.log.warn({ err: (err as Error).message, path: dir }, 'trash reclaim failed'),
+      );
+      this.counters.trashReclaimed++;
+    }
   }
 
   async rename(rawSrc: string, rawDst: string): Promise<void> {
@@ -195,7 +269,9 @@ export class Master {
     const path = normalizePath(rawPath);
     const n = this.ns.get(path);
     if (!n) throw new GfsError('NOT_FOUND', `no such file or directory: ${path}`);
-    const paths = n.type === 'file' ? [path] : recursive ? this.ns.subtree(path).slice(1) : this.ns.childNames(path).map((c) => joinPath(path, c));
+    let paths = n.type === 'file' ? [path] : recursive ? this.ns.subtree(path).slice(1) : this.ns.childNames(path).map((c) => joinPath(path, c));
+    // The trash is listed only when asked for by name.
+    if (!isUnder(path, trashDir)) paths = paths.filter((p) => !isUnder(p, trashDir));
     const nowMs = this.now();
     return paths.map((p) => {
       const node = this.ns.get(p)!;
@@ -324,11 +400,16 @@ export class Master {
   }
 
   // ---- leases ----
-  async lease(handle: string): Promise<LeaseAnswer> {
+  async lease(handle: string, at?: LeaseTarget): Promise<LeaseAnswer> {
     const meta = this.ns.chunks.get(handle);
     if (!meta) throw new GfsError('NOT_FOUND', `unknown chunk ${handle}`);
+    // Snapshot in progress, a stale handle, or a shared chunk to copy first (master/snapshot.ts).
+    const routed = this.snapshots.routeLease(handle, meta.refCount, at);
+    if (routed) return routed;
     const inFlight = this.grantsInFlight.get(handle);
     if (inFlight) return inFlight;
+    // A clone copies the replica as it is: no mutation may start until it is done.
+    if (this.clones.some((c) => c.handle === handle)) throw new GfsError('LEASE_PENDING', `chunk ${handle} is being re-replicated`, { retryAfterMs: 200 });
     const nowMs = this.now();
     const upToDate = this.servers.liveLocations(handle, nowMs).sort((a, b) => this.servers.servers.get(a)!.load - this.servers.servers.get(b)!.load);
     const d = decideLease({ nowMs, lease: this.leases.get(handle), upToDate, grantsAllowedAtMs: this.grantsAllowedAtMs, version: meta.version });
@@ -389,6 +470,7 @@ export class Master {
   }
 
   leaseConfirm(id: string, handle: string): LeaseConfirmAnswer {
+    if (this.snapshots.isRevoking(handle)) return { primary: false, version: this.ns.chunks.get(handle)?.version ?? 0, secondaries: [], remainingMs: 0 };
     const meta = this.ns.chunks.get(handle);
     const nowMs = this.now();
     const ext = meta ? extendLease(this.leases.get(handle), id, nowMs, this.opts.leaseMs, meta.version) : undefined;
@@ -421,13 +503,28 @@ export class Master {
     for (const h of req.leaseExtensions) {
       const meta = this.ns.chunks.get(h);
       if (!meta) continue;
+      if (this.snapshots.isRevoking(h)) continue; // no extension while a snapshot revokes it
       const ext = extendLease(this.leases.get(h), s.id, nowMs, this.opts.leaseMs, meta.version);
       if (!ext) continue;
       this.leases.set(h, ext);
       leases[h] = ext.expiresAtMs - nowMs;
       this.counters.leaseExtensions++;
     }
-    return { deleteChunks, leases, clones: [], reregister: false };
+    return { deleteChunks: [...deleteChunks, ...this.takePendingDeletes(s.id)], leases, clones: [], reregister: false };
+  }
+
+  private takePendingDeletes(id: string): string[] {
+    const set = this.pendingDeletes.get(id);
+    if (!set) return [];
+    this.pendingDeletes.delete(id);
+    return [...set];
+  }
+
+  private orderDelete(id: string, handle: string): void {
+    this.servers.removeLocation(handle, id);
+    let set = this.pendingDeletes.get(id);
+    if (!set) this.pendingDeletes.set(id, (set = new Set()));
+    set.add(handle);
   }
 
   private processReport(id: string, chunks: ChunkReport[], nowMs: number): string[] {
@@ -438,6 +535,14 @@ export class Master {
     const del: string[] = [];
     for (const c of chunks) {
       before.delete(c.handle);
+      // A copy-on-write copy whose record is not logged yet is no orphan.
+      if (this.snapshots.isPendingCopy(c.handle)) continue;
+      // A clone in progress is not a replica yet (it is filled at version 0 and takes the real version last).
+      if (this.clones.some((x) => x.handle === c.handle && x.target === id)) continue;
+      if (this.corrupt.get(c.handle)?.has(id)) {
+        this.servers.removeLocation(c.handle, id);
+        continue;
+      }
       const meta = this.ns.chunks.get(c.handle);
       if (!meta) {
         // Orphan: no file refers to it (deleted, or a creation the log never saw).
@@ -471,7 +576,12 @@ export class Master {
       }
       this.servers.addLocation(c.handle, id);
     }
-    for (const h of before) this.servers.removeLocation(h, id);
+    for (const h of before) {
+      this.servers.removeLocation(h, id);
+      // The corrupt replica is gone from the server: forget the mark.
+      const bad = this.corrupt.get(h);
+      if (bad?.delete(id) && bad.size === 0) this.corrupt.delete(h);
+    }
     return del;
   }
 
@@ -483,8 +593,134 @@ export class Master {
   }
 
   reportCorrupt(id: string, handle: string): void {
+    this.counters.corruptReported++;
+    let bad = this.corrupt.get(handle);
+    if (!bad) this.corrupt.set(handle, (bad = new Set()));
+    bad.add(id);
     this.servers.removeLocation(handle, id);
     this.opts.log.warn({ server: id, handle }, 'replica reported corrupt');
+    // Delete it at once when a good replica exists (re-replication restores the count);
+    // otherwise keep it until one does, in case it is the only copy of most of the data.
+    if (this.servers.liveLocations(handle, this.now()).length > 0) this.orderDelete(id, handle);
+  }
+
+  // ---- healing: re-replication, excess replicas, trash ----
+  start(): void {
+    this.tickTimer = setInterval(() => void this.tick(), Math.max(100, this.opts.heartbeatMs));
+    this.tickTimer.unref();
+  }
+
+  private chunkNeeds(nowMs: number): ChunkNeed[] {
+    const goal = new Map<string, { goal: number; deleted: boolean }>();
+    for (const [p, n] of this.ns.nodes) {
+      if (n.type !== 'file') continue;
+      const deleted = isUnder(p, trashDir);
+      for (const h of n.chunks) {
+        const g = goal.get(h);
+        if (!g) goal.set(h, { goal: n.replication, deleted });
+        else goal.set(h, { goal: Math.max(g.goal, n.replication), deleted: g.deleted && deleted });
+      }
+    }
+    const needs: ChunkNeed[] = [];
+    for (const [h, g] of goal) {
+      const meta = this.ns.chunks.get(h);
+      if (!meta) continue;
+      const lease = this.leases.get(h);
+      needs.push({
+        handle: h,
+        version: meta.version,
+        goal: g.goal,
+        live: this.servers.liveLocations(h, nowMs),
+        leased: (lease !== undefined && lease.expiresAtMs > nowMs) || this.grantsInFlight.has(h),
+        deleted: g.deleted,
+      });
+    }
+    return needs;
+  }
+
+  async tick(): Promise<void> {
+    if (this.ticking || this.inSafeMode()) return;
+    this.ticking = true;
+    try {
+      const nowMs = this.now();
+      const needs = this.chunkNeeds(nowMs);
+      const views = this.servers.views(nowMs);
+      const orders = planClones(needs, views, this.clones, { maxClusterClones: this.opts.maxClusterClones, maxPerServerClones: this.opts.maxPerServerClones }, { chunkSizeBytes: this.opts.chunkSizeBytes, recentCreatesLimit: 32 });
+      for (const o of orders) void this.runClone(o.handle, o.version, o.source, o.target);
+      for (const x of planExcess(needs, views, (h) => this.leases.get(h)?.primary)) {
+        if (this.clones.some((c) => c.handle === x.handle)) continue;
+        this.orderDelete(x.server, x.handle);
+        this.counters.excessDeleted++;
+      }
+      await this.reclaimTrash();
+    } catch (e) {
+      this.opts.log.error({ err: e }, 'healing tick failed');
+    } finally {
+      this.ticking = false;
+    }
+  }
+
+  private async runClone(handle: string, version: number, source: string, target: string): Promise<void> {
+    const clone: InFlightClone = { handle, source, target };
+    this.clones.push(clone);
+    this.counters.clonesStarted++;
+    try {
+      const src = this.servers.ref(source);
+      const dst = this.servers.ref(target);
+      if (!src || !dst) return;
+      const r = await rpcJson<{ sizeBytes: number }>(
+        dst.url,
+        '/chunk/clone',
+        { handle, version, sourceUrl: src.url, sourceId: source, bytesPerSec: this.opts.cloneBytesPerSec },
+        { targetName: target, timeoutMs: Math.max(60_000, this.opts.cloneBytesPerSec > 0 ? (2 * this.opts.chunkSizeBytes * 1000) / this.opts.cloneBytesPerSec : 0) },
+      );
+      // Count it only if nothing changed meanwhile (no lease could be granted during the clone).
+      const meta = this.ns.chunks.get(handle);
+      if (meta && meta.version === version) {
+        this.servers.addLocation(handle, target);
+        const s = this.servers.servers.get(target);
+        s?.held.set(handle, { version, sizeBytes: r.sizeBytes });
+        this.counters.clonesDone++;
+        this.counters.clonedBytes += r.sizeBytes;
+      }
+    } catch (e) {
+      this.counters.clonesFailed++;
+      this.opts.log.warn({ handle, source, target, err: (e as Error).message }, 'clone failed');
+    } finally {
+      this.clones.splice(this.clones.indexOf(clone), 1);
+    }
+  }
+
+  /** Per-file health, like `hdfs fsck`. */
+  fsck(rawPath: string): { files: { path: string; replication: number; chunks: { index: number; handle: string; version: number; live: string[]; corrupt: string[]; state: string }[] }[]; summary: Record<string, number> } {
+    const root = normalizePath(rawPath);
+    if (!this.ns.get(root)) throw new GfsError('NOT_FOUND', `no such file or directory: ${root}`);
+    const nowMs = this.now();
+    const summary = { files: 0, dirs: 0, chunks: 0, healthy: 0, underReplicated: 0, overReplicated: 0, missing: 0, corrupt: 0 };
+    const files = [];
+    for (const p of this.ns.subtree(root)) {
+      const n = this.ns.get(p)!;
+      if (n.type === 'dir') {
+        summary.dirs++;
+        continue;
+      }
+      if (isUnder(p, trashDir) && !isUnder(root, trashDir)) continue;
+      summary.files++;
+      const chunks = n.chunks.map((h, index) => {
+        const live = this.servers.liveLocations(h, nowMs);
+        const corrupt = [...(this.corrupt.get(h) ?? [])];
+        const state = live.length === 0 ? 'missing' : live.length < n.replication ? 'under-replicated' : live.length > n.replication ? 'over-replicated' : 'healthy';
+        summary.chunks++;
+        if (state === 'missing') summary.missing++;
+        else if (state === 'under-replicated') summary.underReplicated++;
+        else if (state === 'over-replicated') summary.overReplicated++;
+        else summary.healthy++;
+        if (corrupt.length) summary.corrupt++;
+        return { index, handle: h, version: this.ns.chunks.get(h)?.version ?? 0, live, corrupt, state };
+      });
+      files.push({ path: p, replication: n.replication, chunks });
+    }
+    return { files, summary };
   }
 
   // ---- status ----
@@ -524,6 +760,7 @@ export class Master {
       leases: this.leases.size,
       oplog: this.oplog.stats,
       counters: this.counters,
+      snapshots: this.snapshots.counters,
     };
   }
 }

@@ -37,12 +37,23 @@ export type Op =
   | { op: 'rename'; src: string; dst: string; t: number }
   | { op: 'allocate'; path: string; fromIndex: number; handles: string[]; version: number; t: number }
   | { op: 'version'; handle: string; version: number }
-  | { op: 'snapshot'; src: string; dst: string; t: number };
+  /** Copy-on-write: chunk `index` of `path` now refers to `newHandle`, a local copy of `oldHandle` at `version`. */
+  | { op: 'cow'; path: string; index: number; oldHandle: string; newHandle: string; version: number; t: number }
+  | { op: 'snapshot'; src: string; dst: string; t: number }
+  /** Lazy deletion: move `path` to `to` (under the trash), making the missing trash directories. */
+  | { op: 'trash'; path: string; to: string; t: number };
+
+export interface TrashEntry {
+  /** Where the file or directory was before it was deleted. */
+  path: string;
+  deletedAtMs: number;
+}
 
 export interface NamespaceSnapshot {
   nodes: [string, Node][];
   chunks: [string, ChunkMeta][];
   nextHandle: string;
+  trash?: [string, TrashEntry][];
 }
 
 export const initialChunkVersion = 1;
@@ -56,6 +67,8 @@ export class Namespace {
    */
   private readonly children = new Map<string, Set<string>>();
   nextHandle = 1n;
+  /** Trash path -> what it was, for undelete and reclaim. Logged through the 'trash' op. */
+  readonly trash = new Map<string, TrashEntry>();
 
   constructor() {
     this.putNode('/', { type: 'dir', mtimeMs: 0, ctimeMs: 0 });
@@ -145,12 +158,33 @@ export class Namespace {
     return { op: 'rename', src, dst, t };
   }
 
+  checkTrash(path: string, to: string, recursive: boolean, t: number): Op {
+    const del = this.checkDelete(path, recursive, t);
+    invariant(del.op === 'delete', 'checkDelete built another op');
+    if (this.nodes.has(to)) throw new GfsError('EXISTS', `trash entry exists: ${to}`);
+    return { op: 'trash', path, to, t };
+  }
+
   checkSnapshot(src: string, dst: string, t: number): Op {
     if (!this.nodes.has(src)) throw new GfsError('NOT_FOUND', `no such file or directory: ${src}`);
     if (isUnder(dst, src)) throw new GfsError('BAD_REQUEST', `cannot snapshot ${src} into itself`);
     if (this.nodes.has(dst)) throw new GfsError('EXISTS', `already exists: ${dst}`);
     this.checkParentDir(dst);
     return { op: 'snapshot', src, dst, t };
+  }
+
+  /**
+   * Copy-on-write of chunk `index` of a file whose chunk is shared (refCount > 1):
+   * takes a fresh handle for the copy; the copy keeps the chunk's version.
+   */
+  checkCow(path: string, index: number, t: number): Extract<Op, { op: 'cow' }> {
+    const f = this.getFile(path);
+    const oldHandle = f.chunks[index];
+    if (oldHandle === undefined) throw new GfsError('NOT_FOUND', `${path} has no chunk ${index}`);
+    const meta = this.chunks.get(oldHandle);
+    invariant(meta, `file refers to unknown chunk ${oldHandle}`);
+    if (meta.refCount <= 1) throw new GfsError('BAD_REQUEST', `chunk ${index} of ${path} is not shared`);
+    return { op: 'cow', path, index, oldHandle, newHandle: handleFromBigInt(this.nextHandle++), version: meta.version, t };
   }
 
   /** Allocation of every missing chunk up to `index`; undefined when it already exists. Takes fresh handles. */
@@ -175,6 +209,7 @@ export class Namespace {
         this.touch(parentOf(op.path), op.t);
         return;
       case 'delete': {
+        for (const t of this.trash.keys()) if (isUnder(t, op.path)) this.trash.delete(t);
         for (const p of this.subtree(op.path).reverse()) {
           const n = this.nodes.get(p)!;
           if (n.type === 'file') for (const h of n.chunks) this.unref(h);
@@ -184,11 +219,18 @@ export class Namespace {
         return;
       }
       case 'rename': {
+        for (const t of [...this.trash.keys()]) if (isUnder(t, op.src)) this.trash.delete(t);
         const moved = this.subtree(op.src).map((p) => [p, this.nodes.get(p)!] as const);
         for (const [p] of [...moved].reverse()) this.dropNode(p);
         for (const [p, n] of moved) this.putNode(op.dst + p.slice(op.src.length), n);
         this.touch(parentOf(op.src), op.t);
         this.touch(parentOf(op.dst), op.t);
+        return;
+      }
+      case 'trash': {
+        for (const a of ancestorsOf(op.to)) if (!this.nodes.has(a)) this.putNode(a, { type: 'dir', mtimeMs: op.t, ctimeMs: op.t });
+        this.apply({ op: 'rename', src: op.path, dst: op.to, t: op.t });
+        this.trash.set(op.to, { path: op.path, deletedAtMs: op.t });
         return;
       }
       case 'snapshot': {
@@ -212,6 +254,17 @@ export class Namespace {
           if (n >= this.nextHandle) this.nextHandle = n + 1n;
         }
         f.mtimeMs = op.t;
+        return;
+      }
+      case 'cow': {
+        const f = this.getFile(op.path);
+        invariant(f.chunks[op.index] === op.oldHandle, `cow of ${op.path}[${op.index}]: expected ${op.oldHandle}, found ${f.chunks[op.index]}`);
+        invariant(!this.chunks.has(op.newHandle), `handle ${op.newHandle} allocated twice`);
+        this.chunks.set(op.newHandle, { version: op.version, refCount: 1 });
+        f.chunks[op.index] = op.newHandle;
+        this.unref(op.oldHandle);
+        const n = BigInt('0x' + op.newHandle);
+        if (n >= this.nextHandle) this.nextHandle = n + 1n;
         return;
       }
       case 'version': {
@@ -258,7 +311,7 @@ export class Namespace {
     for (const [p, n] of this.nodes) nodes.push([p, n.type === 'file' ? { ...n, chunks: n.chunks.slice() } : { ...n }]);
     const chunks: [string, ChunkMeta][] = [];
     for (const [h, c] of this.chunks) chunks.push([h, { ...c }]);
-    return { nodes, chunks, nextHandle: this.nextHandle.toString() };
+    return { nodes, chunks, nextHandle: this.nextHandle.toString(), trash: [...this.trash.entries()].map(([k, v]) => [k, { ...v }]) };
   }
 
   static fromSnapshot(s: NamespaceSnapshot): Namespace {
@@ -266,6 +319,7 @@ export class Namespace {
     for (const [p, n] of s.nodes) ns.putNode(p, n);
     for (const [h, c] of s.chunks) ns.chunks.set(h, c);
     ns.nextHandle = BigInt(s.nextHandle);
+    for (const [k, v] of s.trash ?? []) ns.trash.set(k, v);
     return ns;
   }
 }

@@ -17,6 +17,8 @@ import {
   pathSchema,
   registerReq,
   renameReq,
+  snapshotReq,
+  undeleteReq,
   reportCorruptReq,
 } from '../shared/wire.js';
 import { Master, type MasterOptions } from './master.js';
@@ -58,6 +60,10 @@ export async function startMaster(o: MasterServerOptions): Promise<RunningMaster
     safeModeMs: o.safeModeMs ?? defaults.safeModeMs,
     checkpointLogBytes: o.checkpointLogBytes ?? defaults.checkpointLogBytes,
     defaultReplication: o.defaultReplication ?? defaults.replication,
+    trashGraceMs: o.trashGraceMs ?? defaults.trashGraceMs,
+    maxClusterClones: o.maxClusterClones ?? 8,
+    maxPerServerClones: o.maxPerServerClones ?? 2,
+    cloneBytesPerSec: o.cloneBytesPerSec ?? 0,
     log,
     clock: o.clock,
   });
@@ -70,9 +76,15 @@ export async function startMaster(o: MasterServerOptions): Promise<RunningMaster
   }));
   app.post('/api/create', jsonRoute({ body: createReq }, ({ body }) => master.create(body.path, body.replication, body.exclusive ?? true)));
   app.post('/api/delete', jsonRoute({ body: deleteReq }, async ({ body }) => {
-    await master.delete(body.path, body.recursive ?? false);
+    await master.delete(body.path, body.recursive ?? false, body.now ?? false);
     return { ok: true };
   }));
+  app.post('/api/undelete', jsonRoute({ body: undeleteReq }, async ({ body }) => {
+    await master.undelete(body.path);
+    return { ok: true };
+  }));
+  app.get('/api/trash', jsonRoute({}, () => ({ entries: master.trashList() })));
+  app.get('/api/fsck', jsonRoute({ query: statQuery }, ({ query }) => master.fsck(query.path)));
   app.post('/api/rename', jsonRoute({ body: renameReq }, async ({ body }) => {
     await master.rename(body.src, body.dst);
     return { ok: true };
@@ -81,7 +93,11 @@ export async function startMaster(o: MasterServerOptions): Promise<RunningMaster
   app.get('/api/stat', jsonRoute({ query: statQuery }, ({ query }) => master.stat(query.path)));
   app.post('/api/chunks', jsonRoute({ body: chunksReq }, ({ body }) => master.chunks(body.path, body.startIndex, body.count)));
   app.post('/api/allocate', jsonRoute({ body: allocateReq }, ({ body }) => master.allocate(body.path, body.index)));
-  app.post('/api/lease', jsonRoute({ body: leaseReq }, ({ body }) => master.lease(body.handle)));
+  app.post('/api/lease', jsonRoute({ body: leaseReq }, ({ body }) => master.lease(body.handle, body.path !== undefined && body.index !== undefined ? { path: body.path, index: body.index } : undefined)));
+  app.post('/api/snapshot', jsonRoute({ body: snapshotReq }, async ({ body }) => {
+    await master.snapshots.snapshot(body.src, body.dst);
+    return { ok: true };
+  }));
   app.get('/api/config', jsonRoute({}, () => ({ chunkSizeBytes: master.opts.chunkSizeBytes, leaseMs: master.opts.leaseMs, heartbeatMs: master.opts.heartbeatMs })));
   app.get('/api/status', jsonRoute({}, () => master.status()));
   app.post('/api/checkpoint', jsonRoute({}, async () => {
@@ -98,6 +114,7 @@ export async function startMaster(o: MasterServerOptions): Promise<RunningMaster
   }));
   finishApp(app, log);
 
+  master.start();
   const { server, port } = await listen(app, o.port ?? defaults.masterPort, o.host ?? '127.0.0.1');
   url = `http://${o.host ?? '127.0.0.1'}:${port}`;
   log.info({ url }, 'master listening');

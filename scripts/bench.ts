@@ -99,6 +99,13 @@ function ratio(value: number | null, limit: number | null): number | null {
   return value === null || limit === null || limit <= 0 ? null : value / limit;
 }
 
+/** CPU per unit of work between two cpuMs() snapshots: {master, cs1, cs2, cs3, client}. */
+function cpuPer(before: Record<string, number>, after: Record<string, number>, units: number): Record<string, number> {
+  const out: Record<string, number> = {};
+  for (const k of Object.keys(after)) if (before[k] !== undefined && units > 0) out[k] = Math.round(((after[k]! - before[k]!) / units) * 1000) / 1000;
+  return out;
+}
+
 const secondsSince = (t0: bigint): number => Number(process.hrtime.bigint() - t0) / 1e9;
 const progress = (s: string): void => void process.stderr.write(`bench: ${s}\n`);
 
@@ -242,7 +249,8 @@ function runWorker(args: string[]): Promise<WorkerResult> {
   });
 }
 
-async function appendBench(masterUrl: string, procs: number, countEach: number, limit: number): Promise<void> {
+async function appendBench(cluster: BenchCluster, procs: number, countEach: number, limit: number): Promise<void> {
+  const masterUrl = cluster.masterUrl;
   const name = `append-${procs}proc`;
   const path = `/bench/appends-${procs}`;
   const client = new GfsClient({ masterUrl });
@@ -254,6 +262,7 @@ async function appendBench(masterUrl: string, procs: number, countEach: number, 
     await Promise.all(Array.from({ length: procs }, (_, k) => runWorker(['--master', masterUrl, '--path', path, '--count', '0', '--seed', String(k + 1), '--quiet'])));
     startupSeconds = secondsSince(ts);
   }
+  const cpu0 = cluster.cpuMs();
   const t0 = process.hrtime.bigint();
   const rs = await Promise.all(
     Array.from({ length: procs }, (_, k) =>
@@ -262,6 +271,7 @@ async function appendBench(masterUrl: string, procs: number, countEach: number, 
   );
   const seconds = secondsSince(t0);
   const acked = rs.reduce((s, r) => s + r.ok, 0);
+  const cpu = cpuPer(cpu0, cluster.cpuMs(), acked);
   const failed = rs.reduce((s, r) => s + r.failed, 0);
   const crashed = rs.filter((r) => r.code !== 0);
   for (const r of crashed) progress(`${name}: a worker exited ${r.code}: ${r.stderr.slice(0, 300)}`);
@@ -295,6 +305,8 @@ async function appendBench(masterUrl: string, procs: number, countEach: number, 
     timing: 'from spawning the first worker to the exit of the last (includes node start-up)',
     durability: 'acknowledged when applied on every replica (no fsync per record)',
     limitNote: 'ext4 O_APPEND 1 KiB writes, one process, no fsync',
+    cpuMsPerRecord: cpu,
+    cpuNote: 'client = the bench process plus the append workers (their node start-up included)',
   });
 }
 
@@ -332,6 +344,12 @@ function printTable(): void {
     if (r.verified !== undefined) notes.push(`sha256 ${r.verified ? 'ok' : 'MISMATCH'}`);
     if (r.syncSeconds !== undefined) notes.push(`sync ${fmt(r.syncSeconds)} s`);
     if (r.vsCreates1 !== undefined) notes.push(`${fmt(r.vsCreates1)}x creates-1`);
+    const cpu = (r.cpuMsPerMB ?? r.cpuMsPerOp ?? r.cpuMsPerRecord) as Record<string, number> | undefined;
+    if (cpu && Object.keys(cpu).length) {
+      const per = r.cpuMsPerMB ? 'MB' : r.cpuMsPerOp ? 'op' : 'rec';
+      const cs = Object.keys(cpu).filter((k) => k.startsWith('cs')).sort().map((k) => fmt(cpu[k]));
+      notes.push(`cpu ms/${per} m ${fmt(cpu.master)} cs ${cs.join('/')} cl ${fmt(cpu.client)}`);
+    }
     if (r.load1 !== undefined) notes.push(`load ${fmt(r.load1)}`);
     return [r.workload, fmt(r.value), r.unit, fmt(r.limit), fmt(r.ratio), p?.text ?? '-', p?.aim ?? '', notes.join('; ')];
   });
@@ -345,6 +363,7 @@ function printTable(): void {
       'one append+fdatasync at a time for creates and deletes, ext4 O_APPEND for appends); ratio = gfs / limit.\n' +
       'stat has no disk ceiling: limit and ratio are null, "vsCreates1" gives stat-1 / creates-1. MooseFS figures are medians from BENCH.md.\n' +
       'Writes are timed including client.sync (fsync on every replica). Page cache is not dropped between write and read.\n' +
+      'cpu ms/unit = CPU time (user+sys) of master (m), each chunkserver (cs) and the client side (cl: bench process + append workers) per MB, op or record.\n' +
       `load1 = 1-minute load average when each figure was taken (now ${loadavg()[0]!.toFixed(1)} on ${cpus().length} cpus): other work on the machine skews absolute figures.\n\n`,
   );
 }
@@ -386,7 +405,9 @@ async function main(): Promise<void> {
         continue;
       }
       progress(`${name}: writing ${seqBytes / MiB} MiB with replication ${rep}`);
+      const cpu0 = cluster.cpuMs();
       const r = await gfsWrite(client, `/bench/seq-r${rep}`, rep, seqBytes, source);
+      const cpu = cpuPer(cpu0, cluster.cpuMs(), seqBytes / 1e6);
       const value = seqBytes / r.seconds / 1e6;
       const limit = rawWriteBps !== null ? rawWriteBps / 1e6 / rep : null;
       record({
@@ -405,6 +426,7 @@ async function main(): Promise<void> {
         rawWriteMBps: rawWriteBps !== null ? round(rawWriteBps / 1e6) : null,
         pieceBytes: client.pieceBytes,
         concurrency: client.concurrency,
+        cpuMsPerMB: cpu,
       });
     }
     if (wanted('seq-read-1GiB') && wanted('seq-write-1GiB-r3')) {
@@ -412,7 +434,9 @@ async function main(): Promise<void> {
       sha3 = expectedSha(seqBytes, Math.min(client.pieceBytes, chunkSizeBytes), chunkSizeBytes, source);
       const rr = rawRead(rawPath, client.pieceBytes);
       progress(`raw read ${(rr.bytesPerSec / 1e6).toFixed(1)} MB/s; reading /bench/seq-r3`);
+      const cpu0 = cluster.cpuMs();
       const r = await gfsRead(client, '/bench/seq-r3');
+      const cpu = cpuPer(cpu0, cluster.cpuMs(), r.bytes / 1e6);
       const value = r.bytes / r.seconds / 1e6;
       const limit = rr.bytesPerSec / 1e6;
       record({
@@ -429,6 +453,7 @@ async function main(): Promise<void> {
         hashNote: 'sha256 computed inline, in file order, inside the timed region',
         cache: 'page cache warm (not dropped), for gfs and the raw read alike',
         concurrency: client.concurrency,
+        cpuMsPerMB: cpu,
       });
       if (r.sha !== sha3) progress(`seq-read-1GiB: SHA256 MISMATCH (read ${r.sha}, wrote ${sha3})`);
     } else skipped('seq-read-1GiB', 'MB/s');
@@ -452,7 +477,9 @@ async function main(): Promise<void> {
       await client.mkdir(cdir, { parents: true });
       progress(`${name}: ${total} empty files, ${n} concurrent clients`);
       const before = (await client.status()) as unknown as { oplog: { fsyncs: number; records: number } };
+      const cpu0 = cluster.cpuMs();
       const r = await createMany(masterUrl, cdir, total, n);
+      const cpu = cpuPer(cpu0, cluster.cpuMs(), total);
       const after = (await client.status()) as unknown as { oplog: { fsyncs: number; records: number } };
       const value = total / r.seconds;
       const fsyncs = after.oplog.fsyncs - before.oplog.fsyncs;
@@ -471,14 +498,17 @@ async function main(): Promise<void> {
         durability: 'each create acknowledged after the master\'s oplog fsync',
         limitNote: 'one 100-byte append + fdatasync at a time on the same disk',
         fsyncMeanMs: round(fr.meanMs, 3),
+        cpuMsPerOp: cpu,
       });
       if (n === 1) creates1 = { paths: r.paths, value };
     }
     if (creates1 && wanted('stat-1')) {
       progress(`stat-1: ${creates1.paths.length} files, one at a time`);
+      const cpu0 = cluster.cpuMs();
       const t0 = process.hrtime.bigint();
       for (const p of creates1.paths) await client.stat(p);
       const s = secondsSince(t0);
+      const cpu = cpuPer(cpu0, cluster.cpuMs(), creates1.paths.length);
       const value = creates1.paths.length / s;
       record({
         workload: 'stat-1',
@@ -490,14 +520,17 @@ async function main(): Promise<void> {
         vsCreates1: round(value / creates1.value, 2),
         limitNote: 'no disk ceiling for an in-memory lookup; limit/ratio null, vsCreates1 = stat-1 / creates-1',
         seconds: round(s, 2),
+        cpuMsPerOp: cpu,
       });
     } else skipped('stat-1', 'ops/s');
     if (creates1 && wanted('delete-1')) {
       progress(`delete-1: ${creates1.paths.length} files, one at a time`);
       const before = (await client.status()) as unknown as { oplog: { fsyncs: number } };
+      const cpu0 = cluster.cpuMs();
       const t0 = process.hrtime.bigint();
       for (const p of creates1.paths) await client.delete(p);
       const s = secondsSince(t0);
+      const cpu = cpuPer(cpu0, cluster.cpuMs(), creates1.paths.length);
       const after = (await client.status()) as unknown as { oplog: { fsyncs: number } };
       const value = creates1.paths.length / s;
       const fsyncs = after.oplog.fsyncs - before.oplog.fsyncs;
@@ -512,6 +545,7 @@ async function main(): Promise<void> {
         opsPerFsync: round(fsyncs > 0 ? creates1.paths.length / fsyncs : null, 2),
         seconds: round(s, 2),
         limitNote: 'one 100-byte append + fdatasync at a time on the same disk',
+        cpuMsPerOp: cpu,
       });
     } else skipped('delete-1', 'ops/s');
 
@@ -527,7 +561,7 @@ async function main(): Promise<void> {
         continue;
       }
       progress(`${name}: ${n} processes x ${sizes.appends[n]} records of 1 KiB`);
-      await appendBench(masterUrl, n, sizes.appends[n]!, ar.opsPerSec);
+      await appendBench(cluster, n, sizes.appends[n]!, ar.opsPerSec);
     }
 
     // -- not (yet) in the system --

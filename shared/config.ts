@@ -27,6 +27,8 @@ export const defaults = {
   dataTimeoutMs: 60_000,
   /** A master that restarted waits this long for chunkserver reports (safe mode). */
   safeModeMs: 5_000,
+  /** Deleted files stay in the trash (undelete possible) this long. */
+  trashGraceMs: 3 * 24 * 3600 * 1000,
   /** Clock drift bound between nodes, as a fraction of elapsed time. */
   clockDriftFraction: 0.01,
 } as const;

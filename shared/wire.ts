@@ -18,7 +18,8 @@ export const replicationSchema = z.number().int().min(1).max(16);
 // ---- namespace (client -> master) ----
 export const mkdirReq = z.object({ path: pathSchema, parents: z.boolean().optional() }).strict();
 export const createReq = z.object({ path: pathSchema, replication: replicationSchema.optional(), exclusive: z.boolean().optional() }).strict();
-export const deleteReq = z.object({ path: pathSchema, recursive: z.boolean().optional() }).strict();
+export const deleteReq = z.object({ path: pathSchema, recursive: z.boolean().optional(), now: z.boolean().optional() }).strict();
+export const undeleteReq = z.object({ path: pathSchema }).strict();
 export const renameReq = z.object({ src: pathSchema, dst: pathSchema }).strict();
 export const snapshotReq = z.object({ src: pathSchema, dst: pathSchema }).strict();
 export const pathQuery = z.object({ path: pathSchema }).strict();
@@ -65,7 +66,15 @@ export interface ChunksAnswer {
 }
 export const chunksReq = z.object({ path: pathSchema, startIndex: z.number().int().min(0).max(2 ** 40), count: z.number().int().min(1).max(10_000) }).strict();
 export const allocateReq = z.object({ path: pathSchema, index: z.number().int().min(0).max(2 ** 40) }).strict();
-export const leaseReq = z.object({ handle: handleSchema }).strict();
+/**
+ * A lease for a mutation. Writers name the file and chunk index as well: when
+ * the chunk is shared with a snapshot, the master copies it (copy-on-write)
+ * and answers with the lease on the file's new chunk (LeaseAnswer.handle).
+ */
+export const leaseReq = z
+  .object({ handle: handleSchema, path: pathSchema.optional(), index: z.number().int().min(0).max(2 ** 40).optional() })
+  .strict()
+  .refine((b) => (b.path === undefined) === (b.index === undefined), 'path and index go together');
 export interface LeaseAnswer {
   handle: string;
   version: number;
@@ -120,6 +129,7 @@ export const reportCorruptReq = z.object({ id: nodeIdSchema, handle: handleSchem
 // ---- master -> chunkserver ----
 export const csCreateReq = z.object({ handle: handleSchema, version }).strict();
 export const csVersionReq = z.object({ handle: handleSchema, version }).strict();
+export const csCloneReq = z.object({ handle: handleSchema, version, sourceUrl: urlSchema, sourceId: nodeIdSchema, bytesPerSec: bytes.optional() }).strict();
 export const csCopyReq = z.object({ handle: handleSchema, newHandle: handleSchema, version }).strict();
 
 // ---- client -> chunkserver (data path) ----

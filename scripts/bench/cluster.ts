@@ -147,6 +147,31 @@ export class BenchCluster {
     }
   }
 
+  /**
+   * CPU time (user + system, ms) used so far by each daemon and by this process
+   * plus its reaped children (the append workers), from /proc; {} where /proc is missing.
+   */
+  cpuMs(): Record<string, number> {
+    const out: Record<string, number> = {};
+    const read = (pid: number | 'self', withChildren = false): number | undefined => {
+      try {
+        const f = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
+        // fields after ") ": state=0 ... utime=11 stime=12 cutime=13 cstime=14, in clock ticks (100/s on Linux)
+        const ticks = Number(f[11]) + Number(f[12]) + (withChildren ? Number(f[13]) + Number(f[14]) : 0);
+        return ticks * 10;
+      } catch {
+        return undefined;
+      }
+    };
+    for (const d of [this.master, ...this.chunkservers]) {
+      const v = d?.proc.pid !== undefined ? read(d.proc.pid) : undefined;
+      if (v !== undefined) out[d.name] = v;
+    }
+    const me = read('self', true);
+    if (me !== undefined) out.client = me;
+    return out;
+  }
+
   /** SIGTERM, then SIGKILL after 3 s; waits until every daemon is gone. */
   async stop(): Promise<void> {
     this.stopping = true;

@@ -38,6 +38,9 @@ export interface ClusterOptions {
   safeModeMs?: number;
   checkpointBytes?: number;
   racks?: number;
+  trashGraceMs?: number;
+  /** Chunkserver background scrub interval (default: off in tests unless set). */
+  scrubMs?: number;
   env?: Record<string, string>;
 }
 
@@ -108,6 +111,7 @@ export class TestCluster {
     args.push('--dead-ms', String(this.o.deadMs ?? 2_000));
     args.push('--safe-mode-ms', String(this.o.safeModeMs ?? 2_000));
     if (this.o.checkpointBytes) args.push('--checkpoint-bytes', String(this.o.checkpointBytes));
+    if (this.o.trashGraceMs !== undefined) args.push('--trash-grace-ms', String(this.o.trashGraceMs));
     this.master = await startProc('master', args, join(this.dir, 'master'), this.o.env ?? {}, this.dir);
     return this.master;
   }
@@ -120,7 +124,7 @@ export class TestCluster {
   async startChunkserver(i: number): Promise<Proc> {
     const dir = join(this.dir, `cs${i}`);
     const prev = this.chunkservers[i];
-    const args = ['chunkserver', '--master', this.masterUrl, '--dir', dir, '--port', String(prev?.port ?? 0), '--rack', `rack${(i % (this.o.racks ?? 3)) + 1}`, '--id', `cs${i}`];
+    const args = ['chunkserver', '--master', this.masterUrl, '--dir', dir, '--port', String(prev?.port ?? 0), '--rack', `rack${(i % (this.o.racks ?? 3)) + 1}`, '--id', `cs${i}`, '--scrub-ms', String(this.o.scrubMs ?? 0)];
     const p = await startProc(`cs${i}`, args, dir, this.o.env ?? {}, this.dir);
     this.chunkservers[i] = p;
     return p;

@@ -390,3 +390,105 @@ test('random workloads replay deterministically', () => {
     assert.deepEqual(state(Namespace.fromSnapshot(JSON.parse(JSON.stringify(ns.snapshot())))), state(ns));
   }
 });
+
+test('copy-on-write: the mutated file gets a new chunk (same version), refCounts follow, replay and checkpoints agree', () => {
+  const ns = new Namespace();
+  const log: Op[] = [];
+  run(ns, ns.checkMkdir('/src', false, 1), log);
+  run(ns, ns.checkCreate('/src/f', 3, 2), log);
+  run(ns, ns.checkAllocate('/src/f', 2, 3), log);
+  const [c0, c1, c2] = file(ns, '/src/f').chunks as [string, string, string];
+  run(ns, { op: 'version', handle: c1, version: 7 }, log);
+  // an unshared chunk is never copied
+  throwsCode(() => ns.checkCow('/src/f', 1, 4), 'BAD_REQUEST');
+  run(ns, ns.checkSnapshot('/src', '/snap', 5), log);
+  throwsCode(() => ns.checkCow('/src/f', 3, 6), 'NOT_FOUND');
+  throwsCode(() => ns.checkCow('/nope', 0, 6), 'NOT_FOUND');
+
+  const cow = run(ns, ns.checkCow('/src/f', 1, 6), log)! as Extract<Op, { op: 'cow' }>;
+  assert.equal(cow.oldHandle, c1);
+  assert.ok(isHandle(cow.newHandle));
+  assert.ok(![c0, c1, c2].includes(cow.newHandle));
+  assert.equal(cow.version, 7, 'the copy keeps the chunk version');
+  assert.deepEqual(file(ns, '/src/f').chunks, [c0, cow.newHandle, c2]);
+  assert.deepEqual(file(ns, '/snap/f').chunks, [c0, c1, c2], 'the other side keeps the old chunk');
+  assert.deepEqual(ns.chunks.get(c1), { version: 7, refCount: 1 });
+  assert.deepEqual(ns.chunks.get(cow.newHandle), { version: 7, refCount: 1 });
+  assert.equal(ns.chunks.get(c0)!.refCount, 2);
+  // the snapshot side copies its own chunk 0; chunk 1 is no longer shared there
+  const cow2 = run(ns, ns.checkCow('/snap/f', 0, 7), log)! as Extract<Op, { op: 'cow' }>;
+  throwsCode(() => ns.checkCow('/snap/f', 1, 7), 'BAD_REQUEST');
+  assert.notEqual(cow2.newHandle, cow.newHandle);
+  assert.equal(ns.chunks.get(c0)!.refCount, 1);
+  // fresh handles never collide with a copy's
+  const alloc = run(ns, ns.checkAllocate('/snap/f', 3, 8), log)! as Extract<Op, { op: 'allocate' }>;
+  assert.ok(!alloc.handles.includes(cow.newHandle) && !alloc.handles.includes(cow2.newHandle));
+
+  // log replay (as after a master SIGKILL) and a checkpoint taken mid-way rebuild the same state
+  const replayed = new Namespace();
+  for (const rec of log) replayed.apply(roundTrip(rec));
+  assert.deepEqual(state(replayed), state(ns));
+  assert.equal(replayed.nextHandle, ns.nextHandle);
+  for (let cut = 0; cut <= log.length; cut++) {
+    const head = new Namespace();
+    for (const rec of log.slice(0, cut)) head.apply(roundTrip(rec));
+    const resumed = Namespace.fromSnapshot(JSON.parse(JSON.stringify(head.snapshot())));
+    for (const rec of log.slice(cut)) resumed.apply(roundTrip(rec));
+    assert.deepEqual(state(resumed), state(ns), `checkpoint after record ${cut}`);
+  }
+
+  // deleting either side drops only its references: a chunk goes when nothing refers to it
+  run(ns, ns.checkDelete('/src', true, 9));
+  assert.equal(ns.chunks.has(cow.newHandle), false);
+  assert.equal(ns.chunks.has(c2), true);
+  assert.equal(ns.chunks.get(c2)!.refCount, 1);
+  assert.deepEqual(file(ns, '/snap/f').chunks.slice(0, 3), [cow2.newHandle, c1, c2]);
+  run(ns, ns.checkDelete('/snap', true, 10));
+  assert.equal(ns.chunks.size, 0);
+});
+
+test('random workloads with snapshots and copy-on-write keep refCounts exact and replay deterministically', () => {
+  let seed = 777;
+  const rnd = () => {
+    seed = (seed * 1103515245 + 12345) % 2147483648;
+    return seed / 2147483648;
+  };
+  const pick = <T>(xs: T[]): T => xs[Math.floor(rnd() * xs.length)]!;
+  let cows = 0;
+  for (let round = 0; round < 20; round++) {
+    const ns = new Namespace();
+    const log: Op[] = [];
+    for (let i = 0; i < 150; i++) {
+      const all = [...ns.nodes.keys()];
+      const dirs = all.filter((p) => ns.get(p)!.type === 'dir');
+      const files = all.filter((p) => ns.get(p)!.type === 'file');
+      const newPath = () => {
+        const d = pick(dirs);
+        return `${d === '/' ? '' : d}/n${Math.floor(rnd() * 20)}`;
+      };
+      const k = rnd();
+      try {
+        if (k < 0.1) run(ns, ns.checkMkdir(newPath(), rnd() < 0.5, i), log);
+        else if (k < 0.25) run(ns, ns.checkCreate(newPath(), 3, i), log);
+        else if (k < 0.4 && files.length) run(ns, ns.checkAllocate(pick(files), Math.floor(rnd() * 4), i), log);
+        else if (k < 0.47) run(ns, ns.checkDelete(pick(all), rnd() < 0.5, i), log);
+        else if (k < 0.55) run(ns, ns.checkRename(pick(all), newPath(), i), log);
+        else if (k < 0.7) run(ns, ns.checkSnapshot(pick(all), newPath(), i), log);
+        else if (files.length) {
+          const f = pick(files);
+          if (run(ns, ns.checkCow(f, Math.floor(rnd() * 4), i), log)) cows++;
+        }
+      } catch (e) {
+        if (!isGfsError(e)) throw e;
+      }
+    }
+    const refs = new Map<string, number>();
+    for (const n of ns.nodes.values()) if (n.type === 'file') for (const h of n.chunks) refs.set(h, (refs.get(h) ?? 0) + 1);
+    assert.deepEqual(new Map([...ns.chunks].map(([h, c]) => [h, c.refCount])), refs);
+    const replayed = new Namespace();
+    for (const rec of log) replayed.apply(roundTrip(rec));
+    assert.deepEqual(state(replayed), state(ns));
+    assert.deepEqual(state(Namespace.fromSnapshot(JSON.parse(JSON.stringify(ns.snapshot())))), state(ns));
+  }
+  assert.ok(cows > 20, `only ${cows} copies on write happened`);
+});

@@ -1,0 +1,91 @@
+import { chooseReplicas, type PlacementOptions, type ServerView } from './placement.js';
+
+// Re-replication and rebalancing plans: pure functions over the master's
+// view. The master's tick (master/master.ts) gathers the view, calls these,
+// and carries the orders out through chunkserver RPCs and heartbeat replies.
+
+export interface ChunkNeed {
+  handle: string;
+  version: number;
+  /** The highest replication goal of the files referring to it. */
+  goal: number;
+  /** Live servers holding the current version. */
+  live: string[];
+  /** A lease may be held: cloning now could copy a replica mid-mutation. */
+  leased: boolean;
+  /** Only referred to by files in the trash. */
+  deleted: boolean;
+}
+
+export interface CloneOrder {
+  handle: string;
+  version: number;
+  source: string;
+  target: string;
+}
+
+export interface CloneLimits {
+  /** Clones running at once in the whole cluster. */
+  maxClusterClones: number;
+  /** Clones a server takes part in at once, as source or target. */
+  maxPerServerClones: number;
+}
+
+export interface InFlightClone {
+  handle: string;
+  source: string;
+  target: string;
+}
+
+/** Most endangered first: most replicas missing (relative to the goal), live files before deleted ones. */
+export function clonePriority(a: ChunkNeed, b: ChunkNeed): number {
+  const missA = a.goal - a.live.length;
+  const missB = b.goal - b.live.length;
+  return a.live.length - b.live.length || missB - missA || Number(a.deleted) - Number(b.deleted) || (a.handle < b.handle ? -1 : 1);
+}
+
+export function planClones(needs: ChunkNeed[], servers: ServerView[], inFlight: InFlightClone[], limits: CloneLimits, placement: PlacementOptions): CloneOrder[] {
+  const busy = new Map<string, number>();
+  const bump = (id: string) => busy.set(id, (busy.get(id) ?? 0) + 1);
+  for (const c of inFlight) {
+    bump(c.source);
+    bump(c.target);
+  }
+  const rackOf = new Map(servers.map((s) => [s.id, s.rack]));
+  let running = inFlight.length;
+  const orders: CloneOrder[] = [];
+  const candidates = needs.filter((n) => n.live.length > 0 && n.live.length < n.goal && !n.leased).sort(clonePriority);
+  for (const n of candidates) {
+    if (running >= limits.maxClusterClones) break;
+    const pending = inFlight.filter((c) => c.handle === n.handle);
+    const wanted = n.goal - n.live.length - pending.length;
+    if (wanted <= 0) continue;
+    const exclude = new Set([...n.live, ...pending.map((c) => c.target), ...[...busy.entries()].filter(([, k]) => k >= limits.maxPerServerClones).map(([id]) => id)]);
+    const usedRacks = new Set(n.live.map((id) => rackOf.get(id)).filter((r): r is string => r !== undefined));
+    const sources = n.live.filter((id) => (busy.get(id) ?? 0) < limits.maxPerServerClones).sort((a, b) => (busy.get(a) ?? 0) - (busy.get(b) ?? 0));
+    if (sources.length === 0) continue;
+    const targets = chooseReplicas(servers, Math.min(wanted, limits.maxClusterClones - running), exclude, placement, usedRacks);
+    for (const target of targets) {
+      const source = sources.find((id) => (busy.get(id) ?? 0) < limits.maxPerServerClones);
+      if (!source) break;
+      orders.push({ handle: n.handle, version: n.version, source, target });
+      bump(source);
+      bump(target);
+      running++;
+    }
+  }
+  return orders;
+}
+
+/** Replicas beyond the goal to delete: from the fullest servers, never the lease holder. */
+export function planExcess(needs: ChunkNeed[], servers: ServerView[], primaryOf: (handle: string) => string | undefined): { handle: string; server: string }[] {
+  const util = new Map(servers.map((s) => [s.id, s.capacityBytes > 0 ? 1 - s.freeBytes / s.capacityBytes : 1]));
+  const out: { handle: string; server: string }[] = [];
+  for (const n of needs) {
+    if (n.live.length <= n.goal || n.leased) continue;
+    const primary = primaryOf(n.handle);
+    const victims = n.live.filter((id) => id !== primary).sort((a, b) => (util.get(b) ?? 0) - (util.get(a) ?? 0));
+    for (const v of victims.slice(0, n.live.length - n.goal)) out.push({ handle: n.handle, server: v });
+  }
+  return out;
+}
