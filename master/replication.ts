@@ -62,7 +62,13 @@ export function planClones(needs: ChunkNeed[], servers: ServerView[], inFlight: 
     if (wanted <= 0) continue;
     const exclude = new Set([...n.live, ...pending.map((c) => c.target), ...[...busy.entries()].filter(([, k]) => k >= limits.maxPerServerClones).map(([id]) => id)]);
     const usedRacks = new Set(n.live.map((id) => rackOf.get(id)).filter((r): r is string => r !== undefined));
-    const sources = n.live.filter((id) => (busy.get(id) ?? 0) < limits.maxPerServerClones).sort((a, b) => (busy.get(a) ?? 0) - (busy.get(b) ?? 0));
+    // Least busy first; ties broken at random so a source that keeps failing (dying, not yet declared dead) is not always the one picked.
+    const rnd = placement.random ?? Math.random;
+    const sources = n.live
+      .filter((id) => (busy.get(id) ?? 0) < limits.maxPerServerClones)
+      .map((id) => ({ id, tie: rnd() }))
+      .sort((a, b) => (busy.get(a.id) ?? 0) - (busy.get(b.id) ?? 0) || a.tie - b.tie)
+      .map((x) => x.id);
     if (sources.length === 0) continue;
     const targets = chooseReplicas(servers, Math.min(wanted, limits.maxClusterClones - running), exclude, placement, usedRacks);
     for (const target of targets) {

@@ -129,7 +129,9 @@ describe('copy-on-write snapshots', { timeout: 120_000 }, () => {
 
     const written = w1.length + a1.length + w2.length + a2.length + w3.length;
     assert.equal(net1.readServed - net0.readServed, 0, 'no chunkserver read chunk data from another for the copies');
-    assert.equal(net1.pushReceived - net0.pushReceived, replicas * written, 'only the client\'s own data was pushed');
+    // Only the client's own data was pushed (a retried push may add a piece; a copy over the network would add >= 128 KiB).
+    const pushed = net1.pushReceived - net0.pushReceived;
+    assert.ok(pushed >= replicas * written && pushed < replicas * written + chunkSizeBytes / 4, `pushed ${pushed} bytes for ${written} written`);
 
     const srcAfter = await handles(src);
     const snapAfter = await handles(snap);
@@ -316,7 +318,7 @@ describe('copy-on-write snapshots', { timeout: 120_000 }, () => {
     const srcH = await handles('/t1/f');
     const keep = new Set([...(await handles('/t1/f.snap')), ...(await handles('/t1/f.snap2'))]);
     const onlySrc = srcH.filter((h) => !keep.has(h));
-    assert.ok(onlySrc.length >= 3);
+    assert.deepEqual(onlySrc, [srcH[2]], 'all but the chunk just copied are shared with /t1/f.snap2');
     await c.delete('/t1/f', { now: true });
     await waitFor('the source\'s own chunks to be reclaimed', async () => {
       const f = await chunkFiles();
