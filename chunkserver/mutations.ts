@@ -1,3 +1,4 @@
+import { crc32c } from '../shared/checksum.js';
 import { GfsError } from '../shared/errors.js';
 import type { AppendAnswer, AppendReq, ApplyOp, ApplyReq, WriteAnswer, WriteReq } from '../shared/wire.js';
 import { placeRecord } from './append.js';
@@ -65,7 +66,15 @@ export class Mutator {
     return p;
   }
 
-  private takeData(dataId: string, sizeBytes: number, crc?: number): Buffer {
+  /** The mutation's data: inline in the request, or taken from the push buffer. */
+  private takeData(src: { dataId?: string; inline?: string }, sizeBytes: number, crc?: number): Buffer {
+    if (src.inline !== undefined) {
+      const data = Buffer.from(src.inline, 'base64');
+      if (data.length !== sizeBytes) throw new GfsError('BAD_REQUEST', `inline data has ${data.length} bytes, not ${sizeBytes}`);
+      if (crc !== undefined && crc32c(data) !== crc) throw new GfsError('BAD_REQUEST', 'inline data does not match its checksum');
+      return data;
+    }
+    const dataId = src.dataId!;
     const d = this.o.push.take(dataId);
     if (!d) throw new GfsError('UNKNOWN_DATA', `no pushed data ${dataId} (expired or never pushed)`);
     if (d.data.length !== sizeBytes) throw new GfsError('BAD_REQUEST', `pushed data ${dataId} has ${d.data.length} bytes, not ${sizeBytes}`);
@@ -88,14 +97,14 @@ export class Mutator {
       this.checkVersion(req.handle, req.version);
       if (req.offset + req.sizeBytes > this.o.chunkSizeBytes) throw new GfsError('OUT_OF_RANGE', `write past the end of the chunk`);
       const lease = await this.o.leases.ensure(req.handle, req.version);
-      const data = this.takeData(req.dataId, req.sizeBytes, req.crc32c);
+      const data = this.takeData(req, req.sizeBytes, req.crc32c);
       let forwarded!: Promise<void>;
       const chunkSizeBytes = await this.serialize(req.handle, async () => {
         this.o.leases.check(req.handle, req.version);
         const serial = this.nextSerial(req.handle);
         const len = await this.o.store.write(req.handle, req.offset, data);
         // Queued while still serialized: secondaries receive orders in serial order.
-        forwarded = this.forwardAll(req.handle, req.version, lease.secondaries, { kind: 'write', serial, offset: req.offset, dataId: req.dataId, sizeBytes: req.sizeBytes });
+        forwarded = this.forwardAll(req.handle, req.version, lease.secondaries, { kind: 'write', serial, offset: req.offset, dataId: req.dataId, inline: req.inline, sizeBytes: req.sizeBytes });
         return len;
       });
       await forwarded;
@@ -108,7 +117,7 @@ export class Mutator {
     return this.once(req.clientId, req.requestId, async () => {
       this.checkVersion(req.handle, req.version);
       const lease = await this.o.leases.ensure(req.handle, req.version);
-      const data = this.takeData(req.dataId, req.sizeBytes, req.crc32c);
+      const data = this.takeData(req, req.sizeBytes, req.crc32c);
       let forwarded!: Promise<void>;
       const answer = await this.serialize(req.handle, async (): Promise<AppendAnswer> => {
         this.o.leases.check(req.handle, req.version);
@@ -123,7 +132,7 @@ export class Mutator {
           return { status: 'chunk-full' };
         }
         await this.o.store.write(req.handle, place.offset, data);
-        forwarded = this.forwardAll(req.handle, req.version, lease.secondaries, { kind: 'write', serial, offset: place.offset, dataId: req.dataId, sizeBytes: data.length });
+        forwarded = this.forwardAll(req.handle, req.version, lease.secondaries, { kind: 'write', serial, offset: place.offset, dataId: req.dataId, inline: req.inline, sizeBytes: data.length });
         return { status: 'ok', offset: place.offset };
       });
       await forwarded;
@@ -140,7 +149,7 @@ export class Mutator {
       for (const op of req.ops) {
         try {
           if (op.kind === 'write') {
-            const data = this.takeData(op.dataId, op.sizeBytes);
+            const data = this.takeData(op, op.sizeBytes);
             await this.o.store.write(req.handle, op.offset, data);
           } else {
             await this.o.store.pad(req.handle, op.toSizeBytes);

@@ -33,6 +33,8 @@ export interface ChunkserverOptions {
   pushBufferBytes?: number;
   /** Background verification of one idle chunk every this many ms (0: off). */
   scrubIntervalMs?: number;
+  /** A chunk mutated within this many ms is not idle and is left to the scrubber for later (default 30 s). */
+  scrubIdleMs?: number;
   log?: Logger;
 }
 
@@ -98,7 +100,7 @@ export async function startChunkserver(o: ChunkserverOptions): Promise<RunningCh
       rpcJson(o.masterUrl, '/api/cs/report-corrupt', { id, handle }, { targetName: 'master' }).catch(() => reportedCorrupt.delete(handle));
     },
   });
-  const scrubber = new Scrubber(store, o.scrubIntervalMs ?? 10_000, 30_000, log);
+  const scrubber = new Scrubber(store, o.scrubIntervalMs ?? 10_000, o.scrubIdleMs ?? 30_000, log);
   const push = new PushBuffer(o.pushBufferBytes ?? defaults.pushBufferBytes, defaults.pushExpiryMs);
   const clock = () => performance.now();
   const leases = new LeaseTable({

@@ -130,10 +130,11 @@ program
   .option('--id <id>', 'chunkserver id (default: kept in DIR/id, made up the first time)')
   .option('--heartbeat-ms <ms>', 'heartbeat interval (default: the master\'s)', int('--heartbeat-ms', 50))
   .option('--scrub-ms <ms>', 'verify one idle chunk in the background every this many ms (0: off)', int('--scrub-ms'), 10_000)
+  .option('--scrub-idle-ms <ms>', 'a chunk mutated within this many ms is not idle yet: the scrubber leaves it for later', int('--scrub-idle-ms'), 30_000)
   .action(async (o) => {
     try {
       const { startChunkserver } = await import('../chunkserver/server.js');
-      const cs = await startChunkserver({ dir: o.dir, port: o.port, host: o.host, advertiseUrl: o.advertise, rack: o.rack, id: o.id, masterUrl: masterUrl(), heartbeatMs: o.heartbeatMs, scrubIntervalMs: o.scrubMs });
+      const cs = await startChunkserver({ dir: o.dir, port: o.port, host: o.host, advertiseUrl: o.advertise, rack: o.rack, id: o.id, masterUrl: masterUrl(), heartbeatMs: o.heartbeatMs, scrubIntervalMs: o.scrubMs, scrubIdleMs: o.scrubIdleMs });
       process.stdout.write(`chunkserver ${cs.id} ${cs.url}\n`);
       const stop = async () => {
         await cs.close().catch(() => undefined);

@@ -4,6 +4,7 @@ import { crc32c } from '../shared/checksum.js';
 import { defaults } from '../shared/config.js';
 import { GfsError } from '../shared/errors.js';
 import { rpcJson, rpcStream, setRpcSelf } from '../shared/rpc.js';
+import { inlineMaxBytes } from '../shared/wire.js';
 import type { AppendAnswer, ChunkLocation, ChunksAnswer, FileInfo, LeaseAnswer, ListEntry, PushAnswer, ReplicaRef, WriteAnswer } from '../shared/wire.js';
 import { withRetry, type RetryOptions } from './retry.js';
 import { frameRecord, parseRecords, recordHeaderBytes } from './records.js';
@@ -191,6 +192,13 @@ export class GfsClient {
     this.leases.delete(leaseKey(handle, path, index));
   }
 
+  /** Inline for small data (one request, no push chain), pushed along the chain otherwise. */
+  private async dataFor(replicas: ReplicaRef[], data: Buffer): Promise<{ dataId?: string; inline?: string; crc32c: number }> {
+    if (data.length <= inlineMaxBytes) return { inline: data.toString('base64'), crc32c: crc32c(data) };
+    const { dataId, crc } = await this.push(replicas, data);
+    return { dataId, crc32c: crc };
+  }
+
   /** Pushes data along a pipelined chain of the given replicas, closest first. */
   async push(replicas: ReplicaRef[], data: Buffer): Promise<{ dataId: string; crc: number }> {
     const chain = closestFirst(replicas, this.rack);
@@ -211,7 +219,7 @@ export class GfsClient {
   /** Writes data at a file offset; spans chunks; returns when every replica applied every piece. */
   async write(path: string, offset: number, data: Buffer): Promise<void> {
     if (data.length === 0) return;
-    const f = await this.locate(path, Math.floor(offset / 1), 1).catch(() => undefined);
+    const f = await this.locate(path, 0, 1).catch(() => undefined);
     const chunkSizeBytes = f?.chunkSizeBytes ?? (await this.stat(path)).chunkSizeBytes;
     const pieces: { index: number; offset: number; data: Buffer }[] = [];
     let pos = 0;
@@ -235,11 +243,11 @@ export class GfsClient {
         handle = loc.handle;
         const lease = await this.leaseFor(loc.handle, path, index);
         handle = lease.handle;
-        const { dataId, crc } = await this.push([lease.primary, ...lease.secondaries], data);
+        const src = await this.dataFor([lease.primary, ...lease.secondaries], data);
         return rpcJson<WriteAnswer>(
           lease.primary.url,
           '/chunk/write',
-          { handle: lease.handle, version: lease.version, offset: offsetInChunk, dataId, sizeBytes: data.length, crc32c: crc, clientId: this.clientId, requestId },
+          { handle: lease.handle, version: lease.version, offset: offsetInChunk, ...src, sizeBytes: data.length, clientId: this.clientId, requestId },
           { targetName: lease.primary.id, timeoutMs: defaults.dataTimeoutMs },
         );
       },
@@ -274,11 +282,11 @@ export class GfsClient {
           leasedIndex = index;
           const lease = await this.leaseFor(loc.handle, path, index);
           handle = lease.handle;
-          const { dataId, crc } = await this.push([lease.primary, ...lease.secondaries], data);
+          const src = await this.dataFor([lease.primary, ...lease.secondaries], data);
           const a = await rpcJson<AppendAnswer>(
             lease.primary.url,
             '/chunk/append',
-            { handle: lease.handle, version: lease.version, dataId, sizeBytes: data.length, crc32c: crc, clientId: this.clientId, requestId: `${requestId}_${padded}` },
+            { handle: lease.handle, version: lease.version, ...src, sizeBytes: data.length, clientId: this.clientId, requestId: `${requestId}_${padded}` },
             { targetName: lease.primary.id, timeoutMs: defaults.dataTimeoutMs },
           );
           if (a.status === 'ok') return index * f.chunkSizeBytes + a.offset;

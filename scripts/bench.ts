@@ -17,7 +17,7 @@ import { cpus, loadavg, tmpdir, totalmem } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
-import { GfsClient, readRecords } from '../client/client.js';
+import { GfsClient, appendRecord, readRecords } from '../client/client.js';
 import { GfsError } from '../shared/errors.js';
 import { BenchCluster, cleanupNow, installCleanupHandlers, trackChild, trackDir } from './bench/cluster.js';
 import { MiB, PieceSource, appendRate, fsyncRate, rawRead, rawWrite } from './bench/disk.js';
@@ -49,6 +49,13 @@ interface Result {
   [extra: string]: unknown;
 }
 const results: Result[] = [];
+let cluster: BenchCluster | undefined;
+let incidentMark = 0;
+
+/** Before each workload: restart any daemon that died (killed from outside, crashed), so one loss does not sink every later figure. */
+async function begin(): Promise<void> {
+  await cluster?.ensureAlive();
+}
 
 /** MooseFS 3.0 figures from ../shared/BENCH.md (medians, same kind of machine), and what gfs aims for. */
 const peer: Record<string, { value: number | null; text: string; aim: string }> = {
@@ -79,6 +86,10 @@ function record(r: Result): void {
   const out: Result = { ...r, value: round(r.value), limit: round(r.limit), ratio: roundRatio(r.ratio) };
   if (p && p.value !== null) out.peerMooseFS = p.value;
   if (r.value !== null) out.load1 = round(loadavg()[0]!, 2);
+  if (cluster && cluster.incidents.length > incidentMark) {
+    out.incidents = cluster.incidents.slice(incidentMark);
+    incidentMark = cluster.incidents.length;
+  }
   results.push(out);
   process.stderr.write(`bench: ${JSON.stringify(out)}\n`);
 }
@@ -275,6 +286,15 @@ async function appendBench(cluster: BenchCluster, procs: number, countEach: numb
   const failed = rs.reduce((s, r) => s + r.failed, 0);
   const crashed = rs.filter((r) => r.code !== 0);
   for (const r of crashed) progress(`${name}: a worker exited ${r.code}: ${r.stderr.slice(0, 300)}`);
+  // Workers are --quiet, so they report counts only: when some failed, reproduce one append here to say why.
+  let error: string | undefined;
+  if (failed > 0 || crashed.length > 0) {
+    error = await appendRecord(client, path, Buffer.alloc(1024, 7)).then(
+      () => 'a retry from the bench process succeeded',
+      (e: unknown) => `${e instanceof GfsError ? e.code + ': ' : ''}${(e as Error).message}`,
+    );
+    progress(`${name}: ${failed} appends failed; one more from here: ${error}`);
+  }
   // Verify: every acknowledged record readable, whole, once.
   let distinct = 0;
   let badSize = 0;
@@ -297,7 +317,7 @@ async function appendBench(cluster: BenchCluster, procs: number, countEach: numb
     failed,
     workerErrors: crashed.length,
     distinctRecords: distinct,
-    allWhole: distinct >= acked && badSize === 0 && crashed.length === 0,
+    allWhole: acked === 0 ? null : distinct >= acked && badSize === 0 && crashed.length === 0,
     fileBytes: st.sizeBytes,
     seconds: round(seconds, 2),
     processStartSeconds: round(startupSeconds, 2),
@@ -306,6 +326,7 @@ async function appendBench(cluster: BenchCluster, procs: number, countEach: numb
     durability: 'acknowledged when applied on every replica (no fsync per record)',
     limitNote: 'ext4 O_APPEND 1 KiB writes, one process, no fsync',
     cpuMsPerRecord: cpu,
+    ...(error ? { error: error.slice(0, 300) } : {}),
     cpuNote: 'client = the bench process plus the append workers (their node start-up included)',
   });
 }
@@ -375,7 +396,7 @@ async function main(): Promise<void> {
   const dir = mkdtempSync(join(tmpdir(), 'gfs-bench-'));
   if (!opts.keep) trackDir(dir);
   progress(`${quick ? 'quick' : 'full'} run; data in ${dir}; ${cpus().length} cpus, ${Math.round(totalmem() / 2 ** 30)} GiB RAM, node ${process.version}, load ${loadavg().map((x) => x.toFixed(1)).join(' ')}`);
-  const cluster = new BenchCluster(dir);
+  cluster = new BenchCluster(dir);
   try {
     await cluster.start(3, { profileDir: opts.profile });
     const masterUrl = cluster.masterUrl;
@@ -393,6 +414,7 @@ async function main(): Promise<void> {
     let sha3: string | undefined;
     const wantSeq = wanted('seq-write-1GiB-r3') || wanted('seq-write-1GiB-r1') || wanted('seq-read-1GiB');
     if (wantSeq) {
+      await begin();
       progress(`raw write of ${seqBytes / MiB} MiB + fdatasync`);
       const rw = rawWrite(rawPath, seqBytes, client.pieceBytes, source);
       rawWriteBps = rw.bytesPerSec;
@@ -404,6 +426,7 @@ async function main(): Promise<void> {
         skipped(name, 'MB/s');
         continue;
       }
+      await begin();
       progress(`${name}: writing ${seqBytes / MiB} MiB with replication ${rep}`);
       const cpu0 = cluster.cpuMs();
       const r = await gfsWrite(client, `/bench/seq-r${rep}`, rep, seqBytes, source);
@@ -430,6 +453,7 @@ async function main(): Promise<void> {
       });
     }
     if (wanted('seq-read-1GiB') && wanted('seq-write-1GiB-r3')) {
+      await begin();
       progress('seq-read-1GiB: computing the expected sha256 (untimed)');
       sha3 = expectedSha(seqBytes, Math.min(client.pieceBytes, chunkSizeBytes), chunkSizeBytes, source);
       const rr = rawRead(rawPath, client.pieceBytes);
@@ -472,6 +496,7 @@ async function main(): Promise<void> {
         skipped(name, 'ops/s');
         continue;
       }
+      await begin();
       const total = sizes.creates[n]!;
       const cdir = `/bench/c${n}`;
       await client.mkdir(cdir, { parents: true });
@@ -503,6 +528,7 @@ async function main(): Promise<void> {
       if (n === 1) creates1 = { paths: r.paths, value };
     }
     if (creates1 && wanted('stat-1')) {
+      await begin();
       progress(`stat-1: ${creates1.paths.length} files, one at a time`);
       const cpu0 = cluster.cpuMs();
       const t0 = process.hrtime.bigint();
@@ -524,6 +550,7 @@ async function main(): Promise<void> {
       });
     } else skipped('stat-1', 'ops/s');
     if (creates1 && wanted('delete-1')) {
+      await begin();
       progress(`delete-1: ${creates1.paths.length} files, one at a time`);
       const before = (await client.status()) as unknown as { oplog: { fsyncs: number } };
       const cpu0 = cluster.cpuMs();
@@ -560,6 +587,7 @@ async function main(): Promise<void> {
         skipped(name, 'records/s');
         continue;
       }
+      await begin();
       progress(`${name}: ${n} processes x ${sizes.appends[n]} records of 1 KiB`);
       await appendBench(cluster, n, sizes.appends[n]!, ar.opsPerSec);
     }
@@ -569,6 +597,7 @@ async function main(): Promise<void> {
     notImplemented('mount-dd-read-1GiB', 'MB/s');
 
     if (wanted('snapshot')) {
+      await begin();
       // snapshot-1MiB: a fresh 1 MiB file; snapshot-1GiB: the r3 file above (quick mode: its size is in "bytes").
       await gfsWrite(client, '/bench/snap-src-1MiB', 3, MiB, source);
       const probe = await snapshotProbe(masterUrl, '/bench/snap-src-1MiB', '/bench/snap-dst-1MiB');
@@ -609,7 +638,7 @@ async function main(): Promise<void> {
   } catch (e) {
     progress(`FAILED: ${(e as Error).stack ?? String(e)}`);
     if (e instanceof GfsError) progress(`code ${e.code}`);
-    for (const d of [cluster.master, ...cluster.chunkservers].filter(Boolean)) progress(`--- ${d.name} log tail ---\n${cluster.logTail(d)}`);
+    for (const d of [cluster.master, ...cluster.chunkservers].filter(Boolean)) progress(`--- ${d.name} log tail ---\n${cluster!.logTail(d)}`);
     throw e;
   } finally {
     await cluster.stop().catch(() => undefined);

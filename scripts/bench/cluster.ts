@@ -100,6 +100,11 @@ export interface MasterStatus {
 export class BenchCluster {
   master!: Daemon;
   chunkservers: Daemon[] = [];
+  /** Unexpected daemon exits, in order ("cs2 exited (SIGKILL) at 12.3 s"); the benchmark restarts them between workloads. */
+  readonly incidents: string[] = [];
+  private readonly t0 = Date.now();
+  private nodeArgs: string[] = [];
+  private readonly args = new Map<string, string[]>();
   constructor(readonly dir: string) {}
 
   get masterUrl(): string {
@@ -110,31 +115,75 @@ export class BenchCluster {
     return rpcJson<MasterStatus>(this.masterUrl, '/api/status', undefined, { timeoutMs: 10_000 });
   }
 
+  private get logDir(): string {
+    return join(this.dir, 'logs');
+  }
+
+  private async launch(name: string, args: string[]): Promise<Daemon> {
+    this.args.set(name, args);
+    const d = await startDaemon(name, args, this.logDir, this.nodeArgs);
+    d.proc.once('exit', (code, sig) => {
+      if (this.stopping) return;
+      const what = `${name} exited (${sig ?? code}) at ${((Date.now() - this.t0) / 1000).toFixed(1)} s`;
+      this.incidents.push(what);
+      process.stderr.write(`bench: ${what}, unexpectedly; see ${d.log}\n${this.logTail(d)}\n`);
+    });
+    return d;
+  }
+
   /** profileDir: run every daemon under `node --cpu-prof` writing there (written when it exits on SIGTERM). */
   async start(n: number, o: { chunkSizeBytes?: number; profileDir?: string } = {}): Promise<void> {
-    const nodeArgs = o.profileDir ? ['--cpu-prof', '--cpu-prof-dir', o.profileDir] : [];
-    const logDir = join(this.dir, 'logs');
-    mkdirSync(logDir, { recursive: true });
+    this.nodeArgs = o.profileDir ? ['--cpu-prof', '--cpu-prof-dir', o.profileDir] : [];
+    mkdirSync(this.logDir, { recursive: true });
     const margs = ['master', '--dir', join(this.dir, 'master'), '--port', '0', '--safe-mode-ms', '1000'];
     if (o.chunkSizeBytes) margs.push('--chunk-size', String(o.chunkSizeBytes));
-    this.master = await startDaemon('master', margs, logDir, nodeArgs);
+    this.master = await this.launch('master', margs);
+    // Later restarts keep the port, so URLs that clients cached stay right.
+    this.args.set('master', margs.map((a, i) => (margs[i - 1] === '--port' ? String(new URL(this.master.url).port) : a)));
     this.chunkservers = await Promise.all(
       Array.from({ length: n }, (_, i) =>
-        startDaemon(`cs${i + 1}`, ['chunkserver', '--master', this.master.url, '--dir', join(this.dir, `cs${i + 1}`), '--port', '0', '--rack', `rack${i + 1}`, '--id', `cs${i + 1}`], logDir, nodeArgs),
+        this.launch(`cs${i + 1}`, ['chunkserver', '--master', this.master.url, '--dir', join(this.dir, `cs${i + 1}`), '--port', '0', '--rack', `rack${i + 1}`, '--id', `cs${i + 1}`]),
       ),
     );
+    for (const d of this.chunkservers) {
+      const a = this.args.get(d.name)!;
+      this.args.set(d.name, a.map((x, i) => (a[i - 1] === '--port' ? String(new URL(d.url).port) : x)));
+    }
+    await this.waitReady(n);
+  }
+
+  private async waitReady(n: number): Promise<void> {
     const until = Date.now() + 30_000;
     for (;;) {
       const s = await this.status().catch(() => undefined);
-      if (s && !s.safeMode && s.chunkservers.filter((c) => c.alive).length >= n) break;
+      if (s && !s.safeMode && s.chunkservers.filter((c) => c.alive).length >= n) return;
       if (Date.now() > until) throw new Error(`cluster not ready after 30 s: ${JSON.stringify(s ?? null)}`);
       await new Promise((r) => setTimeout(r, 100));
     }
-    for (const d of [this.master, ...this.chunkservers]) {
-      d.proc.once('exit', (code, sig) => {
-        if (!this.stopping) process.stderr.write(`bench: ${d.name} exited unexpectedly (${sig ?? code}); see ${d.log}\n${this.logTail(d)}\n`);
-      });
+  }
+
+  private static dead(d: Daemon | undefined): boolean {
+    return !d || d.proc.exitCode !== null || d.proc.signalCode !== null;
+  }
+
+  /** Restarts any daemon that died (same dir, id and port) and waits until the cluster is whole again; returns the names restarted. */
+  async ensureAlive(): Promise<string[]> {
+    const restarted: string[] = [];
+    if (BenchCluster.dead(this.master)) {
+      this.master = await this.launch('master', this.args.get('master')!);
+      restarted.push('master');
     }
+    for (let i = 0; i < this.chunkservers.length; i++) {
+      const d = this.chunkservers[i]!;
+      if (!BenchCluster.dead(d)) continue;
+      this.chunkservers[i] = await this.launch(d.name, this.args.get(d.name)!);
+      restarted.push(d.name);
+    }
+    if (restarted.length) {
+      await this.waitReady(this.chunkservers.length);
+      process.stderr.write(`bench: restarted ${restarted.join(', ')}\n`);
+    }
+    return restarted;
   }
 
   private stopping = false;

@@ -41,6 +41,8 @@ export interface ClusterOptions {
   trashGraceMs?: number;
   /** Chunkserver background scrub interval (default: off in tests unless set). */
   scrubMs?: number;
+  /** Chunkserver scrub idle time: chunks mutated more recently are not scrubbed yet (default: the chunkserver's, 30 s). */
+  scrubIdleMs?: number;
   env?: Record<string, string>;
 }
 
@@ -125,6 +127,7 @@ export class TestCluster {
     const dir = join(this.dir, `cs${i}`);
     const prev = this.chunkservers[i];
     const args = ['chunkserver', '--master', this.masterUrl, '--dir', dir, '--port', String(prev?.port ?? 0), '--rack', `rack${(i % (this.o.racks ?? 3)) + 1}`, '--id', `cs${i}`, '--scrub-ms', String(this.o.scrubMs ?? 0)];
+    if (this.o.scrubIdleMs !== undefined) args.push('--scrub-idle-ms', String(this.o.scrubIdleMs));
     const p = await startProc(`cs${i}`, args, dir, this.o.env ?? {}, this.dir);
     this.chunkservers[i] = p;
     return p;

@@ -14,6 +14,11 @@ import { startCluster, waitFor, type TestCluster } from '../helpers/cluster.js';
 // while it is down comes back with an old version. The master must never
 // list it again for that chunk, the replica must refuse readers that expect
 // the current version, and the master must have it deleted.
+//
+// Four chunkservers for three replicas: the master re-replicates the chunk
+// to the fourth while the victim is down, so when the victim comes back the
+// chunk is fully replicated and the stale copy can only be deleted (with
+// three servers the master could as well repair it by cloning over it).
 
 const KiB = 1024;
 const chunkSizeBytes = 256 * KiB;
@@ -28,7 +33,7 @@ describe('stale replicas', { timeout: 90_000 }, () => {
   let client: GfsClient;
 
   before(async () => {
-    cluster = await startCluster({ chunkservers: 3, chunkSizeBytes, leaseMs, heartbeatMs, deadMs });
+    cluster = await startCluster({ chunkservers: 4, chunkSizeBytes, leaseMs, heartbeatMs, deadMs });
     client = cluster.client();
   });
 
@@ -83,12 +88,16 @@ describe('stale replicas', { timeout: 90_000 }, () => {
     } finally {
       await cluster!.startChunkserver(i);
     }
-    // It missed no mutation: it is up to date and listed again.
-    await waitFor(`${victim.id} to be listed again`, () => listed(path, victim.id), 10_000);
+    // It missed no mutation; the chunk is fully replicated again (on it, or on a clone made meanwhile).
+    await waitFor('the chunk to be fully replicated again', async () => (await chunk0(path)).replicas.length >= 3, 15_000);
+    assert.equal(sha256(await client.read(path, 0, data.length)), sha256(data));
   });
 
-  it('a replica that missed a mutation while down is never listed again, refuses current readers and is deleted', async () => {
-    const path = '/stale';
+  /**
+   * Kill the chunk's primary (the master must wait out its lease) or a
+   * secondary, mutate the chunk, bring the victim back with its old replica.
+   */
+  async function staleScenario(path: string, role: 'primary' | 'secondary'): Promise<void> {
     const before1 = randomBytes(100 * KiB);
     await client.create(path);
     await client.write(path, 0, before1);
@@ -96,11 +105,11 @@ describe('stale replicas', { timeout: 90_000 }, () => {
     assert.equal(loc1.replicas.length, 3);
     const handle = loc1.handle;
 
-    // The current primary is the holder to kill: the master must wait out its lease.
     const askedAt = performance.now();
     const lease1 = await rpcJson<LeaseAnswer>(cluster!.masterUrl, '/api/lease', { handle });
     assert.equal(lease1.version, loc1.version);
-    const victim = lease1.primary.id;
+    assert.equal(lease1.secondaries.length, 2);
+    const victim = role === 'primary' ? lease1.primary.id : lease1.secondaries[0]!.id;
     const vi = indexOf(victim);
     assert.ok(existsSync(chunkFile(vi, handle)), 'the victim holds no chunk file to begin with');
 
@@ -118,14 +127,28 @@ describe('stale replicas', { timeout: 90_000 }, () => {
       assert.ok(loc2.version > loc1.version, `the version was not bumped (${loc1.version} -> ${loc2.version})`);
       assert.equal(loc2.handle, handle);
       assert.ok(!loc2.replicas.some((r) => r.id === victim), `the dead ${victim} is still listed`);
-      assert.equal(loc2.replicas.length, 2, `survivors listed: ${loc2.replicas.map((r) => r.id).join(',')}`);
+      assert.ok(loc2.replicas.length >= 2, `survivors listed: ${loc2.replicas.map((r) => r.id).join(',')}`);
       const lease2 = await rpcJson<LeaseAnswer>(cluster!.masterUrl, '/api/lease', { handle });
       assert.notEqual(lease2.primary.id, victim);
+      assert.ok(!lease2.secondaries.some((r) => r.id === victim), `the dead ${victim} is a secondary of the new lease`);
       assert.equal(lease2.version, loc2.version);
-      // The new lease (and so the write) came no earlier than the old lease's expiry.
-      const oldExpiryNoEarlierThan = askedAt + lease1.leaseRemainingMs;
-      assert.ok(writtenAt >= oldExpiryNoEarlierThan, `the write finished ${Math.round(oldExpiryNoEarlierThan - writtenAt)} ms before the old lease expired`);
-      console.log(`# write during the outage took ${Math.round(writtenAt - killedAt)} ms (old lease had ${lease1.leaseRemainingMs} ms left)`);
+      if (role === 'primary') {
+        // Another primary only once the old lease has expired: the write finished no earlier than that.
+        const oldExpiryNoEarlierThan = askedAt + lease1.leaseRemainingMs;
+        assert.ok(writtenAt >= oldExpiryNoEarlierThan, `the write finished ${Math.round(oldExpiryNoEarlierThan - writtenAt)} ms before the old lease expired`);
+      }
+      console.log(`# ${role} ${victim} down: the write took ${Math.round(writtenAt - killedAt)} ms (old lease had ${lease1.leaseRemainingMs} ms left)`);
+
+      // The master re-replicates to the spare server (once no lease is held), never to the dead victim.
+      await waitFor(
+        'the chunk to be re-replicated while the victim is down',
+        async () => {
+          const l = await chunk0(path);
+          assert.ok(!l.replicas.some((r) => r.id === victim), `the dead ${victim} is listed`);
+          return l.replicas.length === 3;
+        },
+        20_000,
+      );
 
       // Bring the victim back with its old replica.
       const restarted = await cluster!.startChunkserver(vi);
@@ -186,5 +209,13 @@ describe('stale replicas', { timeout: 90_000 }, () => {
         await cluster!.startChunkserver(vi).catch(() => undefined);
       }
     }
+  }
+
+  it('a primary that missed a mutation while down is never listed again, refuses current readers and is deleted', async () => {
+    await staleScenario('/stale-primary', 'primary');
+  });
+
+  it('a secondary that missed a mutation while down is never listed again, refuses current readers and is deleted', async () => {
+    await staleScenario('/stale-secondary', 'secondary');
   });
 });
