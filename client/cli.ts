@@ -374,4 +374,35 @@ program
     process.stdout.write(lines.join('\n') + '\n');
   }));
 
+// ---- FUSE ----
+program
+  .command('mount')
+  .description('serve a gfs directory at a local mount point over FUSE; runs in the foreground until unmounted (gfs umount) or Ctrl-C/SIGTERM, which flush and unmount')
+  .argument('<remote>', 'gfs directory to serve, e.g. /')
+  .argument('<mountpoint>', 'existing local directory')
+  .option('--foreground', 'stay in the foreground (always the case: the mount lives as long as this process)')
+  .option('--allow-other', 'let other users access the mount (FUSE allow_other)')
+  .option('--debug', 'print every FUSE request (libfuse debug) and every failed operation')
+  .action(run(async (remote: string, mountpoint: string, o: { allowOther?: boolean; debug?: boolean }) => {
+    const { runMount } = await import('./mount.js');
+    await runMount({
+      masterUrl: masterUrl(),
+      remoteDir: remote,
+      mountpoint,
+      allowOther: !!o.allowOther,
+      debug: !!o.debug,
+      onMounted: () => process.stdout.write(`mounted ${remote} on ${mountpoint} (gfs umount ${mountpoint}, or Ctrl-C, to unmount)\n`),
+    });
+  }));
+
+program
+  .command('umount')
+  .description('unmount a gfs mount (fusermount -u, else umount)')
+  .argument('<mountpoint>')
+  .option('-l, --lazy', 'detach now even if files are open')
+  .action(run(async (mountpoint: string, o: { lazy?: boolean }) => {
+    const { unmount } = await import('./mount.js');
+    await unmount(mountpoint, { lazy: !!o.lazy });
+  }));
+
 program.parseAsync(process.argv).catch(fail);

@@ -373,11 +373,12 @@ export class GfsClient {
     return Buffer.concat(bufs, got);
   }
 
-  /** Makes every chunk of the file durable on every replica's disk (fsync). */
-  async sync(path: string): Promise<void> {
-    const f = await this.locate(path, 0, 10_000, true);
+  /** Makes every chunk of the file (or those in `range`) durable on every replica's disk (fsync). */
+  async sync(path: string, range: { startIndex: number; count: number } = { startIndex: 0, count: 10_000 }): Promise<void> {
+    const f = await this.locate(path, range.startIndex, range.count, true);
     const jobs: (() => Promise<void>)[] = [];
     for (const loc of f.chunks.values()) {
+      if (loc.index < range.startIndex || loc.index >= range.startIndex + range.count) continue; // only the chunks asked for
       for (const r of loc.replicas) {
         jobs.push(async () => {
           await withRetry(() => rpcJson(r.url, '/chunk/sync', { handle: loc.handle, version: loc.version }, { targetName: r.id, timeoutMs: defaults.dataTimeoutMs }), { attempts: 3 });

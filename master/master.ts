@@ -68,6 +68,8 @@ export class Master {
   private readonly clones: InFlightClone[] = [];
   /** Orders to delete replicas, delivered with each server's next heartbeat reply. */
   private readonly pendingDeletes = new Map<string, Set<string>>();
+  /** Chunks whose first replicas are being created: neither cloned nor trimmed until placement is done. */
+  private readonly placing = new Set<string>();
   /** Replicas reported corrupt: never listed, deleted once another replica exists. */
   private readonly corrupt = new Map<string, Set<string>>();
   private tickTimer: NodeJS.Timeout | undefined;
@@ -340,7 +342,10 @@ export class Master {
     let done = nowMs >= this.safeModeUntilMs;
     if (!done && this.servers.alive(nowMs).length > 0) {
       done = true;
-      for (const h of this.ns.chunks.keys()) {
+      for (const [h, meta] of this.ns.chunks) {
+        // A chunk still at its initial version was never written (a lease bumps the version):
+        // one allocated just before a crash may have no replica anywhere, and holds no data to wait for.
+        if (meta.version === initialChunkVersion) continue;
         if (!this.servers.locations.has(h)) {
           done = false;
           break;
@@ -385,6 +390,7 @@ export class Master {
     const have = new Set(this.servers.liveLocations(handle, nowMs));
     const ids = chooseReplicas(this.servers.views(nowMs), replication - have.size, have, { chunkSizeBytes: this.opts.chunkSizeBytes, recentCreatesLimit: 32 });
     const version = this.ns.chunks.get(handle)!.version;
+    this.placing.add(handle);
     await Promise.all(
       ids.map(async (id) => {
         const ref = this.servers.ref(id)!;
@@ -396,7 +402,7 @@ export class Master {
           this.opts.log.warn({ handle, server: id, err: (e as Error).message }, 'chunk creation failed');
         }
       }),
-    );
+    ).finally(() => this.placing.delete(handle));
   }
 
   // ---- leases ----
@@ -543,6 +549,12 @@ export class Master {
         this.servers.removeLocation(c.handle, id);
         continue;
       }
+      // Ordered deleted (excess, corrupt) and not gone yet: this report may have been sent before
+      // the order arrived; counting the replica again would let the next tick trim another one.
+      if (this.pendingDeletes.get(id)?.has(c.handle)) {
+        this.servers.removeLocation(c.handle, id);
+        continue;
+      }
       const meta = this.ns.chunks.get(c.handle);
       if (!meta) {
         // Orphan: no file refers to it (deleted, or a creation the log never saw).
@@ -621,6 +633,11 @@ export class Master {
         else goal.set(h, { goal: Math.max(g.goal, n.replication), deleted: g.deleted && deleted });
       }
     }
+    // Servers holding a replica that is about to go (corrupt, or ordered deleted) are no clone
+    // targets for that chunk: the clone would find the old replica there and keep it.
+    const doomed = new Map<string, string[]>();
+    for (const [id, set] of this.pendingDeletes) for (const h of set) doomed.set(h, [...(doomed.get(h) ?? []), id]);
+    for (const [h, set] of this.corrupt) doomed.set(h, [...(doomed.get(h) ?? []), ...set]);
     const needs: ChunkNeed[] = [];
     for (const [h, g] of goal) {
       const meta = this.ns.chunks.get(h);
@@ -631,8 +648,10 @@ export class Master {
         version: meta.version,
         goal: g.goal,
         live: this.servers.liveLocations(h, nowMs),
-        leased: (lease !== undefined && lease.expiresAtMs > nowMs) || this.grantsInFlight.has(h),
+        // A chunk still being placed looks under-replicated: leave it alone like a leased one.
+        leased: (lease !== undefined && lease.expiresAtMs > nowMs) || this.grantsInFlight.has(h) || this.placing.has(h),
         deleted: g.deleted,
+        avoid: doomed.get(h),
       });
     }
     return needs;

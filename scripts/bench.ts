@@ -7,19 +7,33 @@
 // value / limit. MB/s is 10^6 bytes per second. `--quick` runs a reduced set
 // (same names, with a "bytes"/"files"/"records" field saying how much).
 //
+// Workloads, in this order: seq-write-1GiB-r3/-r1 (GfsClient.writePiece, pieceBytes
+// with `concurrency` in flight, then sync: durable on every replica's disk; limit =
+// raw write + fdatasync of the same bytes just before, / replication), seq-read-1GiB
+// (readPiece, sha256 checked; limit = raw read of the raw file), creates-1/8/64
+// (empty files from 1/8/64 concurrent clients; fsyncs from the master's oplog;
+// limit = one 100-byte append + fdatasync at a time, so ratio > 1 means group
+// commit), stat-1 and delete-1 over the creates-1 files (stat has no disk ceiling:
+// limit/ratio null, vsCreates1 instead), append-1/4/16proc (scripts/append-worker.js
+// processes appending 1 KiB records to one file; limit = ext4 O_APPEND 1 KiB
+// writes; every acknowledged record is then read back with readRecords),
+// mount-dd-*, snapshot-1MiB/1GiB (measured when POST /api/snapshot exists),
+// rereplicate-MBps. Each figure carries the CPU its processes spent per unit and
+// the load average, since the machine may be shared.
+//
 // Options: --quick, --keep (leave the temp dir for inspection), --only a,b
 // (workload name prefixes to run; the others print as "skipped"), --profile DIR
-// (run master and chunkservers under `node --cpu-prof`, profiles land in DIR).
+// (run master and chunkservers under `node --cpu-prof`, profiles land in DIR),
+// --verbose-workers (append workers without --quiet: their first errors are shown).
 import { spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { cpus, loadavg, tmpdir, totalmem } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { GfsClient, appendRecord, readRecords } from '../client/client.js';
 import { GfsError } from '../shared/errors.js';
-import { BenchCluster, cleanupNow, installCleanupHandlers, trackChild, trackDir } from './bench/cluster.js';
+import { BenchCluster, appPath, cleanupNow, installCleanupHandlers, snapshotDist, trackChild, trackDir } from './bench/cluster.js';
 import { MiB, PieceSource, appendRate, fsyncRate, rawRead, rawWrite } from './bench/disk.js';
 
 const { values: opts } = parseArgs({
@@ -28,16 +42,16 @@ const { values: opts } = parseArgs({
     keep: { type: 'boolean', default: false },
     only: { type: 'string' },
     profile: { type: 'string' },
+    'verbose-workers': { type: 'boolean', default: false },
   },
 });
 const quick = !!opts.quick;
 const only = opts.only ? opts.only.split(',').map((s) => s.trim()).filter(Boolean) : undefined;
 
 const sizes = quick
-  ? { seqBytes: 256 * MiB, creates: { 1: 500, 8: 800, 64: 1500 } as Record<number, number>, appends: { 1: 200, 4: 60, 16: 15 } as Record<number, number> }
+  ? { seqBytes: 256 * MiB, creates: { 1: 400, 8: 600, 64: 1200 } as Record<number, number>, appends: { 1: 150, 4: 50, 16: 10 } as Record<number, number> }
   : { seqBytes: 1024 * MiB, creates: { 1: 5000, 8: 5000, 64: 5000 } as Record<number, number>, appends: { 1: 2000, 4: 1000, 16: 300 } as Record<number, number> };
 
-const appendWorker = fileURLToPath(new URL('./append-worker.js', import.meta.url));
 
 // ---- results ----
 interface Result {
@@ -230,11 +244,12 @@ interface WorkerResult {
   failed: number;
   code: number | null;
   stderr: string;
+  errors: string[];
 }
 
 function runWorker(args: string[]): Promise<WorkerResult> {
   return new Promise((resolve) => {
-    const p = spawn(process.execPath, [appendWorker, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+    const p = spawn(process.execPath, [appPath('scripts/append-worker.js'), ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
     trackChild(p);
     let out = '';
     let err = '';
@@ -243,10 +258,12 @@ function runWorker(args: string[]): Promise<WorkerResult> {
     p.once('close', (code) => {
       let ok = 0;
       let failed = 0;
+      const errors: string[] = [];
       for (const line of out.split('\n')) {
         if (!line.startsWith('{')) continue;
         try {
-          const j = JSON.parse(line) as { done?: boolean; ok?: number; failed?: number };
+          const j = JSON.parse(line) as { done?: boolean; ok?: number; failed?: number; error?: string };
+          if (j.error && errors.length < 3) errors.push(j.error);
           if (j.done) {
             ok = j.ok ?? 0;
             failed = j.failed ?? 0;
@@ -255,7 +272,7 @@ function runWorker(args: string[]): Promise<WorkerResult> {
           /* ignore */
         }
       }
-      resolve({ ok, failed, code, stderr: err.trim() });
+      resolve({ ok, failed, code, stderr: err.trim(), errors });
     });
   });
 }
@@ -277,7 +294,7 @@ async function appendBench(cluster: BenchCluster, procs: number, countEach: numb
   const t0 = process.hrtime.bigint();
   const rs = await Promise.all(
     Array.from({ length: procs }, (_, k) =>
-      runWorker(['--master', masterUrl, '--path', path, '--count', String(countEach), '--min-bytes', '1024', '--max-bytes', '1024', '--seed', String(k + 1), '--quiet']),
+      runWorker(['--master', masterUrl, '--path', path, '--count', String(countEach), '--min-bytes', '1024', '--max-bytes', '1024', '--seed', String(k + 1), ...(opts['verbose-workers'] ? [] : ['--quiet'])]),
     ),
   );
   const seconds = secondsSince(t0);
@@ -286,6 +303,8 @@ async function appendBench(cluster: BenchCluster, procs: number, countEach: numb
   const failed = rs.reduce((s, r) => s + r.failed, 0);
   const crashed = rs.filter((r) => r.code !== 0);
   for (const r of crashed) progress(`${name}: a worker exited ${r.code}: ${r.stderr.slice(0, 300)}`);
+  const workerErrors = rs.flatMap((r) => r.errors).slice(0, 3);
+  for (const e of workerErrors) progress(`${name}: worker error: ${e}`);
   // Workers are --quiet, so they report counts only: when some failed, reproduce one append here to say why.
   let error: string | undefined;
   if (failed > 0 || crashed.length > 0) {
@@ -344,6 +363,49 @@ async function snapshotProbe(masterUrl: string, src: string, dst: string): Promi
   return { implemented: true, seconds };
 }
 
+/**
+ * Records one snapshot: its latency (POST /api/snapshot round trip: lease
+ * revocation, oplog fsync, metadata copy), then the first 1 MiB write to the
+ * source (copy-on-write of its first chunk on every replica), then checks that
+ * the snapshot still reads the old bytes.
+ */
+async function recordSnapshot(
+  client: GfsClient,
+  workload: string,
+  src: string,
+  dst: string,
+  bytes: number,
+  probe: Awaited<ReturnType<typeof snapshotProbe>>,
+  source: PieceSource,
+  more: Record<string, unknown> = {},
+): Promise<void> {
+  const extra: Record<string, unknown> = { ...more };
+  if (probe.error === undefined && probe.seconds !== undefined) {
+    try {
+      const t0 = process.hrtime.bigint();
+      await client.writePiece(src, 0, 0, Buffer.alloc(MiB, 0x5a));
+      extra.cowFirstWriteMs = round(secondsSince(t0) * 1000);
+      const old = source.fill(Buffer.allocUnsafe(MiB), 0, MiB);
+      const snap = await client.read(dst, 0, MiB);
+      const now = await client.read(src, 0, MiB);
+      extra.snapshotIntact = snap.equals(old) && now.equals(Buffer.alloc(MiB, 0x5a));
+    } catch (e) {
+      extra.cowError = `${e instanceof GfsError ? e.code + ': ' : ''}${(e as Error).message}`.slice(0, 300);
+    }
+  }
+  record({
+    workload,
+    value: probe.seconds !== undefined && probe.error === undefined ? probe.seconds * 1000 : null,
+    unit: 'ms',
+    limit: null,
+    ratio: null,
+    bytes,
+    ...(probe.error ? { error: probe.error } : {}),
+    ...extra,
+    limitNote: 'latency, lower is better; no machine ceiling defined, so limit and ratio are null',
+  });
+}
+
 // ---- table ----
 
 function fmt(x: unknown): string {
@@ -371,6 +433,10 @@ function printTable(): void {
       const cs = Object.keys(cpu).filter((k) => k.startsWith('cs')).sort().map((k) => fmt(cpu[k]));
       notes.push(`cpu ms/${per} m ${fmt(cpu.master)} cs ${cs.join('/')} cl ${fmt(cpu.client)}`);
     }
+    if (typeof r.hotSnapshotMs === 'number') notes.push(`right after a write: ${fmt(r.hotSnapshotMs)} ms (lease ${fmt(r.leaseMs)} ms)`);
+    if (r.cowFirstWriteMs !== undefined) notes.push(`first 1 MiB write after it ${fmt(r.cowFirstWriteMs)} ms (copy-on-write), snapshot intact=${r.snapshotIntact}`);
+    if (r.error !== undefined) notes.push(`error: ${String(r.error).slice(0, 80)}`);
+    if (r.incidents !== undefined) notes.push(`INCIDENT: ${(r.incidents as string[]).join(', ')}`);
     if (r.load1 !== undefined) notes.push(`load ${fmt(r.load1)}`);
     return [r.workload, fmt(r.value), r.unit, fmt(r.limit), fmt(r.ratio), p?.text ?? '-', p?.aim ?? '', notes.join('; ')];
   });
@@ -398,6 +464,7 @@ async function main(): Promise<void> {
   progress(`${quick ? 'quick' : 'full'} run; data in ${dir}; ${cpus().length} cpus, ${Math.round(totalmem() / 2 ** 30)} GiB RAM, node ${process.version}, load ${loadavg().map((x) => x.toFixed(1)).join(' ')}`);
   cluster = new BenchCluster(dir);
   try {
+    snapshotDist(dir);
     await cluster.start(3, { profileDir: opts.profile });
     const masterUrl = cluster.masterUrl;
     progress(`cluster up: master ${masterUrl}, chunkservers ${cluster.chunkservers.map((c) => c.url).join(' ')}`);
@@ -407,19 +474,19 @@ async function main(): Promise<void> {
     const chunkSizeBytes = Number(st0.chunkSizeBytes);
     const seqBytes = sizes.seqBytes;
     const source = new PieceSource();
+    const leaseMs = Number(st0.leaseMs) || null;
+    // The 1 MiB snapshot source is written first, so by the time it is
+    // snapshotted (the last workload) its chunk's lease has usually run out.
+    let snapSrcWrittenAt = 0;
+    if (wanted('snapshot')) {
+      await gfsWrite(client, '/bench/snap-src-1MiB', 3, MiB, source);
+      snapSrcWrittenAt = Date.now();
+    }
     const rawPath = join(dir, 'raw-seq.bin');
 
     // -- sequential write / read --
-    let rawWriteBps: number | null = null;
     let sha3: string | undefined;
-    const wantSeq = wanted('seq-write-1GiB-r3') || wanted('seq-write-1GiB-r1') || wanted('seq-read-1GiB');
-    if (wantSeq) {
-      await begin();
-      progress(`raw write of ${seqBytes / MiB} MiB + fdatasync`);
-      const rw = rawWrite(rawPath, seqBytes, client.pieceBytes, source);
-      rawWriteBps = rw.bytesPerSec;
-      progress(`raw write ${(rw.bytesPerSec / 1e6).toFixed(1)} MB/s`);
-    }
+    const wantSeq = wanted('seq-write-1GiB-r3');
     for (const rep of [3, 1]) {
       const name = `seq-write-1GiB-r${rep}`;
       if (!wanted(name)) {
@@ -427,12 +494,15 @@ async function main(): Promise<void> {
         continue;
       }
       await begin();
-      progress(`${name}: writing ${seqBytes / MiB} MiB with replication ${rep}`);
+      // The ceiling is measured right before each write, so both see the same machine.
+      progress(`raw write of ${seqBytes / MiB} MiB + fdatasync`);
+      const rawWriteBps = rawWrite(rawPath, seqBytes, client.pieceBytes, source).bytesPerSec;
+      progress(`raw write ${(rawWriteBps / 1e6).toFixed(1)} MB/s; ${name}: writing ${seqBytes / MiB} MiB with replication ${rep}`);
       const cpu0 = cluster.cpuMs();
       const r = await gfsWrite(client, `/bench/seq-r${rep}`, rep, seqBytes, source);
       const cpu = cpuPer(cpu0, cluster.cpuMs(), seqBytes / 1e6);
       const value = seqBytes / r.seconds / 1e6;
-      const limit = rawWriteBps !== null ? rawWriteBps / 1e6 / rep : null;
+      const limit = rawWriteBps / 1e6 / rep;
       record({
         workload: name,
         value,
@@ -446,7 +516,8 @@ async function main(): Promise<void> {
         durability: 'fsync on every replica (client.sync inside the timed region)',
         fsyncs: r.chunks * rep,
         fsyncNote: 'chunk sync calls (one per chunk per replica)',
-        rawWriteMBps: rawWriteBps !== null ? round(rawWriteBps / 1e6) : null,
+        rawWriteMBps: round(rawWriteBps / 1e6),
+        limitNote: `raw sequential write of the same bytes (8 MiB writes, one fdatasync) on the same disk, measured just before, / ${rep}`,
         pieceBytes: client.pieceBytes,
         concurrency: client.concurrency,
         cpuMsPerMB: cpu,
@@ -482,7 +553,7 @@ async function main(): Promise<void> {
       if (r.sha !== sha3) progress(`seq-read-1GiB: SHA256 MISMATCH (read ${r.sha}, wrote ${sha3})`);
     } else skipped('seq-read-1GiB', 'MB/s');
     rmSync(rawPath, { force: true });
-    if (wantSeq) await client.delete('/bench/seq-r1').catch(() => undefined);
+    await client.delete('/bench/seq-r1').catch(() => undefined);
 
     // -- metadata: creates, stat, delete --
     const fsyncPath = join(dir, 'fsync-probe.bin');
@@ -599,36 +670,25 @@ async function main(): Promise<void> {
     if (wanted('snapshot')) {
       await begin();
       // snapshot-1MiB: a fresh 1 MiB file; snapshot-1GiB: the r3 file above (quick mode: its size is in "bytes").
-      await gfsWrite(client, '/bench/snap-src-1MiB', 3, MiB, source);
+      const srcAgeS = round((Date.now() - snapSrcWrittenAt) / 1000);
       const probe = await snapshotProbe(masterUrl, '/bench/snap-src-1MiB', '/bench/snap-dst-1MiB');
       if (!probe.implemented) {
         notImplemented('snapshot-1MiB', 'ms');
         notImplemented('snapshot-1GiB', 'ms');
       } else {
-        const small = probe;
-        record({
-          workload: 'snapshot-1MiB',
-          value: small.seconds !== undefined ? small.seconds * 1000 : null,
-          unit: 'ms',
-          limit: null,
-          ratio: null,
-          bytes: MiB,
-          ...(small.error ? { error: small.error } : {}),
-          limitNote: 'latency (lower is better); no ceiling defined',
-        });
-        let big: Awaited<ReturnType<typeof snapshotProbe>> | undefined;
-        if (wantSeq) big = await snapshotProbe(masterUrl, '/bench/seq-r3', '/bench/snap-dst-1GiB');
-        record({
-          workload: 'snapshot-1GiB',
-          value: big?.seconds !== undefined ? big.seconds * 1000 : null,
-          unit: 'ms',
-          limit: null,
-          ratio: null,
-          bytes: seqBytes,
-          ...(big?.error ? { error: big.error } : {}),
-          ...(big ? {} : { note: 'skipped: no seq-r3 file' }),
-          limitNote: 'latency (lower is better); no ceiling defined',
-        });
+        // A snapshot right after a write (the source chunk's lease still running), in full mode only: it may wait out the lease.
+        let hot: Record<string, unknown> = { hotSnapshotMs: null, hotNote: 'snapshot right after a write: full mode only (may wait out a whole lease)' };
+        if (!quick) {
+          await gfsWrite(client, '/bench/snap-hot-1MiB', 3, MiB, source);
+          const h = await snapshotProbe(masterUrl, '/bench/snap-hot-1MiB', '/bench/snap-hot-dst');
+          hot = { hotSnapshotMs: h.seconds !== undefined && !h.error ? round(h.seconds * 1000) : null, hotNote: 'snapshot of a 1 MiB file written just before (its lease still running)', ...(h.error ? { hotError: h.error } : {}) };
+        }
+        await recordSnapshot(client, 'snapshot-1MiB', '/bench/snap-src-1MiB', '/bench/snap-dst-1MiB', MiB, probe, source, { sourceWrittenSecondsAgo: srcAgeS, leaseMs, ...hot });
+        if (wantSeq) {
+          await begin();
+          const big = await snapshotProbe(masterUrl, '/bench/seq-r3', '/bench/snap-dst-1GiB');
+          await recordSnapshot(client, 'snapshot-1GiB', '/bench/seq-r3', '/bench/snap-dst-1GiB', seqBytes, big, source, { leaseMs });
+        } else record({ workload: 'snapshot-1GiB', value: null, unit: 'ms', limit: null, ratio: null, note: 'skipped: no seq-r3 file (--only)' });
       }
     } else {
       skipped('snapshot-1MiB', 'ms');

@@ -1,6 +1,6 @@
 import { spawn, type ChildProcess } from 'node:child_process';
-import { closeSync, existsSync, mkdirSync, openSync, readFileSync, rmSync } from 'node:fs';
-import { join } from 'node:path';
+import { closeSync, copyFileSync, cpSync, existsSync, mkdirSync, openSync, readFileSync, rmSync, symlinkSync } from 'node:fs';
+import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { rpcJson } from '../../shared/rpc.js';
 
@@ -10,7 +10,31 @@ import { rpcJson } from '../../shared/rpc.js';
 // registered here, so a normal end, an error, an exit or a Ctrl-C all stop
 // them by PID and remove the temp dir.
 
-export const cliPath = fileURLToPath(new URL('../../client/cli.js', import.meta.url));
+/** The compiled tree this module runs from (…/dist). */
+export const distRoot = fileURLToPath(new URL('../../', import.meta.url));
+let appDist = distRoot;
+
+/**
+ * Copies dist/ (plus package.json, and a link to node_modules) into dir/app
+ * and runs every daemon and worker from that copy, so a rebuild of dist/
+ * during a long run (others compiling in the same tree) cannot leave the
+ * daemons and later-spawned workers on different versions of the code.
+ */
+export function snapshotDist(dir: string): string {
+  const repoRoot = dirname(distRoot.replace(/\/+$/, ''));
+  const app = join(dir, 'app');
+  mkdirSync(app, { recursive: true });
+  cpSync(distRoot, join(app, 'dist'), { recursive: true, filter: (src) => !src.endsWith('.tsbuildinfo') });
+  copyFileSync(join(repoRoot, 'package.json'), join(app, 'package.json'));
+  symlinkSync(join(repoRoot, 'node_modules'), join(app, 'node_modules'), 'dir');
+  appDist = join(app, 'dist');
+  return appDist;
+}
+
+/** A compiled file, from the snapshot when there is one: appPath('client/cli.js'). */
+export function appPath(rel: string): string {
+  return join(appDist, rel);
+}
 
 const children = new Set<ChildProcess>();
 const dirs = new Set<string>();
@@ -65,7 +89,7 @@ export interface Daemon {
 function startDaemon(name: string, args: string[], logDir: string, nodeArgs: string[] = []): Promise<Daemon> {
   const log = join(logDir, `${name}.log`);
   const logFd = openSync(log, 'a');
-  const proc = spawn(process.execPath, [...nodeArgs, cliPath, ...args], {
+  const proc = spawn(process.execPath, [...nodeArgs, appPath('client/cli.js'), ...args], {
     stdio: ['ignore', 'pipe', logFd],
     env: { ...process.env, GFS_LOG_LEVEL: process.env.GFS_LOG_LEVEL ?? 'warn' },
   });

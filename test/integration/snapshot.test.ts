@@ -107,8 +107,9 @@ describe('copy-on-write snapshots', { timeout: 120_000 }, () => {
     const net0 = await netBytes();
     const srcWant = Buffer.from(data);
     const snapWant = Buffer.from(data);
+    // Writes above 64 KiB are pushed along the replica chain, smaller ones go inline with the request.
     // overwrite inside chunk 1 of the source: copy-on-write of chunk 1
-    const w1 = randomBytes(1000);
+    const w1 = randomBytes(100_000);
     await c.write(src, chunkSizeBytes + 100, w1);
     w1.copy(srcWant, chunkSizeBytes + 100);
     // record append to the source: its last chunk (4, shared) is copied
@@ -122,14 +123,14 @@ describe('copy-on-write snapshots', { timeout: 120_000 }, () => {
     const a2 = randomBytes(3000);
     assert.equal(await c.appendRaw(snap, a2), data.length);
     // a second write to an already copied chunk copies nothing
-    const w3 = randomBytes(700);
+    const w3 = randomBytes(70_000);
     await c.write(src, chunkSizeBytes + 5000, w3);
     w3.copy(srcWant, chunkSizeBytes + 5000);
     const net1 = await netBytes();
 
-    const written = w1.length + a1.length + w2.length + a2.length + w3.length;
     assert.equal(net1.readServed - net0.readServed, 0, 'no chunkserver read chunk data from another for the copies');
-    // Only the client's own data was pushed (a retried push may add a piece; a copy over the network would add >= 128 KiB).
+    // Only the client's own (large) writes were pushed; a copy over the network would add >= 128 KiB.
+    const written = w1.length + w3.length;
     const pushed = net1.pushReceived - net0.pushReceived;
     assert.ok(pushed >= replicas * written && pushed < replicas * written + chunkSizeBytes / 4, `pushed ${pushed} bytes for ${written} written`);
 
@@ -248,7 +249,7 @@ describe('copy-on-write snapshots', { timeout: 120_000 }, () => {
     const worker = async (w: number) => {
       const wc = cluster!.client();
       for (let i = 0; !stop; i++) {
-        const payload = Buffer.concat([Buffer.from(`w${w}-r${i}-`), randomBytes(2000 + ((i * 997) % 4000))]);
+        const payload = Buffer.concat([Buffer.from(`w${w}-r${i}-`), randomBytes(1000 + ((i * 997) % 1000))]);
         const rec: Rec = { key: `w${w}-r${i}`, startedAt: performance.now() };
         recs.set(sha(payload), rec);
         await appendRecord(wc, path, payload);
@@ -256,13 +257,23 @@ describe('copy-on-write snapshots', { timeout: 120_000 }, () => {
       }
     };
     const workers = [0, 1, 2, 3].map(worker);
-    await new Promise((r) => setTimeout(r, 800));
+    const acked = (after: number) => [...recs.values()].filter((r) => r.startedAt > after && r.ackedAt !== undefined).length;
+    try {
+      // ~80 records of ~1.5 KiB: the snapshot falls in the middle of the first chunk, which both sides then share.
+      await waitFor('appends before the snapshot', () => acked(0) >= 80, 20_000);
+    } catch (e) {
+      stop = true;
+      throw e;
+    }
     const snapStart = performance.now();
     await c.snapshot(path, '/t3/log.snap');
     const snapEnd = performance.now();
-    await new Promise((r) => setTimeout(r, 1_200));
-    stop = true;
-    await Promise.all(workers);
+    try {
+      await waitFor('appends after the snapshot', () => acked(snapEnd) >= 80, 20_000);
+    } finally {
+      stop = true;
+      await Promise.all(workers);
+    }
 
     const inSnap = new Set<string>();
     for await (const r of readRecords(c, '/t3/log.snap')) {

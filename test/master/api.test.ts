@@ -98,6 +98,8 @@ const cases: Case[] = [
   { name: 'snapshot with an extra field', path: '/api/snapshot', body: { src: '/a', dst: '/x', deep: true }, status: 400, code: 'BAD_REQUEST' },
   { name: 'snapshot of a missing path', path: '/api/snapshot', body: { src: '/missing', dst: '/x' }, status: 404, code: 'NOT_FOUND' },
   { name: 'snapshot onto an existing file', path: '/api/snapshot', body: { src: '/a', dst: '/keep' }, status: 409, code: 'EXISTS' },
+  { name: 'snapshot into itself', path: '/api/snapshot', body: { src: '/a', dst: '/a/snap' }, status: 400, code: 'BAD_REQUEST' },
+  { name: 'snapshot into the reserved trash', path: '/api/snapshot', body: { src: '/a', dst: '/.trash/a' }, status: 400, code: 'INVALID_PATH' },
   { name: "undelete of a '..' path", path: '/api/undelete', body: { path: '/a/..' }, status: 400, code: 'INVALID_PATH' },
   { name: 'undelete of something never deleted', path: '/api/undelete', body: { path: '/never' }, status: 404, code: 'NOT_FOUND' },
   // ---- chunk handles ----

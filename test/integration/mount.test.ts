@@ -1,0 +1,203 @@
+import assert from 'node:assert/strict';
+import { execFile, spawn, type ChildProcess } from 'node:child_process';
+import { createHash, randomBytes } from 'node:crypto';
+import { mkdirSync, mkdtempSync, readFileSync, rmdirSync, rmSync, writeFileSync } from 'node:fs';
+import { chmod, readFile, readdir, rmdir, symlink, truncate } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import type { GfsClient } from '../../client/client.js';
+import { fuseUnavailable, mountedAt } from '../../client/mount.js';
+import { cliPath, startCluster, waitFor, type TestCluster } from '../helpers/cluster.js';
+
+// A real FUSE mount (`gfs mount / MNT`, a child process) over a real
+// cluster with 1 MiB chunks, used by ordinary programs: ls, cat, cp, dd,
+// mkdir -p, mv, rm, `echo >>` from 8 processes at once, tail -F. Skipped
+// only where /dev/fuse is missing or fuse-native cannot load.
+
+const MiB = 1024 * 1024;
+const chunkSizeBytes = MiB;
+const unavailable = fuseUnavailable();
+
+function sh(cmd: string, timeoutMs = 30_000): Promise<{ code: number; stdout: string; stderr: string }> {
+  return new Promise((resolve) => {
+    execFile('sh', ['-c', cmd], { timeout: timeoutMs, maxBuffer: 64 * MiB }, (e, stdout, stderr) => {
+      const code = e ? (typeof (e as { code?: unknown }).code === 'number' ? ((e as { code: number }).code) : -1) : 0;
+      resolve({ code, stdout: String(stdout), stderr: String(stderr) });
+    });
+  });
+}
+
+async function ok(cmd: string, timeoutMs?: number): Promise<string> {
+  const r = await sh(cmd, timeoutMs);
+  assert.equal(r.code, 0, `${cmd} failed (${r.code}): ${r.stderr}`);
+  return r.stdout;
+}
+
+const sha = (b: Buffer) => createHash('sha256').update(b).digest('hex');
+const q = (s: string) => `'${s.replace(/'/g, `'\\''`)}'`;
+
+async function errnoOf(p: Promise<unknown>): Promise<string | undefined> {
+  try {
+    await p;
+    return undefined;
+  } catch (e) {
+    return (e as NodeJS.ErrnoException).code;
+  }
+}
+
+describe('gfs mount (FUSE)', { skip: unavailable ? `skipped: ${unavailable}` : false, timeout: 150_000 }, () => {
+  let cluster: TestCluster;
+  let client: GfsClient;
+  let dir: string;
+  let mnt: string;
+  let mountProc: ChildProcess | undefined;
+  let mountLog = '';
+  let mountExit: Promise<number | null>;
+
+  before(async () => {
+    dir = mkdtempSync(join(tmpdir(), 'gfs-mount-'));
+    mnt = join(dir, 'mnt');
+    mkdirSync(mnt);
+    cluster = await startCluster({ chunkSizeBytes });
+    client = cluster.client();
+    mountProc = spawn(process.execPath, [cliPath, 'mount', '/', mnt, '--master', cluster.masterUrl], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, GFS_LOG_LEVEL: 'warn' } });
+    mountProc.stdout!.on('data', (d: Buffer) => (mountLog += d.toString()));
+    mountProc.stderr!.on('data', (d: Buffer) => (mountLog += d.toString()));
+    mountExit = new Promise((r) => mountProc!.once('exit', (code) => r(code)));
+    await waitFor('the mount in /proc/mounts', () => {
+      if (mountProc!.exitCode !== null) throw new Error(`gfs mount exited ${mountProc!.exitCode}: ${mountLog}`);
+      return readFileSync('/proc/mounts', 'utf8').split('\n').some((l) => l.split(' ')[1] === mnt);
+    }, 20_000);
+  });
+
+  after(async () => {
+    // Whatever happened: nothing stays mounted, no process stays behind.
+    if (mnt && mountedAt(mnt)) {
+      await sh(`fusermount -u -z ${q(mnt)}`);
+      if (mountedAt(mnt)) await sh(`umount -l ${q(mnt)}`);
+    }
+    if (mountProc && mountProc.exitCode === null && mountProc.signalCode === null) mountProc.kill('SIGKILL');
+    await cluster?.stop();
+    if (dir) rmSync(dir, { recursive: true, force: true });
+  });
+
+  test('ls and cat show files written with the client library', async () => {
+    await client.mkdir('/lib');
+    const data = Buffer.from('hello from the client library\n'.repeat(100));
+    await client.create('/lib/hello.txt');
+    await client.write('/lib/hello.txt', 0, data);
+    const ls = await ok(`ls -la ${q(mnt)}/lib`);
+    assert.match(ls, new RegExp(`-rw-r--r-- .* ${data.length} .* hello\\.txt`));
+    assert.deepEqual(await readdir(mnt), ['lib']);
+    assert.equal(sha(Buffer.from(await ok(`cat ${q(mnt)}/lib/hello.txt`))), sha(data));
+    assert.equal(await errnoOf(readFile(join(mnt, 'lib', 'nope'))), 'ENOENT');
+  });
+
+  test('cp in and out keeps the bytes (sha256)', async () => {
+    const local = join(dir, 'in.bin');
+    const data = randomBytes(3 * MiB + 12345);
+    writeFileSync(local, data);
+    await ok(`cp ${q(local)} ${q(mnt)}/cp.bin`);
+    const st = await client.stat('/cp.bin');
+    assert.equal(st.sizeBytes, data.length);
+    assert.equal(sha(await client.read('/cp.bin', 0, data.length)), sha(data), 'read with the client library');
+    await ok(`cp ${q(mnt)}/cp.bin ${q(dir)}/out.bin`);
+    assert.equal(sha(readFileSync(join(dir, 'out.bin'))), sha(data), 'copied out through the mount');
+  });
+
+  test('dd of a multi-chunk file with conv=fsync', async () => {
+    await ok(`dd if=/dev/urandom of=${q(mnt)}/dd.bin bs=1M count=5 conv=fsync status=none`);
+    const st = await client.stat('/dd.bin');
+    assert.equal(st.sizeBytes, 5 * MiB);
+    assert.equal(st.chunkCount, 5);
+    const viaClient = await client.read('/dd.bin', 0, 5 * MiB);
+    const viaMount = (await ok(`dd if=${q(mnt)}/dd.bin bs=1M status=none | sha256sum`)).split(' ')[0];
+    assert.equal(viaMount, sha(viaClient));
+    // Durable and fully replicated once fsync returned.
+    const r = await client.fsck('/dd.bin');
+    assert.equal(r.summary.underReplicated + r.summary.missing + r.summary.corrupt, 0, JSON.stringify(r.summary));
+  });
+
+  test('mkdir -p, mv, rm, rmdir', async () => {
+    await ok(`mkdir -p ${q(mnt)}/a/b/c`);
+    assert.equal((await client.stat('/a/b/c')).type, 'dir');
+    await ok(`echo moved > ${q(mnt)}/a/b/c/f && mv ${q(mnt)}/a/b ${q(mnt)}/a/b2 && mv ${q(mnt)}/a/b2/c/f ${q(mnt)}/a/g`);
+    assert.equal((await client.stat('/a/b2/c')).type, 'dir');
+    assert.equal((await client.read('/a/g', 0, 100)).toString(), 'moved\n');
+    await assert.rejects(client.stat('/a/b'), /no such file/);
+    // mv onto an existing file replaces it.
+    await ok(`echo new > ${q(mnt)}/a/h && mv ${q(mnt)}/a/h ${q(mnt)}/a/g`);
+    assert.equal(await ok(`cat ${q(mnt)}/a/g`), 'new\n');
+    assert.equal(await errnoOf(rmdir(join(mnt, 'a'))), 'ENOTEMPTY');
+    await ok(`rm ${q(mnt)}/a/g && rmdir ${q(mnt)}/a/b2/c ${q(mnt)}/a/b2 ${q(mnt)}/a`);
+    await assert.rejects(client.stat('/a'), /no such file/);
+    assert.ok(!(await readdir(mnt)).includes('a'));
+  });
+
+  test('unsupported operations fail with an errno, never silently', async () => {
+    await ok(`echo data > ${q(mnt)}/u.txt`);
+    assert.equal(await errnoOf(chmod(join(mnt, 'u.txt'), 0o600)), 'EPERM');
+    assert.equal(await errnoOf(symlink('u.txt', join(mnt, 'link'))), 'EPERM');
+    assert.ok(['EOPNOTSUPP', 'ENOTSUP'].includes((await errnoOf(truncate(join(mnt, 'u.txt'), 2))) ?? 'success'), 'shrinking to a non-zero size');
+    // Extension and truncation to zero are supported.
+    await truncate(join(mnt, 'u.txt'), 10);
+    assert.deepEqual(await client.read('/u.txt', 0, 100), Buffer.from('data\n\0\0\0\0\0'));
+    await ok(`: > ${q(mnt)}/u.txt`);
+    assert.equal((await client.stat('/u.txt')).sizeBytes, 0);
+  });
+
+  test('echo >> from 8 processes at once: whole lines, never torn', async () => {
+    await client.create('/log');
+    const procs = 8;
+    const lines = 20;
+    const pad = 'x'.repeat(150);
+    const scripts = Array.from({ length: procs }, (_, p) => `for i in $(seq 1 ${lines}); do echo "p${p} l$i ${pad}" >> ${q(mnt)}/log; done`);
+    const results = await Promise.all(scripts.map((s) => sh(s, 60_000)));
+    for (const r of results) assert.equal(r.code, 0, r.stderr);
+    const viaMount = await ok(`cat ${q(mnt)}/log`);
+    const st = await client.stat('/log');
+    const viaClient = (await client.read('/log', 0, st.sizeBytes)).toString();
+    assert.equal(viaMount, viaClient);
+    const seen = new Map<string, number>();
+    for (const line of viaClient.split('\n').slice(0, -1)) {
+      assert.match(line, new RegExp(`^p[0-7] l[0-9]+ ${pad}$`), `torn or interleaved line: ${JSON.stringify(line.slice(0, 80))}`);
+      seen.set(line, (seen.get(line) ?? 0) + 1);
+    }
+    assert.ok(viaClient.endsWith('\n'));
+    for (let p = 0; p < procs; p++) for (let i = 1; i <= lines; i++) assert.ok(seen.has(`p${p} l${i} ${pad}`), `p${p} l${i} missing`);
+  });
+
+  test('tail -F sees appends made with the client library within seconds', async () => {
+    await client.create('/tailed');
+    await client.appendRaw('/tailed', Buffer.from('first\n'));
+    const tail = spawn('tail', ['-F', '-n', '+1', join(mnt, 'tailed')], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let out = '';
+    tail.stdout.on('data', (d: Buffer) => (out += d.toString()));
+    try {
+      await waitFor('tail to print the first line', () => out.includes('first\n'), 10_000);
+      const delays: number[] = [];
+      for (let i = 0; i < 3; i++) {
+        const line = `appended ${i} ${Date.now()}\n`;
+        const t0 = Date.now();
+        await client.appendRaw('/tailed', Buffer.from(line));
+        await waitFor(`tail to show ${line.trim()}`, () => out.includes(line), 6_000, 20);
+        delays.push(Date.now() - t0);
+      }
+      process.stderr.write(`tail -F latency after appendRaw: ${delays.join(', ')} ms\n`);
+      assert.ok(out.startsWith('first\nappended 0 '), out);
+    } finally {
+      tail.kill('SIGKILL');
+    }
+  });
+
+  test('gfs umount leaves nothing behind', async () => {
+    const r = await cluster.cli(['umount', mnt]);
+    assert.equal(r.code, 0, r.stderr);
+    const code = await Promise.race([mountExit, new Promise<'timeout'>((res) => setTimeout(() => res('timeout'), 15_000))]);
+    assert.equal(code, 0, `mount process: ${code}; log: ${mountLog}`);
+    assert.ok(!readFileSync('/proc/mounts', 'utf8').split('\n').some((l) => l.split(' ')[1] === mnt), 'still in /proc/mounts');
+    rmdirSync(mnt); // an empty directory again
+    assert.ok(!mountLog.includes('gfs mount:'), `the mount reported errors: ${mountLog}`);
+  });
+});
