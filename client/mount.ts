@@ -169,6 +169,8 @@ interface Handle {
   /** Chunk indexes written since the last sync (flush syncs only these). */
   dirtyFirst: number;
   dirtyLast: number;
+  /** Unlinked while open (the kernel then names it "-"). */
+  unlinked?: boolean;
   /** Read-ahead windows, in file order. */
   windows: Window[];
   lastReadEnd: number;
@@ -183,6 +185,7 @@ export class GfsFuse {
   private readonly readAheadBytes: number;
   private readonly attrs = new Map<string, { attr: Attr; atMs: number }>();
   private readonly statting = new Map<string, Promise<Attr>>();
+  private attrGen = 0;
   private readonly handles = new Map<number, Handle>();
   private nextHandle = 1;
   private chunkSizeBytes = 64 * MiB;
@@ -216,8 +219,14 @@ export class GfsFuse {
 
   // ---- attributes ----
   private forget(path?: string): void {
-    if (path === undefined) this.attrs.clear();
-    else this.attrs.delete(path);
+    this.attrGen++; // a stat already under way must not cache what it learned before this change
+    if (path === undefined) {
+      this.attrs.clear();
+      this.statting.clear();
+    } else {
+      this.attrs.delete(path);
+      this.statting.delete(path);
+    }
   }
 
   private async stat(path: string): Promise<Attr> {
@@ -226,16 +235,17 @@ export class GfsFuse {
     let p = this.statting.get(path);
     if (!p) {
       const atMs = Date.now();
-      p = this.client.stat(path).then(
-        (i) => {
-          const attr: Attr = { type: i.type, sizeBytes: i.sizeBytes, replication: i.replication, mtimeMs: i.mtimeMs, ctimeMs: i.ctimeMs };
-          this.attrs.set(path, { attr, atMs });
-          return attr;
-        },
-      );
-      const q = p.finally(() => this.statting.delete(path));
-      q.catch(() => undefined);
-      this.statting.set(path, p);
+      const gen = this.attrGen;
+      const q: Promise<Attr> = this.client.stat(path).then((i) => {
+        const attr: Attr = { type: i.type, sizeBytes: i.sizeBytes, replication: i.replication, mtimeMs: i.mtimeMs, ctimeMs: i.ctimeMs };
+        if (this.attrGen === gen) this.attrs.set(path, { attr, atMs });
+        return attr;
+      });
+      p = q;
+      q.finally(() => {
+        if (this.statting.get(path) === q) this.statting.delete(path);
+      }).catch(() => undefined);
+      this.statting.set(path, q);
     }
     return p;
   }
@@ -374,8 +384,14 @@ export class GfsFuse {
   private handle(fd: number, p: string): Handle {
     const h = this.handles.get(fd);
     if (!h) throw -E.EBADF;
-    h.path = this.gfs(p); // follows renames
+    this.follow(h, p);
     return h;
+  }
+
+  /** The kernel names the file in every call, so a handle follows renames; "-" means it was unlinked while open. */
+  private follow(h: Handle, p: string): void {
+    if (typeof p === 'string' && p.startsWith('/')) h.path = this.gfs(p);
+    else h.unlinked = true;
   }
 
   async open(p: string, flags: number): Promise<number> {
@@ -406,7 +422,7 @@ export class GfsFuse {
     const h = this.handles.get(fd);
     if (!h) return;
     try {
-      h.path = this.gfs(p);
+      this.follow(h, p);
       if (h.dirty || h.wbuf || h.inflight.size) await this.flushHandle(h, true);
     } catch (e) {
       this.log(`gfs mount: release ${h.path}: ${(e as Error)?.message ?? e}`);
@@ -429,6 +445,7 @@ export class GfsFuse {
       h.error = undefined;
       throw e;
     }
+    if (h.unlinked) h.dirty = false; // gone: nothing left to make durable
     if (sync && h.dirty) {
       const range = h.dirtyLast >= h.dirtyFirst ? { startIndex: h.dirtyFirst, count: h.dirtyLast - h.dirtyFirst + 1 } : undefined;
       h.dirtyFirst = Infinity;
@@ -634,7 +651,7 @@ export class GfsFuse {
   }
 
   /** Keeps up to `depth` full windows ahead of a sequential reader in flight. */
-  private readAhead(h: Handle, path: string, from: number, depth = 3): void {
+  private readAhead(h: Handle, path: string, from: number, depth = 2): void {
     const win = this.readAheadBytes;
     let last = h.windows.find((x) => from >= x.start && from < x.start + x.size);
     if (!last) return;

@@ -39,6 +39,8 @@ export type Op =
   | { op: 'version'; handle: string; version: number }
   /** Copy-on-write: chunk `index` of `path` now refers to `newHandle`, a local copy of `oldHandle` at `version`. */
   | { op: 'cow'; path: string; index: number; oldHandle: string; newHandle: string; version: number; t: number }
+  /** A handle taken before its chunk exists (a copy-on-write copy is made before its 'cow' record): never handed out again. */
+  | { op: 'reserve'; handle: string }
   | { op: 'snapshot'; src: string; dst: string; t: number }
   /** Lazy deletion: move `path` to `to` (under the trash), making the missing trash directories. */
   | { op: 'trash'; path: string; to: string; t: number };
@@ -254,6 +256,11 @@ export class Namespace {
           if (n >= this.nextHandle) this.nextHandle = n + 1n;
         }
         f.mtimeMs = op.t;
+        return;
+      }
+      case 'reserve': {
+        const n = BigInt('0x' + op.handle);
+        if (n >= this.nextHandle) this.nextHandle = n + 1n;
         return;
       }
       case 'cow': {

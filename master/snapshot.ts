@@ -31,8 +31,9 @@ import type { Master } from './master.js';
 //
 // Until its 'cow' record is logged, a copy is unknown to the namespace; the
 // master must not delete it as an orphan when a heartbeat reports it
-// (isPendingCopy). A master that dies between copying and logging leaves an
-// orphan that heartbeats delete later.
+// (isPendingCopy). Its handle is logged first ('reserve'), so a master that
+// dies between copying and logging never reuses it; the copy left behind is
+// an orphan that heartbeats delete later.
 
 export interface LeaseTarget {
   path: string;
@@ -180,12 +181,15 @@ export class Snapshots {
           const lease = m.leases.get(cur);
           const stillUntil = Math.max(lease ? lease.expiresAtMs + this.settleMs : 0, m.leaseGrantState(cur).grantsAllowedAtMs);
           if (stillUntil > nowMs || m.leaseGrantState(cur).inFlight)
-            throw new GfsError('LEASE_PENDING', `chunk ${cur} may still be mutated`, { retryAfterMs: Math.max(1, Math.ceil(stillUntil - nowMs)) });
+            throw new GfsError('LEASE_PENDING', `chunk ${cur} may still be mutated`, { retryAfterMs: Math.max(50, Math.ceil(stillUntil - nowMs)) });
           const holders = m.servers.liveLocations(cur, nowMs);
           if (holders.length === 0) throw new GfsError('NO_REPLICAS', `no live up-to-date replica of chunk ${cur} to copy`);
           const op = m.ns.checkCow(path, index, Date.now());
           this.pendingCopies.add(op.newHandle);
           try {
+            // Durable before any chunkserver holds it: a master restarted after a failed or
+            // unlogged copy never hands the handle out again (the leftover copy is an orphan).
+            await m.oplog.append({ op: 'reserve', handle: op.newHandle });
             const results = await Promise.allSettled(
               holders.map(async (id) => {
                 const ref = m.servers.ref(id);

@@ -35,6 +35,7 @@ import { GfsClient, appendRecord, readRecords } from '../client/client.js';
 import { GfsError } from '../shared/errors.js';
 import { BenchCluster, appPath, cleanupNow, installCleanupHandlers, snapshotDist, trackChild, trackDir } from './bench/cluster.js';
 import { MiB, PieceSource, appendRate, fsyncRate, rawRead, rawWrite } from './bench/disk.js';
+import { mountDdBench } from './bench/mount.js';
 
 const { values: opts } = parseArgs({
   options: {
@@ -663,9 +664,8 @@ async function main(): Promise<void> {
       await appendBench(cluster, n, sizes.appends[n]!, ar.opsPerSec);
     }
 
-    // -- not (yet) in the system --
-    notImplemented('mount-dd-write-1GiB', 'MB/s');
-    notImplemented('mount-dd-read-1GiB', 'MB/s');
+    // -- dd write and read through `gfs mount` (scripts/bench/mount.ts) --
+    await mountDdBench({ masterUrl, bytes: seqBytes, wanted, begin, record, progress, cpuMs: () => cluster!.cpuMs(), native: (w) => results.find((r) => r.workload === w) });
 
     if (wanted('snapshot')) {
       await begin();

@@ -163,7 +163,7 @@ describe('copy-on-write snapshots', { timeout: 120_000 }, () => {
     const fresh = cluster!.client();
     assert.equal(sha(await fresh.read(snap, 0, snapFinal.length)), sha(snapFinal));
     assert.equal(sha(await fresh.read(src, 0, srcFinal.length)), sha(srcFinal));
-    assert.ok(snapMs < leaseMs + 1_500, `snapshot took ${snapMs.toFixed(0)} ms`);
+    assert.ok(snapMs < leaseMs + 3_000, `snapshot took ${snapMs.toFixed(0)} ms`);
   });
 
   test('a directory tree: every file shared, each side mutated independently; the CLI', async () => {

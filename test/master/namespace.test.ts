@@ -423,6 +423,12 @@ test('copy-on-write: the mutated file gets a new chunk (same version), refCounts
   // fresh handles never collide with a copy's
   const alloc = run(ns, ns.checkAllocate('/snap/f', 3, 8), log)! as Extract<Op, { op: 'allocate' }>;
   assert.ok(!alloc.handles.includes(cow.newHandle) && !alloc.handles.includes(cow2.newHandle));
+  // a handle reserved for a copy whose record never made it is never handed out again, after replay too
+  const lost = ns.checkCow('/src/f', 2, 8);
+  run(ns, { op: 'reserve', handle: lost.newHandle }, log);
+  const alloc2 = run(ns, ns.checkAllocate('/src/f', 3, 8), log)! as Extract<Op, { op: 'allocate' }>;
+  assert.ok(BigInt('0x' + alloc2.handles[0]!) > BigInt('0x' + lost.newHandle));
+  assert.equal(ns.chunks.has(lost.newHandle), false);
 
   // log replay (as after a master SIGKILL) and a checkpoint taken mid-way rebuild the same state
   const replayed = new Namespace();
@@ -439,6 +445,7 @@ test('copy-on-write: the mutated file gets a new chunk (same version), refCounts
 
   // deleting either side drops only its references: a chunk goes when nothing refers to it
   run(ns, ns.checkDelete('/src', true, 9));
+  assert.equal(ns.chunks.has(alloc2.handles[0]!), false);
   assert.equal(ns.chunks.has(cow.newHandle), false);
   assert.equal(ns.chunks.has(c2), true);
   assert.equal(ns.chunks.get(c2)!.refCount, 1);
