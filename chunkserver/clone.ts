@@ -21,7 +21,12 @@ export interface CloneRequest {
 
 export async function cloneChunk(store: ReplicaStore, req: CloneRequest): Promise<{ sizeBytes: number }> {
   const existing = store.info(req.handle);
-  if (existing && existing.version >= req.version) return { sizeBytes: existing.sizeBytes };
+  if (existing && existing.version >= req.version) {
+    // Counted as the new replica only if it passes its checksums (the master may not know it is damaged;
+    // verify() reports it if not, and the master has it deleted).
+    if (!(await store.verify(req.handle))) throw new GfsError('CORRUPT', `the replica of ${req.handle} already here is corrupt`);
+    return { sizeBytes: existing.sizeBytes };
+  }
   if (existing) await store.delete(req.handle); // stale: replaced by the clone
   const info = await rpcJson<ChunkInfoAnswer>(req.sourceUrl, '/chunk/info', undefined, { query: { handle: req.handle }, targetName: req.sourceId });
   if (info.version !== req.version) throw new GfsError('STALE_VERSION', `source holds version ${info.version}, clone wants ${req.version}`);

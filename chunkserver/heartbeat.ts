@@ -1,4 +1,3 @@
-import { performance } from 'node:perf_hooks';
 import type { Logger } from '../shared/log.js';
 import { rpcJson } from '../shared/rpc.js';
 import type { HeartbeatAnswer, HeartbeatReq, RegisterReq } from '../shared/wire.js';
@@ -55,7 +54,7 @@ export class Heartbeater {
 
   async beat(): Promise<void> {
     if (!this.registered) return this.register();
-    const sentAtMs = performance.now();
+    const sentAtMs = this.o.leases.now(); // the lease clock, which may run skewed in tests
     const body: HeartbeatReq = { ...(await this.report()), leaseExtensions: this.o.leases.wantExtension(this.o.leaseMs()), load: this.o.load() };
     const answer = await rpcJson<HeartbeatAnswer>(this.o.masterUrl, '/api/cs/heartbeat', body, { targetName: 'master', timeoutMs: Math.max(2_000, this.o.heartbeatMs * 3) });
     this.counters.heartbeats++;

@@ -1,5 +1,6 @@
 import { GfsError } from '../shared/errors.js';
 import { primaryExpiryMs } from '../master/leases.js';
+import { unsafe } from '../shared/unsafe.js';
 import type { LeaseConfirmAnswer, ReplicaRef } from '../shared/wire.js';
 
 // The primary's own record of its leases. A lease is learned only by asking
@@ -8,6 +9,53 @@ import type { LeaseConfirmAnswer, ReplicaRef } from '../shared/wire.js';
 // so it always ends before the master's record of it (see master/leases.ts).
 // The primary refuses to act on a chunk once its lease has expired by its
 // own clock.
+//
+// Primary log: the server's own record of when it acted as primary, per
+// (handle, version): the wall-clock interval [firstActMs, lastActMs] in which
+// it ordered mutations, and the lease expiry it believed in when it last did
+// (GET /debug/primary-log). The partition suite compares these records
+// across servers: two servers acting for one chunk at overlapping times is
+// a violation of "never two primaries at once".
+//
+// Deliberately broken option (shared/unsafe.ts): GFS_UNSAFE=primary-ignores-lease
+// makes a held lease never expire here, so a primary keeps acting on it.
+
+const ignoresLease = unsafe('primary-ignores-lease');
+
+export interface PrimaryActs {
+  handle: string;
+  version: number;
+  /** Wall clock (Date.now()) of the first and last mutation ordered as primary. */
+  firstActMs: number;
+  lastActMs: number;
+  acts: number;
+  /** The lease expiry this server believed in at its last act, as wall clock. */
+  believedExpiryMs: number;
+}
+
+/** A bounded record of primary activity, one entry per (handle, version), oldest dropped first. */
+export class PrimaryLog {
+  private readonly entries = new Map<string, PrimaryActs>();
+
+  constructor(private readonly maxEntries = 10_000) {}
+
+  note(handle: string, version: number, believedExpiryMs: number, nowMs = Date.now()): void {
+    const key = `${handle}@${version}`;
+    const e = this.entries.get(key);
+    if (e) {
+      e.lastActMs = Math.max(e.lastActMs, nowMs);
+      e.acts++;
+      e.believedExpiryMs = believedExpiryMs;
+      return;
+    }
+    this.entries.set(key, { handle, version, firstActMs: nowMs, lastActMs: nowMs, acts: 1, believedExpiryMs });
+    if (this.entries.size > this.maxEntries) this.entries.delete(this.entries.keys().next().value!);
+  }
+
+  list(): PrimaryActs[] {
+    return [...this.entries.values()].map((e) => ({ ...e }));
+  }
+}
 
 export interface HeldLease {
   version: number;
@@ -30,13 +78,33 @@ export interface LeaseTableOptions {
 export class LeaseTable {
   private readonly leases = new Map<string, HeldLease>();
   private readonly confirming = new Map<string, Promise<HeldLease>>();
+  /** Bumped by revoke(): a confirmation asked before a revocation must not bring the lease back. */
+  private readonly epochs = new Map<string, number>();
+  readonly primaryLog = new PrimaryLog();
 
   constructor(private readonly o: LeaseTableOptions) {}
+
+  /** This server's lease clock (monotonic ms). */
+  now(): number {
+    return this.o.clock();
+  }
+
+  /** Whether l has run out (with at least minMs left required); never, in the broken primary-ignores-lease build. */
+  private expired(l: HeldLease, minMs = 0): boolean {
+    return !ignoresLease && l.expiresAtMs - this.o.clock() <= minMs;
+  }
+
+  /** Called by the mutator each time it orders a mutation as primary, right after check(). */
+  acted(handle: string, version: number): void {
+    const l = this.leases.get(handle);
+    const remaining = l ? l.expiresAtMs - this.o.clock() : 0;
+    this.primaryLog.note(handle, version, Date.now() + Math.round(remaining));
+  }
 
   /** The lease on handle if it is valid now for at least minRemainingMs; asks the master otherwise. */
   async ensure(handle: string, version: number): Promise<HeldLease> {
     const held = this.leases.get(handle);
-    if (held && held.version === version && held.expiresAtMs - this.o.clock() > this.o.minRemainingMs) return held;
+    if (held && held.version === version && !this.expired(held, this.o.minRemainingMs)) return held;
     let p = this.confirming.get(handle);
     if (!p) {
       p = this.ask(handle).finally(() => this.confirming.delete(handle));
@@ -48,6 +116,7 @@ export class LeaseTable {
   }
 
   private async ask(handle: string): Promise<HeldLease> {
+    const epoch = this.epochs.get(handle) ?? 0;
     const sentAtMs = this.o.clock();
     let a: LeaseConfirmAnswer;
     try {
@@ -63,6 +132,7 @@ export class LeaseTable {
       this.leases.delete(handle);
       throw new GfsError('NOT_PRIMARY', `this server holds no lease on ${handle}`);
     }
+    if ((this.epochs.get(handle) ?? 0) !== epoch) throw new GfsError('NOT_PRIMARY', `lease on ${handle} was revoked`);
     const lease: HeldLease = {
       version: a.version,
       expiresAtMs: primaryExpiryMs(sentAtMs, a.remainingMs, this.o.driftFraction),
@@ -74,6 +144,14 @@ export class LeaseTable {
     return lease;
   }
 
+  /** The master took the lease back (snapshot): stop acting as primary at once, and ignore answers asked before. */
+  revoke(handle: string): void {
+    this.leases.delete(handle);
+    this.epochs.set(handle, (this.epochs.get(handle) ?? 0) + 1);
+    // Bounded: epochs only matter while a confirmation may be in flight.
+    if (this.epochs.size > 100_000) this.epochs.delete(this.epochs.keys().next().value!);
+  }
+
   /** Throws unless this server holds a lease on handle that is valid right now (checked again just before acting). */
   check(handle: string, version: number): void {
     const l = this.leases.get(handle);
@@ -81,7 +159,7 @@ export class LeaseTable {
       this.o.onRefused?.(handle);
       throw new GfsError('NOT_PRIMARY', `no lease on ${handle} at version ${version}`);
     }
-    if (l.expiresAtMs <= this.o.clock()) {
+    if (this.expired(l)) {
       this.o.onRefused?.(handle);
       throw new GfsError('LEASE_EXPIRED', `lease on ${handle} has expired`);
     }
@@ -93,7 +171,7 @@ export class LeaseTable {
     const now = this.o.clock();
     const out: string[] = [];
     for (const [h, l] of this.leases) {
-      if (l.expiresAtMs <= now) {
+      if (this.expired(l)) {
         this.leases.delete(h);
         continue;
       }

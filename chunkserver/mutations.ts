@@ -92,8 +92,44 @@ export class Mutator {
     await Promise.all(secondaries.map((s) => this.o.forwarder.send(s, handle, version, op)));
   }
 
+  /** Mutations under way as primary, by handle: a revocation waits for them. */
+  private readonly active = new Map<string, Set<Promise<unknown>>>();
+
+  private track<T>(handle: string, p: Promise<T>): Promise<T> {
+    let set = this.active.get(handle);
+    if (!set) this.active.set(handle, (set = new Set()));
+    set.add(p);
+    const done = () => {
+      set!.delete(p);
+      if (set!.size === 0 && this.active.get(handle) === set) this.active.delete(handle);
+    };
+    p.then(done, done);
+    return p;
+  }
+
+  /**
+   * Gives the lease on handle back (the master revokes it for a snapshot):
+   * no new mutation starts as primary, and the answer comes only after every
+   * mutation already under way has finished on all replicas, so the master
+   * may treat the lease as ended at once.
+   */
+  async revoke(handle: string, timeoutMs: number): Promise<void> {
+    this.o.leases.revoke(handle);
+    const pending = [...(this.active.get(handle) ?? [])];
+    if (pending.length === 0) return;
+    let timer: NodeJS.Timeout | undefined;
+    const timedOut = new Promise<'timeout'>((r) => (timer = setTimeout(() => r('timeout'), timeoutMs)));
+    const r = await Promise.race([Promise.allSettled(pending), timedOut]);
+    clearTimeout(timer);
+    if (r === 'timeout') throw new GfsError('TIMEOUT', `mutations on ${handle} still under way`);
+  }
+
   async write(req: WriteReq): Promise<WriteAnswer> {
-    return this.once(req.clientId, req.requestId, async () => {
+    return this.once(req.clientId, req.requestId, () => this.track(req.handle, this.writeAsPrimary(req)));
+  }
+
+  private async writeAsPrimary(req: WriteReq): Promise<WriteAnswer> {
+    {
       this.checkVersion(req.handle, req.version);
       if (req.offset + req.sizeBytes > this.o.chunkSizeBytes) throw new GfsError('OUT_OF_RANGE', `write past the end of the chunk`);
       const lease = await this.o.leases.ensure(req.handle, req.version);
@@ -101,6 +137,7 @@ export class Mutator {
       let forwarded!: Promise<void>;
       const chunkSizeBytes = await this.serialize(req.handle, async () => {
         this.o.leases.check(req.handle, req.version);
+        this.o.leases.acted(req.handle, req.version); // the primary log (chunkserver/leases.ts)
         const serial = this.nextSerial(req.handle);
         const len = await this.o.store.write(req.handle, req.offset, data);
         // Queued while still serialized: secondaries receive orders in serial order.
@@ -110,17 +147,22 @@ export class Mutator {
       await forwarded;
       this.counters.writes++;
       return { ok: true as const, chunkSizeBytes };
-    });
+    }
   }
 
   async append(req: AppendReq): Promise<AppendAnswer> {
-    return this.once(req.clientId, req.requestId, async () => {
+    return this.once(req.clientId, req.requestId, () => this.track(req.handle, this.appendAsPrimary(req)));
+  }
+
+  private async appendAsPrimary(req: AppendReq): Promise<AppendAnswer> {
+    {
       this.checkVersion(req.handle, req.version);
       const lease = await this.o.leases.ensure(req.handle, req.version);
       const data = this.takeData(req, req.sizeBytes, req.crc32c);
       let forwarded!: Promise<void>;
       const answer = await this.serialize(req.handle, async (): Promise<AppendAnswer> => {
         this.o.leases.check(req.handle, req.version);
+        this.o.leases.acted(req.handle, req.version); // the primary log (chunkserver/leases.ts)
         const len = this.o.store.info(req.handle)!.sizeBytes;
         const place = placeRecord(len, data.length, this.o.chunkSizeBytes);
         const serial = this.nextSerial(req.handle);
@@ -138,7 +180,7 @@ export class Mutator {
       await forwarded;
       if (answer.status === 'ok') this.counters.appends++;
       return answer;
-    });
+    }
   }
 
   /** Secondary: apply the primary's order. One result per op, in order. */

@@ -1,16 +1,16 @@
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import type { Server } from 'node:http';
 import { join } from 'node:path';
-import { performance } from 'node:perf_hooks';
 import { customAlphabet } from 'nanoid';
 import { z } from 'zod';
+import { monotonicClock } from '../shared/clock.js';
 import { defaults } from '../shared/config.js';
 import { GfsError } from '../shared/errors.js';
 import { loadFaultsFromEnv } from '../shared/fault.js';
 import { finishApp, intString, jsonRoute, listen, makeApp, parseOr400 } from '../shared/http.js';
 import { makeLogger, type Logger } from '../shared/log.js';
 import { rpcJson, setRpcSelf } from '../shared/rpc.js';
-import { appendReq, applyReq, csCloneReq, csCopyReq, csCreateReq, csVersionReq, handleSchema, nodeIdSchema, syncReq, writeReq, type ChunkInfoAnswer, type LeaseConfirmAnswer } from '../shared/wire.js';
+import { appendReq, applyReq, csCloneReq, csRevokeReq, csCopyReq, csCreateReq, csVersionReq, handleSchema, nodeIdSchema, syncReq, writeReq, type ChunkInfoAnswer, type LeaseConfirmAnswer } from '../shared/wire.js';
 import { cloneChunk } from './clone.js';
 import { Forwarder } from './forward.js';
 import { Heartbeater } from './heartbeat.js';
@@ -102,7 +102,7 @@ export async function startChunkserver(o: ChunkserverOptions): Promise<RunningCh
   });
   const scrubber = new Scrubber(store, o.scrubIntervalMs ?? 10_000, o.scrubIdleMs ?? 30_000, log);
   const push = new PushBuffer(o.pushBufferBytes ?? defaults.pushBufferBytes, defaults.pushExpiryMs);
-  const clock = () => performance.now();
+  const clock = monotonicClock();
   const leases = new LeaseTable({
     clock,
     driftFraction: defaults.clockDriftFraction,
@@ -115,6 +115,8 @@ export async function startChunkserver(o: ChunkserverOptions): Promise<RunningCh
   let inFlight = 0;
   /** Chunk data bytes sent by /chunk/read, ever (with push.receivedBytes: the data that crossed the network). */
   let readServedBytes = 0;
+  /** Reads served, and refused because this replica is older than the version the reader was given. */
+  const reads = { served: 0, refusedStale: 0 };
   let url = o.advertiseUrl ?? '';
 
   const app = makeApp({ names: () => [id, url], log, jsonLimitBytes: 8 * 1024 * 1024 });
@@ -145,6 +147,10 @@ export async function startChunkserver(o: ChunkserverOptions): Promise<RunningCh
     await store.setVersion(body.handle, body.version);
     return { ok: true };
   }));
+  app.post('/chunk/revoke', jsonRoute({ body: csRevokeReq }, async ({ body }) => {
+    await mutator.revoke(body.handle, Math.min(10_000, cfg.leaseMs));
+    return { ok: true };
+  }));
   app.post('/chunk/clone', jsonRoute({ body: csCloneReq }, ({ body }) => cloneChunk(store, body)));
   app.post('/chunk/copy', jsonRoute({ body: csCopyReq }, async ({ body }) => {
     await store.copyLocal(body.handle, body.newHandle, body.version);
@@ -161,7 +167,11 @@ export async function startChunkserver(o: ChunkserverOptions): Promise<RunningCh
       const info = store.info(q.handle);
       if (!info) throw new GfsError('NOT_FOUND', `no replica of ${q.handle} here`);
       // A replica older than the version the client was given is stale and must not serve.
-      if (q.version !== undefined && info.version < q.version) throw new GfsError('STALE_VERSION', `replica of ${q.handle} is at version ${info.version}, reader expects ${q.version}`);
+      if (q.version !== undefined && info.version < q.version) {
+        reads.refusedStale++;
+        throw new GfsError('STALE_VERSION', `replica of ${q.handle} is at version ${info.version}, reader expects ${q.version}`);
+      }
+      reads.served++;
       const end = Math.min(info.sizeBytes, q.offset + q.length);
       const total = Math.max(0, end - q.offset);
       // Verify the first piece before committing to a 200.
@@ -186,8 +196,11 @@ export async function startChunkserver(o: ChunkserverOptions): Promise<RunningCh
   app.get('/debug/pushes', (_req, res) => {
     res.json({ pushes: push.recent });
   });
+  app.get('/debug/primary-log', (_req, res) => {
+    res.json({ id, nowMs: Date.now(), entries: leases.primaryLog.list() });
+  });
   app.get('/debug/state', (_req, res) => {
-    res.json({ id, leases: leases.held(), counters: { ...mutator.counters, ...master!.counters }, push: { usedBytes: push.usedBytes, count: push.count }, bytes: { pushReceived: push.receivedBytes, readServed: readServedBytes }, chunks: store.list() });
+    res.json({ id, leases: leases.held(), counters: { ...mutator.counters, ...master!.counters }, reads, push: { usedBytes: push.usedBytes, count: push.count }, bytes: { pushReceived: push.receivedBytes, readServed: readServedBytes }, chunks: store.list() });
   });
   finishApp(app, log);
 

@@ -19,17 +19,26 @@ import { GfsClient } from './client.js';
 //   reaches this process. That keeps readers coherent with appends made
 //   elsewhere (`tail -f`) and with record appends, whose offset the system
 //   picks (a page cache would hold them where the kernel thinks they went).
-//   Sequential reads are served from a per-handle read-ahead of readAheadBytes
-//   windows, a few fetched ahead in parallel.
+//   Sequential reads are served from per-handle read-ahead windows of
+//   readAheadBytes (8 MiB), up to `concurrency` (4) fetched ahead in parallel
+//   straight from the replicas; the master is asked for the file's size only
+//   when a window reaches past the size last learned or that is over 1 s old.
+//   A read first sends what this mount still buffers for the file.
 // - Writes (big_writes, max_write=128 KiB) are gathered per handle into
-//   pieces aligned to min(push piece, chunk) and sent with writePiece, a few
-//   at a time, when a piece fills; the rest on flush/fsync/release. flush and
-//   fsync then call GfsClient.sync: data is on every replica's disk.
+//   pieces aligned to min(push piece, chunk) and sent with writePiece, up to
+//   `concurrency` at a time, when a piece fills; the rest on flush/fsync/
+//   release. flush and fsync then call GfsClient.sync for the chunks written
+//   through that handle: the data is on every replica's disk. A failed
+//   background write is reported (EIO etc.) by the next write or flush.
 // - O_APPEND handles: each write() becomes one record append of exactly the
 //   written bytes (appendRaw, no framing), so concurrent appenders get whole,
 //   non-interleaved writes (at-least-once: a retried append may repeat).
 //   fuse-native does not pass open flags to `create`, so a handle that
-//   created the file writes at the offsets the kernel gives it.
+//   created the file writes at the offsets the kernel gives it, and a create
+//   that finds the file already there opens it (O_EXCL is not visible).
+// - unlink moves the file to the trash (undelete possible); rename replaces
+//   an existing destination. hard_remove: a file unlinked while open gets
+//   ENOENT on further writes.
 // - truncate to 0 deletes and recreates the file with the same replication;
 //   extension writes one zero byte at the new end (a hole before it reads as
 //   zeros); shrinking to a non-zero size is EOPNOTSUPP. chmod/chown, links,
@@ -159,8 +168,8 @@ interface Handle {
   id: number;
   path: string;
   append: boolean;
-  /** Positional write buffer: bytes [start, start+len) of a piece ending at start+buf.length. */
-  wbuf?: { start: number; buf: Buffer; len: number };
+  /** Positional write buffer: bytes [start, start+len) of the piece [start, start+cap); buf grows as needed. */
+  wbuf?: { start: number; cap: number; buf: Buffer; len: number };
   inflight: Set<Piece>;
   /** First error of a background write, reported by the next write/flush. */
   error?: unknown;
@@ -169,6 +178,8 @@ interface Handle {
   /** Chunk indexes written since the last sync (flush syncs only these). */
   dirtyFirst: number;
   dirtyLast: number;
+  /** The file size last learned for reading, and when. */
+  knownSize?: { sizeBytes: number; atMs: number };
   /** Unlinked while open (the kernel then names it "-"). */
   unlinked?: boolean;
   /** Read-ahead windows, in file order. */
@@ -191,7 +202,6 @@ export class GfsFuse {
   private chunkSizeBytes = 64 * MiB;
   private statfsCache?: { atMs: number; v: Record<string, number> };
   private readonly log: (line: string) => void;
-  private readonly debug: boolean;
 
   constructor(readonly o: MountOptions) {
     this.client = new GfsClient({ masterUrl: o.masterUrl });
@@ -199,7 +209,6 @@ export class GfsFuse {
     this.attrCacheMs = o.attrCacheMs ?? 500;
     this.readAheadBytes = o.readAheadBytes ?? 8 * MiB;
     this.log = o.log ?? ((l) => process.stderr.write(l + '\n'));
-    this.debug = !!o.debug;
   }
 
   /** Checks the remote directory and learns the chunk size. */
@@ -532,14 +541,21 @@ export class GfsFuse {
     while (at < len) {
       if (!h.wbuf) {
         const start = pos + at;
-        h.wbuf = { start, buf: Buffer.allocUnsafe(this.pieceEnd(start) - start), len: 0 };
+        const cap = this.pieceEnd(start) - start;
+        h.wbuf = { start, cap, buf: Buffer.allocUnsafe(Math.min(cap, Math.max(len - at, 256 * KiB))), len: 0 };
       }
       const w = h.wbuf;
-      const n = Math.min(len - at, w.buf.length - w.len);
+      const n = Math.min(len - at, w.cap - w.len);
+      if (w.len + n > w.buf.length) {
+        // Grow geometrically up to the piece size: small files do not hold whole pieces.
+        const bigger = Buffer.allocUnsafe(Math.min(w.cap, Math.max(w.len + n, w.buf.length * 4)));
+        w.buf.copy(bigger, 0, 0, w.len);
+        w.buf = bigger;
+      }
       buf.copy(w.buf, w.len, at, at + n);
       w.len += n;
       at += n;
-      if (w.len === w.buf.length) this.sendBuffer(h);
+      if (w.len === w.cap) this.sendBuffer(h);
     }
     // Bounded memory: at most `concurrency` pieces in flight per handle.
     while (h.inflight.size >= this.client.concurrency) await Promise.race([...h.inflight].map((x) => x.done));
@@ -591,11 +607,49 @@ export class GfsFuse {
 
   // ---- reads ----
   private dropReadAhead(path: string): void {
-    for (const h of this.handles.values()) if (h.path === path) h.windows = [];
+    for (const h of this.handles.values()) {
+      if (h.path !== path) continue;
+      h.windows = [];
+      h.knownSize = undefined;
+    }
   }
 
-  private fetch(path: string, start: number, size: number): Window {
-    const w: Window = { start, size, data: this.client.read(path, start, size) };
+  /**
+   * Bytes [start, start+size) of path, short at the end of the file. Like
+   * GfsClient.read, but the file's size is asked of the master only when the
+   * window reaches past the size last learned for this handle or that is
+   * older than readTtlMs, so a sequential reader costs no master round trip
+   * per window.
+   */
+  private async readRange(h: Handle, path: string, start: number, size: number): Promise<Buffer> {
+    let known = h.knownSize;
+    if (!known || start + size > known.sizeBytes || Date.now() - known.atMs > readTtlMs) {
+      const atMs = Date.now();
+      const f = await this.client.locate(path, 0, 1, true);
+      known = h.knownSize = { sizeBytes: f.sizeBytes, atMs };
+    }
+    const end = Math.min(start + size, known.sizeBytes);
+    if (end <= start) return Buffer.alloc(0);
+    const cs = this.chunkSizeBytes;
+    // Locations for this window and those a sequential reader will want next, in one master call.
+    const first = Math.floor(start / cs);
+    await this.client.locate(path, first, Math.floor((end - 1) / cs) - first + 1 + Math.ceil((this.client.concurrency * this.readAheadBytes) / cs));
+    const out = Buffer.alloc(end - start); // holes read as zeros
+    const jobs: Promise<void>[] = [];
+    for (let at = start; at < end; ) {
+      const index = Math.floor(at / cs);
+      const inChunk = at % cs;
+      const len = Math.min(end - at, cs - inChunk, this.client.pieceBytes);
+      const to = at - start;
+      jobs.push(this.client.readPiece(path, index, inChunk, len).then((b) => void b.copy(out, to, 0, Math.min(b.length, len))));
+      at += len;
+    }
+    await Promise.all(jobs);
+    return out;
+  }
+
+  private fetch(h: Handle, path: string, start: number, size: number): Window {
+    const w: Window = { start, size, data: this.readRange(h, path, start, size) };
     w.data.then(
       (b) => (w.got = b),
       () => undefined,
@@ -617,7 +671,7 @@ export class GfsFuse {
       const at = pos + done;
       let w = h.windows.find((x) => at >= x.start && at < x.start + x.size);
       if (!w) {
-        w = this.fetch(path, at, sequential ? win : Math.max(len - done, 128 * KiB));
+        w = this.fetch(h, path, at, sequential ? win : Math.max(len - done, 128 * KiB));
         fetchedNow.add(w);
         h.windows = h.windows.filter((x) => x.start > at);
         h.windows.unshift(w);
@@ -651,7 +705,7 @@ export class GfsFuse {
   }
 
   /** Keeps up to `depth` full windows ahead of a sequential reader in flight. */
-  private readAhead(h: Handle, path: string, from: number, depth = 2): void {
+  private readAhead(h: Handle, path: string, from: number, depth = this.client.concurrency): void {
     const win = this.readAheadBytes;
     let last = h.windows.find((x) => from >= x.start && from < x.start + x.size);
     if (!last) return;
@@ -662,9 +716,7 @@ export class GfsFuse {
         last = next;
         continue;
       }
-      // Only prefetch further once the reader is half-way through the current window.
-      if (i === 0 && from < last.start + last.size / 2) return;
-      const w = this.fetch(path, last.start + last.size, win);
+      const w = this.fetch(h, path, last.start + last.size, win);
       w.data.catch(() => undefined);
       h.windows.push(w);
       last = w;

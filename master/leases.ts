@@ -12,6 +12,14 @@
 //   master's clock; a primary that does not answer is simply waited out.
 // - A restarted master does not know which leases its previous incarnation
 //   granted, so it grants none until leaseMs after it started.
+//
+// Deliberately broken option (shared/unsafe.ts): GFS_UNSAFE=master-no-lease-wait
+// makes decideLease treat a lease whose primary is not among the live
+// up-to-date replicas as expired, so the master grants a new lease without
+// waiting out the old one. For proving the partition suite catches it.
+import { unsafe } from '../shared/unsafe.js';
+
+const noLeaseWait = unsafe('master-no-lease-wait');
 
 export interface Lease {
   primary: string;
@@ -41,7 +49,8 @@ export interface LeaseInput {
 }
 
 export function decideLease(i: LeaseInput): LeaseDecision {
-  if (i.lease && i.lease.expiresAtMs > i.nowMs) {
+  const held = i.lease !== undefined && i.lease.expiresAtMs > i.nowMs && !(noLeaseWait && !i.upToDate.includes(i.lease.primary));
+  if (held && i.lease) {
     if (i.lease.version === i.version && i.upToDate.includes(i.lease.primary)) {
       // A secondary that died or went stale would fail every mutation until the
       // lease ran out. Granting the same primary a new version is safe (still
@@ -71,4 +80,41 @@ export function extendLease(lease: Lease | undefined, primary: string, nowMs: nu
  */
 export function primaryExpiryMs(sentAtLocalMs: number, remainingMs: number, driftFraction: number): number {
   return sentAtLocalMs + Math.max(0, remainingMs * (1 - driftFraction) - 1);
+}
+
+/** One lease as the master granted it, in wall-clock ms (for GET /debug/leases and the partition suite). */
+export interface GrantRecord {
+  handle: string;
+  version: number;
+  primary: string;
+  secondaries: string[];
+  grantedAtMs: number;
+  /** The expiry by the master's reckoning, moved on by each extension. */
+  expiresAtMs: number;
+  extensions: number;
+}
+
+/** A bounded record of lease grants, one entry per (handle, version), oldest dropped first. */
+export class GrantLog {
+  private readonly entries = new Map<string, GrantRecord>();
+
+  constructor(private readonly maxEntries = 10_000) {}
+
+  granted(handle: string, version: number, primary: string, secondaries: string[], remainingMs: number, nowWallMs = Date.now()): void {
+    const key = `${handle}@${version}`;
+    this.entries.delete(key);
+    this.entries.set(key, { handle, version, primary, secondaries, grantedAtMs: nowWallMs, expiresAtMs: nowWallMs + Math.round(remainingMs), extensions: 0 });
+    if (this.entries.size > this.maxEntries) this.entries.delete(this.entries.keys().next().value!);
+  }
+
+  extended(handle: string, version: number, remainingMs: number, nowWallMs = Date.now()): void {
+    const e = this.entries.get(`${handle}@${version}`);
+    if (!e) return;
+    e.expiresAtMs = Math.max(e.expiresAtMs, nowWallMs + Math.round(remainingMs));
+    e.extensions++;
+  }
+
+  list(): GrantRecord[] {
+    return [...this.entries.values()].map((e) => ({ ...e, secondaries: [...e.secondaries] }));
+  }
 }

@@ -18,7 +18,7 @@ import type {
   ReplicaRef,
 } from '../shared/wire.js';
 import { ChunkServers } from './chunkservers.js';
-import { decideLease, extendLease, type Lease } from './leases.js';
+import { decideLease, extendLease, GrantLog, type Lease } from './leases.js';
 import { LockManager, type LockMode } from './locks.js';
 import { Namespace, initialChunkVersion, type NamespaceSnapshot, type Node, type Op } from './namespace.js';
 import { OpLog } from './oplog.js';
@@ -57,6 +57,8 @@ export class Master {
   readonly snapshots: Snapshots = new Snapshots(this);
   readonly servers: ChunkServers;
   readonly leases = new Map<string, Lease>();
+  /** Every grant and its latest expiry, in wall-clock time (GET /debug/leases). */
+  readonly grantLog = new GrantLog();
   private readonly grantsInFlight = new Map<string, Promise<LeaseAnswer>>();
   private readonly versionBumpedAtMs = new Map<string, number>();
   private readonly clock: () => number;
@@ -68,6 +70,13 @@ export class Master {
   private readonly clones: InFlightClone[] = [];
   /** Orders to delete replicas, delivered with each server's next heartbeat reply. */
   private readonly pendingDeletes = new Map<string, Set<string>>();
+  /**
+   * Chunks whose last version bump no replica took: no client got a lease at the new version, so
+   * the replicas listed before it (at `fromVersion`) still hold the latest data. They are neither
+   * listed nor deleted until a retried bump (tick) brings them to the current version.
+   */
+  private readonly unbumped = new Map<string, { fromVersion: number; servers: Set<string> }>();
+  private retryingBumps = false;
   /** Chunks whose first replicas are being created: neither cloned nor trimmed until placement is done. */
   private readonly placing = new Set<string>();
   /** Replicas reported corrupt: never listed, deleted once another replica exists. */
@@ -214,6 +223,12 @@ export class Master {
       ],
       () => this.ns.checkRename(entry.trashPath, path, Date.now()),
     );
+    // The timestamped trash directory held only this entry: remove it too, or the trash fills with empty directories.
+    const dir = entry.trashPath.slice(0, entry.trashPath.lastIndexOf('/'));
+    await this.mutate([{ path: dir, mode: 'w' }], () => {
+      const n = this.ns.get(dir);
+      return n?.type === 'dir' && this.ns.childNames(dir).length === 0 ? this.ns.checkDelete(dir, false, Date.now()) : undefined;
+    });
   }
 
   /** Deletes trash entries past the grace period for good; their chunks become orphans and go with heartbeats. */
@@ -222,10 +237,10 @@ export class Master {
     for (const e of this.trashList()) {
       if (e.reclaimAtMs > nowMs) continue;
       const dir = e.trashPath.slice(0, e.trashPath.lastIndexOf('/'));
-      await this.mutate([{ path: dir, mode: 'w' }], () => (this.ns.get(dir) ? this.ns.checkDelete(dir, true, nowMs) : undefined)).catch((err) =>
-        this.opts.log.warn({ err: (err as Error).message, path: dir }, 'trash reclaim failed'),
+      await this.mutate([{ path: dir, mode: 'w' }], () => (this.ns.get(dir) ? this.ns.checkDelete(dir, true, nowMs) : undefined)).then(
+        () => void this.counters.trashReclaimed++,
+        (err) => this.opts.log.warn({ err: (err as Error).message, path: dir }, 'trash reclaim failed'),
       );
-      this.counters.trashReclaimed++;
     }
   }
 
@@ -460,6 +475,11 @@ export class Master {
       }),
     );
     const took = results.flatMap((r) => (r.status === 'fulfilled' ? [r.value] : []));
+    if (took.length === 0) {
+      // Unreachable, all of them: judging them stale would lose the chunk. Retry the bump instead.
+      const prev = this.unbumped.get(handle);
+      this.unbumped.set(handle, { fromVersion: prev?.fromVersion ?? meta.version - 1, servers: new Set([...(prev?.servers ?? []), ...upToDate]) });
+    } else this.unbumped.delete(handle);
     // Replicas that missed the new version (dead ones included) are stale from now on:
     // after a bump, a listed replica is one that took it (processReport relies on this).
     for (const id of [...(this.servers.locations.get(handle) ?? [])]) if (!took.includes(id)) this.servers.removeLocation(handle, id);
@@ -470,6 +490,7 @@ export class Master {
     const nowMs = this.now();
     const lease: Lease = { primary, secondaries: took.filter((id) => id !== primary), version, expiresAtMs: nowMs + this.opts.leaseMs };
     this.leases.set(handle, lease);
+    this.grantLog.granted(handle, version, primary, lease.secondaries, this.opts.leaseMs);
     this.counters.leaseGrants++;
     this.opts.log.debug({ handle, version, primary }, 'lease granted');
     return this.leaseAnswer(handle, lease, nowMs);
@@ -482,6 +503,7 @@ export class Master {
     const ext = meta ? extendLease(this.leases.get(handle), id, nowMs, this.opts.leaseMs, meta.version) : undefined;
     if (!ext) return { primary: false, version: meta?.version ?? 0, secondaries: [], remainingMs: 0 };
     this.leases.set(handle, ext);
+    this.grantLog.extended(handle, ext.version, ext.expiresAtMs - nowMs);
     const a = this.leaseAnswer(handle, ext, nowMs);
     return { primary: true, version: ext.version, secondaries: a.secondaries, remainingMs: a.leaseRemainingMs };
   }
@@ -513,6 +535,7 @@ export class Master {
       const ext = extendLease(this.leases.get(h), s.id, nowMs, this.opts.leaseMs, meta.version);
       if (!ext) continue;
       this.leases.set(h, ext);
+      this.grantLog.extended(h, ext.version, ext.expiresAtMs - nowMs);
       leases[h] = ext.expiresAtMs - nowMs;
       this.counters.leaseExtensions++;
     }
@@ -566,6 +589,12 @@ export class Master {
         continue;
       }
       if (c.version < meta.version) {
+        const ub = this.unbumped.get(c.handle);
+        if (ub?.servers.has(id) && c.version >= ub.fromVersion) {
+          // Missed a bump no replica took: still the latest data, waiting for the retried bump.
+          this.servers.removeLocation(c.handle, id);
+          continue;
+        }
         const bumped = this.versionBumpedAtMs.get(c.handle);
         // A heartbeat sent just before the replica took a new version is not
         // evidence of staleness: a replica still listed took the bump and keeps
@@ -671,12 +700,77 @@ export class Master {
         this.orderDelete(x.server, x.handle);
         this.counters.excessDeleted++;
       }
+      void this.retryBumps();
       await this.reclaimTrash();
     } catch (e) {
       this.opts.log.error({ err: e }, 'healing tick failed');
     } finally {
       this.ticking = false;
     }
+  }
+
+  /** Tells the replicas of chunks in `unbumped` their current version again; listed again once they took it. */
+  private async retryBumps(): Promise<void> {
+    if (this.retryingBumps || this.unbumped.size === 0) return;
+    this.retryingBumps = true;
+    try {
+      const nowMs = this.now();
+      await Promise.allSettled(
+        [...this.unbumped].flatMap(([handle, ub]) => {
+          const meta = this.ns.chunks.get(handle);
+          if (!meta) {
+            this.unbumped.delete(handle);
+            return [];
+          }
+          if (this.grantsInFlight.has(handle)) return [];
+          const version = meta.version;
+          return [...ub.servers]
+            .filter((id) => this.servers.isAlive(this.servers.servers.get(id), nowMs))
+            .map(async (id) => {
+              await rpcJson(this.servers.ref(id)!.url, '/chunk/version', { handle, version }, { targetName: id, timeoutMs: 5_000 });
+              if (this.unbumped.get(handle) !== ub || this.ns.chunks.get(handle)?.version !== version) return;
+              ub.servers.delete(id);
+              this.servers.addLocation(handle, id);
+              if (ub.servers.size === 0) this.unbumped.delete(handle);
+            });
+        }),
+      );
+    } finally {
+      this.retryingBumps = false;
+    }
+  }
+
+  /**
+   * Before a clone, a new version on every live replica. A primary whose lease has run out may
+   * still have a mutation on its way to the replicas: ordered while its lease ran, delivered late
+   * (a paused or slow primary, a slow network). A clone copied at the old version would miss it
+   * while the replicas it came from apply and acknowledge it, leaving a listed replica without an
+   * acknowledged write (found by the partition suite; test/partition/lease-partition.test.ts).
+   * At a new version every replica refuses such a late mutation. Returns the version to clone.
+   */
+  private async bumpBeforeClone(handle: string, version: number, source: string): Promise<number> {
+    const meta = this.ns.chunks.get(handle);
+    if (!meta || meta.version !== version) throw new GfsError('STALE_VERSION', `chunk ${handle} is no longer at version ${version}`);
+    if (version === initialChunkVersion) return version; // never leased: no primary ever acted on it
+    const holders = this.servers.liveLocations(handle, this.now());
+    const next = version + 1;
+    await this.oplog.append({ op: 'version', handle, version: next } satisfies Op);
+    this.versionBumpedAtMs.set(handle, this.now());
+    const results = await Promise.allSettled(
+      holders.map(async (id) => {
+        await rpcJson(this.servers.ref(id)!.url, '/chunk/version', { handle, version: next }, { targetName: id, timeoutMs: 5_000 });
+        return id;
+      }),
+    );
+    const took = results.flatMap((r) => (r.status === 'fulfilled' ? [r.value] : []));
+    if (took.length === 0) {
+      // As in grant(): unreachable, all of them; judging them stale would lose the chunk.
+      const prev = this.unbumped.get(handle);
+      this.unbumped.set(handle, { fromVersion: prev?.fromVersion ?? version, servers: new Set([...(prev?.servers ?? []), ...holders]) });
+    }
+    for (const id of [...(this.servers.locations.get(handle) ?? [])]) if (!took.includes(id)) this.servers.removeLocation(handle, id);
+    if (!took.includes(source)) throw new GfsError('UNAVAILABLE', `clone source ${source} did not take version ${next}`);
+    return next;
   }
 
   private async runClone(handle: string, version: number, source: string, target: string): Promise<void> {
@@ -687,6 +781,7 @@ export class Master {
       const src = this.servers.ref(source);
       const dst = this.servers.ref(target);
       if (!src || !dst) return;
+      version = await this.bumpBeforeClone(handle, version, source);
       const r = await rpcJson<{ sizeBytes: number }>(
         dst.url,
         '/chunk/clone',

@@ -62,7 +62,7 @@ export function planClones(needs: ChunkNeed[], servers: ServerView[], inFlight: 
     const pending = inFlight.filter((c) => c.handle === n.handle);
     const wanted = n.goal - n.live.length - pending.length;
     if (wanted <= 0) continue;
-    const exclude = new Set([...n.live, ...pending.map((c) => c.target), ...[...busy.entries()].filter(([, k]) => k >= limits.maxPerServerClones).map(([id]) => id)]);
+    const exclude = new Set([...n.live, ...(n.avoid ?? []), ...pending.map((c) => c.target), ...[...busy.entries()].filter(([, k]) => k >= limits.maxPerServerClones).map(([id]) => id)]);
     const usedRacks = new Set(n.live.map((id) => rackOf.get(id)).filter((r): r is string => r !== undefined));
     // Least busy first; ties broken at random so a source that keeps failing (dying, not yet declared dead) is not always the one picked.
     const rnd = placement.random ?? Math.random;

@@ -1,5 +1,6 @@
 import type { Server } from 'node:http';
 import { z } from 'zod';
+import { monotonicClock } from '../shared/clock.js';
 import { defaults } from '../shared/config.js';
 import { loadFaultsFromEnv } from '../shared/fault.js';
 import { boolString, finishApp, jsonRoute, listen, makeApp } from '../shared/http.js';
@@ -65,7 +66,7 @@ export async function startMaster(o: MasterServerOptions): Promise<RunningMaster
     maxPerServerClones: o.maxPerServerClones ?? 2,
     cloneBytesPerSec: o.cloneBytesPerSec ?? 0,
     log,
-    clock: o.clock,
+    clock: o.clock ?? monotonicClock(),
   });
   let url = '';
   const app = makeApp({ names: () => ['master', url], log });
@@ -100,6 +101,7 @@ export async function startMaster(o: MasterServerOptions): Promise<RunningMaster
   }));
   app.get('/api/config', jsonRoute({}, () => ({ chunkSizeBytes: master.opts.chunkSizeBytes, leaseMs: master.opts.leaseMs, heartbeatMs: master.opts.heartbeatMs })));
   app.get('/api/status', jsonRoute({}, () => master.status()));
+  app.get('/debug/leases', jsonRoute({}, () => ({ nowMs: Date.now(), grants: master.grantLog.list() })));
   app.post('/api/checkpoint', jsonRoute({}, async () => {
     await master.checkpointNow();
     return { ok: true };

@@ -47,7 +47,7 @@ export class Snapshots {
   private readonly pendingCopies = new Set<string>();
   /** Copy-on-write of one chunk at a time: old handle -> the tail of its queue. */
   private readonly cowChains = new Map<string, Promise<void>>();
-  readonly counters = { snapshots: 0, copiesOnWrite: 0, localCopies: 0, localCopyFailures: 0, revokeWaitMs: 0 };
+  readonly counters = { snapshots: 0, copiesOnWrite: 0, localCopies: 0, localCopyFailures: 0, revokeWaitMs: 0, leasesRevoked: 0 };
 
   constructor(private readonly m: Master) {}
 
@@ -106,10 +106,33 @@ export class Snapshots {
    * clock, as must any a restarted master's predecessor may have granted.
    * Bounded by leaseMs plus margins.
    */
+  /**
+   * Asks each primary holding a lease on one of `handles` to give it back. A
+   * primary that answers has stopped acting and finished every mutation it
+   * had started, so its lease ends now; one that does not answer is waited
+   * out by waitOutLeases.
+   */
+  private async revokeLeases(handles: string[]): Promise<void> {
+    const m = this.m;
+    const nowMs = m.now();
+    await Promise.allSettled(
+      handles.map(async (h) => {
+        const l = m.leases.get(h);
+        if (!l || l.expiresAtMs <= nowMs) return;
+        const ref = m.servers.ref(l.primary);
+        if (!ref) return;
+        await rpcJson(ref.url, '/chunk/revoke', { handle: h }, { targetName: l.primary, timeoutMs: Math.min(10_000, m.opts.leaseMs) });
+        if (m.leases.get(h) === l) m.leases.delete(h);
+        this.counters.leasesRevoked++;
+      }),
+    );
+  }
+
   private async waitOutLeases(handles: string[]): Promise<void> {
     if (handles.length === 0) return;
     const m = this.m;
     await Promise.allSettled(handles.map((h) => m.leaseGrantState(h).inFlight).filter((p) => p !== undefined));
+    await this.revokeLeases(handles);
     const deadline = m.now() + m.opts.leaseMs + this.settleMs + 1_000;
     for (;;) {
       const nowMs = m.now();

@@ -33,6 +33,7 @@ import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { GfsClient, appendRecord, readRecords } from '../client/client.js';
 import { GfsError } from '../shared/errors.js';
+import { rpcJson } from '../shared/rpc.js';
 import { BenchCluster, appPath, cleanupNow, installCleanupHandlers, snapshotDist, trackChild, trackDir } from './bench/cluster.js';
 import { MiB, PieceSource, appendRate, fsyncRate, rawRead, rawWrite } from './bench/disk.js';
 import { mountDdBench } from './bench/mount.js';
@@ -353,7 +354,13 @@ async function appendBench(cluster: BenchCluster, procs: number, countEach: numb
 
 // ---- snapshot ----
 
-async function snapshotProbe(masterUrl: string, src: string, dst: string): Promise<{ implemented: boolean; seconds?: number; error?: string }> {
+async function snapshotProbe(masterUrl: string, src: string, dst: string): Promise<{ implemented: boolean; seconds?: number; error?: string; revokeWaitMs?: number }> {
+  // The master's snapshot counters (when it has them) tell how much of the time went to waiting out leases on the source.
+  const revokeWait = async (): Promise<number | undefined> => {
+    const st = await rpcJson<{ snapshots?: { revokeWaitMs?: number } }>(masterUrl, '/api/status').catch(() => undefined);
+    return st?.snapshots?.revokeWaitMs;
+  };
+  const w0 = await revokeWait();
   const t0 = process.hrtime.bigint();
   const res = await fetch(`${masterUrl}/api/snapshot`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ src, dst }) });
   const seconds = secondsSince(t0);
@@ -361,7 +368,8 @@ async function snapshotProbe(masterUrl: string, src: string, dst: string): Promi
   if (res.status === 404 && /no such endpoint|Cannot POST/i.test(text)) return { implemented: false };
   if (res.status === 404) return { implemented: false, error: text.slice(0, 200) };
   if (res.status < 200 || res.status >= 300) return { implemented: true, error: `HTTP ${res.status} ${text.slice(0, 200)}` };
-  return { implemented: true, seconds };
+  const w1 = await revokeWait();
+  return { implemented: true, seconds, ...(w0 !== undefined && w1 !== undefined ? { revokeWaitMs: w1 - w0 } : {}) };
 }
 
 /**
@@ -381,6 +389,7 @@ async function recordSnapshot(
   more: Record<string, unknown> = {},
 ): Promise<void> {
   const extra: Record<string, unknown> = { ...more };
+  if (probe.revokeWaitMs !== undefined) extra.leaseWaitMs = probe.revokeWaitMs;
   if (probe.error === undefined && probe.seconds !== undefined) {
     try {
       const t0 = process.hrtime.bigint();
@@ -423,9 +432,9 @@ function printTable(): void {
     if (r.note) notes.push(String(r.note));
     if (r.bytes !== undefined && r.bytes !== 1024 * MiB) notes.push(`${Math.round(Number(r.bytes) / MiB)} MiB`);
     if (r.files !== undefined) notes.push(`${r.files} files`);
-    if (r.fsyncs !== undefined) notes.push(`${r.fsyncs} fsyncs, ${fmt(r.opsPerFsync)} ops/fsync`);
+    if (r.fsyncs !== undefined) notes.push(r.opsPerFsync !== undefined ? `${r.fsyncs} fsyncs, ${fmt(r.opsPerFsync)} ops/fsync` : `${r.fsyncs} chunk fsyncs`);
     if (r.acknowledged !== undefined) notes.push(`${r.acknowledged} acked, ${r.distinctRecords} read, allWhole=${r.allWhole}, ${fmt(r.MBps)} MB/s`);
-    if (r.verified !== undefined) notes.push(`sha256 ${r.verified ? 'ok' : 'MISMATCH'}`);
+    if (r.verified !== undefined) notes.push(`${r.sha256 !== undefined ? 'sha256' : 'content'} ${r.verified ? 'ok' : 'MISMATCH'}`);
     if (r.syncSeconds !== undefined) notes.push(`sync ${fmt(r.syncSeconds)} s`);
     if (r.vsCreates1 !== undefined) notes.push(`${fmt(r.vsCreates1)}x creates-1`);
     const cpu = (r.cpuMsPerMB ?? r.cpuMsPerOp ?? r.cpuMsPerRecord) as Record<string, number> | undefined;
@@ -434,6 +443,7 @@ function printTable(): void {
       const cs = Object.keys(cpu).filter((k) => k.startsWith('cs')).sort().map((k) => fmt(cpu[k]));
       notes.push(`cpu ms/${per} m ${fmt(cpu.master)} cs ${cs.join('/')} cl ${fmt(cpu.client)}`);
     }
+    if (typeof r.leaseWaitMs === 'number' && r.leaseWaitMs > 0) notes.push(`${fmt(r.leaseWaitMs)} ms of it waiting out leases`);
     if (typeof r.hotSnapshotMs === 'number') notes.push(`right after a write: ${fmt(r.hotSnapshotMs)} ms (lease ${fmt(r.leaseMs)} ms)`);
     if (r.cowFirstWriteMs !== undefined) notes.push(`first 1 MiB write after it ${fmt(r.cowFirstWriteMs)} ms (copy-on-write), snapshot intact=${r.snapshotIntact}`);
     if (r.error !== undefined) notes.push(`error: ${String(r.error).slice(0, 80)}`);
@@ -681,7 +691,12 @@ async function main(): Promise<void> {
         if (!quick) {
           await gfsWrite(client, '/bench/snap-hot-1MiB', 3, MiB, source);
           const h = await snapshotProbe(masterUrl, '/bench/snap-hot-1MiB', '/bench/snap-hot-dst');
-          hot = { hotSnapshotMs: h.seconds !== undefined && !h.error ? round(h.seconds * 1000) : null, hotNote: 'snapshot of a 1 MiB file written just before (its lease still running)', ...(h.error ? { hotError: h.error } : {}) };
+          hot = {
+            hotSnapshotMs: h.seconds !== undefined && !h.error ? round(h.seconds * 1000) : null,
+            ...(h.revokeWaitMs !== undefined ? { hotLeaseWaitMs: h.revokeWaitMs } : {}),
+            hotNote: 'snapshot of a 1 MiB file written just before (its lease still running)',
+            ...(h.error ? { hotError: h.error } : {}),
+          };
         }
         await recordSnapshot(client, 'snapshot-1MiB', '/bench/snap-src-1MiB', '/bench/snap-dst-1MiB', MiB, probe, source, { sourceWrittenSecondsAgo: srcAgeS, leaseMs, ...hot });
         if (wantSeq) {

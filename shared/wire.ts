@@ -130,6 +130,7 @@ export const reportCorruptReq = z.object({ id: nodeIdSchema, handle: handleSchem
 export const csCreateReq = z.object({ handle: handleSchema, version }).strict();
 export const csVersionReq = z.object({ handle: handleSchema, version }).strict();
 export const csCloneReq = z.object({ handle: handleSchema, version, sourceUrl: urlSchema, sourceId: nodeIdSchema, bytesPerSec: bytes.optional() }).strict();
+export const csRevokeReq = z.object({ handle: handleSchema }).strict();
 export const csCopyReq = z.object({ handle: handleSchema, newHandle: handleSchema, version }).strict();
 
 // ---- client -> chunkserver (data path) ----

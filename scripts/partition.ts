@@ -1,0 +1,111 @@
+// The lease and partition suite: a real cluster, concurrent client processes
+// recording a history, a seeded nemesis, and a checker of the invariants of
+// ../shared/DESIGN.md (see scripts/partition/*.ts).
+//
+//   npm run test:partition -- --seed N --duration S [--mode layer|netns] [--nemesis partition,kill,pause,clock]
+//                             [--unsafe master-no-lease-wait|primary-ignores-lease] [--seeds N] [--keep]
+//
+// Prints the schedule, what the nemesis did, the counts of operations and
+// the verdict; exits 1 on any violation (2 on a harness error). --seeds N
+// runs seeds N, N+1, ... one after the other and prints a summary. The
+// netns mode needs root (and `ip`, `nft`); elsewhere it is skipped with a
+// message and exit code 0.
+import { parseArgs } from 'node:util';
+import { closeRpc } from '../shared/rpc.js';
+import { unsafeOptions } from '../shared/unsafe.js';
+import { nemesisKinds, type NemesisKind } from './partition/nemesis.js';
+import { defaultRunOptions, layerNetwork, runPartition } from './partition/run.js';
+import { netnsUnavailable, runInNetns, innerNetwork } from './partition/netns.js';
+
+const { values } = parseArgs({
+  options: {
+    seed: { type: 'string', default: '1' },
+    seeds: { type: 'string', default: '1' },
+    duration: { type: 'string', default: '30' },
+    mode: { type: 'string', default: 'layer' },
+    nemesis: { type: 'string', default: nemesisKinds.join(',') },
+    unsafe: { type: 'string', default: process.env.GFS_UNSAFE ?? '' },
+    chunkservers: { type: 'string', default: String(defaultRunOptions.chunkservers) },
+    workers: { type: 'string', default: String(defaultRunOptions.workers) },
+    'lease-ms': { type: 'string', default: String(defaultRunOptions.leaseMs) },
+    keep: { type: 'boolean', default: false },
+    /** Internal: set when this process was re-run inside the suite's control namespace. */
+    'netns-inner': { type: 'string' },
+  },
+});
+
+function fail(msg: string): never {
+  process.stderr.write(`test:partition: ${msg}\n`);
+  process.exit(2);
+}
+
+async function main(): Promise<number> {
+  const seed = Number(values.seed);
+  const seeds = Number(values.seeds);
+  const durationMs = Math.round(Number(values.duration) * 1000);
+  if (!Number.isSafeInteger(seed) || !Number.isSafeInteger(seeds) || seeds < 1 || seeds > 1000) fail('--seed and --seeds must be integers (1 <= seeds <= 1000)');
+  if (!(durationMs >= 3_000 && durationMs <= 3_600_000)) fail('--duration must be between 3 and 3600 seconds');
+  const nemeses = values.nemesis!.split(',').map((s) => s.trim()).filter(Boolean);
+  for (const n of nemeses) if (!(nemesisKinds as readonly string[]).includes(n)) fail(`unknown nemesis ${n} (known: ${nemesisKinds.join(', ')})`);
+  const unsafe = values.unsafe!.trim();
+  for (const u of unsafe.split(',').filter(Boolean)) if (!(unsafeOptions as readonly string[]).includes(u)) fail(`unknown --unsafe option ${u} (known: ${unsafeOptions.join(', ')})`);
+  const mode = values.mode;
+  if (mode !== 'layer' && mode !== 'netns') fail('--mode must be layer or netns');
+  const chunkservers = Number(values.chunkservers);
+  const workers = Number(values.workers);
+  if (!(chunkservers >= 3 && chunkservers <= 16) || !(workers >= 1 && workers <= 16)) fail('--chunkservers must be 3..16 and --workers 1..16');
+
+  if (mode === 'netns' && values['netns-inner'] === undefined) {
+    const why = netnsUnavailable();
+    if (why) {
+      process.stdout.write(`netns mode skipped: ${why}\n`);
+      return 0;
+    }
+    // Sets up the namespaces, re-runs this command inside the control namespace, removes everything.
+    return runInNetns(process.argv.slice(2), { chunkservers, workers, log: (l) => process.stdout.write(l + '\n') });
+  }
+  const network = mode === 'netns' ? innerNetwork(values['netns-inner']!) : layerNetwork;
+
+  const summary: string[] = [];
+  let failed = 0;
+  for (let s = seed; s < seed + seeds; s++) {
+    const t0 = Date.now();
+    process.stdout.write(`\n=== seed ${s}, ${durationMs / 1000}s, mode ${mode}, nemesis ${nemeses.join(',') || '(none)'}${unsafe ? `, GFS_UNSAFE=${unsafe}` : ''} ===\n`);
+    try {
+      const r = await runPartition({
+        ...defaultRunOptions,
+        seed: s,
+        durationMs,
+        nemeses: nemeses as NemesisKind[],
+        unsafe,
+        chunkservers,
+        workers,
+        leaseMs: Number(values['lease-ms']),
+        network,
+        keep: values.keep!,
+        log: (l) => process.stdout.write(l + '\n'),
+      });
+      const c = r.result.counts;
+      const line = `seed ${s}: ${r.ok ? 'PASS' : `FAIL (${r.result.violations.length} violations: ${[...new Set(r.result.violations.map((v) => v.kind))].join(', ')})`}, ${r.schedule.faults.length} faults, acked ${c.write.ok} writes ${c.append.ok} appends ${c.create.ok} creates, ${r.result.checked.constrainedReads} checked reads, ${((Date.now() - t0) / 1000).toFixed(0)}s`;
+      summary.push(line);
+      if (!r.ok) failed++;
+    } catch (e) {
+      summary.push(`seed ${s}: ERROR ${(e as Error).message}`);
+      failed++;
+      process.stdout.write(`harness error: ${(e as Error).stack ?? e}\n`);
+    }
+  }
+  process.stdout.write(`\n${summary.join('\n')}\n${failed === 0 ? `all ${seeds} seeds passed` : `${failed} of ${seeds} seeds failed`}\n`);
+  return failed === 0 ? 0 : 1;
+}
+
+main().then(
+  async (code) => {
+    await closeRpc().catch(() => undefined);
+    process.exit(code);
+  },
+  (e) => {
+    process.stderr.write(`test:partition: ${(e as Error).stack ?? e}\n`);
+    process.exit(2);
+  },
+);

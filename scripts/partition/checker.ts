@@ -1,0 +1,282 @@
+import { createHash } from 'node:crypto';
+import type { PrimaryActs } from '../../chunkserver/leases.js';
+import type { GrantRecord } from '../../master/leases.js';
+import { opId, type HistoryEntry, type OpKind, type OpStatus } from './history.js';
+
+// The partition suite's checker: reads the workload's history, the
+// chunkservers' own records of when they acted as primary, the master's
+// lease grants, and the final state of every replica the master lists, and
+// reports every violated invariant of ../shared/DESIGN.md with the
+// operations involved:
+//   1. never two primaries for one chunk at once: two servers acting as
+//      primary of one chunk at overlapping times; an older version's primary
+//      acting after a newer one began; two servers primary at one version; a
+//      primary acting past the expiry it believed in, or past the master's
+//      (with slack for the harness missing the last extension); the master
+//      granting overlapping leases to different servers.
+//   2. every acknowledged write or append is on every listed replica, byte for
+//      byte, at its offset (and acknowledged ranges never overlap: the
+//      workload writes each range once).
+//   3. no stale data served: a read of an acknowledged range, invoked after the
+//      acknowledgement, returns exactly the acknowledged bytes.
+//   4. every acknowledged create or mkdir exists at the end (after a master
+//      SIGKILL + restart).
+// Pure but for final.readChunk, so tests can hand it made-up states.
+
+export interface ServerActs extends PrimaryActs {
+  server: string;
+}
+
+export interface ChunkState {
+  index: number;
+  handle: string;
+  version: number;
+  /** The replicas the master lists (only those at its current version). */
+  replicas: string[];
+}
+
+export interface FileState {
+  exists: boolean;
+  chunkSizeBytes: number;
+  chunks: ChunkState[];
+}
+
+export interface FinalState {
+  /** Every path the history names. */
+  files: Record<string, FileState>;
+  /** The whole chunk as one replica holds it, read with the version the master gave. */
+  readChunk(replica: string, handle: string, version: number): Promise<Buffer | { error: string }>;
+}
+
+export interface CheckInput {
+  history: HistoryEntry[];
+  primaryActs: ServerActs[];
+  grants?: GrantRecord[];
+  final: FinalState;
+  /** Slack when comparing a primary's acts with the master's record of its lease expiry (the harness may have missed the last extension). */
+  grantSlackMs?: number;
+}
+
+export interface Violation {
+  invariant: 1 | 2 | 3 | 4;
+  kind: string;
+  message: string;
+  /** Operations ("proc:seq") or primary records ("server handle@version") involved. */
+  ops: string[];
+}
+
+export interface CheckResult {
+  violations: Violation[];
+  counts: Record<OpKind, Record<OpStatus, number>>;
+  checked: { primaryRecords: number; grants: number; ackedMutations: number; replicaChunksRead: number; reads: number; constrainedReads: number; ackedMetadata: number };
+}
+
+const sha256 = (b: Buffer) => createHash('sha256').update(b).digest('hex');
+
+function actName(a: ServerActs): string {
+  return `${a.server} ${a.handle}@${a.version}`;
+}
+
+function actDesc(a: ServerActs): string {
+  return `${a.server} primary of ${a.handle} v${a.version} ${iso(a.firstActMs)}..${iso(a.lastActMs)} (${a.acts} mutations)`;
+}
+
+function iso(ms: number): string {
+  return new Date(ms).toISOString().slice(11, 23);
+}
+
+function checkPrimaries(acts: ServerActs[], grants: GrantRecord[], slackMs: number, out: Violation[]): void {
+  const byHandle = new Map<string, ServerActs[]>();
+  for (const a of acts) {
+    let l = byHandle.get(a.handle);
+    if (!l) byHandle.set(a.handle, (l = []));
+    l.push(a);
+  }
+  for (const [, list] of byHandle) {
+    list.sort((x, y) => x.firstActMs - y.firstActMs);
+    for (let i = 0; i < list.length; i++) {
+      for (let j = i + 1; j < list.length; j++) {
+        const x = list[i]!;
+        const y = list[j]!;
+        if (x.server === y.server) continue;
+        const overlap = x.firstActMs <= y.lastActMs && y.firstActMs <= x.lastActMs;
+        if (overlap) {
+          out.push({ invariant: 1, kind: 'overlapping-primaries', message: `two primaries at once: ${actDesc(x)} and ${actDesc(y)}`, ops: [actName(x), actName(y)] });
+          continue;
+        }
+        if (x.version === y.version) {
+          out.push({ invariant: 1, kind: 'two-primaries-one-version', message: `two servers primary at one version: ${actDesc(x)} and ${actDesc(y)}`, ops: [actName(x), actName(y)] });
+          continue;
+        }
+        const [older, newer] = x.version < y.version ? [x, y] : [y, x];
+        if (older.lastActMs >= newer.firstActMs) {
+          out.push({ invariant: 1, kind: 'old-primary-after-new', message: `a primary of an older version acted after a newer one had begun: ${actDesc(older)} after ${actDesc(newer)}`, ops: [actName(older), actName(newer)] });
+        }
+      }
+    }
+  }
+  for (const a of acts) {
+    if (a.lastActMs > a.believedExpiryMs) {
+      out.push({ invariant: 1, kind: 'acted-past-own-lease', message: `${actDesc(a)}: acted ${a.lastActMs - a.believedExpiryMs} ms after the lease expiry it believed in`, ops: [actName(a)] });
+    }
+  }
+  const grantOf = new Map<string, GrantRecord>();
+  for (const g of grants) grantOf.set(`${g.handle}@${g.version}`, g);
+  for (const a of acts) {
+    const g = grantOf.get(`${a.handle}@${a.version}`);
+    if (!g) continue;
+    if (g.primary !== a.server) {
+      out.push({ invariant: 1, kind: 'acted-without-grant', message: `${actDesc(a)}, but the master granted ${a.handle} v${a.version} to ${g.primary}`, ops: [actName(a)] });
+    } else if (a.lastActMs > g.expiresAtMs + slackMs) {
+      out.push({ invariant: 1, kind: 'acted-after-master-expiry', message: `${actDesc(a)}: acted ${a.lastActMs - g.expiresAtMs} ms after the master's record of the lease expired (${iso(g.expiresAtMs)})`, ops: [actName(a)] });
+    }
+  }
+  const grantsByHandle = new Map<string, GrantRecord[]>();
+  for (const g of grants) {
+    let l = grantsByHandle.get(g.handle);
+    if (!l) grantsByHandle.set(g.handle, (l = []));
+    l.push(g);
+  }
+  for (const [, list] of grantsByHandle) {
+    list.sort((x, y) => x.grantedAtMs - y.grantedAtMs);
+    for (let i = 0; i < list.length; i++) {
+      for (let j = i + 1; j < list.length; j++) {
+        const x = list[i]!;
+        const y = list[j]!;
+        if (x.primary === y.primary) continue;
+        if (y.grantedAtMs < x.expiresAtMs) {
+          out.push({
+            invariant: 1,
+            kind: 'overlapping-grants',
+            message: `the master granted ${y.handle} v${y.version} to ${y.primary} at ${iso(y.grantedAtMs)} while v${x.version} held by ${x.primary} ran until ${iso(x.expiresAtMs)}`,
+            ops: [`master ${x.handle}@${x.version}`, `master ${y.handle}@${y.version}`],
+          });
+        }
+      }
+    }
+  }
+}
+
+function isMutation(e: HistoryEntry): boolean {
+  return (e.op === 'write' || e.op === 'append') && typeof e.offset === 'number' && typeof e.sizeBytes === 'number' && typeof e.sha === 'string';
+}
+
+export async function check(input: CheckInput): Promise<CheckResult> {
+  const violations: Violation[] = [];
+  const kinds: OpKind[] = ['mkdir', 'create', 'write', 'append', 'read'];
+  const counts = Object.fromEntries(kinds.map((k) => [k, { ok: 0, fail: 0, unknown: 0 }])) as CheckResult['counts'];
+  for (const e of input.history) if (counts[e.op]) counts[e.op][e.status]++;
+  const checked = { primaryRecords: input.primaryActs.length, grants: input.grants?.length ?? 0, ackedMutations: 0, replicaChunksRead: 0, reads: 0, constrainedReads: 0, ackedMetadata: 0 };
+
+  // 1. primaries
+  checkPrimaries(input.primaryActs, input.grants ?? [], input.grantSlackMs ?? 0, violations);
+
+  // 4. acknowledged metadata
+  for (const e of input.history) {
+    if ((e.op !== 'create' && e.op !== 'mkdir') || e.status !== 'ok') continue;
+    checked.ackedMetadata++;
+    if (!input.final.files[e.path]?.exists) violations.push({ invariant: 4, kind: 'metadata-lost', message: `acknowledged ${e.op} of ${e.path} (op ${opId(e)}, acked ${iso(e.completeMs)}) is gone`, ops: [opId(e)] });
+  }
+
+  // 2. acknowledged data: ranges never overlap, and every listed replica holds every byte
+  const acked = input.history.filter((e) => e.status === 'ok' && isMutation(e));
+  checked.ackedMutations = acked.length;
+  const byPath = new Map<string, HistoryEntry[]>();
+  for (const e of acked) {
+    let l = byPath.get(e.path);
+    if (!l) byPath.set(e.path, (l = []));
+    l.push(e);
+  }
+  for (const [path, list] of byPath) {
+    list.sort((x, y) => x.offset! - y.offset!);
+    for (let i = 1; i < list.length; i++) {
+      const prev = list[i - 1]!;
+      const cur = list[i]!;
+      if (cur.offset! < prev.offset! + prev.sizeBytes!) {
+        violations.push({ invariant: 2, kind: 'overlapping-acks', message: `two acknowledged mutations of ${path} overlap: ${prev.op} ${opId(prev)} [${prev.offset}, +${prev.sizeBytes}) and ${cur.op} ${opId(cur)} [${cur.offset}, +${cur.sizeBytes})`, ops: [opId(prev), opId(cur)] });
+      }
+    }
+    const f = input.final.files[path];
+    if (!f || !f.exists) {
+      violations.push({ invariant: 2, kind: 'file-lost', message: `${path} holds ${list.length} acknowledged mutations but no longer exists`, ops: list.slice(0, 5).map(opId) });
+      continue;
+    }
+    const byChunk = new Map<number, HistoryEntry[]>();
+    for (const e of list) {
+      const index = Math.floor(e.offset! / f.chunkSizeBytes);
+      let l = byChunk.get(index);
+      if (!l) byChunk.set(index, (l = []));
+      l.push(e);
+    }
+    for (const [index, ops] of byChunk) {
+      const c = f.chunks.find((x) => x.index === index);
+      if (!c || c.replicas.length === 0) {
+        violations.push({ invariant: 2, kind: 'no-listed-replica', message: `chunk ${index} of ${path} ${c ? `(${c.handle} v${c.version}) ` : ''}has no listed replica, yet holds ${ops.length} acknowledged mutations`, ops: ops.slice(0, 5).map(opId) });
+        continue;
+      }
+      for (const replica of c.replicas) {
+        const data = await input.final.readChunk(replica, c.handle, c.version);
+        checked.replicaChunksRead++;
+        if (!Buffer.isBuffer(data)) {
+          violations.push({ invariant: 2, kind: 'listed-replica-unreadable', message: `${replica}, listed for chunk ${index} of ${path} (${c.handle} v${c.version}), cannot serve it: ${data.error}`, ops: ops.slice(0, 5).map(opId) });
+          continue;
+        }
+        const bad: HistoryEntry[] = [];
+        for (const e of ops) {
+          const at = e.offset! - index * f.chunkSizeBytes;
+          const got = data.subarray(at, at + e.sizeBytes!);
+          if (got.length !== e.sizeBytes || sha256(got) !== e.sha) bad.push(e);
+        }
+        if (bad.length > 0) {
+          const first = bad[0]!;
+          violations.push({
+            invariant: 2,
+            kind: 'acked-data-missing',
+            message: `${replica}, listed for chunk ${index} of ${path} (${c.handle} v${c.version}, ${data.length} bytes), lacks ${bad.length} acknowledged mutations, e.g. ${first.op} ${opId(first)} at ${first.offset} (+${first.sizeBytes}) acked ${iso(first.completeMs)}`,
+            ops: bad.slice(0, 10).map(opId),
+          });
+        }
+      }
+    }
+  }
+
+  // 3. reads of acknowledged ranges return the acknowledged bytes
+  const ackedAt = new Map<string, HistoryEntry[]>();
+  for (const e of acked) {
+    const k = `${e.path}|${e.offset}|${e.sizeBytes}`;
+    let l = ackedAt.get(k);
+    if (!l) ackedAt.set(k, (l = []));
+    l.push(e);
+  }
+  for (const r of input.history) {
+    if (r.op !== 'read' || r.status !== 'ok') continue;
+    checked.reads++;
+    const ms = (ackedAt.get(`${r.path}|${r.offset}|${r.sizeBytes}`) ?? []).filter((m) => m.completeMs < r.invokeMs);
+    if (ms.length === 0) continue;
+    checked.constrainedReads++;
+    for (const m of ms) {
+      if (r.gotBytes !== m.sizeBytes || r.sha !== m.sha) {
+        const short = r.gotBytes !== m.sizeBytes;
+        violations.push({
+          invariant: 3,
+          kind: short ? 'short-read' : 'stale-read',
+          message: `read ${opId(r)} of ${r.path} at ${r.offset} (+${r.sizeBytes}) invoked ${iso(r.invokeMs)} returned ${short ? `only ${r.gotBytes} bytes of` : `${r.gotBytes} bytes that differ from`} ${m.op} ${opId(m)} acknowledged ${iso(m.completeMs)}`,
+          ops: [opId(r), opId(m)],
+        });
+        break;
+      }
+    }
+  }
+  return { violations, counts, checked };
+}
+
+/** One line per violation kind with its count, then up to `limit` violations in full. */
+export function formatViolations(vs: Violation[], limit = 20): string {
+  if (vs.length === 0) return 'no violations';
+  const byKind = new Map<string, number>();
+  for (const v of vs) byKind.set(`invariant ${v.invariant} ${v.kind}`, (byKind.get(`invariant ${v.invariant} ${v.kind}`) ?? 0) + 1);
+  const lines = [...byKind].map(([k, n]) => `  ${k}: ${n}`);
+  for (const v of vs.slice(0, limit)) lines.push(`  - [${v.invariant} ${v.kind}] ${v.message} {${v.ops.join(', ')}}`);
+  if (vs.length > limit) lines.push(`  ... and ${vs.length - limit} more`);
+  return lines.join('\n');
+}

@@ -1,0 +1,254 @@
+import { describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { createHash } from 'node:crypto';
+import { check, type CheckInput, type FileState, type ServerActs } from '../../scripts/partition/checker.js';
+import type { HistoryEntry } from '../../scripts/partition/history.js';
+import type { GrantRecord } from '../../master/leases.js';
+
+// The partition checker's own tests: hand-made histories and final states
+// with one kind of violation each are flagged, naming the operations
+// involved; clean ones pass.
+
+const CS = 1024; // chunk size of the made-up files
+const sha = (b: Buffer) => createHash('sha256').update(b).digest('hex');
+const bytes = (n: number, fill: number) => Buffer.alloc(n, fill);
+
+let seq = 0;
+function op(e: Partial<HistoryEntry> & Pick<HistoryEntry, 'op' | 'path'>): HistoryEntry {
+  return { proc: 0, seq: seq++, invokeMs: 1000, completeMs: 1010, status: 'ok', ...e };
+}
+function write(path: string, offset: number, data: Buffer, t: number, status: HistoryEntry['status'] = 'ok'): HistoryEntry {
+  return op({ op: 'write', path, offset, sizeBytes: data.length, sha: sha(data), invokeMs: t, completeMs: t + 10, status });
+}
+function append(path: string, offset: number, data: Buffer, t: number): HistoryEntry {
+  return op({ op: 'append', path, offset, sizeBytes: data.length, sha: sha(data), invokeMs: t, completeMs: t + 10 });
+}
+function read(path: string, offset: number, got: Buffer, size: number, t: number): HistoryEntry {
+  return op({ op: 'read', path, offset, sizeBytes: size, gotBytes: got.length, sha: sha(got), invokeMs: t, completeMs: t + 5 });
+}
+function act(server: string, handle: string, version: number, first: number, last: number, believedExpiryMs = last + 1000): ServerActs {
+  return { server, handle, version, firstActMs: first, lastActMs: last, acts: 3, believedExpiryMs };
+}
+function grant(handle: string, version: number, primary: string, at: number, until: number): GrantRecord {
+  return { handle, version, primary, secondaries: [], grantedAtMs: at, expiresAtMs: until, extensions: 0 };
+}
+
+/** A cluster of made-up replicas: chunk bytes per replica and handle. */
+class Replicas {
+  readonly data = new Map<string, Buffer>();
+  put(replica: string, handle: string, chunk: Buffer): void {
+    this.data.set(`${replica}/${handle}`, Buffer.from(chunk));
+  }
+  final(files: Record<string, FileState>): CheckInput['final'] {
+    return {
+      files,
+      readChunk: async (replica, handle) => this.data.get(`${replica}/${handle}`) ?? { error: `${replica} has no ${handle}` },
+    };
+  }
+}
+
+/** A clean run: a file with two writes, a shared file with two appends, reads after the acks, primaries one after another. */
+function clean(): CheckInput {
+  const a = bytes(100, 1);
+  const b = bytes(200, 2);
+  const r1 = bytes(50, 3);
+  const r2 = bytes(60, 4);
+  const history = [
+    op({ op: 'mkdir', path: '/d' }),
+    op({ op: 'create', path: '/d/w' }),
+    op({ op: 'create', path: '/d/a' }),
+    write('/d/w', 0, a, 1000),
+    write('/d/w', CS + 10, b, 1100), // second chunk
+    append('/d/a', 0, r1, 1200),
+    append('/d/a', 50, r2, 1300),
+    read('/d/w', 0, a, 100, 1500),
+    read('/d/a', 50, r2, 60, 1500),
+    // A read invoked before the write was acknowledged may see anything.
+    read('/d/w', CS + 10, bytes(200, 0), 200, 1105),
+    // A write that failed, and one whose outcome is unknown: nothing is required of them.
+    write('/d/w', 400, bytes(10, 9), 1600, 'fail'),
+    write('/d/w', 500, bytes(10, 9), 1700, 'unknown'),
+    op({ op: 'create', path: '/d/maybe', status: 'unknown' }),
+  ];
+  const w0 = Buffer.alloc(CS);
+  a.copy(w0, 0);
+  const w1 = Buffer.alloc(CS);
+  b.copy(w1, 10);
+  const a0 = Buffer.concat([r1, r2]);
+  const reps = new Replicas();
+  for (const r of ['cs0', 'cs1', 'cs2']) {
+    reps.put(r, 'h0', w0);
+    reps.put(r, 'h1', w1);
+    reps.put(r, 'ha', a0);
+  }
+  // A stale replica the master does not list may lack anything.
+  reps.put('cs3', 'h0', Buffer.alloc(CS));
+  const files: Record<string, FileState> = {
+    '/d': { exists: true, chunkSizeBytes: CS, chunks: [] },
+    '/d/w': {
+      exists: true,
+      chunkSizeBytes: CS,
+      chunks: [
+        { index: 0, handle: 'h0', version: 3, replicas: ['cs0', 'cs1', 'cs2'] },
+        { index: 1, handle: 'h1', version: 2, replicas: ['cs0', 'cs1', 'cs2'] },
+      ],
+    },
+    '/d/a': { exists: true, chunkSizeBytes: CS, chunks: [{ index: 0, handle: 'ha', version: 2, replicas: ['cs0', 'cs1', 'cs2'] }] },
+    '/d/maybe': { exists: false, chunkSizeBytes: CS, chunks: [] },
+  };
+  return {
+    history,
+    primaryActs: [act('cs0', 'h0', 2, 1000, 1500, 1600), act('cs1', 'h0', 3, 2000, 2500), act('cs1', 'h0', 4, 2600, 2700), act('cs2', 'ha', 2, 1200, 1300)],
+    grants: [grant('h0', 2, 'cs0', 990, 1700), grant('h0', 3, 'cs1', 1800, 2600), grant('h0', 4, 'cs1', 2550, 3000), grant('ha', 2, 'cs2', 1100, 1400)],
+    final: reps.final(files),
+  };
+}
+
+async function kinds(input: CheckInput): Promise<string[]> {
+  return (await check(input)).violations.map((v) => `${v.invariant} ${v.kind}`);
+}
+
+describe('partition checker', () => {
+  it('passes a clean history, and counts operations by type and outcome', async () => {
+    const r = await check(clean());
+    assert.deepEqual(r.violations, []);
+    assert.deepEqual(r.counts.write, { ok: 2, fail: 1, unknown: 1 });
+    assert.deepEqual(r.counts.read, { ok: 3, fail: 0, unknown: 0 });
+    assert.equal(r.checked.ackedMutations, 4);
+    assert.equal(r.checked.constrainedReads, 2);
+    assert.equal(r.checked.replicaChunksRead, 9);
+    assert.equal(r.checked.ackedMetadata, 3);
+  });
+
+  describe('invariant 1: never two primaries at once', () => {
+    it('flags two servers acting as primary of one chunk at overlapping times', async () => {
+      const i = clean();
+      i.primaryActs.push(act('cs2', 'h0', 5, 2650, 2800));
+      const r = await check(i);
+      assert.deepEqual(r.violations.map((v) => v.kind), ['overlapping-primaries']);
+      assert.deepEqual(r.violations[0]!.ops.sort(), ['cs1 h0@4', 'cs2 h0@5']);
+    });
+
+    it('flags the primary of an older version acting after a newer one began', async () => {
+      const i = clean();
+      i.primaryActs.push(act('cs2', 'h0', 1, 2560, 2590)); // between cs1's v3 and v4: no overlap in time, but older than both v2 and v3
+      const ks = await kinds(i);
+      assert.ok(ks.length > 0 && ks.every((k) => k === '1 old-primary-after-new'), ks.join());
+    });
+
+    it('flags two servers primary at one version', async () => {
+      const i = clean();
+      i.primaryActs.push(act('cs3', 'ha', 2, 5000, 5100));
+      assert.ok((await kinds(i)).includes('1 two-primaries-one-version'));
+    });
+
+    it('flags a primary acting past the lease expiry it believed in', async () => {
+      const i = clean();
+      i.primaryActs[0] = act('cs0', 'h0', 2, 1000, 1500, 1400);
+      assert.deepEqual(await kinds(i), ['1 acted-past-own-lease']);
+    });
+
+    it('flags acts the master never granted, or after its record of the lease expired', async () => {
+      const i = clean();
+      i.primaryActs.push(act('cs3', 'hx', 7, 100, 200));
+      i.grants!.push(grant('hx', 7, 'cs0', 50, 500));
+      assert.deepEqual(await kinds(i), ['1 acted-without-grant']);
+      const j = clean();
+      j.grants![0] = grant('h0', 2, 'cs0', 990, 1400);
+      assert.deepEqual(await kinds(j), ['1 acted-after-master-expiry']);
+      // Within the slack for a missed extension, it is not flagged.
+      assert.deepEqual(await kinds({ ...j, grantSlackMs: 200 }), []);
+    });
+
+    it('flags the master granting overlapping leases to different servers', async () => {
+      const i = clean();
+      i.grants![1] = grant('h0', 3, 'cs1', 1650, 2600);
+      const r = await check(i);
+      assert.deepEqual(r.violations.map((v) => v.kind), ['overlapping-grants']);
+      assert.deepEqual(r.violations[0]!.ops, ['master h0@2', 'master h0@3']);
+    });
+  });
+
+  describe('invariant 2: acknowledged data on every listed replica', () => {
+    it('flags an acknowledged write missing on one listed replica, naming the write', async () => {
+      const i = clean();
+      const orig = i.final;
+      i.final = {
+        files: orig.files,
+        readChunk: async (replica, handle, version) => (replica === 'cs2' && handle === 'h1' ? Buffer.alloc(CS) : orig.readChunk(replica, handle, version)),
+      };
+      const r = await check(i);
+      assert.deepEqual(r.violations.map((v) => v.kind), ['acked-data-missing']);
+      assert.match(r.violations[0]!.message, /cs2/);
+      assert.deepEqual(r.violations[0]!.ops, [`0:${i.history[4]!.seq}`]);
+    });
+
+    it('flags an acknowledged append that differs on a listed replica, or a replica too short', async () => {
+      const i = clean();
+      const orig = i.final;
+      i.final = { files: orig.files, readChunk: async (replica, handle, version) => (replica === 'cs1' && handle === 'ha' ? Buffer.alloc(70, 3) : orig.readChunk(replica, handle, version)) };
+      const r = await check(i);
+      assert.deepEqual(r.violations.map((v) => v.kind), ['acked-data-missing']);
+      assert.deepEqual(r.violations[0]!.ops, [`0:${i.history[6]!.seq}`]);
+    });
+
+    it('flags a chunk holding acknowledged data with no listed replica, and a listed replica that cannot serve', async () => {
+      const i = clean();
+      i.final.files['/d/a']!.chunks[0]!.replicas = [];
+      assert.deepEqual(await kinds(i), ['2 no-listed-replica']);
+      const j = clean();
+      j.final.files['/d/a']!.chunks[0]!.replicas.push('cs4');
+      assert.deepEqual(await kinds(j), ['2 listed-replica-unreadable']);
+    });
+
+    it('flags a file with acknowledged data that is gone', async () => {
+      const i = clean();
+      i.final.files['/d/w'] = { exists: false, chunkSizeBytes: CS, chunks: [] };
+      assert.deepEqual((await kinds(i)).sort(), ['2 file-lost', '4 metadata-lost']);
+    });
+
+    it('flags two acknowledged mutations claiming overlapping ranges', async () => {
+      const i = clean();
+      const dup = bytes(60, 4);
+      i.history.push(append('/d/a', 80, dup, 1400));
+      const ks = await kinds(i);
+      assert.ok(ks.includes('2 overlapping-acks'), ks.join());
+    });
+  });
+
+  describe('invariant 3: no stale data served', () => {
+    it('flags a read, invoked after an acknowledgement, that returned other bytes', async () => {
+      const i = clean();
+      const r = read('/d/w', 0, bytes(100, 0), 100, 2000);
+      i.history.push(r);
+      const res = await check(i);
+      assert.deepEqual(res.violations.map((v) => v.kind), ['stale-read']);
+      assert.deepEqual(res.violations[0]!.ops, [`0:${r.seq}`, `0:${i.history[3]!.seq}`]);
+    });
+
+    it('flags a read of an acknowledged range that came back short', async () => {
+      const i = clean();
+      i.history.push(read('/d/a', 50, Buffer.alloc(0), 60, 2000));
+      assert.deepEqual(await kinds(i), ['3 short-read']);
+    });
+
+    it('does not constrain reads that overlapped the write, or failed', async () => {
+      const i = clean();
+      i.history.push(read('/d/w', 0, bytes(100, 0), 100, 1005)); // invoked before the write completed
+      i.history.push({ ...read('/d/w', 0, bytes(100, 0), 100, 3000), status: 'fail' });
+      assert.deepEqual(await kinds(i), []);
+    });
+  });
+
+  describe('invariant 4: acknowledged metadata survives', () => {
+    it('flags an acknowledged create or mkdir that is gone, not an unknown one', async () => {
+      const i = clean();
+      i.history.push(op({ op: 'create', path: '/d/m1' }));
+      i.history.push(op({ op: 'create', path: '/d/m2', status: 'unknown' }));
+      i.final.files['/d/m1'] = { exists: false, chunkSizeBytes: CS, chunks: [] };
+      i.final.files['/d/m2'] = { exists: false, chunkSizeBytes: CS, chunks: [] };
+      const r = await check(i);
+      assert.deepEqual(r.violations.map((v) => `${v.kind} ${v.ops.join()}`), [`metadata-lost 0:${i.history[i.history.length - 2]!.seq}`]);
+    });
+  });
+});

@@ -1,0 +1,219 @@
+import { after, describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
+import type { PrimaryActs } from '../../chunkserver/leases.js';
+import type { GrantRecord } from '../../master/leases.js';
+import { crc32c } from '../../shared/checksum.js';
+import { GfsError } from '../../shared/errors.js';
+import { closeRpc, rpcJson, rpcStream } from '../../shared/rpc.js';
+import type { ChunkLocation, ChunksAnswer, LeaseAnswer, ReplicaRef, WriteAnswer } from '../../shared/wire.js';
+import { startCluster, waitFor, type TestCluster } from '../helpers/cluster.js';
+
+// Partitions around a primary, with real processes on 127.0.0.1 and the
+// fault layer (shared/fault.ts):
+// - a primary cut off from the master but not from its secondaries keeps
+//   serving until its lease expires by its own clock and not after; the
+//   master grants the next lease only after the old one expired, to another
+//   replica; after healing, the old primary's replica is detected as stale.
+// - a mutation the primary ordered in time but that reaches the secondaries
+//   only after its lease ran out (delayed in the network) never leaves a
+//   listed replica without an acknowledged write: re-replication at the same
+//   version used to copy a replica that then missed it.
+
+const KiB = 1024;
+const chunkSizeBytes = 256 * KiB;
+const leaseMs = 2_000;
+const heartbeatMs = 200;
+const deadMs = 1_000;
+
+let seq = 0;
+/** A write sent straight to `primary` (inline data, no push chain); resolves to the error, or undefined when acknowledged. */
+async function rawWrite(primary: ReplicaRef, handle: string, version: number, offset: number, data: Buffer, timeoutMs = 10_000): Promise<GfsError | undefined> {
+  try {
+    await rpcJson<WriteAnswer>(
+      primary.url,
+      '/chunk/write',
+      { handle, version, offset, inline: data.toString('base64'), sizeBytes: data.length, crc32c: crc32c(data), clientId: 'leasepart', requestId: `r${seq++}` },
+      { targetName: primary.id, timeoutMs },
+    );
+    return undefined;
+  } catch (e) {
+    if (e instanceof GfsError) return e;
+    throw e;
+  }
+}
+
+async function chunk0(c: TestCluster, path: string): Promise<ChunkLocation> {
+  const a = await rpcJson<ChunksAnswer>(c.masterUrl, '/api/chunks', { path, startIndex: 0, count: 1 });
+  assert.equal(a.chunks.length, 1);
+  return a.chunks[0]!;
+}
+
+async function replicaBytes(r: { url: string }, handle: string, offset: number, length: number): Promise<Buffer> {
+  const res = await rpcStream(r.url, '/chunk/read', undefined, { query: { handle, offset, length } });
+  return Buffer.from(await res.body.arrayBuffer());
+}
+
+const clusters: TestCluster[] = [];
+after(async () => {
+  await Promise.all(clusters.map((c) => c.stop()));
+  await closeRpc();
+});
+
+describe('a primary partitioned from the master', { timeout: 120_000 }, () => {
+  it('serves until its lease expires and not after; the next lease comes only after expiry; its replica is then stale', async () => {
+    const cluster = await startCluster({ chunkservers: 3, chunkSizeBytes, leaseMs, heartbeatMs, deadMs });
+    clusters.push(cluster);
+    const client = cluster.client();
+    const path = '/lp-a';
+    await client.create(path);
+    const base = randomBytes(8 * KiB);
+    await client.write(path, 0, base);
+    const { handle } = await chunk0(cluster, path);
+    const lease = await rpcJson<LeaseAnswer>(cluster.masterUrl, '/api/lease', { handle });
+    const P = lease.primary;
+    assert.equal(lease.secondaries.length, 2);
+    // Keep the lease busy (so heartbeats extend it) until the cut.
+    assert.equal(await rawWrite(P, handle, lease.version, 8 * KiB, randomBytes(KiB)), undefined);
+
+    await cluster.setFaults([
+      { from: P.id, to: 'master', drop: true },
+      { from: 'master', to: P.id, drop: true },
+    ]);
+    const cutAt = Date.now();
+    // Writes straight to P, one after another; writes acknowledged by P went through its secondaries.
+    const acked: { at: number; offset: number; data: Buffer }[] = [];
+    const refused: { at: number; code: string }[] = [];
+    let offset = 16 * KiB;
+    // And a client asking the master for the lease, as a writer would.
+    const pending: number[] = [];
+    let next: { lease: LeaseAnswer; at: number } | undefined;
+    const asker = (async () => {
+      while (!next && Date.now() - cutAt < 20_000) {
+        try {
+          const a = await rpcJson<LeaseAnswer>(cluster.masterUrl, '/api/lease', { handle }, { timeoutMs: 5_000 });
+          if (a.version !== lease.version) next = { lease: a, at: Date.now() };
+        } catch (e) {
+          if (e instanceof GfsError && e.code === 'LEASE_PENDING') pending.push(Date.now());
+          else throw e;
+        }
+        await new Promise((r) => setTimeout(r, 50));
+      }
+    })();
+    try {
+      while (Date.now() - cutAt < leaseMs + 2_000) {
+        const data = randomBytes(KiB);
+        const at = Date.now();
+        const err = await rawWrite(P, handle, lease.version, offset, data);
+        if (err) refused.push({ at, code: err.code });
+        else acked.push({ at: Date.now(), offset, data });
+        offset += KiB;
+        await new Promise((r) => setTimeout(r, 20));
+      }
+      await asker;
+    } finally {
+      await cluster.setFaults([]);
+    }
+    const acts = (await rpcJson<{ entries: PrimaryActs[] }>(P.url, '/debug/primary-log')).entries.find((e) => e.handle === handle && e.version === lease.version);
+    const grants = (await rpcJson<{ grants: GrantRecord[] }>(cluster.masterUrl, '/debug/leases')).grants.filter((g) => g.handle === handle);
+    const old = grants.find((g) => g.version === lease.version);
+    const lastAck = acked.length ? acked[acked.length - 1]!.at : cutAt;
+    console.log(
+      `# ${P.id} cut from the master: ${acked.length} writes acknowledged, the last ${lastAck - cutAt} ms after the cut; first refusal ${refused.length ? refused[0]!.at - cutAt : '-'} ms after (${refused[0]?.code}); ` +
+        `${pending.length} LEASE_PENDING answers; next lease to ${next?.lease.primary.id} v${next?.lease.version} ${next ? next.at - cutAt : '-'} ms after the cut`,
+    );
+    // It kept serving while its lease ran...
+    assert.ok(acked.length > 0 && lastAck - cutAt >= leaseMs / 4, `the primary stopped serving ${lastAck - cutAt} ms after the cut, well before its lease ran out`);
+    // ...and stopped for good once it ran out (by its own clock).
+    assert.ok(refused.length > 0, 'the primary never stopped acting');
+    const firstRefusal = refused[0]!.at;
+    assert.ok(acked.every((a) => a.at <= firstRefusal + 50), 'a write was acknowledged after the primary had refused one for want of a lease');
+    for (const r of refused) assert.ok(r.code === 'LEASE_EXPIRED' || r.code === 'NOT_PRIMARY', `refused with ${r.code}`);
+    assert.ok(acts, 'no primary record');
+    assert.ok(acts.lastActMs <= acts.believedExpiryMs, `acted ${acts.lastActMs - acts.believedExpiryMs} ms past its own lease`);
+    // The master waited: LEASE_PENDING meanwhile, then a new lease, elsewhere, at a new version, after the old one expired by its record.
+    assert.ok(next, 'no new lease after the old one expired');
+    assert.ok(pending.length > 0, 'the master never made a writer wait');
+    assert.notEqual(next.lease.primary.id, P.id);
+    assert.ok(next.lease.version > lease.version);
+    assert.ok(old, 'the master has no record of the old grant');
+    const fresh = grants.find((g) => g.version === next!.lease.version)!;
+    assert.ok(fresh.grantedAtMs >= old.expiresAtMs, `new lease granted ${old.expiresAtMs - fresh.grantedAtMs} ms before the old one expired`);
+    assert.ok(fresh.grantedAtMs > acts.lastActMs, 'the new lease was granted while the old primary was still acting');
+
+    // Healed: the old primary missed the version bump, so its replica is stale: no longer listed, then deleted.
+    await waitFor(
+      `${P.id}'s replica to be dropped as stale`,
+      async () => {
+        const c = await chunk0(cluster, path);
+        if (c.replicas.some((r) => r.id === P.id)) return false;
+        const info = await rpcJson<{ version: number }>(P.url, '/chunk/info', undefined, { query: { handle } }).catch(() => undefined);
+        return info === undefined || info.version < c.version;
+      },
+      15_000,
+    );
+    // Every listed replica holds every write the old primary acknowledged, and the file is writable again.
+    const c = await chunk0(cluster, path);
+    for (const r of c.replicas) for (const a of acked) assert.ok((await replicaBytes(r, handle, a.offset, KiB)).equals(a.data), `${r.id} lacks a write acknowledged by the old primary`);
+    const after = randomBytes(4 * KiB);
+    await client.write(path, 0, after);
+    assert.ok((await client.read(path, 0, after.length)).equals(after));
+  });
+
+  it('a mutation delivered after the lease ran out never misses a re-replicated replica', async () => {
+    // Four servers: the chunk's three replicas, and a spare for re-replication.
+    const cluster = await startCluster({ chunkservers: 4, chunkSizeBytes, leaseMs, heartbeatMs, deadMs });
+    clusters.push(cluster);
+    const client = cluster.client();
+    const path = '/lp-b';
+    await client.create(path);
+    await client.write(path, 0, randomBytes(8 * KiB));
+    const { handle } = await chunk0(cluster, path);
+    const lease = await rpcJson<LeaseAnswer>(cluster.masterUrl, '/api/lease', { handle });
+    const P = lease.primary;
+    const holders = [P.id, ...lease.secondaries.map((s) => s.id)];
+    const spare = cluster.chunkservers.find((p) => p && !holders.includes(p.id))!;
+    assert.ok(spare);
+    assert.equal(await rawWrite(P, handle, lease.version, 8 * KiB, randomBytes(KiB)), undefined);
+
+    // P loses the master (its lease runs out, the master counts it dead), and its traffic to the secondaries is slow:
+    // 2.5 s at the sender and 2.5 s at the receiver, far past the end of its lease.
+    await cluster.setFaults([
+      { from: P.id, to: 'master', drop: true },
+      { from: 'master', to: P.id, drop: true },
+      ...lease.secondaries.map((s) => ({ from: P.id, to: s.id, delayMs: 2_500 })),
+    ]);
+    const data = randomBytes(4 * KiB);
+    const sentAt = Date.now();
+    // P accepts it at once (its lease is valid), applies it, and forwards it: the forward arrives about 5 s later.
+    const write = rawWrite(P, handle, lease.version, 16 * KiB, data, 30_000);
+    let clonedAt: number | undefined;
+    try {
+      // Meanwhile the master sees P dead, waits out its lease, and re-replicates the chunk on the spare.
+      await waitFor(
+        `the chunk re-replicated on ${spare.id}`,
+        async () => {
+          const c = await chunk0(cluster, path);
+          return c.replicas.some((r) => r.id === spare.id) && (clonedAt = Date.now());
+        },
+        15_000,
+        50,
+      ).catch(() => undefined);
+      const err = await write;
+      assert.ok(clonedAt, `the chunk was not re-replicated on ${spare.id}: the scenario did not happen`);
+      console.log(`# write sent at 0 ms; chunk on ${spare.id} ${clonedAt ? `listed at ${clonedAt - sentAt} ms` : 'never listed'}; the write ${err ? `failed after ${Date.now() - sentAt} ms: ${err.code}` : `was acknowledged after ${Date.now() - sentAt} ms`}`);
+      if (!err) {
+        // Acknowledged: then every replica the master lists holds it.
+        const c = await chunk0(cluster, path);
+        for (const r of c.replicas) assert.ok((await replicaBytes(r, handle, 16 * KiB, data.length)).equals(data), `${r.id}, listed at v${c.version}, lacks a write acknowledged by the old primary`);
+      }
+    } finally {
+      await cluster.setFaults([]);
+    }
+    // Healed, the file is consistent and writable.
+    const after = randomBytes(4 * KiB);
+    await client.write(path, 0, after);
+    const c = await chunk0(cluster, path);
+    for (const r of c.replicas) assert.ok((await replicaBytes(r, handle, 0, after.length)).equals(after), `${r.id} lacks the write after healing`);
+  });
+});
