@@ -57,6 +57,13 @@ export class Master {
   readonly snapshots: Snapshots = new Snapshots(this);
   readonly servers: ChunkServers;
   readonly leases = new Map<string, Lease>();
+  /**
+   * Per chunk, the replicas the master saw take its current version (grant, clone). One that reports
+   * that version without having been seen to take it applied the bump late (it was paused, or the
+   * answer was lost): it is no lease's secondary and missed the mutations since, so it is stale.
+   * In memory only: a restarted master cannot tell (found by test/partition/lease-partition.test.ts).
+   */
+  private readonly tookVersion = new Map<string, { version: number; servers: Set<string> }>();
   /** Every grant and its latest expiry, in wall-clock time (GET /debug/leases). */
   readonly grantLog = new GrantLog();
   private readonly grantsInFlight = new Map<string, Promise<LeaseAnswer>>();
@@ -480,6 +487,7 @@ export class Master {
       const prev = this.unbumped.get(handle);
       this.unbumped.set(handle, { fromVersion: prev?.fromVersion ?? meta.version - 1, servers: new Set([...(prev?.servers ?? []), ...upToDate]) });
     } else this.unbumped.delete(handle);
+    if (took.length > 0) this.tookVersion.set(handle, { version, servers: new Set(took) });
     // Replicas that missed the new version (dead ones included) are stale from now on:
     // after a bump, a listed replica is one that took it (processReport relies on this).
     for (const id of [...(this.servers.locations.get(handle) ?? [])]) if (!took.includes(id)) this.servers.removeLocation(handle, id);
@@ -615,6 +623,16 @@ export class Master {
         this.adoptVersion(c.handle, c.version);
         for (const other of [...(this.servers.locations.get(c.handle) ?? [])]) if (other !== id) this.servers.removeLocation(c.handle, other);
       }
+      const took = this.tookVersion.get(c.handle);
+      if (took && took.version === c.version && !took.servers.has(id)) {
+        // At the current version without having been seen to take it: stale (see tookVersion).
+        this.servers.removeLocation(c.handle, id);
+        if (!safe) {
+          del.push(c.handle);
+          this.counters.staleReplicasDropped++;
+        }
+        continue;
+      }
       this.servers.addLocation(c.handle, id);
     }
     for (const h of before) {
@@ -629,6 +647,7 @@ export class Master {
   private adoptVersion(handle: string, version: number): void {
     const meta = this.ns.chunks.get(handle)!;
     meta.version = version; // in memory now, so reports that follow are judged against it
+    this.tookVersion.delete(handle);
     this.versionBumpedAtMs.set(handle, this.now());
     this.oplog.append({ op: 'version', handle, version } satisfies Op).catch((e) => this.opts.log.error({ err: e, handle }, 'logging adopted version failed'));
   }
@@ -769,6 +788,7 @@ export class Master {
       this.unbumped.set(handle, { fromVersion: prev?.fromVersion ?? version, servers: new Set([...(prev?.servers ?? []), ...holders]) });
     }
     for (const id of [...(this.servers.locations.get(handle) ?? [])]) if (!took.includes(id)) this.servers.removeLocation(handle, id);
+    if (took.length > 0) this.tookVersion.set(handle, { version: next, servers: new Set(took) });
     if (!took.includes(source)) throw new GfsError('UNAVAILABLE', `clone source ${source} did not take version ${next}`);
     return next;
   }
@@ -792,6 +812,7 @@ export class Master {
       const meta = this.ns.chunks.get(handle);
       if (meta && meta.version === version) {
         this.servers.addLocation(handle, target);
+        this.tookVersion.get(handle)?.servers.add(target);
         const s = this.servers.servers.get(target);
         s?.held.set(handle, { version, sizeBytes: r.sizeBytes });
         this.counters.clonesDone++;

@@ -34,6 +34,9 @@ const { values } = parseArgs({
   },
 });
 
+// Interrupted: exit through process.exit, so the exit handlers kill every process this run started (by PID).
+for (const sig of ['SIGINT', 'SIGTERM'] as const) process.once(sig, () => process.exit(130));
+
 function fail(msg: string): never {
   process.stderr.write(`test:partition: ${msg}\n`);
   process.exit(2);

@@ -7,15 +7,17 @@ import { performance } from 'node:perf_hooks';
 import type { GfsClient } from '../../client/client.js';
 import { closeRpc, rpcJson } from '../../shared/rpc.js';
 import type { ChunkLocation } from '../../shared/wire.js';
-import { startCluster, waitFor, type Proc, type TestCluster } from '../helpers/cluster.js';
+import { startCluster, waitFor, type TestCluster } from '../helpers/cluster.js';
 
 // Issue 5 on a real cluster of four chunkservers: SIGKILL one and every chunk
 // it held returns to its replication goal, byte for byte; kill a second and
 // the chunks can only be under-replicated (fsck says so, reads still work);
 // bring them back and the extra replicas are trimmed to exactly the goal
-// without ever dipping below it; restart all chunkservers; SIGKILL the master
-// in the middle of a write workload: safe mode, then healthy, and every
-// acknowledged file intact.
+// without ever dipping below it; restart all chunkservers; a lease grant whose
+// version bump reaches no replica loses nothing; SIGKILL the master in the
+// middle of a write workload: safe mode (held until the test lets the
+// chunkservers report, then ended by their reports, not the timeout), then
+// healthy, and every acknowledged file intact.
 
 const KiB = 1024;
 const chunkSizeBytes = 256 * KiB;
@@ -23,6 +25,7 @@ const heartbeatMs = 200;
 const deadMs = 1_500;
 const leaseMs = 1_500;
 const healDeadlineMs = 30_000;
+const emptyChunks = 8;
 
 const sha256 = (b: Buffer) => createHash('sha256').update(b).digest('hex');
 
@@ -57,7 +60,6 @@ describe('re-replication, trimming and restarts on a 4-chunkserver cluster', { t
 
   const fsck = (path = '/') => rpcJson<Fsck>(cluster!.masterUrl, '/api/fsck', undefined, { query: { path } });
   const chunksOf = (f: Fsck) => f.files.flatMap((x) => x.chunks.map((c) => ({ ...c, path: x.path, replication: x.replication })));
-  const isAlive = (p: Proc | undefined): p is Proc => !!p && p.proc.exitCode === null && p.proc.signalCode === null;
 
   async function gfs(args: string[], input?: Buffer): Promise<Buffer> {
     const r = await cluster!.cli(args, input);
@@ -130,8 +132,13 @@ describe('re-replication, trimming and restarts on a 4-chunkserver cluster', { t
         files.set(path, { sha: sha256(data), size });
       }),
     );
+    // And chunks allocated but never written (version 1): cloned without a version bump, so the
+    // copies on a server that comes back are extra replicas to trim rather than stale ones.
+    await client.create('/r/empty');
+    const empty = await rpcJson<ChunkLocation>(cluster!.masterUrl, '/api/allocate', { path: '/r/empty', index: emptyChunks - 1 });
+    assert.equal(empty.version, 1);
     const f = await fsck();
-    const want = sizes.reduce((a, s) => a + Math.ceil(s / chunkSizeBytes), 0);
+    const want = sizes.reduce((a, s) => a + Math.ceil(s / chunkSizeBytes), 0) + emptyChunks;
     assert.equal(f.summary.chunks, want);
     assert.equal(f.summary.healthy, want, `fsck: ${JSON.stringify(f.summary)}`);
     for (const c of chunksOf(f)) assert.equal(c.live.length, 3, `${c.path}[${c.index}] has ${c.live.length} replicas`);
@@ -144,13 +151,15 @@ describe('re-replication, trimming and restarts on a 4-chunkserver cluster', { t
 
   it('SIGKILL of one chunkserver: every affected chunk is back at 3 live replicas within the deadline, byte for byte', async () => {
     const before1 = chunksOf(await fsck());
-    // The server holding the most chunks.
-    const count = (id: string) => before1.filter((c) => c.live.includes(id)).length;
+    // The server holding the most never-written chunks, then the most chunks.
+    const count = (id: string, of = before1) => of.filter((c) => c.live.includes(id)).length;
+    const empties = before1.filter((c) => c.path === '/r/empty');
     const ids = cluster!.chunkservers.map((p) => p!.id);
-    victim1 = ids.map((id, i) => ({ id, i, n: count(id) })).sort((a, b) => b.n - a.n)[0]!.i;
+    victim1 = ids.map((id, i) => ({ i, e: count(id, empties), n: count(id) })).sort((a, b) => b.e - a.e || b.n - a.n)[0]!.i;
     const victimId = ids[victim1]!;
     const affected = before1.filter((c) => c.live.includes(victimId));
-    assert.ok(affected.length >= 3, `${victimId} holds only ${affected.length} chunks`);
+    assert.ok(affected.length - count(victimId, empties) >= 3, `${victimId} holds only ${affected.length - count(victimId, empties)} written chunks`);
+    assert.ok(count(victimId, empties) >= 1);
     const clonesBefore = ((await cluster!.status()) as unknown as { counters: { clonesDone: number } }).counters.clonesDone;
 
     const t0 = performance.now();
@@ -205,23 +214,35 @@ describe('re-replication, trimming and restarts on a 4-chunkserver cluster', { t
     await verifyCli(survivors);
   });
 
-  it('restarting the dead chunkservers: extra replicas are trimmed to exactly the goal, never below it', async () => {
-    await Promise.all([cluster!.startChunkserver(victim1), cluster!.startChunkserver(victim2)]);
+  it('restarting the dead chunkservers: their replicas are trimmed (extra) or deleted (stale), never taking a chunk below its goal', async () => {
+    // The second victim first: it missed nothing, and with it every chunk is back at its goal.
+    await cluster!.startChunkserver(victim2);
+    await cluster!.waitForChunkservers(3);
+    await waitFor('every chunk back at 3 live replicas', async () => {
+      const f = await fsck();
+      return f.summary.healthy === f.summary.chunks;
+    }, healDeadlineMs, 100);
+    // Then the first: its replicas are extra (at the current version) or stale (a version was bumped
+    // while it was away); either way they go, and no chunk may drop below its goal meanwhile.
+    const before1 = (await cluster!.status()) as unknown as { counters: Record<string, number> };
+    await cluster!.startChunkserver(victim1);
     await cluster!.waitForChunkservers(4);
-    // Once every chunk is back at its goal, trimming the extra replicas must never take one below it.
-    await waitFor('every chunk at 3 live replicas or more', async () => (await fsck()).summary.underReplicated === 0, healDeadlineMs, 100);
     const dips: string[] = [];
     await waitFor(
-      'every chunk at exactly 3 live replicas',
+      'every chunk at exactly 3 live replicas, none left on the returning server beyond the goal',
       async () => {
         const f = await fsck();
         if (f.summary.underReplicated > 0 || f.summary.missing > 0) dips.push(JSON.stringify(f.summary));
-        return f.summary.overReplicated === 0 && f.summary.healthy === f.summary.chunks;
+        return f.summary.overReplicated === 0 && f.summary.healthy === f.summary.chunks && chunksOf(f).every((c) => (diskReplicas().get(c.handle)?.length ?? 0) === 3);
       },
       healDeadlineMs,
       50,
     );
-    assert.deepEqual(dips, [], 'a chunk dropped below its goal while extra replicas were trimmed');
+    assert.deepEqual(dips, [], 'a chunk dropped below its goal while the returning replicas were removed');
+    const after1 = (await cluster!.status()) as unknown as { counters: Record<string, number> };
+    const d = (k: string) => (after1.counters[k] ?? 0) - (before1.counters[k] ?? 0);
+    console.log(`# returning server: ${d('excessDeleted')} extra replicas trimmed, ${d('staleReplicasDropped')} stale ones deleted`);
+    assert.ok(d('excessDeleted') >= 1, 'no extra replica was trimmed');
     // The trimmed replicas are gone from the disks too (orders delivered with heartbeat replies).
     const f = await fsck();
     await waitFor(
@@ -237,6 +258,11 @@ describe('re-replication, trimming and restarts on a 4-chunkserver cluster', { t
 
   it('restarting every chunkserver at once: the master relearns all locations, healthy, data intact', async () => {
     await Promise.all(cluster!.chunkservers.map((p) => cluster!.kill(p, 'SIGKILL')));
+    // Once the master has declared them all dead, every chunk is missing: what it knows next comes from their reports.
+    await waitFor('every chunkserver to be declared dead', async () => (await aliveIds()).length === 0, deadMs + 5_000);
+    const down = await fsck();
+    assert.equal(down.summary.missing, down.summary.chunks, `fsck: ${JSON.stringify(down.summary)}`);
+    assert.notEqual((await cluster!.cli(['fsck', '/'])).code, 0);
     await Promise.all(cluster!.chunkservers.map((_, i) => cluster!.startChunkserver(i)));
     await cluster!.waitForChunkservers(4);
     await waitFor(

@@ -216,4 +216,41 @@ describe('a primary partitioned from the master', { timeout: 120_000 }, () => {
     const c = await chunk0(cluster, path);
     for (const r of c.replicas) assert.ok((await replicaBytes(r, handle, 0, after.length)).equals(after), `${r.id} lacks the write after healing`);
   });
+
+  it('a replica that takes a version bump late (paused through the grant) is never listed without the writes made meanwhile', async () => {
+    const cluster = await startCluster({ chunkservers: 3, chunkSizeBytes, leaseMs, heartbeatMs, deadMs });
+    clusters.push(cluster);
+    const client = cluster.client();
+    const path = '/lp-c';
+    await client.create(path);
+    await client.write(path, 0, randomBytes(8 * KiB));
+    const { handle } = await chunk0(cluster, path);
+    const first = await rpcJson<LeaseAnswer>(cluster.masterUrl, '/api/lease', { handle });
+    const X = first.secondaries[0]!;
+    const xProc = cluster.chunkservers.find((p) => p?.id === X.id)!.proc;
+    // Let the lease lapse, so the next writer gets a new grant (and a version bump).
+    await waitFor('the lease to lapse', async () => {
+      const grants = (await rpcJson<{ grants: GrantRecord[] }>(cluster.masterUrl, '/debug/leases')).grants.filter((g) => g.handle === handle);
+      return grants.every((g) => g.expiresAtMs < Date.now() - 100);
+    }, 15_000, 100);
+    // X stops just before the grant: the master still counts it alive, sends it the new version, and gives up after its timeout.
+    process.kill(xProc.pid!, 'SIGSTOP');
+    const data = randomBytes(4 * KiB);
+    let lease: LeaseAnswer;
+    try {
+      lease = await rpcJson<LeaseAnswer>(cluster.masterUrl, '/api/lease', { handle }, { timeoutMs: 30_000 });
+      assert.ok(lease.version > first.version);
+      assert.ok(![lease.primary, ...lease.secondaries].some((r) => r.id === X.id), `${X.id} is in the new lease though it is stopped`);
+      // A write acknowledged without X.
+      assert.equal(await rawWrite(lease.primary, handle, lease.version, 8 * KiB, data), undefined);
+    } finally {
+      process.kill(xProc.pid!, 'SIGCONT');
+    }
+    // X wakes up, applies the version it was sent long ago, and reports it.
+    await new Promise((r) => setTimeout(r, 6 * heartbeatMs + 500));
+    const c = await chunk0(cluster, path);
+    console.log(`# after the grant to ${lease.primary.id} v${lease.version} without ${X.id}: listed ${c.replicas.map((r) => r.id).join(' ')} at v${c.version}`);
+    for (const r of c.replicas) assert.ok((await replicaBytes(r, handle, 8 * KiB, data.length)).equals(data), `${r.id}, listed at v${c.version}, lacks a write acknowledged while it was stopped`);
+  });
 });
+

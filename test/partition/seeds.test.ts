@@ -1,0 +1,56 @@
+import { describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+
+// A short fixed set of seeds of the partition suite (scripts/partition.ts),
+// kept short so `npm test` stays quick: the full figures (many seeds, longer
+// runs) come from `npm run test:partition -- --seeds N --duration S`. Each run
+// is its own process: a real cluster, three workload processes and the
+// nemesis; the run prints its schedule, counts and verdict, and exits 1 on
+// any violated invariant. The netns mode runs one seed where the machine
+// allows it (root, `ip`, `nft`) and says why it skipped otherwise.
+
+const script = fileURLToPath(new URL('../../scripts/partition.js', import.meta.url));
+
+function run(args: string[], timeoutMs: number): Promise<{ code: number | null; out: string }> {
+  return new Promise((resolve) => {
+    const p = spawn(process.execPath, [script, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let out = '';
+    p.stdout.on('data', (d: Buffer) => (out += d.toString()));
+    p.stderr.on('data', (d: Buffer) => (out += d.toString()));
+    // Bounded: the run stops itself, but never wait past the deadline (SIGTERM lets it clean up; SIGKILL if not).
+    const t1 = setTimeout(() => p.kill('SIGTERM'), timeoutMs);
+    const t2 = setTimeout(() => p.kill('SIGKILL'), timeoutMs + 15_000);
+    p.once('close', (code) => {
+      clearTimeout(t1);
+      clearTimeout(t2);
+      resolve({ code, out });
+    });
+  });
+}
+
+function summary(out: string): string {
+  return out
+    .split('\n')
+    .filter((l) => /^(seed \d+:|netns mode skipped|verdict|  invariant|  - \[)/.test(l))
+    .join('\n');
+}
+
+describe('partition suite, fixed seeds', { timeout: 600_000 }, () => {
+  it('layer mode: seeds 1 and 2, 20 s each, every nemesis: no invariant violated', async () => {
+    const r = await run(['--seed', '1', '--seeds', '2', '--duration', '20'], 240_000);
+    console.log(summary(r.out).replace(/^/gm, '# '));
+    assert.equal(r.code, 0, `partition suite failed:\n${r.out.split('\n').slice(-80).join('\n')}`);
+  });
+
+  it('netns mode: seed 3, 15 s (root only)', async (t) => {
+    const r = await run(['--seed', '3', '--duration', '15', '--mode', 'netns'], 180_000);
+    if (/netns mode skipped/.test(r.out)) {
+      t.skip(r.out.trim().split('\n').find((l) => l.includes('skipped')));
+      return;
+    }
+    console.log(summary(r.out).replace(/^/gm, '# '));
+    assert.equal(r.code, 0, `partition suite (netns) failed:\n${r.out.split('\n').slice(-80).join('\n')}`);
+  });
+});
