@@ -82,6 +82,13 @@ export class Master {
    * the replicas listed before it (at `fromVersion`) still hold the latest data. They are neither
    * listed nor deleted until a retried bump (tick) brings them to the current version.
    */
+  /**
+   * Bumps a previous incarnation logged but never confirmed ('version' with
+   * pendingFrom and no 'bumped'): no client got a lease at the new version,
+   * so replicas still at the old one hold current data. They are brought up
+   * to the version through `unbumped`, never judged stale. handle -> old version.
+   */
+  private readonly recoveredPending = new Map<string, number>();
   private readonly unbumped = new Map<string, { fromVersion: number; servers: Set<string> }>();
   private retryingBumps = false;
   /** Chunks whose first replicas are being created: neither cloned nor trimmed until placement is done. */
@@ -105,6 +112,7 @@ export class Master {
     // none of them outlives leaseMs from now.
     this.grantsAllowedAtMs = recovered && ns.chunks.size > 0 ? this.startedAtMs + opts.leaseMs : this.startedAtMs;
     this.safeModeUntilMs = recovered && ns.chunks.size > 0 ? this.startedAtMs + opts.safeModeMs : this.startedAtMs;
+    for (const [h, from] of ns.pendingBumps) this.recoveredPending.set(h, from);
   }
 
   static async open(opts: MasterOptions): Promise<Master> {
@@ -368,7 +376,8 @@ export class Master {
         // A chunk still at its initial version was never written (a lease bumps the version):
         // one allocated just before a crash may have no replica anywhere, and holds no data to wait for.
         if (meta.version === initialChunkVersion) continue;
-        if (!this.servers.locations.has(h)) {
+        // A replica waiting for a bump a previous master left unconfirmed counts as reported.
+        if (!this.servers.locations.has(h) && !this.unbumped.get(h)?.servers.size) {
           done = false;
           break;
         }
@@ -472,7 +481,8 @@ export class Master {
     const version = meta.version + 1;
     // Durable before any replica or client hears of it: a restarted master
     // must never hand out a version lower than one a replica already holds.
-    await this.oplog.append({ op: 'version', handle, version } satisfies Op);
+    this.recoveredPending.delete(handle); // this bump supersedes one a predecessor left unconfirmed
+    await this.oplog.append({ op: 'version', handle, version, pendingFrom: meta.version } satisfies Op);
     this.versionBumpedAtMs.set(handle, this.now());
     const results = await Promise.allSettled(
       upToDate.map(async (id) => {
@@ -492,6 +502,9 @@ export class Master {
     // after a bump, a listed replica is one that took it (processReport relies on this).
     for (const id of [...(this.servers.locations.get(handle) ?? [])]) if (!took.includes(id)) this.servers.removeLocation(handle, id);
     if (took.length === 0) throw new GfsError('UNAVAILABLE', `no replica of ${handle} took version ${version}`);
+    // Durable before any client hears of the lease: a master restarted before
+    // this record knows no mutation happened at `version` (see recoveredPending).
+    await this.oplog.append({ op: 'bumped', handle, version } satisfies Op);
     // While the old lease runs, only its holder may be primary.
     if (samePrimaryOnly && !took.includes(preferred)) throw new GfsError('LEASE_PENDING', `primary of ${handle} did not take version ${version}; waiting out its lease`, { retryAfterMs: Math.max(1, Math.ceil((this.leases.get(handle)?.expiresAtMs ?? 0) - this.now())) });
     const primary = took.includes(preferred) ? preferred : took[0]!;
@@ -597,6 +610,13 @@ export class Master {
         continue;
       }
       if (c.version < meta.version) {
+        const pendingFrom = this.recoveredPending.get(c.handle);
+        if (pendingFrom !== undefined && c.version >= pendingFrom && meta.version === pendingFrom + 1) {
+          const prev = this.unbumped.get(c.handle);
+          this.unbumped.set(c.handle, { fromVersion: prev?.fromVersion ?? pendingFrom, servers: new Set([...(prev?.servers ?? []), id]) });
+          this.servers.removeLocation(c.handle, id);
+          continue;
+        }
         const ub = this.unbumped.get(c.handle);
         if (ub?.servers.has(id) && c.version >= ub.fromVersion) {
           // Missed a bump no replica took: still the latest data, waiting for the retried bump.
@@ -773,7 +793,8 @@ export class Master {
     if (version === initialChunkVersion) return version; // never leased: no primary ever acted on it
     const holders = this.servers.liveLocations(handle, this.now());
     const next = version + 1;
-    await this.oplog.append({ op: 'version', handle, version: next } satisfies Op);
+    this.recoveredPending.delete(handle);
+    await this.oplog.append({ op: 'version', handle, version: next, pendingFrom: version } satisfies Op);
     this.versionBumpedAtMs.set(handle, this.now());
     const results = await Promise.allSettled(
       holders.map(async (id) => {
@@ -790,6 +811,7 @@ export class Master {
     for (const id of [...(this.servers.locations.get(handle) ?? [])]) if (!took.includes(id)) this.servers.removeLocation(handle, id);
     if (took.length > 0) this.tookVersion.set(handle, { version: next, servers: new Set(took) });
     if (!took.includes(source)) throw new GfsError('UNAVAILABLE', `clone source ${source} did not take version ${next}`);
+    await this.oplog.append({ op: 'bumped', handle, version: next } satisfies Op);
     return next;
   }
 

@@ -36,7 +36,15 @@ export type Op =
   | { op: 'delete'; path: string; t: number }
   | { op: 'rename'; src: string; dst: string; t: number }
   | { op: 'allocate'; path: string; fromIndex: number; handles: string[]; version: number; t: number }
-  | { op: 'version'; handle: string; version: number }
+  /**
+   * A new chunk version. With `pendingFrom`, a lease grant's bump whose
+   * replicas have not been told yet: until the matching 'bumped' record, no
+   * client holds a lease at this version, so no mutation happened at it and
+   * replicas still at `pendingFrom` hold the same data (see Master recovery).
+   */
+  | { op: 'version'; handle: string; version: number; pendingFrom?: number }
+  /** The replicas took the bump logged by 'version' with pendingFrom. */
+  | { op: 'bumped'; handle: string; version: number }
   /** Copy-on-write: chunk `index` of `path` now refers to `newHandle`, a local copy of `oldHandle` at `version`. */
   | { op: 'cow'; path: string; index: number; oldHandle: string; newHandle: string; version: number; t: number }
   /** A handle taken before its chunk exists (a copy-on-write copy is made before its 'cow' record): never handed out again. */
@@ -56,6 +64,7 @@ export interface NamespaceSnapshot {
   chunks: [string, ChunkMeta][];
   nextHandle: string;
   trash?: [string, TrashEntry][];
+  pendingBumps?: [string, number][];
 }
 
 export const initialChunkVersion = 1;
@@ -71,6 +80,8 @@ export class Namespace {
   nextHandle = 1n;
   /** Trash path -> what it was, for undelete and reclaim. Logged through the 'trash' op. */
   readonly trash = new Map<string, TrashEntry>();
+  /** Chunks whose last version bump was logged but not yet confirmed as taken: handle -> version before it. */
+  readonly pendingBumps = new Map<string, number>();
 
   constructor() {
     this.putNode('/', { type: 'dir', mtimeMs: 0, ctimeMs: 0 });
@@ -277,6 +288,12 @@ export class Namespace {
       case 'version': {
         const c = this.chunks.get(op.handle);
         if (c && op.version > c.version) c.version = op.version;
+        if (op.pendingFrom !== undefined) this.pendingBumps.set(op.handle, op.pendingFrom);
+        else this.pendingBumps.delete(op.handle);
+        return;
+      }
+      case 'bumped': {
+        if (this.chunks.get(op.handle)?.version === op.version) this.pendingBumps.delete(op.handle);
         return;
       }
     }
@@ -285,7 +302,10 @@ export class Namespace {
   private unref(h: string): void {
     const c = this.chunks.get(h);
     invariant(c && c.refCount > 0, `unref of unknown chunk ${h}`);
-    if (--c.refCount === 0) this.chunks.delete(h);
+    if (--c.refCount === 0) {
+      this.chunks.delete(h);
+      this.pendingBumps.delete(h);
+    }
   }
 
   private touch(dir: string, t: number): void {
@@ -318,7 +338,7 @@ export class Namespace {
     for (const [p, n] of this.nodes) nodes.push([p, n.type === 'file' ? { ...n, chunks: n.chunks.slice() } : { ...n }]);
     const chunks: [string, ChunkMeta][] = [];
     for (const [h, c] of this.chunks) chunks.push([h, { ...c }]);
-    return { nodes, chunks, nextHandle: this.nextHandle.toString(), trash: [...this.trash.entries()].map(([k, v]) => [k, { ...v }]) };
+    return { nodes, chunks, nextHandle: this.nextHandle.toString(), trash: [...this.trash.entries()].map(([k, v]) => [k, { ...v }]), pendingBumps: [...this.pendingBumps.entries()] };
   }
 
   static fromSnapshot(s: NamespaceSnapshot): Namespace {
@@ -327,6 +347,7 @@ export class Namespace {
     for (const [h, c] of s.chunks) ns.chunks.set(h, c);
     ns.nextHandle = BigInt(s.nextHandle);
     for (const [k, v] of s.trash ?? []) ns.trash.set(k, v);
+    for (const [k, v] of s.pendingBumps ?? []) ns.pendingBumps.set(k, v);
     return ns;
   }
 }
