@@ -311,9 +311,14 @@ export class GfsClient {
   /** Reads up to `length` bytes at `offset` (short at end of file). */
   async read(path: string, offset: number, length: number): Promise<Buffer> {
     const f0 = await this.locate(path, 0, 1, true);
-    const end = Math.min(f0.sizeBytes, offset + length);
-    if (end <= offset) return Buffer.alloc(0);
     const cs = f0.chunkSizeBytes;
+    // The master's size is an estimate for the last chunk (its replicas know
+    // best, and one may be unreachable or mid-version-change when the master
+    // asks), so a read may reach into the last chunk as far as the caller
+    // asks: the replica answers with what it holds. Earlier chunks are full.
+    const end = Math.min(offset + length, Math.max(f0.sizeBytes, f0.chunkCount * cs));
+    if (end <= offset) return Buffer.alloc(0);
+    const lastChunk = f0.chunkCount - 1;
     const first = Math.floor(offset / cs);
     const last = Math.floor((end - 1) / cs);
     await this.locate(path, first, last - first + 1);
@@ -326,11 +331,15 @@ export class GfsClient {
       pieces.push({ index, inChunk, len, at: pos - offset });
       pos += len;
     }
+    // Where the data ends: at least the master's size, or further if the last chunk's replica holds more.
+    let dataEnd = Math.min(end, f0.sizeBytes) - offset;
     await this.runLimited(pieces, async (p) => {
       const b = await this.readPiece(path, p.index, p.inChunk, p.len);
       b.copy(out, p.at); // bytes past a replica's end (holes) stay zero
+      if (p.index < lastChunk) dataEnd = Math.max(dataEnd, p.at + p.len);
+      else if (b.length > 0) dataEnd = Math.max(dataEnd, p.at + b.length);
     });
-    return out;
+    return dataEnd >= out.length ? out : out.subarray(0, Math.max(0, dataEnd));
   }
 
   /** One piece of one chunk, from the closest replica, failing over to the next. */
