@@ -88,12 +88,43 @@ export function planClones(needs: ChunkNeed[], servers: ServerView[], inFlight: 
 /** Replicas beyond the goal to delete: from the fullest servers, never the lease holder. */
 export function planExcess(needs: ChunkNeed[], servers: ServerView[], primaryOf: (handle: string) => string | undefined): { handle: string; server: string }[] {
   const util = new Map(servers.map((s) => [s.id, s.capacityBytes > 0 ? 1 - s.freeBytes / s.capacityBytes : 1]));
+  const replicaCount = countReplicas(needs);
   const out: { handle: string; server: string }[] = [];
   for (const n of needs) {
     if (n.live.length <= n.goal || n.leased) continue;
     const primary = primaryOf(n.handle);
-    const victims = n.live.filter((id) => id !== primary).sort((a, b) => (util.get(b) ?? 0) - (util.get(a) ?? 0));
+    // Fullest disk first; on equal disks (servers sharing one), the server holding most replicas.
+    const victims = n.live.filter((id) => id !== primary).sort((a, b) => (util.get(b) ?? 0) - (util.get(a) ?? 0) || (replicaCount.get(b) ?? 0) - (replicaCount.get(a) ?? 0));
     for (const v of victims.slice(0, n.live.length - n.goal)) out.push({ handle: n.handle, server: v });
   }
   return out;
+}
+
+function countReplicas(needs: ChunkNeed[]): Map<string, number> {
+  const count = new Map<string, number>();
+  for (const n of needs) for (const id of n.live) count.set(id, (count.get(id) ?? 0) + 1);
+  return count;
+}
+
+/**
+ * Rebalancing, one replica at a time: when the server holding the most
+ * replicas has clearly more than the one holding the fewest (a new server
+ * joined, or repairs piled replicas up), copy one fully replicated, idle
+ * chunk from the first to the second. The copy makes the chunk
+ * over-replicated and planExcess then drops the replica on the fuller
+ * server, so the count never falls below the goal. Only when nothing needs
+ * repair and no clone is running.
+ */
+export function planRebalance(needs: ChunkNeed[], servers: ServerView[], inFlight: InFlightClone[], minImbalance: number): CloneOrder | undefined {
+  if (inFlight.length > 0 || servers.length < 2) return undefined;
+  if (needs.some((n) => n.live.length > 0 && n.live.length < n.goal)) return undefined;
+  const count = countReplicas(needs);
+  const ranked = servers.map((s) => ({ s, n: count.get(s.id) ?? 0 })).sort((a, b) => b.n - a.n || (a.s.id < b.s.id ? -1 : 1));
+  const most = ranked[0]!;
+  const fewest = ranked[ranked.length - 1]!;
+  const avg = ranked.reduce((a, x) => a + x.n, 0) / ranked.length;
+  if (most.n - fewest.n <= Math.max(minImbalance, 0.1 * avg)) return undefined;
+  const n = needs.find((x) => !x.leased && x.live.length === x.goal && x.live.includes(most.s.id) && !x.live.includes(fewest.s.id) && !(x.avoid ?? []).includes(fewest.s.id));
+  if (!n) return undefined;
+  return { handle: n.handle, version: n.version, source: most.s.id, target: fewest.s.id };
 }

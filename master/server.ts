@@ -65,6 +65,7 @@ export async function startMaster(o: MasterServerOptions): Promise<RunningMaster
     maxClusterClones: o.maxClusterClones ?? 8,
     maxPerServerClones: o.maxPerServerClones ?? 2,
     cloneBytesPerSec: o.cloneBytesPerSec ?? 0,
+    rebalanceMinImbalance: o.rebalanceMinImbalance ?? 4,
     log,
     clock: o.clock ?? monotonicClock(),
   });
