@@ -99,7 +99,7 @@ export class Master {
   private readonly corrupt = new Map<string, Set<string>>();
   private tickTimer: NodeJS.Timeout | undefined;
   private ticking = false;
-  readonly counters = { leaseGrants: 0, leaseExtensions: 0, allocations: 0, staleReplicasDropped: 0, orphansDeleted: 0, clonesStarted: 0, clonesDone: 0, clonesFailed: 0, rebalanceMoves: 0, clonedBytes: 0, excessDeleted: 0, corruptReported: 0, trashReclaimed: 0 };
+  readonly counters = { leaseGrants: 0, leaseExtensions: 0, allocations: 0, staleReplicasDropped: 0, orphansDeleted: 0, clonesStarted: 0, clonesDone: 0, clonesFailed: 0, rebalanceMoves: 0, leasesRevokedForRepair: 0, clonedBytes: 0, excessDeleted: 0, corruptReported: 0, trashReclaimed: 0 };
 
   private constructor(
     readonly opts: MasterOptions,
@@ -724,7 +724,10 @@ export class Master {
         goal: g.goal,
         live: this.servers.liveLocations(h, nowMs),
         // A chunk still being placed looks under-replicated: leave it alone like a leased one.
-        leased: (lease !== undefined && lease.expiresAtMs > nowMs) || this.grantsInFlight.has(h) || this.placing.has(h),
+        // A lease held by a server the master considers dead does not stop a clone: the clone
+        // starts with a version bump (bumpBeforeClone) that every live replica takes, so a late
+        // mutation from that primary is refused everywhere. New grants still wait for its expiry.
+        leased: (lease !== undefined && lease.expiresAtMs > nowMs && this.servers.isAlive(this.servers.servers.get(lease.primary), nowMs)) || this.grantsInFlight.has(h) || this.placing.has(h),
         deleted: g.deleted,
         avoid: doomed.get(h),
       });
@@ -741,6 +744,16 @@ export class Master {
       const views = this.servers.views(nowMs);
       const orders = planClones(needs, views, this.clones, { maxClusterClones: this.opts.maxClusterClones, maxPerServerClones: this.opts.maxPerServerClones }, { chunkSizeBytes: this.opts.chunkSizeBytes, recentCreatesLimit: 32 });
       for (const o of orders) void this.runClone(o.handle, o.version, o.source, o.target);
+      // An under-replicated chunk under lease cannot be cloned (a mutation could be copied half
+      // done): ask its primary to give the lease back, so the next tick can clone it.
+      let revokes = 0;
+      for (const n of needs) {
+        if (revokes >= 8) break;
+        if (n.live.length > 0 && n.live.length < n.goal && n.leased && !this.grantsInFlight.has(n.handle) && !this.revokingForRepair.has(n.handle)) {
+          revokes++;
+          void this.revokeForRepair(n.handle);
+        }
+      }
       // Gradual rebalancing (one clone at a time, only when nothing needs repair).
       const move = orders.length === 0 ? planRebalance(needs, views, this.clones, this.opts.rebalanceMinImbalance) : undefined;
       if (move) {
@@ -826,6 +839,26 @@ export class Master {
     if (!took.includes(source)) throw new GfsError('UNAVAILABLE', `clone source ${source} did not take version ${next}`);
     await this.oplog.append({ op: 'bumped', handle, version: next } satisfies Op);
     return next;
+  }
+
+  private readonly revokingForRepair = new Set<string>();
+
+  /** Takes a lease back from a primary that acknowledges it stopped (chunkserver /chunk/revoke); otherwise it runs out. */
+  private async revokeForRepair(handle: string): Promise<void> {
+    const l = this.leases.get(handle);
+    if (!l || l.expiresAtMs <= this.now()) return;
+    const ref = this.servers.ref(l.primary);
+    if (!ref) return;
+    this.revokingForRepair.add(handle);
+    try {
+      await rpcJson(ref.url, '/chunk/revoke', { handle }, { targetName: l.primary, timeoutMs: Math.min(10_000, this.opts.leaseMs) });
+      if (this.leases.get(handle) === l) this.leases.delete(handle);
+      this.counters.leasesRevokedForRepair++;
+    } catch {
+      /* unreachable primary: its lease runs out by itself */
+    } finally {
+      this.revokingForRepair.delete(handle);
+    }
   }
 
   private async runClone(handle: string, version: number, source: string, target: string): Promise<void> {

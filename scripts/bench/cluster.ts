@@ -129,7 +129,30 @@ export class BenchCluster {
   private readonly t0 = Date.now();
   private nodeArgs: string[] = [];
   private readonly args = new Map<string, string[]>();
+  private readonly expectedExits = new Set<string>();
   constructor(readonly dir: string) {}
+
+  /** One more chunkserver (rack of its own), e.g. as a target for re-replication. */
+  async addChunkserver(): Promise<Daemon> {
+    const i = this.chunkservers.length + 1;
+    const d = await this.launch(`cs${i}`, ['chunkserver', '--master', this.master.url, '--dir', join(this.dir, `cs${i}`), '--port', '0', '--rack', `rack${i}`, '--id', `cs${i}`]);
+    this.chunkservers.push(d);
+    await this.waitReady(this.chunkservers.length);
+    return d;
+  }
+
+  /** SIGKILLs a chunkserver on purpose (not an incident) and forgets it. */
+  async killChunkserver(name: string): Promise<void> {
+    const d = this.chunkservers.find((x) => x.name === name);
+    if (!d) return;
+    this.expectedExits.add(name);
+    this.chunkservers = this.chunkservers.filter((x) => x !== d);
+    if (d.proc.exitCode === null && d.proc.signalCode === null) {
+      const gone = new Promise((r) => d.proc.once('exit', r));
+      d.proc.kill('SIGKILL');
+      await gone;
+    }
+  }
 
   get masterUrl(): string {
     return this.master.url;
@@ -147,7 +170,7 @@ export class BenchCluster {
     this.args.set(name, args);
     const d = await startDaemon(name, args, this.logDir, this.nodeArgs);
     d.proc.once('exit', (code, sig) => {
-      if (this.stopping) return;
+      if (this.stopping || this.expectedExits.has(name)) return;
       const what = `${name} exited (${sig ?? code}) at ${((Date.now() - this.t0) / 1000).toFixed(1)} s`;
       this.incidents.push(what);
       process.stderr.write(`bench: ${what}, unexpectedly; see ${d.log}\n${this.logTail(d)}\n`);
