@@ -89,6 +89,7 @@ program
   .option('--trash-grace-ms <ms>', 'how long deleted files stay undeletable (default 3 days)', int('--trash-grace-ms'))
   .option('--max-clones <n>', 'concurrent re-replication clones in the cluster', int('--max-clones', 1, 1024))
   .option('--clone-mbps <MBps>', 'bandwidth cap per clone in MB/s (0: none)', int('--clone-mbps'))
+  .option('--rebalance-imbalance <n>', 'rebalance when the fullest chunkserver holds this many more replicas than the emptiest (default 4)', int('--rebalance-imbalance', 1))
   .action(async (o) => {
     try {
       const { startMaster } = await import('../master/server.js');
@@ -106,6 +107,7 @@ program
         trashGraceMs: o.trashGraceMs,
         maxClusterClones: o.maxClones,
         cloneBytesPerSec: o.cloneMbps !== undefined ? o.cloneMbps * 1e6 : undefined,
+        rebalanceMinImbalance: o.rebalanceImbalance,
       });
       process.stdout.write(`master ${m.url}\n`);
       const stop = async () => {

@@ -39,6 +39,8 @@ export interface ClusterOptions {
   checkpointBytes?: number;
   racks?: number;
   trashGraceMs?: number;
+  /** Master's rebalancing threshold (default: off in tests). */
+  rebalanceImbalance?: number;
   /** Chunkserver background scrub interval (default: off in tests unless set). */
   scrubMs?: number;
   /** Chunkserver scrub idle time: chunks mutated more recently are not scrubbed yet (default: the chunkserver's, 30 s). */
@@ -114,6 +116,8 @@ export class TestCluster {
     args.push('--safe-mode-ms', String(this.o.safeModeMs ?? 2_000));
     if (this.o.checkpointBytes) args.push('--checkpoint-bytes', String(this.o.checkpointBytes));
     if (this.o.trashGraceMs !== undefined) args.push('--trash-grace-ms', String(this.o.trashGraceMs));
+    // Rebalancing moves replicas around on its own; tests that count replicas opt in.
+    args.push('--rebalance-imbalance', String(this.o.rebalanceImbalance ?? 1_000_000));
     this.master = await startProc('master', args, join(this.dir, 'master'), this.o.env ?? {}, this.dir);
     return this.master;
   }

@@ -81,7 +81,17 @@ describe('re-replication, trimming and restarts on a 4-chunkserver cluster', { t
       const got = await reader.read(path, 0, want.size + 1);
       assert.equal(got.length, want.size, `${path}: read returned ${got.length} bytes, not ${want.size}`);
       assert.equal(sha256(got), want.sha, `${path}: read returned different bytes`);
-      const loc = await reader.locate(path, 0, 1000, true);
+      // Listings settle within a few heartbeats after restarts (a report sent before a version
+      // change can briefly unlist a replica); wait for that, then check every listed replica.
+      const loc = await waitFor(
+        `${path} listed on ${expectReplicas} replicas per chunk`,
+        async () => {
+          const l = await reader.locate(path, 0, 1000, true);
+          return [...l.chunks.values()].every((c) => c.replicas.length === expectReplicas) ? l : undefined;
+        },
+        15_000,
+        100,
+      ).catch(async () => reader.locate(path, 0, 1000, true));
       for (const c of loc.chunks.values()) {
         assert.equal(c.replicas.length, expectReplicas, `${path}[${c.index}] listed on ${c.replicas.map((r) => r.id).join(',')}`);
         const part = got.subarray(c.index * chunkSizeBytes, (c.index + 1) * chunkSizeBytes);
