@@ -114,7 +114,26 @@ export class GrantLog {
     e.extensions++;
   }
 
+  /** The lease ended early: its primary gave it back (revocation). */
+  revoked(handle: string, version: number, nowWallMs = Date.now()): void {
+    const e = this.entries.get(`${handle}@${version}`);
+    if (e && e.expiresAtMs > nowWallMs) e.expiresAtMs = nowWallMs;
+  }
+
   list(): GrantRecord[] {
     return [...this.entries.values()].map((e) => ({ ...e, secondaries: [...e.secondaries] }));
+  }
+}
+
+/** The master's lease table. A lease deleted from it (revoked: its primary gave it back) ends early in the grant log too. */
+export class LeaseMap extends Map<string, Lease> {
+  constructor(private readonly log: GrantLog) {
+    super();
+  }
+
+  override delete(handle: string): boolean {
+    const l = this.get(handle);
+    if (l) this.log.revoked(handle, l.version);
+    return super.delete(handle);
   }
 }

@@ -18,7 +18,7 @@ import type {
   ReplicaRef,
 } from '../shared/wire.js';
 import { ChunkServers } from './chunkservers.js';
-import { decideLease, extendLease, GrantLog, type Lease } from './leases.js';
+import { decideLease, extendLease, GrantLog, LeaseMap, type Lease } from './leases.js';
 import { LockManager, type LockMode } from './locks.js';
 import { Namespace, initialChunkVersion, type NamespaceSnapshot, type Node, type Op } from './namespace.js';
 import { OpLog } from './oplog.js';
@@ -58,7 +58,9 @@ export class Master {
   /** Snapshots and copy-on-write (master/snapshot.ts). */
   readonly snapshots: Snapshots = new Snapshots(this);
   readonly servers: ChunkServers;
-  readonly leases = new Map<string, Lease>();
+  /** Every grant and its latest expiry, in wall-clock time (GET /debug/leases). */
+  readonly grantLog = new GrantLog();
+  readonly leases: Map<string, Lease> = new LeaseMap(this.grantLog);
   /**
    * Per chunk, the replicas the master saw take its current version (grant, clone). One that reports
    * that version without having been seen to take it applied the bump late (it was paused, or the
@@ -66,8 +68,6 @@ export class Master {
    * In memory only: a restarted master cannot tell (found by test/partition/lease-partition.test.ts).
    */
   private readonly tookVersion = new Map<string, { version: number; servers: Set<string> }>();
-  /** Every grant and its latest expiry, in wall-clock time (GET /debug/leases). */
-  readonly grantLog = new GrantLog();
   private readonly grantsInFlight = new Map<string, Promise<LeaseAnswer>>();
   private readonly versionBumpedAtMs = new Map<string, number>();
   private readonly clock: () => number;
@@ -724,10 +724,9 @@ export class Master {
         goal: g.goal,
         live: this.servers.liveLocations(h, nowMs),
         // A chunk still being placed looks under-replicated: leave it alone like a leased one.
-        // A lease held by a server the master considers dead does not stop a clone: the clone
-        // starts with a version bump (bumpBeforeClone) that every live replica takes, so a late
-        // mutation from that primary is refused everywhere. New grants still wait for its expiry.
-        leased: (lease !== undefined && lease.expiresAtMs > nowMs && this.servers.isAlive(this.servers.servers.get(lease.primary), nowMs)) || this.grantsInFlight.has(h) || this.placing.has(h),
+        // A lease that may still be held stops a clone, even when its holder looks dead (it may
+        // only be cut off from the master); live holders are asked to give it back (revokeForRepair).
+        leased: (lease !== undefined && lease.expiresAtMs > nowMs) || this.grantsInFlight.has(h) || this.placing.has(h),
         deleted: g.deleted,
         avoid: doomed.get(h),
       });

@@ -12,7 +12,9 @@ import { randInt, rng, shuffle, type Rand } from './rng.js';
 //   partition  isolate the primary from the master (both ways, or one way),
 //              isolate the primary from its secondaries, random halves (the
 //              master, chunkservers and clients split in two), one-way drops
-//              between two random nodes
+//              between two random nodes, and a slow primary: cut from the
+//              master while every client's requests reach it 1.5 leases late
+//              (so they arrive after its lease has run out)
 //   kill       SIGKILL a chunkserver (the primary or a random one) or the
 //              master, restart it after a while
 //   pause      SIGSTOP the primary for 1.5-3 lease periods, then SIGCONT
@@ -30,6 +32,7 @@ export type FaultAction =
   | { type: 'isolate-primary-secondaries'; pick: number }
   | { type: 'halves'; side: Record<string, 0 | 1> }
   | { type: 'one-way'; from: string; to: string }
+  | { type: 'slow-primary'; pick: number; delayMs: number }
   | { type: 'kill-chunkserver'; pick: number; primary: boolean }
   | { type: 'kill-master' }
   | { type: 'pause-primary'; pick: number };
@@ -86,6 +89,7 @@ export function makeSchedule(i: ScheduleInput): Schedule {
       const to = shuffle(r, servers.filter((s) => s !== from))[0]!;
       return { holdMs: randInt(r, L / 2, 3 * L), action: { type: 'one-way', from, to } };
     });
+    menu.push(() => ({ holdMs: randInt(r, Math.round(2.5 * L), Math.round(3.5 * L)), action: { type: 'slow-primary', pick: r(), delayMs: Math.round(1.5 * L) } }));
   }
   if (i.nemeses.includes('kill')) {
     menu.push(() => ({ holdMs: randInt(r, 300, 2 * L), action: { type: 'kill-chunkserver', pick: r(), primary: r() < 0.6 } }));
@@ -125,6 +129,8 @@ export function describeAction(a: FaultAction): string {
       return `halves: {${Object.keys(a.side).filter((n) => a.side[n] === 0).join(' ')}} | {${Object.keys(a.side).filter((n) => a.side[n] === 1).join(' ')}}`;
     case 'one-way':
       return `one way: ${a.from} -> ${a.to} dropped`;
+    case 'slow-primary':
+      return `slow primary (pick ${a.pick.toFixed(3)}): cut from the master, clients' requests to it delayed ${a.delayMs} ms`;
     case 'kill-chunkserver':
       return `SIGKILL ${a.primary ? 'the primary' : 'a chunkserver'} (pick ${a.pick.toFixed(3)}), restart after`;
     case 'kill-master':

@@ -20,6 +20,8 @@ import type { Network } from './run.js';
 // connection, i.e. connections A opens to B (new ones and established
 // keep-alive ones alike), while B's connections to A still get A's replies.
 // That matches the fault layer's one-way semantics; both ways is two rules.
+// Delays (the slow-primary nemesis) have no firewall rule here: they still go
+// through the fault layer of the processes concerned.
 //
 // Everything is created by runInNetns() and removed in its finally (and on
 // SIGINT/SIGTERM/exit): processes still inside the namespaces are killed by
@@ -168,12 +170,14 @@ export function innerNetwork(json: string): Network {
     host: (name) => node(name).addr,
     port: (name) => (name === 'master' ? 7070 : 7071),
     netns: (name) => node(name).netns,
-    async setFaults(_cluster: PartitionCluster, rules: FaultRule[]) {
+    async setFaults(cluster: PartitionCluster, rules: FaultRule[]) {
+      // Delays have no firewall equivalent here: they go through the fault layer (its admin endpoint), drops through nftables.
+      await cluster.setFaults(rules.filter((r) => !r.drop && r.delayMs));
       // Replace every namespace's rules: flush, then drop what each source may not send.
       const bySource = new Map<string, string[]>();
       for (const name of Object.keys(l.nodes)) if (name !== 'ctl') bySource.set(name, []);
       for (const r of rules) {
-        if (!r.drop) continue; // delays are the fault layer's; this mode only cuts
+        if (!r.drop) continue;
         const froms = r.from === '*' ? [...bySource.keys()] : [r.from];
         const tos = r.to === '*' ? [...bySource.keys()] : [r.to];
         for (const f of froms) for (const t of tos) if (f !== t && l.nodes[t] && bySource.has(f)) bySource.get(f)!.push(`add rule inet gfsp output ip daddr ${l.nodes[t]!.addr} ct direction original drop`);

@@ -60,9 +60,10 @@ export const defaultRunOptions = {
   chunkservers: 5,
   workers: 3,
   chunkSizeBytes: 256 * 1024,
-  leaseMs: 2_000,
+  // Long enough past deadMs that a master which does not wait out leases (GFS_UNSAFE=master-no-lease-wait)
+  // grants a new one while clients still send to the old primary, so the primaries' own records show it.
+  leaseMs: 3_000,
   heartbeatMs: 200,
-  // Below the lease, so a master that does not wait out leases (GFS_UNSAFE=master-no-lease-wait) shows it.
   deadMs: 1_000,
 };
 
@@ -119,8 +120,10 @@ class Evidence {
       this.polls++;
       for (const g of r.grants) {
         const key = `${g.handle}@${g.version}`;
+        // The latest answer is the master's current truth (an extension moves the expiry later, a
+        // revocation earlier); a record the master no longer has (it restarted) keeps its last value.
         const old = this.grants.get(key);
-        if (!old || g.expiresAtMs > old.expiresAtMs) this.grants.set(key, { ...g, grantedAtMs: Math.min(g.grantedAtMs, old?.grantedAtMs ?? Infinity) });
+        this.grants.set(key, { ...g, grantedAtMs: Math.min(g.grantedAtMs, old?.grantedAtMs ?? Infinity) });
       }
     } catch {
       this.pollFailures++;
@@ -216,6 +219,11 @@ export async function runPartition(o: RunOptions): Promise<RunResult> {
         case 'one-way':
           await o.network.setFaults(cluster, [{ from: a.from, to: a.to, drop: true }]);
           return { desc: describeAction(a), heal: clear };
+        case 'slow-primary': {
+          const t = (await hot(a.pick)) ?? anyServer(a.pick);
+          await o.network.setFaults(cluster, [...cut(t.primary, 'master'), ...clientNames.map((w) => ({ from: w, to: t.primary, delayMs: a.delayMs }))]);
+          return { desc: `${t.primary} (${t.what}) cut from the master, clients' requests to it ${a.delayMs} ms late`, heal: clear };
+        }
         case 'kill-chunkserver': {
           const t = a.primary ? ((await hot(a.pick)) ?? anyServer(a.pick)) : anyServer(a.pick);
           await evidence.pollServer(t.primary);

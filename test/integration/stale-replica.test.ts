@@ -203,7 +203,8 @@ describe('stale replicas', { timeout: 150_000 }, () => {
 
       // The acknowledged data is intact on every listed replica.
       const loc3 = await chunk0(path);
-      assert.equal(loc3.version, loc2.version);
+      // Re-replication bumps the version before it copies (master.ts bumpBeforeClone), so it may have moved on.
+      assert.ok(loc3.version >= loc2.version, `version went back: ${loc2.version} -> ${loc3.version}`);
       for (const r of loc3.replicas) {
         const b = await client.readReplica(r, handle, loc3.version, 0, expected.length);
         assert.equal(sha256(b), sha256(expected), `replica ${r.id} differs`);
