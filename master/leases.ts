@@ -97,14 +97,25 @@ export interface GrantRecord {
 /** A bounded record of lease grants, one entry per (handle, version), oldest dropped first. */
 export class GrantLog {
   private readonly entries = new Map<string, GrantRecord>();
+  /** handle -> key of its latest grant. */
+  private readonly latest = new Map<string, string>();
 
   constructor(private readonly maxEntries = 10_000) {}
 
   granted(handle: string, version: number, primary: string, secondaries: string[], remainingMs: number, nowWallMs = Date.now()): void {
     const key = `${handle}@${version}`;
+    // A new lease for the same primary (a regrant at a new version) ends its previous one.
+    const prev = this.entries.get(this.latest.get(handle) ?? '');
+    if (prev && prev.primary === primary && prev.version < version && prev.expiresAtMs > nowWallMs) prev.expiresAtMs = nowWallMs;
+    this.latest.set(handle, key);
     this.entries.delete(key);
     this.entries.set(key, { handle, version, primary, secondaries, grantedAtMs: nowWallMs, expiresAtMs: nowWallMs + Math.round(remainingMs), extensions: 0 });
-    if (this.entries.size > this.maxEntries) this.entries.delete(this.entries.keys().next().value!);
+    if (this.entries.size > this.maxEntries) {
+      const oldest = this.entries.keys().next().value!;
+      const e = this.entries.get(oldest)!;
+      if (this.latest.get(e.handle) === oldest) this.latest.delete(e.handle);
+      this.entries.delete(oldest);
+    }
   }
 
   extended(handle: string, version: number, remainingMs: number, nowWallMs = Date.now()): void {

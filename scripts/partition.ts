@@ -17,22 +17,39 @@ import { nemesisKinds, type NemesisKind } from './partition/nemesis.js';
 import { defaultRunOptions, layerNetwork, runPartition } from './partition/run.js';
 import { netnsUnavailable, runInNetns, innerNetwork } from './partition/netns.js';
 
-const { values } = parseArgs({
-  options: {
-    seed: { type: 'string', default: '1' },
-    seeds: { type: 'string', default: '1' },
-    duration: { type: 'string', default: '30' },
-    mode: { type: 'string', default: 'layer' },
-    nemesis: { type: 'string', default: nemesisKinds.join(',') },
-    unsafe: { type: 'string', default: process.env.GFS_UNSAFE ?? '' },
-    chunkservers: { type: 'string', default: String(defaultRunOptions.chunkservers) },
-    workers: { type: 'string', default: String(defaultRunOptions.workers) },
-    'lease-ms': { type: 'string', default: String(defaultRunOptions.leaseMs) },
-    keep: { type: 'boolean', default: false },
-    /** Internal: set when this process was re-run inside the suite's control namespace. */
-    'netns-inner': { type: 'string' },
-  },
-});
+const usage = `usage: npm run test:partition -- --seed N --duration S [--seeds K] [--mode layer|netns]
+       [--nemesis ${nemesisKinds.join(',')}] [--unsafe ${unsafeOptions.join('|')}]
+       [--chunkservers 5] [--workers 3] [--lease-ms 3000] [--keep]
+Runs seeds N..N+K-1 (K=1 by default) for S seconds of workload each; prints the schedule,
+what the nemesis did, the operation counts and the verdict; exit 1 on any violation.`;
+
+function parse() {
+  return parseArgs({
+    options: {
+      seed: { type: 'string', default: '1' },
+      seeds: { type: 'string', default: '1' },
+      duration: { type: 'string', default: '30' },
+      mode: { type: 'string', default: 'layer' },
+      nemesis: { type: 'string', default: nemesisKinds.join(',') },
+      unsafe: { type: 'string', default: process.env.GFS_UNSAFE ?? '' },
+      chunkservers: { type: 'string', default: String(defaultRunOptions.chunkservers) },
+      workers: { type: 'string', default: String(defaultRunOptions.workers) },
+      'lease-ms': { type: 'string', default: String(defaultRunOptions.leaseMs) },
+      keep: { type: 'boolean', default: false },
+      help: { type: 'boolean', short: 'h', default: false },
+      /** Internal: set when this process was re-run inside the suite's control namespace. */
+      'netns-inner': { type: 'string' },
+    },
+  });
+}
+
+let values: ReturnType<typeof parse>['values'];
+try {
+  values = parse().values;
+} catch (e) {
+  process.stderr.write(`test:partition: ${(e as Error).message}\n${usage}\n`);
+  process.exit(2);
+}
 
 // Interrupted: exit through process.exit, so the exit handlers kill every process this run started (by PID).
 for (const sig of ['SIGINT', 'SIGTERM'] as const) process.once(sig, () => process.exit(130));
@@ -43,6 +60,10 @@ function fail(msg: string): never {
 }
 
 async function main(): Promise<number> {
+  if (values.help) {
+    process.stdout.write(usage + '\n');
+    return 0;
+  }
   const seed = Number(values.seed);
   const seeds = Number(values.seeds);
   const durationMs = Math.round(Number(values.duration) * 1000);

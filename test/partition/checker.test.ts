@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
 import { check, type CheckInput, type FileState, type ServerActs } from '../../scripts/partition/checker.js';
 import type { HistoryEntry } from '../../scripts/partition/history.js';
-import type { GrantRecord } from '../../master/leases.js';
+import { GrantLog, LeaseMap, type GrantRecord } from '../../master/leases.js';
 
 // The partition checker's own tests: hand-made histories and final states
 // with one kind of violation each are flagged, naming the operations
@@ -251,4 +251,39 @@ describe('partition checker', () => {
       assert.deepEqual(r.violations.map((v) => `${v.kind} ${v.ops.join()}`), [`metadata-lost 0:${i.history[i.history.length - 2]!.seq}`]);
     });
   });
+
+  describe('the master grant log it reads', () => {
+    it('ends a lease early on a regrant to the same primary or a revocation, never on a grant to another primary', () => {
+      const log = new GrantLog();
+      log.granted('h', 2, 'cs0', ['cs1'], 3000, 1000);
+      log.extended('h', 2, 3000, 2000); // until 5000
+      log.granted('h', 3, 'cs0', ['cs2'], 3000, 2500); // regrant: v2 ends at 2500
+      const leases = new LeaseMap(log);
+      leases.set('h', { primary: 'cs0', secondaries: ['cs2'], version: 3, expiresAtMs: 0 });
+      leases.delete('h'); // revoked now (Date.now()), which is later than these made-up times: v3 keeps its expiry
+      log.granted('h', 4, 'cs1', [], 3000, 6000);
+      log.granted('x', 2, 'cs0', [], 3000, 1000);
+      log.granted('x', 3, 'cs1', [], 3000, 2000); // another primary: v2 keeps its expiry (a checker flags the overlap)
+      const byKey = new Map(log.list().map((g) => [`${g.handle}@${g.version}`, g]));
+      assert.equal(byKey.get('h@2')!.expiresAtMs, 2500);
+      assert.equal(byKey.get('h@2')!.extensions, 1);
+      assert.equal(byKey.get('h@3')!.expiresAtMs, 5500);
+      assert.equal(byKey.get('x@2')!.expiresAtMs, 4000);
+      const small = new GrantLog(2);
+      for (let v = 1; v <= 5; v++) small.granted('h', v, 'cs0', [], 1000, v * 10);
+      assert.deepEqual(small.list().map((g) => g.version), [4, 5]);
+    });
+
+    it('a revocation cuts the lease short at the moment of the revocation', () => {
+      const log = new GrantLog();
+      const now = Date.now();
+      log.granted('h', 2, 'cs0', [], 60_000, now);
+      const leases = new LeaseMap(log);
+      leases.set('h', { primary: 'cs0', secondaries: [], version: 2, expiresAtMs: 0 });
+      assert.equal(leases.delete('h'), true);
+      const g = log.list()[0]!;
+      assert.ok(g.expiresAtMs <= Date.now() && g.expiresAtMs >= now, `expiry ${g.expiresAtMs - now} ms after the grant`);
+    });
+  });
 });
+
