@@ -434,8 +434,10 @@ export class Master {
         const ref = this.servers.ref(id)!;
         try {
           await rpcJson(ref.url, '/chunk/create', { handle, version }, { targetName: id, timeoutMs: 5_000 });
-          this.servers.addLocation(handle, id);
           this.servers.noteCreate(id, this.now());
+          // Defence in depth (leases wait while a chunk is placed): a replica that missed a version bump is stale.
+          if (this.ns.chunks.get(handle)?.version !== version) return;
+          this.servers.addLocation(handle, id);
         } catch (e) {
           this.opts.log.warn({ handle, server: id, err: (e as Error).message }, 'chunk creation failed');
         }
@@ -452,6 +454,9 @@ export class Master {
     if (routed) return routed;
     const inFlight = this.grantsInFlight.get(handle);
     if (inFlight) return inFlight;
+    // A chunk still being created would get a lease on the replicas created so far, and the rest, created
+    // at the old version, would be stale from birth (found by test/partition/lease-partition.test.ts).
+    if (this.placing.has(handle)) throw new GfsError('LEASE_PENDING', `chunk ${handle} is being created`, { retryAfterMs: 100 });
     // A clone copies the replica as it is: no mutation may start until it is done.
     if (this.clones.some((c) => c.handle === handle)) throw new GfsError('LEASE_PENDING', `chunk ${handle} is being re-replicated`, { retryAfterMs: 200 });
     const nowMs = this.now();
@@ -748,7 +753,9 @@ export class Master {
       let revokes = 0;
       for (const n of needs) {
         if (revokes >= 8) break;
-        if (n.live.length > 0 && n.live.length < n.goal && n.leased && !this.grantsInFlight.has(n.handle) && !this.revokingForRepair.has(n.handle)) {
+        // Only when some server could take the clone: otherwise revoking just churns leases and versions.
+        const target = views.some((v) => !n.live.includes(v.id) && !n.avoid?.includes(v.id) && v.freeBytes >= this.opts.chunkSizeBytes);
+        if (target && n.live.length > 0 && n.live.length < n.goal && n.leased && !this.grantsInFlight.has(n.handle) && !this.revokingForRepair.has(n.handle)) {
           revokes++;
           void this.revokeForRepair(n.handle);
         }

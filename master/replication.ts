@@ -93,8 +93,14 @@ export function planExcess(needs: ChunkNeed[], servers: ServerView[], primaryOf:
   for (const n of needs) {
     if (n.live.length <= n.goal || n.leased) continue;
     const primary = primaryOf(n.handle);
-    // Fullest disk first; on equal disks (servers sharing one), the server holding most replicas.
-    const victims = n.live.filter((id) => id !== primary).sort((a, b) => (util.get(b) ?? 0) - (util.get(a) ?? 0) || (replicaCount.get(b) ?? 0) - (replicaCount.get(a) ?? 0));
+    // Fullest disk first; on disks within 2% of each other (or servers sharing one disk, whose free
+    // space wobbles between heartbeats), the server holding most replicas, so a replica just moved
+    // by rebalancing is not the one trimmed again.
+    const fuller = (a: string, b: string) => {
+      const d = (util.get(b) ?? 0) - (util.get(a) ?? 0);
+      return Math.abs(d) >= 0.02 ? d : 0;
+    };
+    const victims = n.live.filter((id) => id !== primary).sort((a, b) => fuller(a, b) || (replicaCount.get(b) ?? 0) - (replicaCount.get(a) ?? 0));
     for (const v of victims.slice(0, n.live.length - n.goal)) out.push({ handle: n.handle, server: v });
   }
   return out;

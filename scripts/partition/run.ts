@@ -331,14 +331,19 @@ async function waitFor<T>(what: string, cond: () => Promise<T | false | undefine
   }
 }
 
-/** Waits until no chunk is under-replicated or missing (twice in a row). */
+/**
+ * Waits until the cluster is quiet, twice in a row: no chunk under- or over-replicated or missing,
+ * and no clone (repair or rebalancing) under way, so the final state is not read mid-move.
+ */
 async function settle(masterUrl: string, deadlineMs: number): Promise<boolean> {
   const until = Date.now() + deadlineMs;
   let good = 0;
   while (Date.now() < until) {
     try {
-      const f = await rpcJson<{ summary: { underReplicated: number; missing: number } }>(masterUrl, '/api/fsck', undefined, { query: { path: '/' }, timeoutMs: 5_000 });
-      good = f.summary.underReplicated === 0 && f.summary.missing === 0 ? good + 1 : 0;
+      const f = await rpcJson<{ summary: { underReplicated: number; overReplicated: number; missing: number } }>(masterUrl, '/api/fsck', undefined, { query: { path: '/' }, timeoutMs: 5_000 });
+      const st = await rpcJson<{ counters: { clonesStarted: number; clonesDone: number; clonesFailed: number } }>(masterUrl, '/api/status', undefined, { timeoutMs: 5_000 });
+      const cloning = st.counters.clonesStarted - st.counters.clonesDone - st.counters.clonesFailed;
+      good = f.summary.underReplicated === 0 && f.summary.overReplicated === 0 && f.summary.missing === 0 && cloning === 0 ? good + 1 : 0;
       if (good >= 2) return true;
     } catch {
       good = 0;

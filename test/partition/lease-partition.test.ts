@@ -253,5 +253,52 @@ describe('a primary partitioned from the master', { timeout: 120_000 }, () => {
     console.log(`# after the grant to ${lease.primary.id} v${lease.version} without ${X.id}: listed ${c.replicas.map((r) => r.id).join(' ')} at v${c.version}`);
     for (const r of c.replicas) assert.ok((await replicaBytes(r, handle, 8 * KiB, data.length)).equals(data), `${r.id}, listed at v${c.version}, lacks a write acknowledged while it was stopped`);
   });
+
+  it('no lease is granted while a chunk is still being created, so no replica is stale from birth', async () => {
+    const cluster = await startCluster({ chunkservers: 3, chunkSizeBytes, leaseMs, heartbeatMs, deadMs });
+    clusters.push(cluster);
+    const client = cluster.client();
+    const path = '/lp-d';
+    await client.create(path);
+    // X is stopped, so the chunk's creation on X waits, while the other two are created at once.
+    const X = cluster.chunkservers[2]!;
+    process.kill(X.proc.pid!, 'SIGSTOP');
+    let allocating: Promise<unknown> | undefined;
+    const answers: string[] = [];
+    try {
+      allocating = rpcJson(cluster.masterUrl, '/api/allocate', { path, index: 0 }, { timeoutMs: 30_000 }).catch((e: unknown) => e);
+      // Another client finds the chunk (logged before it is placed) and asks for its first lease meanwhile.
+      const handle = await waitFor('the chunk to be allocated', async () => (await rpcJson<ChunksAnswer>(cluster.masterUrl, '/api/chunks', { path, startIndex: 0, count: 1 })).chunks[0]?.handle, 5_000, 20);
+      const untilMs = Date.now() + 1_500;
+      while (Date.now() < untilMs) {
+        try {
+          const l = await rpcJson<LeaseAnswer>(cluster.masterUrl, '/api/lease', { handle });
+          answers.push(`granted v${l.version} to ${l.primary.id}`);
+        } catch (e) {
+          answers.push(e instanceof GfsError ? e.code : String(e));
+        }
+        await new Promise((r) => setTimeout(r, 100));
+      }
+    } finally {
+      // X wakes up within the master's creation timeout (5 s): its creation succeeds.
+      process.kill(X.proc.pid!, 'SIGCONT');
+    }
+    await allocating;
+    console.log(`# lease answers while X's creation was pending: ${[...new Set(answers)].join(', ')} (${answers.length} asks)`);
+    assert.ok(answers.length > 0 && answers.every((a) => a === 'LEASE_PENDING'), `a lease was granted (or failed oddly) while the chunk was being created: ${answers.join(', ')}`);
+    // The first lease now covers all three replicas, and every listed replica holds the version it is listed at.
+    const c0 = await chunk0(cluster, path);
+    const lease = await waitFor('a first lease', () => rpcJson<LeaseAnswer>(cluster.masterUrl, '/api/lease', { handle: c0.handle }).catch(() => undefined), 10_000, 50);
+    assert.equal(lease.secondaries.length, 2, 'the first lease left a replica out');
+    const data = randomBytes(4 * KiB);
+    assert.equal(await rawWrite(lease.primary, lease.handle, lease.version, 0, data), undefined);
+    const c = await chunk0(cluster, path);
+    assert.equal(c.replicas.length, 3);
+    for (const r of c.replicas) {
+      const info = await rpcJson<{ version: number }>(r.url, '/chunk/info', undefined, { query: { handle: lease.handle } });
+      assert.ok(info.version >= c.version, `${r.id} is listed at v${c.version} but holds v${info.version}`);
+      assert.ok((await replicaBytes(r, lease.handle, 0, data.length)).equals(data), `${r.id} lacks the write acknowledged under the first lease`);
+    }
+  });
 });
 
