@@ -29,6 +29,23 @@ interface Lane {
 }
 
 const maxBatchOps = 1024;
+/** Largest /chunk/apply body a chunkserver accepts; a batch stops taking inline ops well before it. */
+export const applyBodyLimitBytes = 8 * 1024 * 1024;
+const maxBatchInlineChars = applyBodyLimitBytes / 2;
+
+/** Takes ops off the queue up to maxBatchOps and maxBatchInlineChars of inline data (at least one op). */
+function takeBatch(queue: Pending[]): Pending[] {
+  let n = 0;
+  let chars = 0;
+  while (n < queue.length && n < maxBatchOps) {
+    const op = queue[n]!.op;
+    const c = op.kind === 'write' ? (op.inline?.length ?? 0) : 0;
+    if (n > 0 && chars + c > maxBatchInlineChars) break;
+    chars += c;
+    n++;
+  }
+  return queue.splice(0, n);
+}
 /** Bound on queued operations per lane; beyond it the mutation fails and the client retries. */
 const maxQueuedOps = 100_000;
 
@@ -54,7 +71,7 @@ export class Forwarder {
     lane.busy = true;
     try {
       while (lane.queue.length > 0) {
-        const batch = lane.queue.splice(0, maxBatchOps);
+        const batch = takeBatch(lane.queue);
         try {
           const r = await rpcJson<{ results: ApplyResult[] }>(
             lane.target.url,

@@ -2,6 +2,7 @@ import type { Logger } from '../shared/log.js';
 import { rpcJson } from '../shared/rpc.js';
 import type { HeartbeatAnswer, HeartbeatReq, RegisterReq } from '../shared/wire.js';
 import type { LeaseTable } from './leases.js';
+import type { MasterSet } from './masters.js';
 import type { ReplicaStore } from './store.js';
 
 // Registration and heartbeats. A chunkserver reports every chunk it holds
@@ -21,6 +22,8 @@ export interface HeartbeatOptions {
   load: () => number;
   log: Logger;
   onDeleted?: (handle: string) => void;
+  /** With several masters (a master and its shadows): whose answers count (chunkserver/masters.ts). */
+  masters?: MasterSet;
 }
 
 export class Heartbeater {
@@ -42,6 +45,7 @@ export class Heartbeater {
       freeBytes: disk.freeBytes,
       usedBytes: this.o.store.usedBytes(),
       chunks: this.o.store.list(),
+      ...(this.o.masters ? { maxEpoch: this.o.masters.maxEpoch } : {}),
     };
   }
 
@@ -49,22 +53,32 @@ export class Heartbeater {
     const answer = await rpcJson<HeartbeatAnswer>(this.o.masterUrl, '/api/cs/register', await this.report(), { targetName: 'master' });
     this.registered = true;
     this.lastOkAtMs = Date.now();
+    if (!this.counts(answer)) return;
     await this.obey(answer);
   }
 
   async beat(): Promise<void> {
     if (!this.registered) return this.register();
     const sentAtMs = this.o.leases.now(); // the lease clock, which may run skewed in tests
-    const body: HeartbeatReq = { ...(await this.report()), leaseExtensions: this.o.leases.wantExtension(this.o.leaseMs()), load: this.o.load() };
+    // Lease extensions are asked of the leading master only (a shadow grants none).
+    const leader = !this.o.masters || this.o.masters.isLeader(this.o.masterUrl.replace(/\/+$/, ''));
+    const body: HeartbeatReq = { ...(await this.report()), leaseExtensions: leader ? this.o.leases.wantExtension(this.o.leaseMs()) : [], load: this.o.load() };
     const answer = await rpcJson<HeartbeatAnswer>(this.o.masterUrl, '/api/cs/heartbeat', body, { targetName: 'master', timeoutMs: Math.max(2_000, this.o.heartbeatMs * 3) });
     this.counters.heartbeats++;
     this.lastOkAtMs = Date.now();
-    this.o.leases.extend(sentAtMs, answer.leases);
     if (answer.reregister) {
       this.registered = false;
       return this.register();
     }
+    if (!this.counts(answer)) return;
+    this.o.leases.extend(sentAtMs, answer.leases);
     await this.obey(answer);
+  }
+
+  /** Whether an answer's orders count: from a master (not a shadow) of the highest epoch seen. */
+  private counts(answer: HeartbeatAnswer): boolean {
+    if (!this.o.masters) return true;
+    return this.o.masters.answered(this.o.masterUrl.replace(/\/+$/, ''), answer.epoch, answer.role);
   }
 
   private async obey(answer: HeartbeatAnswer): Promise<void> {

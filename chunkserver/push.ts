@@ -1,5 +1,7 @@
+import { createHash } from 'node:crypto';
 import { PassThrough } from 'node:stream';
 import type { Request, Response } from 'express';
+import { authHeader, type AuthedRequest } from '../shared/auth.js';
 import { crc32c } from '../shared/checksum.js';
 import { GfsError } from '../shared/errors.js';
 import { sendError } from '../shared/http.js';
@@ -15,6 +17,13 @@ import { dataIdSchema, pushChainSchema, type PushAnswer } from '../shared/wire.j
 // so one answer to the client means the whole chain holds the data.
 // The copy waits in a bounded buffer, keyed by data id, until a mutation
 // takes it or it expires.
+//
+// Bounds: pushes under way at once (maxActive), bytes reserved by pushes
+// under way plus bytes waiting (maxBytes, reserved up front from the
+// Content-Length), and a push that sends nothing for idleMs is dropped. With
+// authentication on, the body's sha256 must match the signed digest
+// (shared/auth.ts) or the bytes are discarded: nothing enters the buffer
+// before the last byte has been checked.
 
 export interface PushedData {
   data: Buffer;
@@ -39,10 +48,31 @@ export class PushBuffer {
   readonly recent: PushRecord[] = [];
   private static readonly recentMax = 256;
 
+  /** Pushes being received right now. */
+  private activePushes = 0;
+  /** Pushes refused because of the bounds, ever. */
+  refused = 0;
+
   constructor(
     readonly maxBytes: number,
     readonly expiryMs: number,
+    readonly maxActive = 64,
   ) {}
+
+  get active(): number {
+    return this.activePushes;
+  }
+
+  /** A push starts; false when maxActive are already under way. */
+  begin(): boolean {
+    if (this.activePushes >= this.maxActive) return false;
+    this.activePushes++;
+    return true;
+  }
+
+  end(): void {
+    this.activePushes = Math.max(0, this.activePushes - 1);
+  }
 
   get usedBytes(): number {
     return this.reservedBytes;
@@ -103,10 +133,11 @@ export class PushBuffer {
 }
 
 /** PUT /push/:dataId with header x-gfs-chain: JSON array of the next hops' base URLs. */
-export function pushHandler(buffer: PushBuffer, maxPushBytes: number, log: Logger) {
+export function pushHandler(buffer: PushBuffer, maxPushBytes: number, log: Logger, idleMs = 30_000) {
   return async (req: Request, res: Response): Promise<void> => {
     let reserved = 0;
     let pass: PassThrough | undefined;
+    let began = false;
     try {
       const idParse = dataIdSchema.safeParse(req.params.dataId);
       if (!idParse.success) throw new GfsError('BAD_REQUEST', 'invalid data id');
@@ -129,8 +160,18 @@ export function pushHandler(buffer: PushBuffer, maxPushBytes: number, log: Logge
         chain = r.data;
       }
       if (buffer.has(dataId)) throw new GfsError('EXISTS', `data id ${dataId} already pushed`);
-      if (!buffer.reserve(sizeBytes)) throw new GfsError('TOO_BUSY', 'push buffer full, retry later', { retryAfterMs: 200 });
+      const signedDigest = (req as AuthedRequest).gfsAuth?.bodySha256;
+      if (!buffer.begin()) {
+        buffer.refused++;
+        throw new GfsError('TOO_BUSY', `too many pushes under way (limit ${buffer.maxActive}), retry later`, { retryAfterMs: 200 });
+      }
+      began = true;
+      if (!buffer.reserve(sizeBytes)) {
+        buffer.refused++;
+        throw new GfsError('TOO_BUSY', 'push buffer full, retry later', { retryAfterMs: 200 });
+      }
       reserved = sizeBytes;
+      const hash = signedDigest !== undefined ? createHash('sha256') : undefined;
 
       const data = Buffer.allocUnsafe(sizeBytes);
       let received = 0;
@@ -144,15 +185,28 @@ export function pushHandler(buffer: PushBuffer, maxPushBytes: number, log: Logge
           method: 'PUT',
           contentLength: sizeBytes,
           headers: { 'x-gfs-chain': JSON.stringify(chain.slice(1)) },
+          bodySha256: signedDigest,
         }).then(async (r) => (await r.body.json()) as PushAnswer);
         downstream.catch(() => undefined); // awaited below; keep an early failure from being unhandled
       }
       await new Promise<void>((resolve, reject) => {
         let failed = false;
+        // A sender that goes silent must not hold its reservation for long.
+        let idle: NodeJS.Timeout | undefined;
+        const armIdle = () => {
+          if (idle) clearTimeout(idle);
+          idle = setTimeout(() => {
+            fail(new GfsError('TRUNCATED', `push stalled: no data for ${idleMs} ms`));
+            req.destroy();
+          }, idleMs);
+        };
         const fail = (e: GfsError) => {
+          if (idle) clearTimeout(idle);
+          if (failed) return;
           failed = true;
           reject(e);
         };
+        armIdle();
         // A next hop that fails ends this push at once: waiting for the rest of
         // the bytes, or for a 'drain' from the destroyed stream to the next hop
         // (which never comes), would hang the whole chain until its timeout.
@@ -165,20 +219,28 @@ export function pushHandler(buffer: PushBuffer, maxPushBytes: number, log: Logge
             req.destroy();
             return;
           }
+          armIdle();
           c.copy(data, received);
           received += c.length;
           crc = crc32c(c, crc);
+          hash?.update(c);
           if (pass && !pass.write(c)) {
             req.pause();
             pass.once('drain', () => req.resume());
           }
         });
-        req.once('end', () => resolve());
+        req.once('end', () => {
+          if (idle) clearTimeout(idle);
+          if (!failed) resolve();
+        });
+        req.once('close', () => fail(new GfsError('TRUNCATED', 'push connection closed early')));
         req.once('aborted', () => fail(new GfsError('TRUNCATED', 'push aborted by the sender')));
         req.once('error', (e) => fail(new GfsError('TRUNCATED', `push failed: ${e.message}`)));
       });
       const lastByteAtMs = Date.now();
       if (received !== sizeBytes) throw new GfsError('TRUNCATED', `push truncated: ${received} of ${sizeBytes} bytes`);
+      // Checked before the data goes on to be acknowledged or kept: a body that is not the signed one is dropped here.
+      if (hash && hash.digest('hex') !== signedDigest) throw new GfsError('UNAUTHENTICATED', `push body does not match its signed ${authHeader.digest}`);
       pass?.end();
       if (downstream) {
         let d: PushAnswer;
@@ -191,11 +253,14 @@ export function pushHandler(buffer: PushBuffer, maxPushBytes: number, log: Logge
       }
       buffer.put(dataId, data, crc);
       reserved = 0; // owned by the buffer now
+      buffer.end();
+      began = false;
       buffer.note({ dataId, sizeBytes, firstByteAtMs, lastByteAtMs, forwardedTo: chain[0] });
       const answer: PushAnswer = { dataId, sizeBytes, crc32c: crc };
       res.json(answer);
     } catch (e) {
       if (reserved) buffer.release(reserved);
+      if (began) buffer.end();
       pass?.destroy();
       if (!(e instanceof GfsError)) log.warn({ err: e }, 'push failed');
       // Drain nothing more: the connection cannot be reused after a half-read body.

@@ -14,8 +14,10 @@ import { appendReq, applyReq, csCloneReq, csRevokeReq, csCopyReq, csCreateReq, c
 import { cloneChunk } from './clone.js';
 import { Forwarder } from './forward.js';
 import { Heartbeater } from './heartbeat.js';
+import { MasterSet } from './masters.js';
 import { LeaseTable } from './leases.js';
 import { Mutator } from './mutations.js';
+import { applyBodyLimitBytes } from './forward.js';
 import { PushBuffer, pushHandler } from './push.js';
 import { Scrubber } from './scrub.js';
 import { ReplicaStore } from './store.js';
@@ -30,7 +32,14 @@ export interface ChunkserverOptions {
   rack?: string;
   id?: string;
   heartbeatMs?: number;
+  /** Bytes of pushed data held at once (under way and waiting for a mutation); beyond it pushes get 429. */
   pushBufferBytes?: number;
+  /** Pushes received at once; beyond it pushes get 429. */
+  maxPushes?: number;
+  /** A push that sends no data for this long is dropped (default 30 s). */
+  pushIdleMs?: number;
+  /** Requests handled at once; beyond it 503. */
+  maxInFlight?: number;
   /** Background verification of one idle chunk every this many ms (0: off). */
   scrubIntervalMs?: number;
   /** A chunk mutated within this many ms is not idle and is left to the scrubber for later (default 30 s). */
@@ -67,9 +76,10 @@ function loadOrMakeId(dir: string, wanted?: string): string {
   return id;
 }
 
-async function fetchConfig(masterUrl: string, log: Logger): Promise<{ chunkSizeBytes: number; leaseMs: number; heartbeatMs: number }> {
-  // A chunkserver may start before its master: keep asking, with a bounded backoff.
+async function fetchConfig(masterUrls: string[], log: Logger): Promise<{ chunkSizeBytes: number; leaseMs: number; heartbeatMs: number }> {
+  // A chunkserver may start before its master: keep asking (each master in turn), with a bounded backoff.
   for (let attempt = 0; ; attempt++) {
+    const masterUrl = masterUrls[attempt % masterUrls.length]!;
     try {
       return await rpcJson(masterUrl, '/api/config', undefined, { targetName: 'master', timeoutMs: 3_000 });
     } catch (e) {
@@ -85,7 +95,9 @@ export async function startChunkserver(o: ChunkserverOptions): Promise<RunningCh
   const log = o.log ?? makeLogger(id);
   setRpcSelf(id);
   loadFaultsFromEnv();
-  const cfg = await fetchConfig(o.masterUrl, log);
+  // `--master URL,URL`: the master and its shadows; orders count only from the highest epoch (chunkserver/masters.ts).
+  const masters = new MasterSet(o.masterUrl.split(',').map((u) => u.trim()).filter(Boolean), o.dir);
+  const cfg = await fetchConfig(masters.masters.map((m) => m.url), log);
   const heartbeatMs = o.heartbeatMs ?? cfg.heartbeatMs ?? defaults.heartbeatMs;
   let master: Heartbeater | undefined;
   const reportedCorrupt = new Set<string>();
@@ -97,17 +109,17 @@ export async function startChunkserver(o: ChunkserverOptions): Promise<RunningCh
       if (reportedCorrupt.has(handle)) return;
       reportedCorrupt.add(handle);
       log.warn({ handle }, 'corrupt replica detected');
-      rpcJson(o.masterUrl, '/api/cs/report-corrupt', { id, handle }, { targetName: 'master' }).catch(() => reportedCorrupt.delete(handle));
+      rpcJson(masters.leaderUrl(), '/api/cs/report-corrupt', { id, handle }, { targetName: 'master' }).catch(() => reportedCorrupt.delete(handle));
     },
   });
   const scrubber = new Scrubber(store, o.scrubIntervalMs ?? 10_000, o.scrubIdleMs ?? 30_000, log);
-  const push = new PushBuffer(o.pushBufferBytes ?? defaults.pushBufferBytes, defaults.pushExpiryMs);
+  const push = new PushBuffer(o.pushBufferBytes ?? defaults.pushBufferBytes, defaults.pushExpiryMs, o.maxPushes ?? defaults.maxPushes);
   const clock = monotonicClock();
   const leases = new LeaseTable({
     clock,
     driftFraction: defaults.clockDriftFraction,
     minRemainingMs: Math.min(1_000, cfg.leaseMs / 10),
-    confirm: (handle) => rpcJson<LeaseConfirmAnswer>(o.masterUrl, '/api/cs/lease-confirm', { id, handle }, { targetName: 'master', timeoutMs: Math.min(defaults.rpcTimeoutMs, cfg.leaseMs / 2) }),
+    confirm: (handle) => rpcJson<LeaseConfirmAnswer>(masters.leaderUrl(), '/api/cs/lease-confirm', { id, handle }, { targetName: 'master', timeoutMs: Math.min(defaults.rpcTimeoutMs, cfg.leaseMs / 2) }),
     onRefused: () => mutator.counters.refusedNoLease++,
   });
   const forwarder = new Forwarder(defaults.rpcTimeoutMs);
@@ -119,13 +131,30 @@ export async function startChunkserver(o: ChunkserverOptions): Promise<RunningCh
   const reads = { served: 0, refusedStale: 0 };
   let url = o.advertiseUrl ?? '';
 
-  const app = makeApp({ names: () => [id, url], log, jsonLimitBytes: 8 * 1024 * 1024 });
+  const app = makeApp({
+    names: () => [id, url],
+    log,
+    maxInFlight: o.maxInFlight,
+    // Small JSON everywhere but where mutations carry inline data (<= 64 KiB as
+    // base64) and where the primary forwards batches of them (forward.ts bounds a batch).
+    jsonLimits: { '/chunk/write': 256 * 1024, '/chunk/append': 256 * 1024, '/chunk/apply': applyBodyLimitBytes, '/admin/faults': 1024 * 1024 },
+    rawBody: (req) => req.method === 'PUT' && req.path.startsWith('/push/'),
+  });
   app.use((_req, res, next) => {
     inFlight++;
     res.once('close', () => inFlight--);
     next();
   });
-  app.put('/push/:dataId', pushHandler(push, cfg.chunkSizeBytes, log));
+  // Orders from a master carry its epoch: one older than the highest seen comes from a failed-over master.
+  app.use((req, res, next) => {
+    const e = req.headers['x-gfs-epoch'];
+    if (typeof e === 'string' && !masters.see(Number(e))) {
+      res.status(409).json({ error: `order from a master of epoch ${e}; this chunkserver has seen epoch ${masters.maxEpoch}`, code: 'STALE_EPOCH' });
+      return;
+    }
+    next();
+  });
+  app.put('/push/:dataId', pushHandler(push, cfg.chunkSizeBytes, log, o.pushIdleMs ?? 30_000));
   app.post('/chunk/write', jsonRoute({ body: writeReq }, ({ body }) => (scrubber.touched(body.handle), mutator.write(body))));
   app.post('/chunk/append', jsonRoute({ body: appendReq }, ({ body }) => (scrubber.touched(body.handle), mutator.append(body))));
   app.post('/chunk/apply', jsonRoute({ body: applyReq }, ({ body }) => (scrubber.touched(body.handle), mutator.apply(body))));
@@ -200,29 +229,34 @@ export async function startChunkserver(o: ChunkserverOptions): Promise<RunningCh
     res.json({ id, nowMs: Date.now(), entries: leases.primaryLog.list() });
   });
   app.get('/debug/state', (_req, res) => {
-    res.json({ id, leases: leases.held(), counters: { ...mutator.counters, ...master!.counters }, reads, push: { usedBytes: push.usedBytes, count: push.count }, bytes: { pushReceived: push.receivedBytes, readServed: readServedBytes }, chunks: store.list() });
+    res.json({ id, leases: leases.held(), counters: { ...mutator.counters, ...master!.counters }, reads, push: { usedBytes: push.usedBytes, count: push.count, active: push.active, refused: push.refused, maxBytes: push.maxBytes, maxActive: push.maxActive }, rssBytes: process.memoryUsage.rss(), bytes: { pushReceived: push.receivedBytes, readServed: readServedBytes }, chunks: store.list() });
   });
   finishApp(app, log);
 
   const host = o.host ?? '127.0.0.1';
   const { server, port } = await listen(app, o.port ?? 0, host);
   if (!url) url = `http://${host}:${port}`;
-  master = new Heartbeater({
-    id,
-    url: () => url,
-    rack: o.rack ?? 'default',
-    masterUrl: o.masterUrl,
-    heartbeatMs,
-    leaseMs: () => cfg.leaseMs,
-    store,
-    leases,
-    load: () => inFlight,
-    log,
-    onDeleted: (h) => reportedCorrupt.delete(h),
-  });
+  const beaters = masters.masters.map(
+    (m) =>
+      new Heartbeater({
+        id,
+        url: () => url,
+        rack: o.rack ?? 'default',
+        masterUrl: m.url,
+        heartbeatMs,
+        leaseMs: () => cfg.leaseMs,
+        store,
+        leases,
+        load: () => inFlight,
+        log,
+        onDeleted: (h) => reportedCorrupt.delete(h),
+        masters: masters.masters.length > 1 ? masters : undefined,
+      }),
+  );
+  master = beaters[0]!;
   scrubber.start();
-  await master.register().catch((e) => log.warn({ err: (e as Error).message }, 'first registration failed; heartbeats will retry'));
-  master.start();
+  await Promise.all(beaters.map((b) => b.register().catch((e) => log.warn({ err: (e as Error).message }, 'first registration failed; heartbeats will retry'))));
+  for (const b of beaters) b.start();
   const sweeper = setInterval(() => push.sweep(Date.now()), 5_000);
   sweeper.unref();
   log.info({ id, url, rack: o.rack ?? 'default' }, 'chunkserver listening');
@@ -233,7 +267,7 @@ export async function startChunkserver(o: ChunkserverOptions): Promise<RunningCh
     server,
     store,
     async close() {
-      master!.stop();
+      for (const b of beaters) b.stop();
       scrubber.stop();
       clearInterval(sweeper);
       await new Promise<void>((r) => server.close(() => r()));

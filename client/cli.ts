@@ -1,6 +1,7 @@
 #!/usr/bin/env node
 // The `gfs` command. Start-up stays fast (scripts call it in loops): only
 // commander is loaded up front; each command imports what it needs.
+import { resolve as resolvePath } from 'node:path';
 import { Command, InvalidArgumentError, Option } from 'commander';
 
 const defaultMaster = 'http://127.0.0.1:7070';
@@ -31,7 +32,15 @@ program
   .description('A GFS-style distributed file system: master, chunkservers, client')
   .version('0.1.0')
   .addOption(new Option('--master <url>', 'master URL (default: $GFS_MASTER or ' + defaultMaster + ')'))
+  .addOption(new Option('--secret-file <file>', 'cluster secret that authenticates every request (default: $GFS_SECRET_FILE, else $GFS_SECRET; none: authentication off)'))
   .showHelpAfterError('(run with --help for usage)');
+
+// The secret is read lazily by shared/auth.ts from the environment, so daemons,
+// clients and the processes they start all find it the same way.
+program.hook('preAction', () => {
+  const file = program.opts().secretFile as string | undefined;
+  if (file) process.env.GFS_SECRET_FILE = resolvePath(file);
+});
 
 function masterUrl(): string {
   return ((program.opts().master as string | undefined) ?? process.env.GFS_MASTER ?? defaultMaster).replace(/\/+$/, '');
@@ -73,10 +82,10 @@ function fmtBytes(n: number): string {
 }
 
 // ---- daemons ----
-program
+const masterCommand = program
   .command('master')
-  .description('run the master')
-  .requiredOption('--dir <dir>', 'directory for the operation log and checkpoints')
+  .description('run the master (or a shadow of one: --shadow-of); `gfs master promote` makes a shadow the master')
+  .option('--dir <dir>', 'directory for the operation log and checkpoints (required)')
   .option('--port <port>', 'port to listen on', int('--port', 0, 65535), 7070)
   .option('--host <host>', 'address to bind', '127.0.0.1')
   .option('--chunk-size <bytes>', 'chunk size', size('--chunk-size'))
@@ -90,10 +99,18 @@ program
   .option('--max-clones <n>', 'concurrent re-replication clones in the cluster', int('--max-clones', 1, 1024))
   .option('--clone-mbps <MBps>', 'bandwidth cap per clone in MB/s (0: none)', int('--clone-mbps'))
   .option('--rebalance-imbalance <n>', 'rebalance when the fullest chunkserver holds this many more replicas than the emptiest (default 4)', int('--rebalance-imbalance', 1))
+  .option('--max-requests <n>', 'requests handled at once; more get 503 (default 2048)', int('--max-requests', 1))
+  .option('--log-replicas <urls>', 'shadow masters every log batch must reach (fsynced) before a mutation is acknowledged, comma-separated')
+  .option('--allow-fewer-log-replicas', 'keep acknowledging mutations while a log replica is out of sync (fewer copies; shown in gfs status)')
+  .option('--shadow-of <url>', "run as a read-only shadow of this master: applies its shipped log, serves reads, until promoted")
   .action(async (o) => {
     try {
+      if (typeof o.dir !== 'string') throw new Error("required option '--dir <dir>' not specified");
       const { startMaster } = await import('../master/server.js');
       const m = await startMaster({
+        logReplicas: typeof o.logReplicas === 'string' ? o.logReplicas.split(',').map((u: string) => u.trim()).filter(Boolean) : undefined,
+        allowFewerLogReplicas: o.allowFewerLogReplicas === true,
+        shadowOf: o.shadowOf,
         dir: o.dir,
         port: o.port,
         host: o.host,
@@ -108,6 +125,7 @@ program
         maxClusterClones: o.maxClones,
         cloneBytesPerSec: o.cloneMbps !== undefined ? o.cloneMbps * 1e6 : undefined,
         rebalanceMinImbalance: o.rebalanceImbalance,
+        maxInFlight: o.maxRequests,
       });
       process.stdout.write(`master ${m.url}\n`);
       const stop = async () => {
@@ -116,6 +134,21 @@ program
       };
       process.once('SIGTERM', stop);
       process.once('SIGINT', stop);
+    } catch (e) {
+      fail(e);
+    }
+  });
+
+masterCommand
+  .command('promote')
+  .description('make the shadow master at --master the master, with a higher epoch (the old master is then fenced off)')
+  .option('--force', "promote even if the shadow's log may be incomplete")
+  .action(async (o: { force?: boolean }) => {
+    try {
+      const { rpcJson } = await import('../shared/rpc.js');
+      const url = masterUrl().split(',')[0]!;
+      const r = await rpcJson<{ epoch: number; appliedIndex: number }>(url, '/api/promote', { force: o.force === true });
+      process.stdout.write(`${url} is now the master, epoch ${r.epoch}, log index ${r.appliedIndex}\n`);
     } catch (e) {
       fail(e);
     }
@@ -133,10 +166,14 @@ program
   .option('--heartbeat-ms <ms>', 'heartbeat interval (default: the master\'s)', int('--heartbeat-ms', 50))
   .option('--scrub-ms <ms>', 'verify one idle chunk in the background every this many ms (0: off)', int('--scrub-ms'), 10_000)
   .option('--scrub-idle-ms <ms>', 'a chunk mutated within this many ms is not idle yet: the scrubber leaves it for later', int('--scrub-idle-ms'), 30_000)
+  .option('--push-buffer <bytes>', 'pushed data held at once, under way or waiting for its mutation; more gets 429 (default 512M)', size('--push-buffer'))
+  .option('--max-pushes <n>', 'data pushes received at once; more get 429 (default 64)', int('--max-pushes', 1))
+  .option('--push-idle-ms <ms>', 'drop a push that sends no data for this long (default 30000)', int('--push-idle-ms', 100))
+  .option('--max-requests <n>', 'requests handled at once; more get 503 (default 2048)', int('--max-requests', 1))
   .action(async (o) => {
     try {
       const { startChunkserver } = await import('../chunkserver/server.js');
-      const cs = await startChunkserver({ dir: o.dir, port: o.port, host: o.host, advertiseUrl: o.advertise, rack: o.rack, id: o.id, masterUrl: masterUrl(), heartbeatMs: o.heartbeatMs, scrubIntervalMs: o.scrubMs, scrubIdleMs: o.scrubIdleMs });
+      const cs = await startChunkserver({ dir: o.dir, port: o.port, host: o.host, advertiseUrl: o.advertise, rack: o.rack, id: o.id, masterUrl: masterUrl(), heartbeatMs: o.heartbeatMs, scrubIntervalMs: o.scrubMs, scrubIdleMs: o.scrubIdleMs, pushBufferBytes: o.pushBuffer, maxPushes: o.maxPushes, pushIdleMs: o.pushIdleMs, maxInFlight: o.maxRequests });
       process.stdout.write(`chunkserver ${cs.id} ${cs.url}\n`);
       const stop = async () => {
         await cs.close().catch(() => undefined);

@@ -15,6 +15,7 @@ import { frameRecord, parseRecords, recordHeaderBytes } from './records.js';
 // primary that already applied one answers with its earlier result.
 
 export interface ClientOptions {
+  /** The master, or `URL,URL,...`: the master and its shadows (reads fall back to a shadow; mutations follow a promotion). */
   masterUrl: string;
   clientId?: string;
   /** How long cached chunk locations are trusted. */
@@ -46,8 +47,21 @@ function leaseKey(handle: string, path: string, index: number): string {
   return `${handle} ${index} ${path}`;
 }
 
+/** Master routes that only read: a shadow master may answer them (master/replicas.ts). */
+const readOnlyRoutes = new Set(['/api/list', '/api/stat', '/api/chunks', '/api/fsck', '/api/trash', '/api/status', '/api/config']);
+
 export class GfsClient {
+  /** The first master URL (the usual master). */
   readonly masterUrl: string;
+  readonly masterUrls: string[];
+  /** The highest master epoch any answer carried: answers from lower epochs (a failed-over master) are refused. */
+  private maxEpoch = 0;
+  /** Index in masterUrls of the last master that answered as master. */
+  private preferred = 0;
+  /** After the master failed to answer a read: where reads go first (a shadow), and until when. */
+  private readFallback: { index: number; untilMs: number } | undefined;
+  /** When the last read was answered by a shadow: how stale it said it was (ms), else undefined. */
+  lastShadowRead: { url: string; stalenessMs: number | undefined } | undefined;
   readonly clientId: string;
   private readonly files = new Map<string, CachedFile>();
   private readonly leases = new Map<string, { lease: LeaseAnswer; validUntilMs: number }>();
@@ -60,7 +74,12 @@ export class GfsClient {
   readonly rack: string | undefined = process.env.GFS_RACK;
 
   constructor(o: ClientOptions) {
-    this.masterUrl = o.masterUrl.replace(/\/+$/, '');
+    this.masterUrls = o.masterUrl
+      .split(',')
+      .map((u) => u.trim().replace(/\/+$/, ''))
+      .filter(Boolean);
+    if (this.masterUrls.length === 0) throw new GfsError('BAD_REQUEST', 'no master URL');
+    this.masterUrl = this.masterUrls[0]!;
     this.clientId = o.clientId ?? `c${nanoid(12).replace(/[^A-Za-z0-9_-]/g, '_')}`;
     this.locationTtlMs = o.locationTtlMs ?? 30_000;
     this.pieceBytes = o.pieceBytes ?? defaults.pushPieceBytes;
@@ -70,7 +89,60 @@ export class GfsClient {
   }
 
   private master<T>(path: string, body?: unknown, query?: Record<string, string>): Promise<T> {
-    return withRetry(() => rpcJson<T>(this.masterUrl, path, body, { query, targetName: 'master' }), { ...this.retry, attempts: 6 });
+    return withRetry(() => this.callMaster<T>(path, body, query), { ...this.retry, attempts: 6 });
+  }
+
+  /**
+   * One request to the master. With several master URLs: the one that last answered as master
+   * first, then the others; a read may be answered by a shadow; a mutation a shadow refuses
+   * (READ_ONLY) or an answer from an older epoch moves on to the next URL.
+   */
+  private async callMaster<T>(path: string, body?: unknown, query?: Record<string, string>): Promise<T> {
+    if (this.masterUrls.length === 1) return rpcJson<T>(this.masterUrl, path, body, { query, targetName: 'master', onHeaders: (h) => this.noteEpoch(h) });
+    const readOnly = readOnlyRoutes.has(path);
+    // Reads stick to the shadow that answered for a while: retrying an unresponsive master first costs a timeout each.
+    const fb = readOnly && this.readFallback && this.readFallback.untilMs > Date.now() ? this.readFallback.index : undefined;
+    const start = fb ?? this.preferred;
+    let lastErr: unknown;
+    for (let k = 0; k < this.masterUrls.length; k++) {
+      const i = (start + k) % this.masterUrls.length;
+      const url = this.masterUrls[i]!;
+      let epoch = 0;
+      let role = 'master';
+      let staleness: number | undefined;
+      try {
+        const out = await rpcJson<T>(url, path, body, {
+          query,
+          targetName: 'master',
+          onHeaders: (h) => {
+            epoch = Number(h['x-gfs-epoch'] ?? 0) || 0;
+            role = String(h['x-gfs-role'] ?? 'master');
+            const st = Number(h['x-gfs-staleness-ms']);
+            staleness = Number.isFinite(st) ? st : undefined;
+          },
+        });
+        if (epoch < this.maxEpoch) throw new GfsError('STALE_EPOCH', `${url} answered for master epoch ${epoch}, older than ${this.maxEpoch}`);
+        this.maxEpoch = Math.max(this.maxEpoch, epoch);
+        if (role === 'master') {
+          this.preferred = i;
+          this.lastShadowRead = undefined;
+        } else if (readOnly) this.lastShadowRead = { url, stalenessMs: staleness };
+        if (readOnly && k > 0) this.readFallback = { index: i, untilMs: Date.now() + 10_000 };
+        return out;
+      } catch (e) {
+        if (epoch > 0 && epoch >= this.maxEpoch && role === 'master') this.maxEpoch = epoch;
+        const moveOn = !(e instanceof GfsError) || ['UNAVAILABLE', 'TIMEOUT', 'READ_ONLY', 'STALE_EPOCH'].includes(e.code);
+        if (!moveOn) throw e;
+        lastErr = e;
+      }
+    }
+    // No master answered (yet: a shadow may be promoted): retryable.
+    throw new GfsError('UNAVAILABLE', `no master answered: ${lastErr instanceof Error ? lastErr.message : String(lastErr)}`, { retryAfterMs: 500 });
+  }
+
+  private noteEpoch(h: Record<string, string | string[] | undefined>): void {
+    const e = Number(h['x-gfs-epoch'] ?? 0) || 0;
+    if (e > this.maxEpoch) this.maxEpoch = e;
   }
 
   private nextRequestId(): string {
@@ -158,7 +230,7 @@ export class GfsClient {
     const f = this.files.get(path);
     const cached = f && Date.now() - f.fetchedAtMs < this.locationTtlMs ? f.chunks.get(index) : undefined;
     if (cached) return cached;
-    const loc = await rpcJson<ChunkLocation>(this.masterUrl, '/api/allocate', { path, index }, { targetName: 'master' });
+    const loc = await this.callMaster<ChunkLocation>('/api/allocate', { path, index });
     const g = this.files.get(path);
     if (g) {
       g.chunks.set(index, loc);
@@ -177,7 +249,7 @@ export class GfsClient {
   private async leaseFor(handle: string, path: string, index: number): Promise<LeaseAnswer> {
     const c = this.leases.get(leaseKey(handle, path, index));
     if (c && c.validUntilMs > Date.now()) return c.lease;
-    const lease = await rpcJson<LeaseAnswer>(this.masterUrl, '/api/lease', { handle, path, index }, { targetName: 'master' });
+    const lease = await this.callMaster<LeaseAnswer>('/api/lease', { handle, path, index });
     if (lease.handle !== handle) {
       // The file's chunk moved (copy-on-write, or our location was stale).
       const f = this.files.get(path);

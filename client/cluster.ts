@@ -1,11 +1,14 @@
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdirSync, openSync } from 'node:fs';
+import { existsSync, mkdirSync, openSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { newSecret, reloadSecret } from '../shared/auth.js';
 import { rpcJson } from '../shared/rpc.js';
 
 // `gfs cluster up`: one master and N chunkservers as separate processes on
-// 127.0.0.1, data and logs under DIR, stopped together on Ctrl-C.
+// 127.0.0.1, data and logs under DIR, stopped together on Ctrl-C. Requests
+// are authenticated with a random cluster secret kept in DIR/secret (made
+// the first time, mode 0600) unless --secret-file names another.
 
 export interface ClusterOptions {
   dir: string;
@@ -37,6 +40,13 @@ async function waitFor<T>(what: string, fn: () => Promise<T | undefined>, deadli
 export async function clusterUp(o: ClusterOptions): Promise<void> {
   const dir = resolve(o.dir);
   mkdirSync(join(dir, 'logs'), { recursive: true });
+  let secretFile = process.env.GFS_SECRET_FILE;
+  if (!secretFile && !process.env.GFS_SECRET) {
+    secretFile = join(dir, 'secret');
+    if (!existsSync(secretFile)) writeFileSync(secretFile, newSecret() + '\n', { mode: 0o600, flag: 'wx' });
+    process.env.GFS_SECRET_FILE = secretFile;
+    reloadSecret();
+  }
   const children: { name: string; proc: ChildProcess }[] = [];
   let stopping = false;
   const stopAll = async (code: number) => {
@@ -68,7 +78,9 @@ export async function clusterUp(o: ClusterOptions): Promise<void> {
   };
 
   const masterUrl = `http://127.0.0.1:${o.port}`;
-  const masterArgs = ['master', '--dir', join(dir, 'master'), '--port', String(o.port)];
+  // Children inherit GFS_SECRET from the environment; a file is passed explicitly.
+  const secretArgs = secretFile ? ['--secret-file', secretFile] : [];
+  const masterArgs = [...secretArgs, 'master', '--dir', join(dir, 'master'), '--port', String(o.port)];
   if (o.chunkSizeBytes) masterArgs.push('--chunk-size', String(o.chunkSizeBytes));
   if (o.leaseMs) masterArgs.push('--lease-ms', String(o.leaseMs));
   if (o.heartbeatMs) masterArgs.push('--heartbeat-ms', String(o.heartbeatMs));
@@ -77,6 +89,7 @@ export async function clusterUp(o: ClusterOptions): Promise<void> {
   process.stdout.write(`master ${masterUrl}\n`);
   for (let i = 0; i < o.chunkservers; i++) {
     start(`chunkserver-${i + 1}`, [
+      ...secretArgs,
       'chunkserver',
       '--master', masterUrl,
       '--dir', join(dir, `cs${i + 1}`),
@@ -95,5 +108,7 @@ export async function clusterUp(o: ClusterOptions): Promise<void> {
     30_000,
   );
   for (const s of servers.sort((a, b) => (a.id < b.id ? -1 : 1))) process.stdout.write(`chunkserver ${s.id} ${s.url}\n`);
-  process.stdout.write(`cluster up: data in ${dir}, logs in ${join(dir, 'logs')}; export GFS_MASTER=${masterUrl}; Ctrl-C stops it\n`);
+  process.stdout.write(`cluster up: data in ${dir}, logs in ${join(dir, 'logs')}; Ctrl-C stops it\n`);
+  if (secretFile) process.stdout.write(`clients: export GFS_MASTER=${masterUrl} GFS_SECRET_FILE=${secretFile}  (or pass --secret-file ${secretFile})\n`);
+  else process.stdout.write(`clients: export GFS_MASTER=${masterUrl}; they need the same GFS_SECRET\n`);
 }

@@ -25,6 +25,9 @@ import { OpLog } from './oplog.js';
 import { chooseReplicas } from './placement.js';
 import { Snapshots, type LeaseTarget } from './snapshot.js';
 import { planClones, planExcess, planRebalance, type ChunkNeed, type InFlightClone } from './replication.js';
+import { LogShipper } from './replicas.js';
+import { setRpcHeader } from '../shared/rpc.js';
+import type { LogAppendAnswer, LogAppendReq, LogInstallReq } from '../shared/wire.js';
 
 export interface MasterOptions {
   dir: string;
@@ -46,6 +49,14 @@ export interface MasterOptions {
   log: Logger;
   /** Monotonic clock in ms; injectable for tests. */
   clock?: () => number;
+  /** Log replicas (shadow masters) every batch must reach before it is acknowledged (master/replicas.ts). */
+  logReplicas?: string[];
+  /** Go on with fewer log copies while a replica is out of sync (and say so in status). */
+  allowFewerLogReplicas?: boolean;
+  /** Run as a read-only shadow of this master: apply its shipped log, serve reads, until promoted. */
+  shadowOf?: string;
+  /** This master's own URL (known once it listens). */
+  selfUrl?: () => string;
 }
 
 /** A chunk whose version changed this recently may still be reported at the old version by a heartbeat in flight. */
@@ -99,6 +110,17 @@ export class Master {
   private readonly corrupt = new Map<string, Set<string>>();
   private tickTimer: NodeJS.Timeout | undefined;
   private ticking = false;
+  /** 'shadow' follows a master's shipped log and serves reads only; promotion makes it 'master'. */
+  role: 'master' | 'shadow';
+  /** Ships every batch to the log replicas (master/replicas.ts); only while role is 'master'. */
+  shipper: LogShipper | undefined;
+  /** Set when a chunkserver reports a higher epoch: another master was promoted; this one only refuses. */
+  fencedByEpoch: number | undefined;
+  /** Shadow: the master it follows, when it last heard from it, and the index the master had reached. */
+  following: { masterUrl: string; lastContactAtMs: number | undefined; masterIndex: number; gap: boolean } | undefined;
+  /** Shadow: the index of the last record handed to the local log (applied or queued), and its durability. */
+  private shadowLoggedIndex = 0;
+  private shadowTail: Promise<unknown> = Promise.resolve();
   readonly counters = { leaseGrants: 0, leaseExtensions: 0, allocations: 0, staleReplicasDropped: 0, orphansDeleted: 0, clonesStarted: 0, clonesDone: 0, clonesFailed: 0, rebalanceMoves: 0, leasesRevokedForRepair: 0, clonedBytes: 0, excessDeleted: 0, corruptReported: 0, trashReclaimed: 0 };
 
   private constructor(
@@ -115,6 +137,29 @@ export class Master {
     this.grantsAllowedAtMs = recovered && ns.chunks.size > 0 ? this.startedAtMs + opts.leaseMs : this.startedAtMs;
     this.safeModeUntilMs = recovered && ns.chunks.size > 0 ? this.startedAtMs + opts.safeModeMs : this.startedAtMs;
     for (const [h, from] of ns.pendingBumps) this.recoveredPending.set(h, from);
+    this.role = opts.shadowOf ? 'shadow' : 'master';
+    this.following = opts.shadowOf ? { masterUrl: opts.shadowOf.replace(/\/+$/, ''), lastContactAtMs: undefined, masterIndex: ns.appliedIndex, gap: false } : undefined;
+    this.shadowLoggedIndex = ns.appliedIndex;
+    if (this.role === 'master') this.makeShipper();
+    setRpcHeader('x-gfs-epoch', String(ns.epoch));
+  }
+
+  private makeShipper(): void {
+    const urls = this.opts.logReplicas ?? [];
+    if (urls.length === 0) return;
+    this.shipper = new LogShipper({
+      urls,
+      allowFewer: this.opts.allowFewerLogReplicas ?? false,
+      selfUrl: () => this.opts.selfUrl?.() || 'http://127.0.0.1',
+      epoch: () => this.ns.epoch,
+      appliedIndex: () => this.ns.appliedIndex,
+      snapshotJson: () => JSON.stringify(this.ns.snapshot()),
+      exclusive: (fn) => this.oplog.exclusive(fn),
+      log: this.opts.log,
+      onFenced: (epoch) => this.noteEpoch(epoch),
+      timeoutMs: 10_000,
+      periodMs: Math.max(100, Math.min(1_000, this.opts.heartbeatMs)),
+    });
   }
 
   static async open(opts: MasterOptions): Promise<Master> {
@@ -128,6 +173,8 @@ export class Master {
         master.ns.apply(record as Op);
         return undefined;
       },
+      // Only a master ships; a shadow (or one not yet constructed) has no shipper.
+      replicate: (records) => master?.shipper?.ship(records) ?? Promise.resolve(),
     });
     const ns = recovery.checkpoint ? Namespace.fromSnapshot(recovery.checkpoint as NamespaceSnapshot) : new Namespace();
     for (const r of recovery.records) ns.apply(r as Op);
@@ -146,6 +193,7 @@ export class Master {
 
   async close(): Promise<void> {
     if (this.tickTimer) clearInterval(this.tickTimer);
+    this.shipper?.stop();
     await this.checkpointing;
     await this.oplog.close();
   }
@@ -155,12 +203,30 @@ export class Master {
     const release = await this.locks.acquire(leaves);
     try {
       const op = build();
-      if (op) await this.oplog.append(op);
+      if (op) await this.logOp(op);
       return op;
     } finally {
       release();
       this.maybeCheckpoint();
     }
+  }
+
+  /** Whether this master may log a mutation now: not a shadow, not fenced off, its log replicas in sync. */
+  checkWritable(): void {
+    if (this.role === 'shadow') throw new GfsError('READ_ONLY', `read-only shadow master; mutations go to the master at ${this.following?.masterUrl ?? 'its master'}`, { master: this.following?.masterUrl });
+    if (this.fencedByEpoch !== undefined) throw new GfsError('STALE_EPOCH', `this master (epoch ${this.ns.epoch}) was superseded by a master of epoch ${this.fencedByEpoch}`);
+    this.shipper?.checkWritable();
+  }
+
+  /** Only a master that is not fenced off grants leases or places chunks. */
+  checkMaster(): void {
+    if (this.role !== 'master' || this.fencedByEpoch !== undefined) this.checkWritable();
+  }
+
+  /** Every mutation of the namespace goes through here: checked, then logged (durable, replicated) and applied. */
+  async logOp(op: Op): Promise<unknown> {
+    this.checkWritable();
+    return this.oplog.append(op);
   }
 
   private maybeCheckpoint(): void {
@@ -400,6 +466,7 @@ export class Master {
   /** The chunk at `index` of a file, allocating it (and any missing before it) with replicas placed. */
   async allocate(rawPath: string, index: number): Promise<ChunkLocation> {
     const path = normalizePath(rawPath);
+    this.checkMaster();
     if (this.inSafeMode()) throw new GfsError('SAFE_MODE', 'master is in safe mode, waiting for chunkserver reports', { retryAfterMs: 500 });
     // The file's write lock is held through placement, so two clients
     // allocating the same chunk see one allocation and one replica set.
@@ -410,7 +477,7 @@ export class Master {
         if (this.servers.alive(this.now()).length === 0) throw new GfsError('NO_REPLICAS', 'no live chunkservers');
         const op = this.ns.checkAllocate(path, index, Date.now());
         invariant(op && op.op === 'allocate', 'allocation past the end built no record');
-        await this.oplog.append(op);
+        await this.logOp(op);
         this.counters.allocations += op.handles.length;
         await Promise.all(op.handles.map((h) => this.placeNewChunk(h, f.replication)));
       } else {
@@ -447,6 +514,7 @@ export class Master {
 
   // ---- leases ----
   async lease(handle: string, at?: LeaseTarget): Promise<LeaseAnswer> {
+    this.checkMaster();
     const meta = this.ns.chunks.get(handle);
     if (!meta) throw new GfsError('NOT_FOUND', `unknown chunk ${handle}`);
     // Snapshot in progress, a stale handle, or a shared chunk to copy first (master/snapshot.ts).
@@ -494,7 +562,7 @@ export class Master {
     // Durable before any replica or client hears of it: a restarted master
     // must never hand out a version lower than one a replica already holds.
     this.recoveredPending.delete(handle); // this bump supersedes one a predecessor left unconfirmed
-    await this.oplog.append({ op: 'version', handle, version, pendingFrom: meta.version } satisfies Op);
+    await this.logOp({ op: 'version', handle, version, pendingFrom: meta.version } satisfies Op);
     this.versionBumpedAtMs.set(handle, this.now());
     const results = await Promise.allSettled(
       upToDate.map(async (id) => {
@@ -516,7 +584,7 @@ export class Master {
     if (took.length === 0) throw new GfsError('UNAVAILABLE', `no replica of ${handle} took version ${version}`);
     // Durable before any client hears of the lease: a master restarted before
     // this record knows no mutation happened at `version` (see recoveredPending).
-    await this.oplog.append({ op: 'bumped', handle, version } satisfies Op);
+    await this.logOp({ op: 'bumped', handle, version } satisfies Op);
     // While the old lease runs, only its holder may be primary.
     if (samePrimaryOnly && !took.includes(preferred)) throw new GfsError('LEASE_PENDING', `primary of ${handle} did not take version ${version}; waiting out its lease`, { retryAfterMs: Math.max(1, Math.ceil((this.leases.get(handle)?.expiresAtMs ?? 0) - this.now())) });
     const primary = took.includes(preferred) ? preferred : took[0]!;
@@ -550,16 +618,24 @@ export class Master {
   register(req: RegisterReq): HeartbeatAnswer {
     const nowMs = this.now();
     const s = this.servers.upsert(req, nowMs);
+    this.noteEpoch(req.maxEpoch);
     const deleteChunks = this.processReport(s.id, req.chunks, nowMs);
     this.opts.log.info({ server: s.id, url: s.url, rack: s.rack, chunks: req.chunks.length }, 'chunkserver registered');
-    return { deleteChunks, leases: {}, clones: [], reregister: false };
+    if (this.role !== 'master' || this.fencedByEpoch !== undefined) return this.noOrders(false);
+    return { deleteChunks, leases: {}, clones: [], reregister: false, epoch: this.ns.epoch, role: 'master' };
   }
 
   heartbeat(req: HeartbeatReq): HeartbeatAnswer {
     const nowMs = this.now();
-    if (!this.servers.servers.has(req.id)) return { deleteChunks: [], leases: {}, clones: [], reregister: true };
+    if (!this.servers.servers.has(req.id)) return { ...this.noOrders(true) };
+    this.noteEpoch(req.maxEpoch);
     const s = this.servers.upsert(req, nowMs);
     const deleteChunks = this.processReport(s.id, req.chunks, nowMs);
+    // A shadow or a fenced master learns locations but gives no orders (and extends no lease).
+    if (this.role !== 'master' || this.fencedByEpoch !== undefined) {
+      this.pendingDeletes.delete(s.id);
+      return this.noOrders(false);
+    }
     const leases: Record<string, number> = {};
     for (const h of req.leaseExtensions) {
       const meta = this.ns.chunks.get(h);
@@ -572,7 +648,11 @@ export class Master {
       leases[h] = ext.expiresAtMs - nowMs;
       this.counters.leaseExtensions++;
     }
-    return { deleteChunks: [...deleteChunks, ...this.takePendingDeletes(s.id)], leases, clones: [], reregister: false };
+    return { deleteChunks: [...deleteChunks, ...this.takePendingDeletes(s.id)], leases, clones: [], reregister: false, epoch: this.ns.epoch, role: 'master' };
+  }
+
+  private noOrders(reregister: boolean): HeartbeatAnswer {
+    return { deleteChunks: [], leases: {}, clones: [], reregister, epoch: this.ns.epoch, role: this.role };
   }
 
   private takePendingDeletes(id: string): string[] {
@@ -649,6 +729,11 @@ export class Master {
         }
         continue;
       }
+      if (c.version > meta.version && this.role !== 'master') {
+        // A shadow lags the master's log by a batch: the version record is on its way. Never changes state outside the log.
+        this.servers.removeLocation(c.handle, id);
+        continue;
+      }
       if (c.version > meta.version) {
         // The master failed after granting a lease but before logging it... or
         // logged it and lost the tail: the replica has the newer truth.
@@ -681,7 +766,7 @@ export class Master {
     meta.version = version; // in memory now, so reports that follow are judged against it
     this.tookVersion.delete(handle);
     this.versionBumpedAtMs.set(handle, this.now());
-    this.oplog.append({ op: 'version', handle, version } satisfies Op).catch((e) => this.opts.log.error({ err: e, handle }, 'logging adopted version failed'));
+    this.logOp({ op: 'version', handle, version } satisfies Op).catch((e) => this.opts.log.error({ err: e, handle }, 'logging adopted version failed'));
   }
 
   reportCorrupt(id: string, handle: string): void {
@@ -700,6 +785,106 @@ export class Master {
   start(): void {
     this.tickTimer = setInterval(() => void this.tick(), Math.max(100, this.opts.heartbeatMs));
     this.tickTimer.unref();
+    if (this.role === 'master') this.shipper?.start();
+  }
+
+  // ---- log replicas, shadows, failover (master/replicas.ts) ----
+
+  private checkFollowing(epoch: number, masterUrl: string): void {
+    if (this.role !== 'shadow') throw new GfsError('STALE_EPOCH', `not a shadow any more: this is the master of epoch ${this.ns.epoch}`);
+    if (epoch < this.ns.epoch) throw new GfsError('STALE_EPOCH', `log from a master of epoch ${epoch}; this shadow has seen epoch ${this.ns.epoch}`);
+    this.following = { ...this.following!, masterUrl: masterUrl.replace(/\/+$/, ''), lastContactAtMs: Date.now() };
+  }
+
+  /** Shadow: a batch of the master's log. Durable here (own log, fsynced) and applied before the answer. */
+  async acceptLog(req: LogAppendReq): Promise<LogAppendAnswer> {
+    this.checkFollowing(req.epoch, req.masterUrl);
+    const f = this.following!;
+    if (req.firstIndex > this.shadowLoggedIndex + 1) {
+      f.gap = true;
+      throw new GfsError('LOG_GAP', `this shadow has the log up to ${this.shadowLoggedIndex}, the batch starts at ${req.firstIndex}`, { lastIndex: this.shadowLoggedIndex });
+    }
+    // A resent batch: what is already here is skipped (the log is append-only and identical).
+    const fresh = req.records.slice(this.shadowLoggedIndex + 1 - req.firstIndex);
+    const parsed: Op[] = [];
+    for (const text of fresh) {
+      try {
+        const op = JSON.parse(text) as Op;
+        if (typeof op !== 'object' || op === null || typeof op.op !== 'string') throw new Error('not an operation');
+        parsed.push(op);
+      } catch (e) {
+        throw new GfsError('BAD_REQUEST', `log record is not an operation: ${(e as Error).message}`);
+      }
+    }
+    for (const op of parsed) {
+      this.shadowLoggedIndex++;
+      // An operation the master could not apply fails here the same way: the log still holds it.
+      this.shadowTail = this.oplog.append(op).catch((e: unknown) => {
+        if (e instanceof GfsError && e.code === 'INTERNAL') throw e;
+      });
+    }
+    await this.shadowTail;
+    f.masterIndex = Math.max(f.masterIndex, req.firstIndex - 1 + req.records.length);
+    if (parsed.length > 0 || this.shadowLoggedIndex >= f.masterIndex) f.gap = false;
+    this.maybeCheckpoint();
+    return { lastIndex: this.shadowLoggedIndex };
+  }
+
+  /** Shadow: the master's whole state as of log index `index` replaces this one (catch-up after a gap or restart). */
+  async installState(req: LogInstallReq): Promise<LogAppendAnswer> {
+    this.checkFollowing(req.epoch, req.masterUrl);
+    let snap: NamespaceSnapshot;
+    try {
+      snap = JSON.parse(req.state) as NamespaceSnapshot;
+      if (!Array.isArray(snap.nodes) || !Array.isArray(snap.chunks) || typeof snap.nextHandle !== 'string') throw new Error('not a namespace snapshot');
+      snap.appliedIndex = req.index;
+      Namespace.fromSnapshot(snap); // refuses a malformed state before anything is replaced
+    } catch (e) {
+      throw new GfsError('BAD_REQUEST', `bad state: ${(e as Error).message}`);
+    }
+    await this.shadowTail;
+    await this.checkpointing;
+    // The state is written as a checkpoint on a fresh log: a restart recovers exactly it plus what follows.
+    await this.oplog.checkpoint(() => snap);
+    this.ns = Namespace.fromSnapshot(snap);
+    this.shadowLoggedIndex = req.index;
+    this.following = { ...this.following!, masterIndex: Math.max(this.following!.masterIndex, req.index), gap: false };
+    this.opts.log.info({ index: req.index, files: this.ns.fileCount }, 'shadow installed the master state');
+    return { lastIndex: this.shadowLoggedIndex };
+  }
+
+  /**
+   * Shadow -> master, with the next epoch logged durably first. Leases the old master granted are
+   * honoured: no grant for one lease period. Refused if this shadow knows its log is incomplete.
+   */
+  async promote(force: boolean): Promise<{ epoch: number; appliedIndex: number }> {
+    if (this.role !== 'shadow') throw new GfsError('BAD_REQUEST', `already the master (epoch ${this.ns.epoch})`);
+    const f = this.following!;
+    if (!force && (f.gap || this.shadowLoggedIndex < f.masterIndex || f.lastContactAtMs === undefined)) {
+      throw new GfsError('BAD_REQUEST', `this shadow's log may be incomplete (has ${this.shadowLoggedIndex}, the master had reached ${f.masterIndex}${f.lastContactAtMs === undefined ? ', never heard from it' : ''}); use --force to promote anyway`);
+    }
+    await this.shadowTail;
+    this.role = 'master';
+    const epoch = this.ns.epoch + 1;
+    await this.oplog.append({ op: 'epoch', epoch, t: Date.now() } satisfies Op);
+    invariant(this.ns.epoch === epoch, 'the epoch record was applied');
+    setRpcHeader('x-gfs-epoch', String(epoch));
+    const nowMs = this.now();
+    this.grantsAllowedAtMs = nowMs + this.opts.leaseMs;
+    this.safeModeLeft = false;
+    this.safeModeUntilMs = nowMs + this.opts.safeModeMs;
+    this.following = undefined;
+    this.makeShipper();
+    this.shipper?.start();
+    this.opts.log.warn({ epoch, appliedIndex: this.ns.appliedIndex }, 'promoted to master');
+    return { epoch, appliedIndex: this.ns.appliedIndex };
+  }
+
+  /** A chunkserver saw a higher epoch: another master was promoted. From now on this one refuses everything. */
+  private noteEpoch(maxEpoch: number | undefined): void {
+    if (maxEpoch === undefined || maxEpoch <= this.ns.epoch || this.fencedByEpoch !== undefined) return;
+    this.fencedByEpoch = maxEpoch;
+    this.opts.log.error({ epoch: this.ns.epoch, newer: maxEpoch }, 'fenced: a master of a higher epoch exists');
   }
 
   private chunkNeeds(nowMs: number): ChunkNeed[] {
@@ -740,7 +925,7 @@ export class Master {
   }
 
   async tick(): Promise<void> {
-    if (this.ticking || this.inSafeMode()) return;
+    if (this.ticking || this.role !== 'master' || this.fencedByEpoch !== undefined || this.inSafeMode()) return;
     this.ticking = true;
     try {
       const nowMs = this.now();
@@ -826,7 +1011,7 @@ export class Master {
     const holders = this.servers.liveLocations(handle, this.now());
     const next = version + 1;
     this.recoveredPending.delete(handle);
-    await this.oplog.append({ op: 'version', handle, version: next, pendingFrom: version } satisfies Op);
+    await this.logOp({ op: 'version', handle, version: next, pendingFrom: version } satisfies Op);
     this.versionBumpedAtMs.set(handle, this.now());
     const results = await Promise.allSettled(
       holders.map(async (id) => {
@@ -843,7 +1028,7 @@ export class Master {
     for (const id of [...(this.servers.locations.get(handle) ?? [])]) if (!took.includes(id)) this.servers.removeLocation(handle, id);
     if (took.length > 0) this.tookVersion.set(handle, { version: next, servers: new Set(took) });
     if (!took.includes(source)) throw new GfsError('UNAVAILABLE', `clone source ${source} did not take version ${next}`);
-    await this.oplog.append({ op: 'bumped', handle, version: next } satisfies Op);
+    await this.logOp({ op: 'bumped', handle, version: next } satisfies Op);
     return next;
   }
 
@@ -949,6 +1134,14 @@ export class Master {
       else healthy++;
     }
     return {
+      role: this.role,
+      epoch: this.ns.epoch,
+      fencedByEpoch: this.fencedByEpoch,
+      appliedIndex: this.ns.appliedIndex,
+      logReplicas: this.shipper?.status(),
+      shadow: this.following
+        ? { master: this.following.masterUrl, masterIndex: this.following.masterIndex, appliedIndex: this.ns.appliedIndex, lagRecords: Math.max(0, this.following.masterIndex - this.ns.appliedIndex), stalenessMs: this.following.lastContactAtMs === undefined ? null : Date.now() - this.following.lastContactAtMs, gap: this.following.gap }
+        : undefined,
       safeMode: this.inSafeMode(),
       files: this.ns.fileCount,
       chunkSizeBytes: this.opts.chunkSizeBytes,

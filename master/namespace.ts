@@ -51,7 +51,9 @@ export type Op =
   | { op: 'reserve'; handle: string }
   | { op: 'snapshot'; src: string; dst: string; t: number }
   /** Lazy deletion: move `path` to `to` (under the trash), making the missing trash directories. */
-  | { op: 'trash'; path: string; to: string; t: number };
+  | { op: 'trash'; path: string; to: string; t: number }
+  /** A shadow promoted to master (master/replicas.ts): orders from lower epochs are fenced off. */
+  | { op: 'epoch'; epoch: number; t: number };
 
 export interface TrashEntry {
   /** Where the file or directory was before it was deleted. */
@@ -65,6 +67,9 @@ export interface NamespaceSnapshot {
   nextHandle: string;
   trash?: [string, TrashEntry][];
   pendingBumps?: [string, number][];
+  epoch?: number;
+  /** Records applied to reach this state (the log index of the last one). */
+  appliedIndex?: number;
 }
 
 export const initialChunkVersion = 1;
@@ -82,6 +87,10 @@ export class Namespace {
   readonly trash = new Map<string, TrashEntry>();
   /** Chunks whose last version bump was logged but not yet confirmed as taken: handle -> version before it. */
   readonly pendingBumps = new Map<string, number>();
+  /** The master epoch: raised by each promotion of a shadow, logged, never lowered. */
+  epoch = 1;
+  /** Log index of the last record applied: log replicas and shadows count in it (master/replicas.ts). */
+  appliedIndex = 0;
 
   constructor() {
     this.putNode('/', { type: 'dir', mtimeMs: 0, ctimeMs: 0 });
@@ -211,7 +220,12 @@ export class Namespace {
 
   // ---- apply ----
   apply(op: Op): void {
+    this.appliedIndex++;
     switch (op.op) {
+      case 'epoch':
+        invariant(op.epoch > this.epoch, `epoch ${op.epoch} does not raise ${this.epoch}`);
+        this.epoch = op.epoch;
+        return;
       case 'mkdir':
         for (const p of op.paths) if (!this.nodes.has(p)) this.putNode(p, { type: 'dir', mtimeMs: op.t, ctimeMs: op.t });
         this.touch(parentOf(op.paths[0]!), op.t);
@@ -338,7 +352,7 @@ export class Namespace {
     for (const [p, n] of this.nodes) nodes.push([p, n.type === 'file' ? { ...n, chunks: n.chunks.slice() } : { ...n }]);
     const chunks: [string, ChunkMeta][] = [];
     for (const [h, c] of this.chunks) chunks.push([h, { ...c }]);
-    return { nodes, chunks, nextHandle: this.nextHandle.toString(), trash: [...this.trash.entries()].map(([k, v]) => [k, { ...v }]), pendingBumps: [...this.pendingBumps.entries()] };
+    return { nodes, chunks, nextHandle: this.nextHandle.toString(), trash: [...this.trash.entries()].map(([k, v]) => [k, { ...v }]), pendingBumps: [...this.pendingBumps.entries()], epoch: this.epoch, appliedIndex: this.appliedIndex };
   }
 
   static fromSnapshot(s: NamespaceSnapshot): Namespace {
@@ -348,6 +362,8 @@ export class Namespace {
     ns.nextHandle = BigInt(s.nextHandle);
     for (const [k, v] of s.trash ?? []) ns.trash.set(k, v);
     for (const [k, v] of s.pendingBumps ?? []) ns.pendingBumps.set(k, v);
+    ns.epoch = s.epoch ?? 1;
+    ns.appliedIndex = s.appliedIndex ?? 0;
     return ns;
   }
 }

@@ -45,6 +45,14 @@ export interface OpLogOptions {
   maxQueuedRecords?: number;
   /** Appends beyond this many queued frame bytes are refused with TOO_BUSY. Default 256 MiB. */
   maxQueuedBytes?: number;
+  /**
+   * Ships a batch (records as JSON text, in log order) to the log replicas, while it is written
+   * here; called serially, so every earlier batch has been applied when it runs. A batch is
+   * acknowledged only when both this and the local fdatasync succeeded. If it fails the records
+   * are still applied here (they are in the local log, and recovery would apply them anyway),
+   * but their appends reject: the caller learns the outcome is unknown, as with a lost answer.
+   */
+  replicate?: (records: string[]) => Promise<void>;
 }
 
 export interface Recovery {
@@ -190,6 +198,7 @@ export class OpLog {
   private readonly dir: string;
   private readonly checkpointLogBytes: number;
   private readonly applyFn: (record: unknown) => unknown;
+  private readonly replicate: ((records: string[]) => Promise<void>) | undefined;
   private readonly logger: Logger | undefined;
   private readonly maxBatchRecords: number;
   private readonly maxBatchBytes: number;
@@ -210,6 +219,7 @@ export class OpLog {
   private failure: Error | undefined;
   private closed = false;
   private checkpointing: Promise<void> | undefined;
+  private exclusiveRun: Promise<void> | undefined;
   private closing: Promise<void> | undefined;
   private idleWaiters: Array<() => void> = [];
 
@@ -231,6 +241,7 @@ export class OpLog {
     this.dir = opts.dir;
     this.checkpointLogBytes = opts.checkpointLogBytes;
     this.applyFn = opts.apply;
+    this.replicate = opts.replicate;
     this.logger = opts.log;
     this.maxBatchRecords = positiveIntOr(opts.maxBatchRecords, 100_000, 'maxBatchRecords');
     this.maxBatchBytes = positiveIntOr(opts.maxBatchBytes, 64 * MiB, 'maxBatchBytes');
@@ -447,10 +458,38 @@ export class OpLog {
     if (this.checkpointing) return this.checkpointing;
     if (this.failure) return Promise.reject(this.failedError());
     if (this.closed) return Promise.reject(new GfsError('UNAVAILABLE', 'oplog is closed'));
-    const run = this.runCheckpoint(snapshot).finally(() => {
+    // Never inside an exclusive() section: both pause the writer, and the first to finish would unpause it.
+    const run = (this.exclusiveRun ?? Promise.resolve()).then(() => this.runCheckpoint(snapshot)).finally(() => {
       this.checkpointing = undefined;
     });
     this.checkpointing = run;
+    return run;
+  }
+
+  /**
+   * Runs fn while no batch is being written or applied (appends queue meanwhile), so the
+   * state it sees is exactly every logged record applied: a consistent point to copy.
+   */
+  async exclusive<T>(fn: () => Promise<T>): Promise<T> {
+    if (this.failure) throw this.failedError();
+    if (this.closed) throw new GfsError('UNAVAILABLE', 'oplog is closed');
+    while (this.paused) await (this.checkpointing ?? new Promise((r) => setTimeout(r, 5)));
+    this.paused = true;
+    const run = (async () => {
+      try {
+        if (this.inFlight) await this.inFlight;
+        if (this.failure) throw this.failedError();
+        return await fn();
+      } finally {
+        this.paused = false;
+        this.exclusiveRun = undefined;
+        this.kick();
+      }
+    })();
+    this.exclusiveRun = run.then(
+      () => undefined,
+      () => undefined,
+    );
     return run;
   }
 
@@ -513,6 +552,13 @@ export class OpLog {
 
     const fd = this.fd;
     const position = this.logBytes;
+    // Started before the local write so both proceed together; its failure is handled after the apply.
+    const shipped: Promise<unknown> = this.replicate
+      ? this.replicate(batch.map((e) => e.json)).then(
+          () => undefined,
+          (e: unknown) => (e instanceof Error ? e : new Error(String(e))),
+        )
+      : Promise.resolve(undefined);
     try {
       const buf = batch.length === 1 ? batch[0]!.frame : Buffer.concat(batch.map((e) => e.frame), bytes);
       let off = 0;
@@ -527,6 +573,7 @@ export class OpLog {
       // After a failed write or fsync the file's contents (and the page
       // cache's) are unknown; appending more could ack records behind a hole.
       this.failure = e instanceof Error ? e : new Error(String(e));
+      await shipped;
       this.logger?.error({ err: errorMessage(e), logSeq: this.logSeq }, 'oplog: write failed; log unusable');
       for (const entry of batch) entry.reject(e);
       const rest = this.queue.splice(0);
@@ -537,6 +584,7 @@ export class OpLog {
       return;
     }
 
+    const shipError = await shipped;
     invariant(this.fd === fd && this.logBytes === position, 'log not switched or grown during a batch');
     this.logBytes = position + bytes;
     this.batchCount++;
@@ -545,7 +593,9 @@ export class OpLog {
     // observe a state with only part of the batch applied.
     for (const entry of batch) {
       try {
-        entry.resolve(this.applyFn(JSON.parse(entry.json)));
+        const value = this.applyFn(JSON.parse(entry.json));
+        if (shipError) entry.reject(new GfsError('UNAVAILABLE', `logged here but not on every log replica, outcome unknown: ${errorMessage(shipError)}`));
+        else entry.resolve(value);
       } catch (e) {
         entry.reject(e);
       }

@@ -21,7 +21,11 @@ import {
   snapshotReq,
   undeleteReq,
   reportCorruptReq,
+  logAppendReq,
+  logInstallReq,
 } from '../shared/wire.js';
+
+const promoteReq = z.object({ force: z.boolean().optional() }).strict();
 import { Master, type MasterOptions } from './master.js';
 
 // The master's HTTP API. Every body and query is validated here, at the
@@ -33,6 +37,8 @@ export interface MasterServerOptions extends Partial<Omit<MasterOptions, 'log' |
   port?: number;
   host?: string;
   log?: Logger;
+  /** Requests handled at once; beyond it 503. */
+  maxInFlight?: number;
 }
 
 export interface RunningMaster {
@@ -45,6 +51,8 @@ export interface RunningMaster {
 
 const listQuery = z.object({ path: pathSchema, recursive: boolString.optional() }).strict();
 const statQuery = z.object({ path: pathSchema }).strict();
+/** Endpoints without parameters still refuse unexpected ones. */
+const noInput = { body: z.object({}).strict(), query: z.object({}).strict() };
 
 export async function startMaster(o: MasterServerOptions): Promise<RunningMaster> {
   const log = o.log ?? makeLogger('master');
@@ -52,7 +60,12 @@ export async function startMaster(o: MasterServerOptions): Promise<RunningMaster
   loadFaultsFromEnv();
   const leaseMs = o.leaseMs ?? defaults.leaseMs;
   const heartbeatMs = o.heartbeatMs ?? defaults.heartbeatMs;
+  let url = '';
   const master = await Master.open({
+    selfUrl: () => url,
+    logReplicas: o.logReplicas,
+    allowFewerLogReplicas: o.allowFewerLogReplicas,
+    shadowOf: o.shadowOf,
     dir: o.dir,
     chunkSizeBytes: o.chunkSizeBytes ?? defaults.chunkSizeBytes,
     leaseMs,
@@ -69,8 +82,26 @@ export async function startMaster(o: MasterServerOptions): Promise<RunningMaster
     log,
     clock: o.clock ?? monotonicClock(),
   });
-  let url = '';
-  const app = makeApp({ names: () => ['master', url], log });
+  const app = makeApp({
+    names: () => ['master', url],
+    log,
+    maxInFlight: o.maxInFlight,
+    // Everything is small JSON but a chunkserver's report of every chunk it holds (~70 bytes a chunk).
+    jsonLimits: { '/api/cs/register': 128 * 1024 * 1024, '/api/cs/heartbeat': 128 * 1024 * 1024, '/admin/faults': 1024 * 1024, '/api/log/append': 256 * 1024 * 1024, '/api/log/install': 1024 * 1024 * 1024 },
+  });
+  // Every answer says which master epoch and role gave it: clients and chunkservers fence off older epochs.
+  app.use((req, res, next) => {
+    res.setHeader('x-gfs-epoch', String(master.ns.epoch));
+    res.setHeader('x-gfs-role', master.role);
+    const lastContact = master.following?.lastContactAtMs;
+    if (master.role === 'shadow' && lastContact !== undefined) res.setHeader('x-gfs-staleness-ms', String(Date.now() - lastContact));
+    // A master that learned of a higher epoch answers nothing but its status (and keeps hearing chunkservers).
+    if (master.fencedByEpoch !== undefined && req.path.startsWith('/api/') && req.path !== '/api/status' && !req.path.startsWith('/api/cs/')) {
+      res.status(409).json({ error: `this master (epoch ${master.ns.epoch}) was superseded by a master of epoch ${master.fencedByEpoch}`, code: 'STALE_EPOCH' });
+      return;
+    }
+    next();
+  });
 
   app.post('/api/mkdir', jsonRoute({ body: mkdirReq }, async ({ body }) => {
     await master.mkdir(body.path, body.parents ?? false);
@@ -85,7 +116,7 @@ export async function startMaster(o: MasterServerOptions): Promise<RunningMaster
     await master.undelete(body.path);
     return { ok: true };
   }));
-  app.get('/api/trash', jsonRoute({}, () => ({ entries: master.trashList() })));
+  app.get('/api/trash', jsonRoute(noInput, () => ({ entries: master.trashList() })));
   app.get('/api/fsck', jsonRoute({ query: statQuery }, ({ query }) => master.fsck(query.path)));
   app.post('/api/rename', jsonRoute({ body: renameReq }, async ({ body }) => {
     await master.rename(body.src, body.dst);
@@ -100,13 +131,17 @@ export async function startMaster(o: MasterServerOptions): Promise<RunningMaster
     await master.snapshots.snapshot(body.src, body.dst);
     return { ok: true };
   }));
-  app.get('/api/config', jsonRoute({}, () => ({ chunkSizeBytes: master.opts.chunkSizeBytes, leaseMs: master.opts.leaseMs, heartbeatMs: master.opts.heartbeatMs })));
-  app.get('/api/status', jsonRoute({}, () => master.status()));
-  app.get('/debug/leases', jsonRoute({}, () => ({ nowMs: Date.now(), grants: master.grantLog.list() })));
-  app.post('/api/checkpoint', jsonRoute({}, async () => {
+  app.get('/api/config', jsonRoute(noInput, () => ({ chunkSizeBytes: master.opts.chunkSizeBytes, leaseMs: master.opts.leaseMs, heartbeatMs: master.opts.heartbeatMs })));
+  app.get('/api/status', jsonRoute(noInput, () => master.status()));
+  app.get('/debug/leases', jsonRoute(noInput, () => ({ nowMs: Date.now(), grants: master.grantLog.list() })));
+  app.post('/api/checkpoint', jsonRoute(noInput, async () => {
     await master.checkpointNow();
     return { ok: true };
   }));
+
+  app.post('/api/log/append', jsonRoute({ body: logAppendReq }, ({ body }) => master.acceptLog(body)));
+  app.post('/api/log/install', jsonRoute({ body: logInstallReq }, ({ body }) => master.installState(body)));
+  app.post('/api/promote', jsonRoute({ body: promoteReq }, ({ body }) => master.promote(body.force ?? false)));
 
   app.post('/api/cs/register', jsonRoute({ body: registerReq }, ({ body }) => master.register(body)));
   app.post('/api/cs/heartbeat', jsonRoute({ body: heartbeatReq }, ({ body }) => master.heartbeat(body)));

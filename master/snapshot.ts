@@ -86,7 +86,7 @@ export class Snapshots {
       await this.waitOutLeases([...handles]);
       this.counters.revokeWaitMs += Math.round(m.now() - t0);
       // Nothing under src changed while we waited (we hold its write lock).
-      await m.oplog.append(m.ns.checkSnapshot(src, dst, Date.now()));
+      await m.logOp(m.ns.checkSnapshot(src, dst, Date.now()));
       this.counters.snapshots++;
     } finally {
       for (const h of handles) {
@@ -212,7 +212,7 @@ export class Snapshots {
           try {
             // Durable before any chunkserver holds it: a master restarted after a failed or
             // unlogged copy never hands the handle out again (the leftover copy is an orphan).
-            await m.oplog.append({ op: 'reserve', handle: op.newHandle });
+            await m.logOp({ op: 'reserve', handle: op.newHandle });
             const results = await Promise.allSettled(
               holders.map(async (id) => {
                 const ref = m.servers.ref(id);
@@ -232,7 +232,7 @@ export class Snapshots {
             this.counters.localCopies += took.length;
             if (took.length === 0) throw new GfsError('UNAVAILABLE', `no replica of chunk ${cur} could copy it`, { retryAfterMs: 200 });
             if (m.ns.chunks.get(cur)?.version !== op.version) throw new GfsError('UNAVAILABLE', `chunk ${cur} changed version while being copied`, { retryAfterMs: 50 });
-            await m.oplog.append(op);
+            await m.logOp(op);
             for (const id of took) m.servers.addLocation(op.newHandle, id);
             this.counters.copiesOnWrite++;
             m.opts.log.debug({ path, index, from: cur, to: op.newHandle, replicas: took }, 'copy-on-write');

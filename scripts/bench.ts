@@ -32,6 +32,7 @@ import { cpus, loadavg, tmpdir, totalmem } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { GfsClient, appendRecord, readRecords } from '../client/client.js';
+import { sha256Hex, signRequest } from '../shared/auth.js';
 import { GfsError } from '../shared/errors.js';
 import { rpcJson } from '../shared/rpc.js';
 import { BenchCluster, appPath, cleanupNow, installCleanupHandlers, snapshotDist, trackChild, trackDir } from './bench/cluster.js';
@@ -362,7 +363,10 @@ async function snapshotProbe(masterUrl: string, src: string, dst: string): Promi
   };
   const w0 = await revokeWait();
   const t0 = process.hrtime.bigint();
-  const res = await fetch(`${masterUrl}/api/snapshot`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ src, dst }) });
+  const snapBody = JSON.stringify({ src, dst });
+  // A raw fetch (to time the request alone) signs itself like shared/rpc.ts does.
+  const auth = signRequest({ method: 'POST', target: '/api/snapshot', bodySha256: sha256Hex(snapBody), from: 'bench' });
+  const res = await fetch(`${masterUrl}/api/snapshot`, { method: 'POST', headers: { 'content-type': 'application/json', 'x-gfs-from': 'bench', ...auth }, body: snapBody });
   const seconds = secondsSince(t0);
   const text = await res.text();
   if (res.status === 404 && /no such endpoint|Cannot POST/i.test(text)) return { implemented: false };

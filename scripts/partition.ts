@@ -10,6 +10,7 @@
 // runs seeds N, N+1, ... one after the other and prints a summary. The
 // netns mode needs root (and `ip`, `nft`); elsewhere it is skipped with a
 // message and exit code 0.
+import { randomBytes } from 'node:crypto';
 import { parseArgs } from 'node:util';
 import { closeRpc } from '../shared/rpc.js';
 import { unsafeOptions } from '../shared/unsafe.js';
@@ -50,6 +51,10 @@ try {
   process.stderr.write(`test:partition: ${(e as Error).message}\n${usage}\n`);
   process.exit(2);
 }
+
+// The suite's cluster is authenticated like a real one (shared/auth.ts): a random secret in the
+// environment, which this process's RPCs read and every daemon and worker (and the netns re-run) inherit.
+if (!process.env.GFS_SECRET && !process.env.GFS_SECRET_FILE) process.env.GFS_SECRET = randomBytes(32).toString('hex');
 
 // Interrupted: exit through process.exit, so the exit handlers kill every process this run started (by PID).
 for (const sig of ['SIGINT', 'SIGTERM'] as const) process.once(sig, () => process.exit(130));

@@ -18,6 +18,8 @@ export const defaults = {
   pushPieceBytes: 8 * MiB,
   /** Total pushed-but-unused bytes a chunkserver will hold before refusing pushes. */
   pushBufferBytes: 512 * MiB,
+  /** Pushes a chunkserver receives at once; more get 429. */
+  maxPushes: 64,
   /** Pushed data not used by a mutation within this time is dropped. */
   pushExpiryMs: 60_000,
   /** Operation log size that triggers a checkpoint. */

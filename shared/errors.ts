@@ -3,6 +3,7 @@
 
 export type ErrorCode =
   | 'BAD_REQUEST'
+  | 'UNAUTHENTICATED'
   | 'INVALID_PATH'
   | 'INVALID_HANDLE'
   | 'NOT_FOUND'
@@ -26,10 +27,14 @@ export type ErrorCode =
   | 'TRUNCATED'
   | 'UNAVAILABLE'
   | 'TIMEOUT'
+  | 'READ_ONLY'
+  | 'STALE_EPOCH'
+  | 'LOG_GAP'
   | 'INTERNAL';
 
 const statusByCode: Record<ErrorCode, number> = {
   BAD_REQUEST: 400,
+  UNAUTHENTICATED: 401,
   INVALID_PATH: 400,
   INVALID_HANDLE: 400,
   NOT_FOUND: 404,
@@ -53,6 +58,12 @@ const statusByCode: Record<ErrorCode, number> = {
   TRUNCATED: 400,
   UNAVAILABLE: 503,
   TIMEOUT: 504,
+  /** A shadow master: mutations go to the master it names. */
+  READ_ONLY: 409,
+  /** An order or answer from a master of an older epoch (a failed-over master that came back). */
+  STALE_EPOCH: 409,
+  /** A log replica missing records before the batch it was sent. */
+  LOG_GAP: 409,
   INTERNAL: 500,
 };
 

@@ -26,7 +26,7 @@ export const faultRuleSchema = z.object({
   delayMs: z.number().int().min(0).max(600_000).optional(),
 });
 export type FaultRule = z.infer<typeof faultRuleSchema>;
-export const faultRulesSchema = z.object({ rules: z.array(faultRuleSchema).max(1000) });
+export const faultRulesSchema = z.object({ rules: z.array(faultRuleSchema.strict()).max(1000) }).strict();
 
 let rules: FaultRule[] = [];
 

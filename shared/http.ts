@@ -2,6 +2,7 @@ import express, { type Express, type NextFunction, type Request, type Response }
 import type { Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { z } from 'zod';
+import { authEnabled, authMiddleware, jsonDigestVerify, secretSource, unverifiedBodyCheck } from './auth.js';
 import { GfsError } from './errors.js';
 import { faultFor, faultRulesSchema, getFaultRules, setFaultRules } from './fault.js';
 import type { Logger } from './log.js';
@@ -61,8 +62,21 @@ export interface AppOptions {
   /** This node's names for the fault layer (its id, and its URL once known). */
   names: () => string[];
   log: Logger;
+  /** Largest JSON body of any endpoint not in jsonLimits. */
   jsonLimitBytes?: number;
+  /** Per-path JSON body limits (exact paths), for the few endpoints that take large bodies. */
+  jsonLimits?: Record<string, number>;
+  /** Requests whose body is a raw stream (data pushes): not parsed as JSON, digest checked by their handler. */
+  rawBody?: (req: Request) => boolean;
+  /** GET paths served without credentials. */
+  publicPaths?: string[];
+  /** Requests handled at once; beyond it new ones get 503 (bounds memory held by parked requests). */
+  maxInFlight?: number;
 }
+
+/** Default JSON body limit: paths and small objects, nothing more. */
+export const defaultJsonLimitBytes = 64 * 1024;
+export const defaultMaxInFlight = 2048;
 
 /** An express app with the shared middleware: fault layer, JSON parsing, admin endpoints. */
 export function makeApp(opts: AppOptions): Express {
@@ -70,6 +84,23 @@ export function makeApp(opts: AppOptions): Express {
   app.disable('x-powered-by');
   app.set('etag', false);
   app.set('query parser', 'simple');
+  const maxInFlight = opts.maxInFlight ?? defaultMaxInFlight;
+  let inFlight = 0;
+  app.use((_req, res, next) => {
+    if (inFlight >= maxInFlight) {
+      res.setHeader('connection', 'close');
+      next(new GfsError('UNAVAILABLE', `server busy: ${inFlight} requests in flight (limit ${maxInFlight})`, { retryAfterMs: 200 }));
+      return;
+    }
+    inFlight++;
+    res.once('close', () => inFlight--);
+    next();
+  });
+  // Authentication before the fault layer: a delay injected there must not age the signature, and the
+  // sender name the fault rules match on is then one the signature vouches for.
+  if (!authEnabled()) opts.log.warn('no cluster secret configured (--secret-file, GFS_SECRET_FILE, GFS_SECRET): requests are NOT authenticated');
+  else opts.log.info({ secret: secretSource() }, 'requests are authenticated with the cluster secret');
+  app.use(authMiddleware({ publicPaths: new Set(['/healthz', ...(opts.publicPaths ?? [])]) }));
   app.use((req, res, next) => {
     const from = req.headers['x-gfs-from'];
     if (typeof from === 'string') {
@@ -85,7 +116,15 @@ export function makeApp(opts: AppOptions): Express {
     }
     next();
   });
-  app.use(express.json({ limit: opts.jsonLimitBytes ?? 4 * 1024 * 1024 }));
+  const isRaw = opts.rawBody ?? (() => false);
+  const parser = (limit: number) => express.json({ limit, verify: jsonDigestVerify });
+  const defaultParser = parser(opts.jsonLimitBytes ?? defaultJsonLimitBytes);
+  const parsers = new Map(Object.entries(opts.jsonLimits ?? {}).map(([path, limit]) => [path, parser(limit)]));
+  app.use((req, res, next) => {
+    if (isRaw(req)) return next();
+    (parsers.get(req.path) ?? defaultParser)(req, res, next);
+  });
+  app.use(unverifiedBodyCheck(isRaw));
   app.get('/healthz', (_req, res) => {
     res.json({ ok: true });
   });
@@ -117,9 +156,14 @@ export async function listen(app: Express, port: number, host: string): Promise<
     const server = app.listen(port, host);
     server.once('error', reject);
     server.once('listening', () => {
-      server.keepAliveTimeout = 65_000;
-      server.headersTimeout = 66_000;
-      server.requestTimeout = 0; // data pushes may take long; bodies have their own timeouts
+      // Bounds on slow or silent peers: headers must arrive within 30 s, a whole
+      // request (a 64 MiB push included) within 5 min, and a socket with no
+      // traffic at all is closed after 2 min. Pushes have a tighter idle timeout.
+      server.keepAliveTimeout = 25_000;
+      server.headersTimeout = 30_000;
+      server.requestTimeout = Number(process.env.GFS_REQUEST_TIMEOUT_MS) || 300_000;
+      server.timeout = 120_000;
+      server.maxConnections = 8192;
       resolve({ server, port: (server.address() as AddressInfo).port });
     });
   });

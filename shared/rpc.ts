@@ -4,6 +4,7 @@ import type { z } from 'zod';
 import { GfsError, type ErrorCode } from './errors.js';
 import { faultFor } from './fault.js';
 import { defaults } from './config.js';
+import { authEnabled, emptySha256, sha256Hex, signRequest, targetOf } from './auth.js';
 
 // Every outbound request of every node goes through here: one keep-alive
 // pool per process, explicit timeouts, errors turned into GfsError, and the
@@ -15,6 +16,12 @@ export function setRpcSelf(name: string): void {
 }
 export function rpcSelf(): string {
   return self;
+}
+
+/** Headers every request of this process carries (a master's epoch: x-gfs-epoch, see master/replicas.ts). */
+const processHeaders: Record<string, string> = {};
+export function setRpcHeader(name: string, value: string): void {
+  processHeaders[name] = value;
 }
 
 const agent = new Agent({
@@ -31,6 +38,14 @@ export interface RpcOptions {
   /** Names the target is known by in fault rules (its node id); its URL always counts. */
   targetName?: string;
   headers?: Record<string, string>;
+  /** Sees the answer's headers (rpcJson), e.g. the epoch a master answered with. */
+  onHeaders?: (headers: Record<string, string | string[] | undefined>) => void;
+}
+
+/** Adds the auth headers (shared/auth.ts) to a request about to leave; nothing when auth is off. */
+function sign(method: string, url: string, headers: Record<string, string>, bodySha256: string): void {
+  if (!authEnabled()) return;
+  Object.assign(headers, signRequest({ method, target: targetOf(url), bodySha256, from: headers['x-gfs-from'] ?? self, headers }));
 }
 
 function buildUrl(base: string, path: string, query?: RpcOptions['query']): string {
@@ -82,13 +97,18 @@ export async function rpcJson<T = unknown>(base: string, path: string, body?: un
   const url = buildUrl(base, path, opts.query);
   const timeoutMs = opts.timeoutMs ?? defaults.rpcTimeoutMs;
   await applyFault(base, opts);
+  const method = opts.method ?? (body === undefined ? 'GET' : 'POST');
+  const text = body === undefined ? undefined : JSON.stringify(body);
+  const headers: Record<string, string> = { 'content-type': 'application/json', 'x-gfs-from': self, ...processHeaders, ...(opts.headers ?? {}) };
+  // Signed after the fault layer's delay, so a delayed request still carries a fresh time.
+  sign(method, url, headers, text === undefined ? emptySha256 : sha256Hex(text));
   let res: Dispatcher.ResponseData;
   try {
     res = await request(url, {
       dispatcher: agent,
-      method: opts.method ?? (body === undefined ? 'GET' : 'POST'),
-      headers: { 'content-type': 'application/json', 'x-gfs-from': self, ...(opts.headers ?? {}) },
-      body: body === undefined ? undefined : JSON.stringify(body),
+      method,
+      headers,
+      body: text,
       headersTimeout: timeoutMs,
       bodyTimeout: timeoutMs,
       signal: AbortSignal.timeout(timeoutMs),
@@ -96,6 +116,7 @@ export async function rpcJson<T = unknown>(base: string, path: string, body?: un
   } catch (e) {
     throw networkError(e, url);
   }
+  opts.onHeaders?.(res.headers);
   if (res.statusCode < 200 || res.statusCode >= 300) throw await errorFrom(res, url);
   let json: unknown;
   try {
@@ -117,19 +138,27 @@ export async function rpcStream(
   base: string,
   path: string,
   body: Readable | Buffer | Uint8Array | undefined,
-  opts: RpcOptions & { contentLength?: number } = {},
+  opts: RpcOptions & { contentLength?: number; bodySha256?: string } = {},
 ): Promise<StreamResponse> {
   const url = buildUrl(base, path, opts.query);
   const timeoutMs = opts.timeoutMs ?? defaults.dataTimeoutMs;
   await applyFault(base, opts);
-  const headers: Record<string, string> = { 'x-gfs-from': self, ...(opts.headers ?? {}) };
+  const headers: Record<string, string> = { 'x-gfs-from': self, ...processHeaders, ...(opts.headers ?? {}) };
   if (body !== undefined) headers['content-type'] = 'application/octet-stream';
   if (opts.contentLength !== undefined) headers['content-length'] = String(opts.contentLength);
+  const method = opts.method ?? (body === undefined ? 'GET' : 'PUT');
+  if (authEnabled()) {
+    // A streamed body cannot be hashed before it is sent: the caller passes its signed digest (a push hop forwards the client's).
+    let digest = opts.bodySha256;
+    if (digest === undefined && (body === undefined || body instanceof Uint8Array)) digest = body === undefined ? emptySha256 : sha256Hex(body);
+    if (digest === undefined) throw new GfsError('BAD_REQUEST', `${url}: a streamed body needs its sha256 to be signed`);
+    sign(method, url, headers, digest);
+  }
   let res: Dispatcher.ResponseData;
   try {
     res = await request(url, {
       dispatcher: agent,
-      method: opts.method ?? (body === undefined ? 'GET' : 'PUT'),
+      method,
       headers,
       body,
       headersTimeout: timeoutMs,

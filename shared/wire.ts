@@ -96,6 +96,8 @@ export const registerReq = z
     usedBytes: bytes,
     freeBytes: bytes,
     chunks: z.array(chunkReportSchema).max(10_000_000),
+    /** The highest master epoch this server has seen, and from where: tells a failed-over master it is fenced. */
+    maxEpoch: z.number().int().min(0).max(1e12).optional(),
   })
   .strict();
 export type RegisterReq = z.infer<typeof registerReq>;
@@ -116,6 +118,9 @@ export interface HeartbeatAnswer {
   clones: { handle: string; version: number; sourceUrl: string }[];
   /** True when the master does not know this server (it restarted): register again. */
   reregister: boolean;
+  /** The answering master's epoch and role: a shadow's answers carry no orders; lower epochs are ignored. */
+  epoch?: number;
+  role?: 'master' | 'shadow';
 }
 export const leaseConfirmReq = z.object({ id: nodeIdSchema, handle: handleSchema }).strict();
 export interface LeaseConfirmAnswer {
@@ -204,4 +209,30 @@ export interface ChunkInfoAnswer {
   handle: string;
   version: number;
   sizeBytes: number;
+}
+
+// ---- master -> log replica (a shadow master, master/replicas.ts) ----
+export const logAppendReq = z
+  .object({
+    epoch: z.number().int().min(1).max(1e12),
+    /** Log index of records[0]; with no records, the master's next index (a keep-alive). */
+    firstIndex: z.number().int().min(1).max(Number.MAX_SAFE_INTEGER),
+    /** Records as the master logged them (JSON text), in order. */
+    records: z.array(z.string().max(16 * 1024 * 1024)).max(100_000),
+    masterUrl: urlSchema,
+  })
+  .strict();
+export type LogAppendReq = z.infer<typeof logAppendReq>;
+export const logInstallReq = z
+  .object({
+    epoch: z.number().int().min(1).max(1e12),
+    /** The state (a namespace snapshot, JSON text) as of this log index. */
+    index: z.number().int().min(0).max(Number.MAX_SAFE_INTEGER),
+    state: z.string(),
+    masterUrl: urlSchema,
+  })
+  .strict();
+export type LogInstallReq = z.infer<typeof logInstallReq>;
+export interface LogAppendAnswer {
+  lastIndex: number;
 }

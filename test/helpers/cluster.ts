@@ -1,4 +1,5 @@
 import { spawn, type ChildProcess } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync, openSync, closeSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -13,6 +14,13 @@ import type { FaultRule } from '../../shared/fault.js';
 // after()/finally; a process exit handler kills leftovers if a test crashes.
 
 export const cliPath = fileURLToPath(new URL('../../client/cli.js', import.meta.url));
+
+// Test clusters are authenticated (shared/auth.ts), so every test exercises
+// the signing path: a random secret per test process, in the environment
+// that this process's RPCs read and that every child (daemons, CLI runs,
+// workers, mounts) inherits. Set GFS_SECRET='' in ClusterOptions.env to run
+// a daemon without authentication.
+if (!process.env.GFS_SECRET && !process.env.GFS_SECRET_FILE) process.env.GFS_SECRET = randomBytes(32).toString('hex');
 
 const live = new Set<ChildProcess>();
 process.once('exit', () => {
@@ -46,6 +54,25 @@ export interface ClusterOptions {
   /** Chunkserver scrub idle time: chunks mutated more recently are not scrubbed yet (default: the chunkserver's, 30 s). */
   scrubIdleMs?: number;
   env?: Record<string, string>;
+  /** Shadow masters (log replicas of the master, master/replicas.ts); chunkservers report to them too. */
+  shadows?: number;
+  /** More arguments for the master (and shadows), e.g. --allow-fewer-log-replicas. */
+  masterArgs?: string[];
+  /** More arguments for every chunkserver, e.g. push limits. */
+  chunkserverArgs?: string[];
+}
+
+/** A port free right now on 127.0.0.1 (for daemons that must know each other's address before they start). */
+export async function freePort(): Promise<number> {
+  const { createServer } = await import('node:net');
+  return new Promise((resolve, reject) => {
+    const srv = createServer();
+    srv.once('error', reject);
+    srv.listen(0, '127.0.0.1', () => {
+      const port = (srv.address() as { port: number }).port;
+      srv.close(() => resolve(port));
+    });
+  });
 }
 
 /** Polls cond until it returns a value other than undefined/false, or throws after deadlineMs. */
@@ -96,6 +123,10 @@ function startProc(name: string, args: string[], dir: string, env: Record<string
 export class TestCluster {
   master!: Proc;
   chunkservers: (Proc | undefined)[] = [];
+  shadows: (Proc | undefined)[] = [];
+  /** Ports fixed before start when shadows are used (they and the master name each other). */
+  masterPort = 0;
+  shadowPorts: number[] = [];
   private readonly clients: GfsClient[] = [];
 
   constructor(
@@ -107,8 +138,35 @@ export class TestCluster {
     return this.master.url;
   }
 
+  /** Every master URL (the master first, then the shadows), as chunkservers and clients are given them. */
+  get masterUrls(): string {
+    return [`http://127.0.0.1:${this.masterPort || this.master.port}`, ...this.shadowPorts.map((p) => `http://127.0.0.1:${p}`)].join(',');
+  }
+
+  private timingArgs(): string[] {
+    const args: string[] = [];
+    if (this.o.chunkSizeBytes) args.push('--chunk-size', String(this.o.chunkSizeBytes));
+    if (this.o.leaseMs) args.push('--lease-ms', String(this.o.leaseMs));
+    args.push('--heartbeat-ms', String(this.o.heartbeatMs ?? 200));
+    args.push('--dead-ms', String(this.o.deadMs ?? 2_000));
+    args.push('--safe-mode-ms', String(this.o.safeModeMs ?? 2_000));
+    args.push('--rebalance-imbalance', String(this.o.rebalanceImbalance ?? 1_000_000));
+    return [...args, ...(this.o.masterArgs ?? [])];
+  }
+
+  /** Shadow i: a read-only follower of the master's log, on its fixed port. */
+  async startShadow(i: number): Promise<Proc> {
+    const dir = join(this.dir, `shadow${i}`);
+    const args = ['master', '--dir', dir, '--port', String(this.shadowPorts[i]!), '--shadow-of', `http://127.0.0.1:${this.masterPort}`, ...this.timingArgs()];
+    const p = await startProc(`shadow${i}`, args, dir, this.o.env ?? {}, this.dir);
+    this.shadows[i] = p;
+    return p;
+  }
+
   async startMaster(port = 0): Promise<Proc> {
+    if (this.masterPort) port = this.masterPort;
     const args = ['master', '--dir', join(this.dir, 'master'), '--port', String(port)];
+    if (this.shadowPorts.length > 0) args.push('--log-replicas', this.shadowPorts.map((p) => `http://127.0.0.1:${p}`).join(','), ...(this.o.masterArgs ?? []));
     if (this.o.chunkSizeBytes) args.push('--chunk-size', String(this.o.chunkSizeBytes));
     if (this.o.leaseMs) args.push('--lease-ms', String(this.o.leaseMs));
     args.push('--heartbeat-ms', String(this.o.heartbeatMs ?? 200));
@@ -130,8 +188,9 @@ export class TestCluster {
   async startChunkserver(i: number): Promise<Proc> {
     const dir = join(this.dir, `cs${i}`);
     const prev = this.chunkservers[i];
-    const args = ['chunkserver', '--master', this.masterUrl, '--dir', dir, '--port', String(prev?.port ?? 0), '--rack', `rack${(i % (this.o.racks ?? 3)) + 1}`, '--id', `cs${i}`, '--scrub-ms', String(this.o.scrubMs ?? 0)];
+    const args = ['chunkserver', '--master', this.shadowPorts.length > 0 ? this.masterUrls : this.masterUrl, '--dir', dir, '--port', String(prev?.port ?? 0), '--rack', `rack${(i % (this.o.racks ?? 3)) + 1}`, '--id', `cs${i}`, '--scrub-ms', String(this.o.scrubMs ?? 0)];
     if (this.o.scrubIdleMs !== undefined) args.push('--scrub-idle-ms', String(this.o.scrubIdleMs));
+    args.push(...(this.o.chunkserverArgs ?? []));
     const p = await startProc(`cs${i}`, args, dir, this.o.env ?? {}, this.dir);
     this.chunkservers[i] = p;
     return p;
@@ -179,7 +238,7 @@ export class TestCluster {
   }
 
   async stop(): Promise<void> {
-    await Promise.all([this.master, ...this.chunkservers].map((p) => this.kill(p, 'SIGKILL')));
+    await Promise.all([this.master, ...this.shadows, ...this.chunkservers].map((p) => this.kill(p, 'SIGKILL')));
     rmSync(this.dir, { recursive: true, force: true });
   }
 }
@@ -188,6 +247,11 @@ export async function startCluster(o: ClusterOptions = {}): Promise<TestCluster>
   const dir = mkdtempSync(join(tmpdir(), 'gfs-test-'));
   const c = new TestCluster(dir, o);
   try {
+    if (o.shadows) {
+      c.masterPort = await freePort();
+      for (let i = 0; i < o.shadows; i++) c.shadowPorts.push(await freePort());
+      for (let i = 0; i < o.shadows; i++) await c.startShadow(i);
+    }
     await c.startMaster();
     const n = o.chunkservers ?? 3;
     await Promise.all(Array.from({ length: n }, (_, i) => c.startChunkserver(i)));

@@ -76,6 +76,7 @@ describe('pipelined data push', { timeout: 90_000 }, () => {
     const res = await rpcStream(hops[0]!.url, `/push/${dataId}`, Readable.from(slowly()), {
       method: 'PUT',
       contentLength: data.length,
+      bodySha256: sha256(data), // a streamed body is signed by its digest (shared/auth.ts)
       headers: { 'x-gfs-chain': JSON.stringify(hops.slice(1).map((h) => h.url)) },
     });
     const answer = (await res.body.json()) as PushAnswer;
@@ -149,6 +150,7 @@ describe('pipelined data push', { timeout: 90_000 }, () => {
     const outcome = await rpcStream(hops[0]!.url, `/push/${dataId}`, Readable.from(truncated()), {
       method: 'PUT',
       contentLength: declared,
+      bodySha256: sha256(sent),
       headers: { 'x-gfs-chain': JSON.stringify(hops.slice(1).map((h) => h.url)) },
     }).then(
       async (r) => `answered ${r.statusCode}: ${await r.body.text()}`,

@@ -5,6 +5,7 @@ import { Agent, request } from 'undici';
 import { closeRpc, rpcJson } from '../../shared/rpc.js';
 import type { ListEntry } from '../../shared/wire.js';
 import { startCluster, type TestCluster } from '../helpers/cluster.js';
+import { authHeaders } from '../helpers/signed.js';
 
 // Invariant 6 against a live master: bad input gets a clear 4xx with a JSON
 // body {error, code}, and changes nothing (the whole namespace, mtimes
@@ -174,13 +175,19 @@ describe('master API: bad input gets a 4xx and changes nothing', { timeout: 60_0
     for (const k of cases) {
       const method = k.method ?? 'POST';
       let body: string | Buffer | Readable | undefined;
-      if (typeof k.body === 'function') body = (k.body as () => Readable)();
-      else if (typeof k.body === 'string' || Buffer.isBuffer(k.body)) body = k.body;
-      else if (k.body !== undefined) body = JSON.stringify(k.body);
+      // Signed with the cluster secret, so the requests pass authentication and reach the handlers.
+      let signed: string | Buffer | undefined;
+      if (typeof k.body === 'function') {
+        const parts: Buffer[] = [];
+        for await (const c of (k.body as () => Readable)()) parts.push(Buffer.from(c as string));
+        signed = Buffer.concat(parts);
+        body = (k.body as () => Readable)();
+      } else if (typeof k.body === 'string' || Buffer.isBuffer(k.body)) body = signed = k.body;
+      else if (k.body !== undefined) body = signed = JSON.stringify(k.body);
       const res = await request(cluster!.masterUrl + k.path, {
         method,
         dispatcher: agent,
-        headers: body !== undefined ? { 'content-type': k.contentType ?? 'application/json' } : {},
+        headers: { ...(body !== undefined ? { 'content-type': k.contentType ?? 'application/json' } : {}), ...authHeaders(method, k.path, signed) },
         body,
         headersTimeout: 10_000,
         bodyTimeout: 10_000,
