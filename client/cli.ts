@@ -403,7 +403,23 @@ program
       process.stdout.write(JSON.stringify(s, null, 2) + '\n');
       return;
     }
+    const m = s as unknown as {
+      role?: string;
+      epoch?: number;
+      fencedByEpoch?: number;
+      appliedIndex?: number;
+      logReplicas?: { allowFewer: boolean; inSync: number; configured: number; replicas: { url: string; synced: boolean; lastIndex: number; lastError?: string }[] };
+      shadow?: { master: string; lagRecords: number; stalenessMs: number | null };
+    };
     const lines = [
+      `master: ${m.role ?? 'master'}, epoch ${m.epoch ?? 1}, log index ${m.appliedIndex ?? '?'}${m.fencedByEpoch !== undefined ? `, FENCED (a master of epoch ${m.fencedByEpoch} exists)` : ''}`,
+      ...(m.shadow ? [`shadow of ${m.shadow.master}: ${m.shadow.lagRecords} records behind, last heard ${m.shadow.stalenessMs === null ? 'never' : `${m.shadow.stalenessMs} ms ago`}`] : []),
+      ...(m.logReplicas
+        ? [
+            `log replicas: ${m.logReplicas.inSync} of ${m.logReplicas.configured} in sync${m.logReplicas.inSync < m.logReplicas.configured ? (m.logReplicas.allowFewer ? ' (DEGRADED: acknowledging with fewer copies)' : ' (mutations refused until caught up)') : ''}`,
+            ...m.logReplicas.replicas.map((r) => `  ${r.url.padEnd(24)} ${r.synced ? 'in sync' : 'BEHIND '} index=${r.lastIndex}${r.lastError ? ` (${r.lastError})` : ''}`),
+          ]
+        : []),
       `safe mode: ${s.safeMode ? 'ON' : 'off'}`,
       `files: ${s.files}`,
       `chunks: ${s.chunks.total} total, ${s.chunks.healthy} healthy, ${s.chunks.underReplicated} under-replicated, ${s.chunks.overReplicated} over-replicated, ${s.chunks.missing} missing`,

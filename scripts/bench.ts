@@ -38,6 +38,7 @@ import { rpcJson } from '../shared/rpc.js';
 import { BenchCluster, appPath, cleanupNow, installCleanupHandlers, snapshotDist, trackChild, trackDir } from './bench/cluster.js';
 import { MiB, PieceSource, appendRate, fsyncRate, rawRead, rawWrite } from './bench/disk.js';
 import { mountDdBench } from './bench/mount.js';
+import { createsWithLogReplicas } from './bench/logreplicas.js';
 
 const { values: opts } = parseArgs({
   options: {
@@ -768,6 +769,35 @@ async function main(): Promise<void> {
     }
     if (wanted('rereplicate')) await rereplicateBench(cluster, client, quick ? 256 * MiB : 1024 * MiB, source);
     else skipped('rereplicate-MBps', 'MB/s');
+
+    // -- creates-64 with 0, 1, 2 log replicas (master/replicas.ts), same run, own masters --
+    const logRepTotal = quick ? 1200 : 5000;
+    let noReplicas: number | undefined;
+    for (const k of [0, 1, 2]) {
+      const name = `creates-64-logreplicas-${k}`;
+      if (!wanted(name)) {
+        skipped(name, 'ops/s');
+        continue;
+      }
+      await begin();
+      progress(`${name}: ${logRepTotal} empty files, 64 clients, master with ${k} log replica(s)`);
+      const r = await createsWithLogReplicas(dir, k, logRepTotal, 64);
+      if (k === 0) noReplicas = r.opsPerSec;
+      record({
+        workload: name,
+        value: r.opsPerSec,
+        unit: 'ops/s',
+        limit: noReplicas ?? null,
+        ratio: ratio(r.opsPerSec, noReplicas ?? null),
+        files: logRepTotal,
+        clients: 64,
+        logReplicas: k,
+        masterFsyncs: r.fsyncs,
+        seconds: round(r.seconds, 2),
+        durability: k === 0 ? "each create acknowledged after the master's oplog fsync" : `each create acknowledged after the batch is fsynced on the master and on all ${k} shadow(s)`,
+        limitNote: 'limit = the same workload with 0 log replicas, in this run',
+      });
+    }
   } catch (e) {
     progress(`FAILED: ${(e as Error).stack ?? String(e)}`);
     if (e instanceof GfsError) progress(`code ${e.code}`);

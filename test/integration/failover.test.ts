@@ -39,6 +39,8 @@ async function errorOf(p: Promise<unknown>): Promise<GfsError> {
   assert.fail('expected an error');
 }
 
+after(() => closeRpc());
+
 describe('master log replicas, shadow reads and failover', { timeout: 240_000 }, () => {
   let c: TestCluster;
   let shadowUrl: string;
@@ -51,7 +53,6 @@ describe('master log replicas, shadow reads and failover', { timeout: 240_000 },
   });
   after(async () => {
     await c?.stop();
-    await closeRpc();
   });
 
   it('every acknowledged mutation is already applied on the shadow when it is acknowledged', async () => {
@@ -168,4 +169,57 @@ describe('master log replicas, shadow reads and failover', { timeout: 240_000 },
     assert.equal((await promoted.stat('/via-both')).type, 'file');
     await errorOf(rpcJson(old, '/api/stat', undefined, { query: { path: '/via-both' } }));
   });
+});
+
+describe('a log replica out of sync', { timeout: 180_000 }, () => {
+  const clusters: TestCluster[] = [];
+  after(async () => {
+    await Promise.all(clusters.map((x) => x.stop()));
+  });
+
+  async function run(allowFewer: boolean): Promise<void> {
+    const c = await startCluster({ chunkservers: 1, shadows: 1, chunkSizeBytes, heartbeatMs: 200, masterArgs: allowFewer ? ['--allow-fewer-log-replicas'] : [] });
+    clusters.push(c);
+    await waitFor('the log replica in sync', async () => (await rpcJson<Status>(c.masterUrl, '/api/status')).logReplicas?.inSync === 1, 15_000);
+    const client = new GfsClient({ masterUrl: c.masterUrl, retry: { attempts: 1 } });
+    const acked: string[] = [];
+    await client.create('/before');
+    acked.push('/before');
+    await c.kill(c.shadows[0], 'SIGKILL');
+    // The first mutation after the loss may be the one that finds it (its outcome is then unknown).
+    let refused = 0;
+    for (let i = 0; i < 10; i++) {
+      try {
+        await client.create(`/during${i}`);
+        acked.push(`/during${i}`);
+      } catch (e) {
+        // EXISTS: the client's retry of the create that found the loss (applied on the master, outcome unknown to the client).
+        if (e instanceof GfsError && e.code === 'EXISTS') {
+          acked.push(`/during${i}`);
+          continue;
+        }
+        assert.ok(e instanceof GfsError && e.code === 'UNAVAILABLE', String(e));
+        refused++;
+      }
+    }
+    const status = await c.cli(['status']);
+    console.log(`# allow-fewer=${allowFewer}: ${refused} of 10 creates refused while the shadow was down; gfs status says: ${status.stdout.toString().split('\n').find((l) => l.startsWith('log replicas'))}`);
+    if (allowFewer) {
+      assert.ok(refused <= 1, `${refused} creates refused with --allow-fewer-log-replicas`);
+      assert.match(status.stdout.toString(), /log replicas: 0 of 1 in sync \(DEGRADED/);
+    } else {
+      assert.ok(refused >= 9, `only ${refused} creates refused while the only log replica was down`);
+      assert.match(status.stdout.toString(), /log replicas: 0 of 1 in sync \(mutations refused/);
+    }
+    // The shadow comes back (same directory and port), catches up from the master, and counts again.
+    await c.startShadow(0);
+    await waitFor('the log replica back in sync', async () => (await rpcJson<Status>(c.masterUrl, '/api/status')).logReplicas?.inSync === 1, 20_000, 100);
+    await client.create('/after');
+    acked.push('/after');
+    const onShadow = new Set((await rpcJson<{ entries: ListEntry[] }>(c.shadows[0]!.url, '/api/list', undefined, { query: { path: '/' } })).entries.map((e) => `/${e.name}`));
+    for (const p of acked) assert.ok(onShadow.has(p), `${p} (acknowledged) is not on the shadow after it caught up`);
+  }
+
+  it('without --allow-fewer-log-replicas: mutations are refused until it has caught up', () => run(false));
+  it('with --allow-fewer-log-replicas: mutations go on, status says so, and it catches up when back', () => run(true));
 });
