@@ -106,6 +106,8 @@ export class Master {
   private retryingBumps = false;
   /** Chunks whose first replicas are being created: neither cloned nor trimmed until placement is done. */
   private readonly placing = new Set<string>();
+  /** When a client last had to wait for a chunk's repair (lease asked while under-replicated or being cloned). */
+  private readonly blockedAtMs = new Map<string, number>();
   /** Replicas reported corrupt: never listed, deleted once another replica exists. */
   private readonly corrupt = new Map<string, Set<string>>();
   private tickTimer: NodeJS.Timeout | undefined;
@@ -216,6 +218,16 @@ export class Master {
     if (this.role === 'shadow') throw new GfsError('READ_ONLY', `read-only shadow master; mutations go to the master at ${this.following?.masterUrl ?? 'its master'}`, { master: this.following?.masterUrl });
     if (this.fencedByEpoch !== undefined) throw new GfsError('STALE_EPOCH', `this master (epoch ${this.ns.epoch}) was superseded by a master of epoch ${this.fencedByEpoch}`);
     this.shipper?.checkWritable();
+  }
+
+  /** The replication goal of the file a lease request names (the default when it names none). */
+  private goalOf(at: LeaseTarget | undefined): number {
+    try {
+      const n = at ? this.ns.get(normalizePath(at.path)) : undefined;
+      return n?.type === 'file' ? n.replication : this.opts.defaultReplication;
+    } catch {
+      return this.opts.defaultReplication;
+    }
   }
 
   /** Only a master that is not fenced off grants leases or places chunks. */
@@ -526,7 +538,14 @@ export class Master {
     // at the old version, would be stale from birth (found by test/partition/lease-partition.test.ts).
     if (this.placing.has(handle)) throw new GfsError('LEASE_PENDING', `chunk ${handle} is being created`, { retryAfterMs: 100 });
     // A clone copies the replica as it is: no mutation may start until it is done.
-    if (this.clones.some((c) => c.handle === handle)) throw new GfsError('LEASE_PENDING', `chunk ${handle} is being re-replicated`, { retryAfterMs: 200 });
+    if (this.clones.some((c) => c.handle === handle)) {
+      this.blockedAtMs.set(handle, this.now());
+      throw new GfsError('LEASE_PENDING', `chunk ${handle} is being re-replicated`, { retryAfterMs: 200 });
+    }
+    // A client wants to write an under-replicated chunk: its repair goes first (clonePriority).
+    const wanted = this.servers.liveLocations(handle, this.now()).length;
+    if (wanted > 0 && wanted < this.goalOf(at)) this.blockedAtMs.set(handle, this.now());
+    if (this.blockedAtMs.size > 100_000) this.blockedAtMs.clear(); // bounded: a priority hint only
     const nowMs = this.now();
     const upToDate = this.servers.liveLocations(handle, nowMs).sort((a, b) => this.servers.servers.get(a)!.load - this.servers.servers.get(b)!.load);
     const d = decideLease({ nowMs, lease: this.leases.get(handle), upToDate, grantsAllowedAtMs: this.grantsAllowedAtMs, version: meta.version });
@@ -919,6 +938,7 @@ export class Master {
         leased: (lease !== undefined && lease.expiresAtMs > nowMs) || this.grantsInFlight.has(h) || this.placing.has(h),
         deleted: g.deleted,
         avoid: doomed.get(h),
+        blocking: nowMs - (this.blockedAtMs.get(h) ?? -Infinity) < 10_000,
       });
     }
     return needs;

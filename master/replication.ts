@@ -17,6 +17,8 @@ export interface ChunkNeed {
   deleted: boolean;
   /** Servers that must not be clone targets (they hold a replica about to be deleted). */
   avoid?: string[];
+  /** A client was turned away from it recently (its lease waits for the repair): repaired first among equals. */
+  blocking?: boolean;
 }
 
 export interface CloneOrder {
@@ -39,11 +41,14 @@ export interface InFlightClone {
   target: string;
 }
 
-/** Most endangered first: most replicas missing (relative to the goal), live files before deleted ones. */
+/**
+ * Most endangered first: fewest live replicas, then chunks blocking a client, then most replicas
+ * missing (relative to the goal), then live files before deleted ones.
+ */
 export function clonePriority(a: ChunkNeed, b: ChunkNeed): number {
   const missA = a.goal - a.live.length;
   const missB = b.goal - b.live.length;
-  return a.live.length - b.live.length || missB - missA || Number(a.deleted) - Number(b.deleted) || (a.handle < b.handle ? -1 : 1);
+  return a.live.length - b.live.length || Number(b.blocking ?? false) - Number(a.blocking ?? false) || missB - missA || Number(a.deleted) - Number(b.deleted) || (a.handle < b.handle ? -1 : 1);
 }
 
 export function planClones(needs: ChunkNeed[], servers: ServerView[], inFlight: InFlightClone[], limits: CloneLimits, placement: PlacementOptions): CloneOrder[] {

@@ -44,3 +44,16 @@ test('rebalancing moves one idle, fully replicated chunk from the fullest server
   // Leased chunks are never moved.
   assert.equal(planRebalance(needs.map((n) => ({ ...n, leased: true })), servers, [], 4), undefined);
 });
+
+test('among chunks with equally few replicas, one blocking a client is cloned first, and a live file before a deleted one', () => {
+  const servers = ['a', 'b', 'c', 'd'].map((id) => server(id));
+  const limits = { maxClusterClones: 1, maxPerServerClones: 4 };
+  const plain = need('0000000000000001', ['a', 'b']);
+  const blocking = need('0000000000000009', ['a', 'b'], { blocking: true });
+  assert.equal(planClones([plain, blocking], servers, [], limits, opts)[0]!.handle, '0000000000000009');
+  // Fewer live replicas still wins over blocking.
+  const worse = need('0000000000000005', ['c']);
+  assert.equal(planClones([plain, blocking, worse], servers, [], limits, opts)[0]!.handle, '0000000000000005');
+  const deleted = need('0000000000000002', ['a', 'b'], { deleted: true });
+  assert.equal(planClones([deleted, need('0000000000000003', ['a', 'b'])], servers, [], limits, opts)[0]!.handle, '0000000000000003');
+});
