@@ -89,7 +89,9 @@ export class GfsClient {
   }
 
   private master<T>(path: string, body?: unknown, query?: Record<string, string>): Promise<T> {
-    return withRetry(() => this.callMaster<T>(path, body, query), { ...this.retry, attempts: 6 });
+    // One id for every attempt of a mutation: the master's retry cache answers a retry of one already done.
+    const rid = readOnlyRoutes.has(path) ? undefined : `${this.clientId}:${this.nextRequestId()}`;
+    return withRetry(() => this.callMaster<T>(path, body, query, rid), { ...this.retry, attempts: 6 });
   }
 
   /**
@@ -97,8 +99,9 @@ export class GfsClient {
    * first, then the others; a read may be answered by a shadow; a mutation a shadow refuses
    * (READ_ONLY) or an answer from an older epoch moves on to the next URL.
    */
-  private async callMaster<T>(path: string, body?: unknown, query?: Record<string, string>): Promise<T> {
-    if (this.masterUrls.length === 1) return rpcJson<T>(this.masterUrl, path, body, { query, targetName: 'master', onHeaders: (h) => this.noteEpoch(h) });
+  private async callMaster<T>(path: string, body?: unknown, query?: Record<string, string>, rid?: string): Promise<T> {
+    const headers = rid ? { 'x-gfs-request-id': rid } : undefined;
+    if (this.masterUrls.length === 1) return rpcJson<T>(this.masterUrl, path, body, { query, headers, targetName: 'master', onHeaders: (h) => this.noteEpoch(h) });
     const readOnly = readOnlyRoutes.has(path);
     // Reads stick to the shadow that answered for a while: retrying an unresponsive master first costs a timeout each.
     const fb = readOnly && this.readFallback && this.readFallback.untilMs > Date.now() ? this.readFallback.index : undefined;
@@ -113,6 +116,7 @@ export class GfsClient {
       try {
         const out = await rpcJson<T>(url, path, body, {
           query,
+          headers,
           targetName: 'master',
           onHeaders: (h) => {
             epoch = Number(h['x-gfs-epoch'] ?? 0) || 0;

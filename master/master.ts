@@ -1,3 +1,4 @@
+import { AsyncLocalStorage } from 'node:async_hooks';
 import { performance } from 'node:perf_hooks';
 import { GfsError, invariant } from '../shared/errors.js';
 import { normalizePath, isUnder, joinPath, trashDir } from '../shared/paths.js';
@@ -58,6 +59,9 @@ export interface MasterOptions {
   /** This master's own URL (known once it listens). */
   selfUrl?: () => string;
 }
+
+/** The request id of the client call being served (x-gfs-request-id, set by master/server.ts): the retry cache key. */
+export const requestContext = new AsyncLocalStorage<string>();
 
 /** A chunk whose version changed this recently may still be reported at the old version by a heartbeat in flight. */
 const versionRaceMs = 15_000;
@@ -204,7 +208,15 @@ export class Master {
   private async mutate(leaves: { path: string; mode: LockMode }[], build: () => Op | undefined): Promise<Op | undefined> {
     const release = await this.locks.acquire(leaves);
     try {
+      // A retried call whose first attempt was logged: done already, answer as then (no EXISTS for a lost answer).
+      const rid = requestContext.getStore();
+      if (rid !== undefined && this.ns.requests.has(rid)) {
+        // Only acknowledged as the first attempt would have been: with every log replica holding it.
+        this.checkWritable();
+        return undefined;
+      }
       const op = build();
+      if (op && rid !== undefined) (op as Op & { rid?: string }).rid = rid;
       if (op) await this.logOp(op);
       return op;
     } finally {

@@ -70,7 +70,12 @@ export interface NamespaceSnapshot {
   epoch?: number;
   /** Records applied to reach this state (the log index of the last one). */
   appliedIndex?: number;
+  /** Request ids of recent mutations, oldest first (the retry cache). */
+  requests?: string[];
 }
+
+/** Mutations remembered by request id, so a client's retry of one whose answer was lost is not done twice. */
+export const maxRememberedRequests = 100_000;
 
 export const initialChunkVersion = 1;
 
@@ -91,6 +96,11 @@ export class Namespace {
   epoch = 1;
   /** Log index of the last record applied: log replicas and shadows count in it (master/replicas.ts). */
   appliedIndex = 0;
+  /**
+   * The retry cache: request ids (client id + call) of the latest mutations, logged with them
+   * (`rid`), so it survives restarts and failover to a shadow. Bounded, oldest evicted first.
+   */
+  readonly requests = new Set<string>();
 
   constructor() {
     this.putNode('/', { type: 'dir', mtimeMs: 0, ctimeMs: 0 });
@@ -221,6 +231,11 @@ export class Namespace {
   // ---- apply ----
   apply(op: Op): void {
     this.appliedIndex++;
+    const rid = (op as { rid?: unknown }).rid;
+    if (typeof rid === 'string') {
+      this.requests.add(rid);
+      if (this.requests.size > maxRememberedRequests) this.requests.delete(this.requests.values().next().value!);
+    }
     switch (op.op) {
       case 'epoch':
         invariant(op.epoch > this.epoch, `epoch ${op.epoch} does not raise ${this.epoch}`);
@@ -352,7 +367,7 @@ export class Namespace {
     for (const [p, n] of this.nodes) nodes.push([p, n.type === 'file' ? { ...n, chunks: n.chunks.slice() } : { ...n }]);
     const chunks: [string, ChunkMeta][] = [];
     for (const [h, c] of this.chunks) chunks.push([h, { ...c }]);
-    return { nodes, chunks, nextHandle: this.nextHandle.toString(), trash: [...this.trash.entries()].map(([k, v]) => [k, { ...v }]), pendingBumps: [...this.pendingBumps.entries()], epoch: this.epoch, appliedIndex: this.appliedIndex };
+    return { nodes, chunks, nextHandle: this.nextHandle.toString(), trash: [...this.trash.entries()].map(([k, v]) => [k, { ...v }]), pendingBumps: [...this.pendingBumps.entries()], epoch: this.epoch, appliedIndex: this.appliedIndex, requests: [...this.requests] };
   }
 
   static fromSnapshot(s: NamespaceSnapshot): Namespace {
@@ -364,6 +379,7 @@ export class Namespace {
     for (const [k, v] of s.pendingBumps ?? []) ns.pendingBumps.set(k, v);
     ns.epoch = s.epoch ?? 1;
     ns.appliedIndex = s.appliedIndex ?? 0;
+    for (const r of s.requests ?? []) ns.requests.add(r);
     return ns;
   }
 }

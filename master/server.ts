@@ -26,7 +26,7 @@ import {
 } from '../shared/wire.js';
 
 const promoteReq = z.object({ force: z.boolean().optional() }).strict();
-import { Master, type MasterOptions } from './master.js';
+import { Master, requestContext, type MasterOptions } from './master.js';
 
 // The master's HTTP API. Every body and query is validated here, at the
 // boundary; Master only ever sees well-typed input (paths are normalised
@@ -90,6 +90,12 @@ export async function startMaster(o: MasterServerOptions): Promise<RunningMaster
     jsonLimits: { '/api/cs/register': 128 * 1024 * 1024, '/api/cs/heartbeat': 128 * 1024 * 1024, '/admin/faults': 1024 * 1024, '/api/log/append': 256 * 1024 * 1024, '/api/log/install': 1024 * 1024 * 1024 },
   });
   // Every answer says which master epoch and role gave it: clients and chunkservers fence off older epochs.
+  // A client's request id: mutations remember it (the retry cache, master/namespace.ts).
+  app.use((req, _res, next) => {
+    const rid = req.headers['x-gfs-request-id'];
+    if (typeof rid === 'string' && /^[A-Za-z0-9_.:-]{8,128}$/.test(rid)) requestContext.run(rid, next);
+    else next();
+  });
   app.use((req, res, next) => {
     res.setHeader('x-gfs-epoch', String(master.ns.epoch));
     res.setHeader('x-gfs-role', master.role);
