@@ -905,6 +905,9 @@ export class Master {
     this.safeModeLeft = false;
     this.safeModeUntilMs = nowMs + this.opts.safeModeMs;
     this.following = undefined;
+    // Bumps the old master logged but never saw taken: replicas at the version before still hold current data.
+    this.recoveredPending.clear();
+    for (const [h, from] of this.ns.pendingBumps) this.recoveredPending.set(h, from);
     this.makeShipper();
     this.shipper?.start();
     this.opts.log.warn({ epoch, appliedIndex: this.ns.appliedIndex }, 'promoted to master');
