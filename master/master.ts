@@ -60,8 +60,21 @@ export interface MasterOptions {
   selfUrl?: () => string;
 }
 
-/** The request id of the client call being served (x-gfs-request-id, set by master/server.ts): the retry cache key. */
-export const requestContext = new AsyncLocalStorage<string>();
+/**
+ * The request id of the client call being served (x-gfs-request-id, set by master/server.ts) and how many
+ * mutations it has made so far. A call may log several mutations (undelete: the rename, then the emptied
+ * trash directory); each gets its own retry-cache key, `rid` then `rid#1`, `rid#2`, ..., so a resent call
+ * skips exactly the steps its first attempt logged and still does the rest.
+ */
+export const requestContext = new AsyncLocalStorage<{ rid: string; mutations: number }>();
+
+/** The retry-cache key of the next mutation of the call being served, if it carries a request id. */
+function nextRequestKey(): string | undefined {
+  const ctx = requestContext.getStore();
+  if (ctx === undefined) return undefined;
+  const n = ctx.mutations++;
+  return n === 0 ? ctx.rid : `${ctx.rid}#${n}`;
+}
 
 /** A chunk whose version changed this recently may still be reported at the old version by a heartbeat in flight. */
 const versionRaceMs = 15_000;
@@ -209,7 +222,7 @@ export class Master {
     const release = await this.locks.acquire(leaves);
     try {
       // A retried call whose first attempt was logged: done already, answer as then (no EXISTS for a lost answer).
-      const rid = requestContext.getStore();
+      const rid = nextRequestKey();
       if (rid !== undefined && this.ns.requests.has(rid)) {
         // Only acknowledged as the first attempt would have been: with every log replica holding it.
         this.checkWritable();
@@ -340,6 +353,8 @@ export class Master {
 
   /** Deletes trash entries past the grace period for good; their chunks become orphans and go with heartbeats. */
   private async reclaimTrash(): Promise<void> {
+    // Background work, not a client's call: never file its mutations under a request id.
+    if (requestContext.getStore() !== undefined) return requestContext.exit(() => this.reclaimTrash());
     const nowMs = Date.now();
     for (const e of this.trashList()) {
       if (e.reclaimAtMs > nowMs) continue;

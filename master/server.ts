@@ -93,7 +93,7 @@ export async function startMaster(o: MasterServerOptions): Promise<RunningMaster
   // A client's request id: mutations remember it (the retry cache, master/namespace.ts).
   app.use((req, _res, next) => {
     const rid = req.headers['x-gfs-request-id'];
-    if (typeof rid === 'string' && /^[A-Za-z0-9_.:-]{8,128}$/.test(rid)) requestContext.run(rid, next);
+    if (typeof rid === 'string' && /^[A-Za-z0-9_.:-]{8,128}$/.test(rid)) requestContext.run({ rid, mutations: 0 }, next);
     else next();
   });
   app.use((req, res, next) => {
