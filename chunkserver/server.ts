@@ -234,8 +234,8 @@ export async function startChunkserver(o: ChunkserverOptions): Promise<RunningCh
   finishApp(app, log);
 
   const host = o.host ?? '127.0.0.1';
-  const { server, port } = await listen(app, o.port ?? 0, host);
-  if (!url) url = `http://${host}:${port}`;
+  const { server, port, scheme } = await listen(app, o.port ?? 0, host);
+  if (!url) url = `${scheme}://${host}:${port}`;
   const beaters = masters.masters.map(
     (m) =>
       new Heartbeater({

@@ -33,13 +33,20 @@ program
   .version('0.1.0')
   .addOption(new Option('--master <url>', 'master URL (default: $GFS_MASTER or ' + defaultMaster + ')'))
   .addOption(new Option('--secret-file <file>', 'cluster secret that authenticates every request (default: $GFS_SECRET_FILE, else $GFS_SECRET; none: authentication off)'))
+  .addOption(new Option('--tls-cert <file>', 'daemons: serve HTTPS with this PEM certificate (default: $GFS_TLS_CERT; needs --tls-key)'))
+  .addOption(new Option('--tls-key <file>', 'daemons: the PEM private key of --tls-cert (default: $GFS_TLS_KEY)'))
+  .addOption(new Option('--tls-ca <file>', 'trust this PEM CA bundle for https:// peers instead of the system roots (default: $GFS_TLS_CA)'))
   .showHelpAfterError('(run with --help for usage)');
 
 // The secret is read lazily by shared/auth.ts from the environment, so daemons,
 // clients and the processes they start all find it the same way.
 program.hook('preAction', () => {
-  const file = program.opts().secretFile as string | undefined;
-  if (file) process.env.GFS_SECRET_FILE = resolvePath(file);
+  const opts = program.opts() as { secretFile?: string; tlsCert?: string; tlsKey?: string; tlsCa?: string };
+  if (opts.secretFile) process.env.GFS_SECRET_FILE = resolvePath(opts.secretFile);
+  // TLS settings travel the same way (shared/tls.ts), so processes this one starts inherit them.
+  if (opts.tlsCert) process.env.GFS_TLS_CERT = resolvePath(opts.tlsCert);
+  if (opts.tlsKey) process.env.GFS_TLS_KEY = resolvePath(opts.tlsKey);
+  if (opts.tlsCa) process.env.GFS_TLS_CA = resolvePath(opts.tlsCa);
 });
 
 function masterUrl(): string {
@@ -197,10 +204,11 @@ cluster
   .option('--lease-ms <ms>', 'primary lease duration', int('--lease-ms', 100))
   .option('--heartbeat-ms <ms>', 'heartbeat interval', int('--heartbeat-ms', 50))
   .option('--racks <n>', 'spread chunkservers over this many rack labels', int('--racks', 1, 64), 1)
+  .option('--tls', 'serve HTTPS everywhere, with a private CA and certificate made once in DIR/tls (needs openssl)')
   .action(async (o) => {
     try {
       const { clusterUp } = await import('./cluster.js');
-      await clusterUp({ dir: o.dir, port: o.port, chunkservers: o.chunkservers, chunkSizeBytes: o.chunkSize, leaseMs: o.leaseMs, heartbeatMs: o.heartbeatMs, racks: o.racks });
+      await clusterUp({ dir: o.dir, port: o.port, chunkservers: o.chunkservers, chunkSizeBytes: o.chunkSize, leaseMs: o.leaseMs, heartbeatMs: o.heartbeatMs, racks: o.racks, tls: o.tls === true });
     } catch (e) {
       fail(e);
     }

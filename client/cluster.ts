@@ -4,6 +4,7 @@ import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { newSecret, reloadSecret } from '../shared/auth.js';
 import { rpcJson } from '../shared/rpc.js';
+import { listenScheme, makeLocalCertificates } from '../shared/tls.js';
 
 // `gfs cluster up`: one master and N chunkservers as separate processes on
 // 127.0.0.1, data and logs under DIR, stopped together on Ctrl-C. Requests
@@ -18,6 +19,8 @@ export interface ClusterOptions {
   leaseMs?: number;
   heartbeatMs?: number;
   racks: number;
+  /** HTTPS everywhere with a private CA made in DIR/tls (shared/tls.ts), unless GFS_TLS_CERT already names a certificate. */
+  tls?: boolean;
 }
 
 const cli = fileURLToPath(new URL('./cli.js', import.meta.url));
@@ -46,6 +49,11 @@ export async function clusterUp(o: ClusterOptions): Promise<void> {
     if (!existsSync(secretFile)) writeFileSync(secretFile, newSecret() + '\n', { mode: 0o600, flag: 'wx' });
     process.env.GFS_SECRET_FILE = secretFile;
     reloadSecret();
+  }
+  if (o.tls && !process.env.GFS_TLS_CERT) {
+    const certs = makeLocalCertificates(join(dir, 'tls'));
+    // Children inherit these; this process trusts the CA for its own calls (the RPC pool is made on first use).
+    Object.assign(process.env, { GFS_TLS_CERT: certs.certFile, GFS_TLS_KEY: certs.keyFile, GFS_TLS_CA: certs.caFile });
   }
   const children: { name: string; proc: ChildProcess }[] = [];
   let stopping = false;
@@ -77,7 +85,7 @@ export async function clusterUp(o: ClusterOptions): Promise<void> {
     });
   };
 
-  const masterUrl = `http://127.0.0.1:${o.port}`;
+  const masterUrl = `${listenScheme()}://127.0.0.1:${o.port}`;
   // Children inherit GFS_SECRET from the environment; a file is passed explicitly.
   const secretArgs = secretFile ? ['--secret-file', secretFile] : [];
   const masterArgs = [...secretArgs, 'master', '--dir', join(dir, 'master'), '--port', String(o.port)];
@@ -109,6 +117,7 @@ export async function clusterUp(o: ClusterOptions): Promise<void> {
   );
   for (const s of servers.sort((a, b) => (a.id < b.id ? -1 : 1))) process.stdout.write(`chunkserver ${s.id} ${s.url}\n`);
   process.stdout.write(`cluster up: data in ${dir}, logs in ${join(dir, 'logs')}; Ctrl-C stops it\n`);
-  if (secretFile) process.stdout.write(`clients: export GFS_MASTER=${masterUrl} GFS_SECRET_FILE=${secretFile}  (or pass --secret-file ${secretFile})\n`);
-  else process.stdout.write(`clients: export GFS_MASTER=${masterUrl}; they need the same GFS_SECRET\n`);
+  const caEnv = process.env.GFS_TLS_CA ? ` GFS_TLS_CA=${process.env.GFS_TLS_CA}` : '';
+  if (secretFile) process.stdout.write(`clients: export GFS_MASTER=${masterUrl} GFS_SECRET_FILE=${secretFile}${caEnv}  (or pass --secret-file ${secretFile})\n`);
+  else process.stdout.write(`clients: export GFS_MASTER=${masterUrl}${caEnv}; they need the same GFS_SECRET\n`);
 }

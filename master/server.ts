@@ -159,8 +159,8 @@ export async function startMaster(o: MasterServerOptions): Promise<RunningMaster
   finishApp(app, log);
 
   master.start();
-  const { server, port } = await listen(app, o.port ?? defaults.masterPort, o.host ?? '127.0.0.1');
-  url = `http://${o.host ?? '127.0.0.1'}:${port}`;
+  const { server, port, scheme } = await listen(app, o.port ?? defaults.masterPort, o.host ?? '127.0.0.1');
+  url = `${scheme}://${o.host ?? '127.0.0.1'}:${port}`;
   log.info({ url }, 'master listening');
   return {
     master,

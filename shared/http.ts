@@ -1,11 +1,13 @@
 import express, { type Express, type NextFunction, type Request, type Response } from 'express';
-import type { Server } from 'node:http';
+import { createServer as createHttpServer, type Server } from 'node:http';
+import { createServer as createHttpsServer } from 'node:https';
 import type { AddressInfo } from 'node:net';
 import { z } from 'zod';
 import { authEnabled, authMiddleware, jsonDigestVerify, secretSource, unverifiedBodyCheck } from './auth.js';
 import { GfsError } from './errors.js';
 import { faultFor, faultRulesSchema, getFaultRules, setFaultRules } from './fault.js';
 import type { Logger } from './log.js';
+import { serverTlsOptions } from './tls.js';
 
 // Server-side conventions shared by master and chunkserver: JSON bodies are
 // bounded, every body and query is validated with zod before a handler sees
@@ -151,9 +153,14 @@ export function finishApp(app: Express, log: Logger): void {
   });
 }
 
-export async function listen(app: Express, port: number, host: string): Promise<{ server: Server; port: number }> {
+/** Listens with HTTPS when TLS is configured (shared/tls.ts), else plain HTTP; `scheme` says which. */
+export async function listen(app: Express, port: number, host: string): Promise<{ server: Server; port: number; scheme: 'http' | 'https' }> {
+  const tls = serverTlsOptions();
   return new Promise((resolve, reject) => {
-    const server = app.listen(port, host);
+    // An https.Server has every member used here and by callers (close, closeAllConnections, timeouts);
+    // node's typings just do not derive it from http.Server.
+    const server = tls ? (createHttpsServer({ ...tls, minVersion: 'TLSv1.2' }, app) as unknown as Server) : createHttpServer(app);
+    server.listen(port, host);
     server.once('error', reject);
     server.once('listening', () => {
       // Bounds on slow or silent peers: headers must arrive within 30 s, a whole
@@ -164,7 +171,7 @@ export async function listen(app: Express, port: number, host: string): Promise<
       server.requestTimeout = Number(process.env.GFS_REQUEST_TIMEOUT_MS) || 300_000;
       server.timeout = 120_000;
       server.maxConnections = 8192;
-      resolve({ server, port: (server.address() as AddressInfo).port });
+      resolve({ server, port: (server.address() as AddressInfo).port, scheme: tls ? 'https' : 'http' });
     });
   });
 }

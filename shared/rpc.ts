@@ -4,6 +4,7 @@ import type { z } from 'zod';
 import { GfsError, type ErrorCode } from './errors.js';
 import { faultFor } from './fault.js';
 import { defaults } from './config.js';
+import { trustedCa } from './tls.js';
 import { authEnabled, emptySha256, sha256Hex, signRequest, targetOf } from './auth.js';
 
 // Every outbound request of every node goes through here: one keep-alive
@@ -24,12 +25,21 @@ export function setRpcHeader(name: string, value: string): void {
   processHeaders[name] = value;
 }
 
-const agent = new Agent({
-  keepAliveTimeout: 30_000,
-  keepAliveMaxTimeout: 60_000,
-  connections: 128,
-  pipelining: 1,
-});
+// Made on first use, so a CLI that sets GFS_TLS_CA from --tls-ca (shared/tls.ts) before its first call is heard.
+let agentInstance: Agent | undefined;
+function agent(): Agent {
+  if (agentInstance) return agentInstance;
+  const ca = trustedCa();
+  agentInstance = new Agent({
+    keepAliveTimeout: 30_000,
+    keepAliveMaxTimeout: 60_000,
+    connections: 128,
+    pipelining: 1,
+    // https:// peers are always verified; a private cluster CA replaces the system roots.
+    connect: ca ? { ca } : undefined,
+  });
+  return agentInstance;
+}
 
 export interface RpcOptions {
   method?: 'GET' | 'POST' | 'PUT' | 'DELETE';
@@ -89,7 +99,10 @@ function networkError(e: unknown, url: string): GfsError {
   if (e instanceof GfsError) return e;
   const err = e as { code?: string; message?: string; name?: string };
   const timedOut = err.name === 'HeadersTimeoutError' || err.name === 'BodyTimeoutError' || err.code === 'UND_ERR_HEADERS_TIMEOUT' || err.code === 'UND_ERR_BODY_TIMEOUT' || err.name === 'TimeoutError' || err.name === 'AbortError';
-  return new GfsError(timedOut ? 'TIMEOUT' : 'UNAVAILABLE', `${url}: ${err.code ?? err.name ?? 'error'} ${err.message ?? ''}`.trim());
+  // A certificate the peer's CA does not vouch for: say how to trust a private cluster CA (shared/tls.ts).
+  const badCert = /CERT|SELF_SIGNED|UNABLE_TO_VERIFY|ALTNAME/.test(err.code ?? '');
+  const hint = badCert ? ' (is GFS_TLS_CA / --tls-ca set to the cluster\'s CA?)' : '';
+  return new GfsError(timedOut ? 'TIMEOUT' : 'UNAVAILABLE', `${url}: ${err.code ?? err.name ?? 'error'} ${err.message ?? ''}`.trim() + hint);
 }
 
 /** JSON request; the answer is validated with `schema` when given. */
@@ -105,7 +118,7 @@ export async function rpcJson<T = unknown>(base: string, path: string, body?: un
   let res: Dispatcher.ResponseData;
   try {
     res = await request(url, {
-      dispatcher: agent,
+      dispatcher: agent(),
       method,
       headers,
       body: text,
@@ -157,7 +170,7 @@ export async function rpcStream(
   let res: Dispatcher.ResponseData;
   try {
     res = await request(url, {
-      dispatcher: agent,
+      dispatcher: agent(),
       method,
       headers,
       body,
@@ -172,5 +185,7 @@ export async function rpcStream(
 }
 
 export async function closeRpc(): Promise<void> {
-  await agent.close();
+  const a = agentInstance;
+  agentInstance = undefined;
+  await a?.close();
 }

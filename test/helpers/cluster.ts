@@ -138,9 +138,14 @@ export class TestCluster {
     return this.master.url;
   }
 
+  /** Daemons serve HTTPS when given a certificate (shared/tls.ts). */
+  get scheme(): 'http' | 'https' {
+    return (this.o.env?.GFS_TLS_CERT ?? process.env.GFS_TLS_CERT) ? 'https' : 'http';
+  }
+
   /** Every master URL (the master first, then the shadows), as chunkservers and clients are given them. */
   get masterUrls(): string {
-    return [`http://127.0.0.1:${this.masterPort || this.master.port}`, ...this.shadowPorts.map((p) => `http://127.0.0.1:${p}`)].join(',');
+    return [`${this.scheme}://127.0.0.1:${this.masterPort || this.master.port}`, ...this.shadowPorts.map((p) => `${this.scheme}://127.0.0.1:${p}`)].join(',');
   }
 
   private timingArgs(): string[] {
@@ -157,7 +162,7 @@ export class TestCluster {
   /** Shadow i: a read-only follower of the master's log, on its fixed port. */
   async startShadow(i: number): Promise<Proc> {
     const dir = join(this.dir, `shadow${i}`);
-    const args = ['master', '--dir', dir, '--port', String(this.shadowPorts[i]!), '--shadow-of', `http://127.0.0.1:${this.masterPort}`, ...this.timingArgs()];
+    const args = ['master', '--dir', dir, '--port', String(this.shadowPorts[i]!), '--shadow-of', `${this.scheme}://127.0.0.1:${this.masterPort}`, ...this.timingArgs()];
     const p = await startProc(`shadow${i}`, args, dir, this.o.env ?? {}, this.dir);
     this.shadows[i] = p;
     return p;
@@ -166,7 +171,7 @@ export class TestCluster {
   async startMaster(port = 0): Promise<Proc> {
     if (this.masterPort) port = this.masterPort;
     const args = ['master', '--dir', join(this.dir, 'master'), '--port', String(port)];
-    if (this.shadowPorts.length > 0) args.push('--log-replicas', this.shadowPorts.map((p) => `http://127.0.0.1:${p}`).join(','), ...(this.o.masterArgs ?? []));
+    if (this.shadowPorts.length > 0) args.push('--log-replicas', this.shadowPorts.map((p) => `${this.scheme}://127.0.0.1:${p}`).join(','), ...(this.o.masterArgs ?? []));
     if (this.o.chunkSizeBytes) args.push('--chunk-size', String(this.o.chunkSizeBytes));
     if (this.o.leaseMs) args.push('--lease-ms', String(this.o.leaseMs));
     args.push('--heartbeat-ms', String(this.o.heartbeatMs ?? 200));
