@@ -52,4 +52,20 @@ describe('the master retry cache', { timeout: 60_000 }, () => {
     const dup = await call('/api/mkdir', { path: '/d' }, 'bad id!');
     assert.ok(dup instanceof GfsError && dup.code === 'EXISTS');
   });
+
+  it('a call that logs several mutations (undelete: move back, then drop its trash directory) does all of them, and a resend is answered as done', async () => {
+    assert.ok(!((await call('/api/create', { path: '/u' }, 'client1:call-10')) instanceof GfsError));
+    assert.ok(!((await call('/api/delete', { path: '/u' }, 'client1:call-11')) instanceof GfsError));
+    const trashDirs = async () => (await rpcJson<{ entries: unknown[] }>(c!.masterUrl, '/api/list', undefined, { query: { path: '/.trash' } })).entries.length;
+    assert.equal(await trashDirs(), 1);
+    const back = await call('/api/undelete', { path: '/u' }, 'client1:call-12');
+    assert.ok(!(back instanceof GfsError), String(back));
+    assert.equal(await trashDirs(), 0, 'the second mutation of the call (the emptied trash directory) was skipped');
+    const resent = await call('/api/undelete', { path: '/u' }, 'client1:call-12');
+    assert.ok(!(resent instanceof GfsError), `a resent undelete failed: ${String(resent)}`);
+    const fresh = await call('/api/undelete', { path: '/u' }, 'client1:call-13');
+    assert.ok(fresh instanceof GfsError && fresh.code === 'NOT_FOUND');
+    const st = await rpcJson<FileInfo>(c!.masterUrl, '/api/stat', undefined, { query: { path: '/u' } });
+    assert.equal(st.path, '/u');
+  });
 });
