@@ -139,7 +139,7 @@ export class Mutator {
         this.o.leases.check(req.handle, req.version);
         this.o.leases.acted(req.handle, req.version); // the primary log (chunkserver/leases.ts)
         const serial = this.nextSerial(req.handle);
-        const len = await this.o.store.write(req.handle, req.offset, data);
+        const len = await this.o.store.write(req.handle, req.offset, data, req.version);
         // Queued while still serialized: secondaries receive orders in serial order.
         forwarded = this.forwardAll(req.handle, req.version, lease.secondaries, { kind: 'write', serial, offset: req.offset, dataId: req.dataId, inline: req.inline, sizeBytes: req.sizeBytes });
         return len;
@@ -168,12 +168,12 @@ export class Mutator {
         const serial = this.nextSerial(req.handle);
         if (place.kind === 'too-large') throw new GfsError('RECORD_TOO_LARGE', `record of ${data.length} bytes exceeds the limit of ${place.maxBytes}`);
         if (place.kind === 'pad') {
-          await this.o.store.pad(req.handle, place.toSizeBytes);
+          await this.o.store.pad(req.handle, place.toSizeBytes, req.version);
           forwarded = this.forwardAll(req.handle, req.version, lease.secondaries, { kind: 'pad', serial, toSizeBytes: place.toSizeBytes });
           this.counters.pads++;
           return { status: 'chunk-full' };
         }
-        await this.o.store.write(req.handle, place.offset, data);
+        await this.o.store.write(req.handle, place.offset, data, req.version);
         forwarded = this.forwardAll(req.handle, req.version, lease.secondaries, { kind: 'write', serial, offset: place.offset, dataId: req.dataId, inline: req.inline, sizeBytes: data.length });
         return { status: 'ok', offset: place.offset };
       });
@@ -192,9 +192,9 @@ export class Mutator {
         try {
           if (op.kind === 'write') {
             const data = this.takeData(op, op.sizeBytes);
-            await this.o.store.write(req.handle, op.offset, data);
+            await this.o.store.write(req.handle, op.offset, data, req.version);
           } else {
-            await this.o.store.pad(req.handle, op.toSizeBytes);
+            await this.o.store.pad(req.handle, op.toSizeBytes, req.version);
           }
           this.counters.applied++;
           results.push({ ok: true });

@@ -343,7 +343,12 @@ export class ReplicaStore {
   // ---- data ----
 
   /** Writes data at offset; returns the chunk's new length. */
-  async write(handle: string, offset: number, data: Buffer): Promise<number> {
+  /**
+   * Writes data at offset. `atVersion`: only while the replica is at this version, checked under the
+   * replica's lock, which setVersion takes too: a mutation ordered under a lease at version v never
+   * lands after the replica moved on to v+1 (a clone copied from it then would miss it).
+   */
+  async write(handle: string, offset: number, data: Buffer, atVersion?: number): Promise<number> {
     checkHandle(handle);
     checkByteCount('offset', offset);
     if (offset + data.length > this.chunkSizeBytes) {
@@ -351,6 +356,7 @@ export class ReplicaStore {
     }
     return this.track(() =>
       this.withReplica(handle, true, async (rep) => {
+        checkAtVersion(rep, atVersion);
         // An empty write changes nothing, not even the length.
         if (data.length === 0) return rep.sizeBytes;
         return this.mutate(rep, offset, data);
@@ -359,7 +365,8 @@ export class ReplicaStore {
   }
 
   /** Extends the chunk with zeros to toSizeBytes (no-op if already that long); returns the chunk's length. */
-  async pad(handle: string, toSizeBytes: number): Promise<number> {
+  /** Pads with zeros up to toSizeBytes; `atVersion` as for write. */
+  async pad(handle: string, toSizeBytes: number, atVersion?: number): Promise<number> {
     checkHandle(handle);
     checkByteCount('toSizeBytes', toSizeBytes);
     if (toSizeBytes > this.chunkSizeBytes) {
@@ -367,6 +374,7 @@ export class ReplicaStore {
     }
     return this.track(() =>
       this.withReplica(handle, true, async (rep) => {
+        checkAtVersion(rep, atVersion);
         if (toSizeBytes <= rep.sizeBytes) return rep.sizeBytes;
         return this.mutate(rep, toSizeBytes, Buffer.alloc(0));
       }),
@@ -875,5 +883,12 @@ export class ReplicaStore {
       syncing: undefined,
       lock: new RwLock(),
     };
+  }
+}
+
+/** A mutation ordered at one version must not land at another (see ReplicaStore.write). */
+function checkAtVersion(rep: { handle: string; version: number }, atVersion: number | undefined): void {
+  if (atVersion !== undefined && rep.version !== atVersion) {
+    throw new GfsError('STALE_VERSION', `replica of ${rep.handle} is at version ${rep.version}, the mutation was ordered at ${atVersion}`, { version: rep.version });
   }
 }

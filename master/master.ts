@@ -966,9 +966,15 @@ export class Master {
         goal: g.goal,
         live: this.servers.liveLocations(h, nowMs),
         // A chunk still being placed looks under-replicated: leave it alone like a leased one.
-        // A lease that may still be held stops a clone, even when its holder looks dead (it may
-        // only be cut off from the master); live holders are asked to give it back (revokeForRepair).
-        leased: (lease !== undefined && lease.expiresAtMs > nowMs) || this.grantsInFlight.has(h) || this.placing.has(h),
+        // A live lease holder is asked to give its lease back (revokeForRepair) before a clone. One
+        // that looks dead is not waited for: it may only be cut off from the master and still act,
+        // but the clone first moves every live replica, the source among them, to a new version
+        // (bumpBeforeClone), and a replica refuses, under its own lock, any mutation ordered at
+        // the old one (ReplicaStore.write), so nothing it still does can be acknowledged.
+        leased:
+          (lease !== undefined && lease.expiresAtMs > nowMs && this.servers.isAlive(this.servers.servers.get(lease.primary), nowMs)) ||
+          this.grantsInFlight.has(h) ||
+          this.placing.has(h),
         deleted: g.deleted,
         avoid: doomed.get(h),
         blocking: nowMs - (this.blockedAtMs.get(h) ?? -Infinity) < 10_000,

@@ -249,6 +249,27 @@ describe('ReplicaStore', () => {
     await store.close();
   });
 
+  it('a mutation ordered at a version lands only while the replica is at it, in lock order with setVersion', async () => {
+    const dir = await freshDir();
+    const store = await openStore(dir);
+    await store.create(H1, 4);
+    const a = Buffer.alloc(1000, 0x61);
+    const b = Buffer.alloc(1000, 0x62);
+    // Queued before the bump: lands at 4. Queued after it: refused, nothing written.
+    const before = store.write(H1, 0, a, 4);
+    const bump = store.setVersion(H1, 5);
+    const late = store.write(H1, 1000, b, 4);
+    const latePad = store.pad(H1, 64 * KiB, 4);
+    assert.equal(await before, 1000);
+    await bump;
+    await assertCode(late, 'STALE_VERSION');
+    await assertCode(latePad, 'STALE_VERSION');
+    assert.equal(store.info(H1)!.sizeBytes, 1000);
+    assert.deepEqual(await store.read(H1, 0, 4000), a);
+    assert.equal(await store.write(H1, 1000, b, 5), 2000);
+    await store.close();
+  });
+
   it('pads with zeros, keeps crcs right, and never shrinks', async () => {
     const dir = await freshDir();
     const store = await openStore(dir, { checksumBlockBytes: 4 * KiB });

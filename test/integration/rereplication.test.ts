@@ -430,3 +430,57 @@ describe('re-replication, trimming and restarts on a 4-chunkserver cluster', { t
     await verifyAll(3);
   });
 });
+
+// A dead primary's lease is not waited out before its chunk is re-replicated:
+// the clone first moves the live replicas to a new version, at which they
+// refuse anything the old primary (if it is only cut off) still orders. With a
+// 60 s lease, the chunk must be back at its goal long before the lease ends.
+describe('re-replication does not wait out a dead primary\'s lease', { timeout: 120_000 }, () => {
+  let cluster: TestCluster | undefined;
+  const longLeaseMs = 60_000;
+
+  before(async () => {
+    cluster = await startCluster({ chunkservers: 4, chunkSizeBytes, heartbeatMs, deadMs, leaseMs: longLeaseMs });
+  });
+
+  after(async () => {
+    await cluster?.stop();
+    await closeRpc();
+  });
+
+  it('SIGKILL of the primary of a just-written chunk: back at 3 replicas at a new version within a fraction of the lease, byte for byte', async () => {
+    const c = cluster!;
+    const client = c.client();
+    const data = randomBytes(chunkSizeBytes - 1000);
+    await client.create('/hot');
+    await client.write('/hot', 0, data);
+    await client.sync('/hot');
+    const [loc] = [...(await client.locate('/hot', 0, 1, true)).chunks.values()];
+    const grants = await rpcJson<{ grants: { handle: string; version: number; primary: string; expiresAtMs: number }[] }>(c.masterUrl, '/debug/leases');
+    const grant = grants.grants.filter((g) => g.handle === loc!.handle).sort((a, b) => b.version - a.version)[0];
+    assert.ok(grant, 'the write was made under a lease');
+    const victim = c.chunkservers.find((p) => p!.id === grant.primary)!;
+    const t0 = performance.now();
+    await c.kill(victim, 'SIGKILL');
+    const healed = await waitFor(
+      `chunk ${loc!.handle} back at 3 live replicas without ${grant.primary}`,
+      async () => {
+        const f = await rpcJson<Fsck>(c.masterUrl, '/api/fsck', undefined, { query: { path: '/hot' } });
+        const ch = f.files[0]!.chunks[0]!;
+        return ch.live.length === 3 && !ch.live.includes(grant.primary) ? ch : undefined;
+      },
+      longLeaseMs / 3,
+      100,
+    );
+    console.log(`# primary ${grant.primary} killed; chunk back at 3 replicas after ${Math.round(performance.now() - t0)} ms (lease ${longLeaseMs} ms)`);
+    assert.ok(healed.version > grant.version, `the clone did not move the chunk past the lease's version ${grant.version}`);
+    const reader = c.client();
+    const fresh = [...(await reader.locate('/hot', 0, 1, true)).chunks.values()][0]!;
+    assert.equal(fresh.version, healed.version);
+    assert.equal(fresh.replicas.length, 3);
+    for (const r of fresh.replicas) {
+      const b = await reader.readReplica(r, fresh.handle, fresh.version, 0, chunkSizeBytes);
+      assert.ok(b.equals(data), `the replica on ${r.id} differs`);
+    }
+  });
+});
