@@ -4,6 +4,7 @@ import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { newSecret, reloadSecret } from '../shared/auth.js';
 import { rpcJson } from '../shared/rpc.js';
+import { webToken } from '../shared/webauth.js';
 
 // `gfs cluster up`: one master and N chunkservers as separate processes on
 // 127.0.0.1, data and logs under DIR, stopped together on Ctrl-C. Requests
@@ -47,6 +48,9 @@ export async function clusterUp(o: ClusterOptions): Promise<void> {
     process.env.GFS_SECRET_FILE = secretFile;
     reloadSecret();
   }
+  // Settings meant for a daemon run by hand would make every local daemon bind or advertise the same address.
+  const childEnv = { ...process.env };
+  for (const k of ['GFS_CONFIG', 'GFS_HOST', 'GFS_ADVERTISE', 'GFS_DIR', 'GFS_ID']) delete childEnv[k];
   const children: { name: string; proc: ChildProcess }[] = [];
   let stopping = false;
   const stopAll = async (code: number) => {
@@ -63,7 +67,7 @@ export async function clusterUp(o: ClusterOptions): Promise<void> {
 
   const start = (name: string, args: string[]) => {
     const log = openSync(join(dir, 'logs', `${name}.log`), 'a');
-    const proc = spawn(process.execPath, [cli, ...args], { stdio: ['ignore', 'ignore', log] });
+    const proc = spawn(process.execPath, [cli, ...args], { stdio: ['ignore', 'ignore', log], env: childEnv });
     children.push({ name, proc });
     proc.once('exit', (code, signal) => {
       if (stopping) return;
@@ -109,6 +113,8 @@ export async function clusterUp(o: ClusterOptions): Promise<void> {
   );
   for (const s of servers.sort((a, b) => (a.id < b.id ? -1 : 1))) process.stdout.write(`chunkserver ${s.id} ${s.url}\n`);
   process.stdout.write(`cluster up: data in ${dir}, logs in ${join(dir, 'logs')}; Ctrl-C stops it\n`);
+  const token = webToken();
+  process.stdout.write(`status page: ${masterUrl}/status${token ? `?token=${token}` : ''}  (metrics: ${masterUrl}/metrics${token ? ', with Authorization: Bearer <the token>' : ''})\n`);
   if (secretFile) process.stdout.write(`clients: export GFS_MASTER=${masterUrl} GFS_SECRET_FILE=${secretFile}  (or pass --secret-file ${secretFile})\n`);
   else process.stdout.write(`clients: export GFS_MASTER=${masterUrl}; they need the same GFS_SECRET\n`);
 }
