@@ -93,6 +93,7 @@ async function fetchConfig(masterUrls: string[], log: Logger): Promise<{ chunkSi
 }
 
 export async function startChunkserver(o: ChunkserverOptions): Promise<RunningChunkserver> {
+  const advertise = o.advertiseUrl === undefined ? undefined : checkAdvertiseUrl(o.advertiseUrl);
   mkdirSync(o.dir, { recursive: true });
   const id = loadOrMakeId(o.dir, o.id);
   const log = o.log ?? makeLogger(id);
@@ -134,7 +135,7 @@ export async function startChunkserver(o: ChunkserverOptions): Promise<RunningCh
   const bytes = { readServed: 0, clonedIn: 0 };
   /** Reads served, and refused because this replica is older than the version the reader was given. */
   const reads = { served: 0, refusedStale: 0 };
-  let url = o.advertiseUrl ? checkAdvertiseUrl(o.advertiseUrl) : '';
+  let url = advertise ?? '';
 
   const app = makeApp({
     names: () => [id, url],

@@ -28,17 +28,18 @@ function size(name: string) {
 
 /**
  * Every value-taking flag of a daemon can also come from an environment variable named after it
- * (--lease-ms: GFS_LEASE_MS), and from the --config file (shared/settings.ts has the precedence).
+ * (--lease-ms: GFS_LEASE_MS), and from the --config file. shared/settings.ts reads them (precedence:
+ * flag, env, file, default); naming the variable here puts it in --help.
  */
 function withEnv(cmd: Command): Command {
   for (const o of cmd.options) if (o.long && (o.required || o.optional)) o.env('GFS_' + o.long.slice(2).toUpperCase().replace(/-/g, '_'));
   return cmd;
 }
 
-/** Fills options from the config file (lazily loaded: zod is not needed by other commands), then returns them all. */
+/** Fills options from env variables and the config file (lazily loaded: other commands need no zod), then returns them all. */
 async function daemonOptions(cmd: Command): Promise<Record<string, unknown>> {
-  const { applyConfigFile } = await import('../shared/settings.js');
-  applyConfigFile(cmd, program);
+  const { applySettings } = await import('../shared/settings.js');
+  applySettings(cmd, program);
   const o = cmd.opts();
   if (typeof o.dir !== 'string') throw new Error("required option '--dir <dir>' not specified (nor GFS_DIR, nor \"dir\" in a config file)");
   // The preAction hook saw only the flag: a secret file named by the config file is in the environment now.

@@ -30,7 +30,7 @@ import { Master, type MasterOptions } from './master.js';
 import { masterMetrics, registerMasterMetrics } from './metrics.js';
 import { statusModel } from './status.js';
 import { renderStatusPage } from './status-page.js';
-import { advertisedUrl } from '../shared/address.js';
+import { advertisedUrl, checkAdvertiseUrl } from '../shared/address.js';
 
 // The master's HTTP API. Every body and query is validated here, at the
 // boundary; Master only ever sees well-typed input (paths are normalised
@@ -63,6 +63,8 @@ const statusQuery = z.object({ path: pathSchema.optional() }).strict();
 const noInput = { body: z.object({}).strict(), query: z.object({}).strict() };
 
 export async function startMaster(o: MasterServerOptions): Promise<RunningMaster> {
+  // Checked before anything starts: a bad address is a one-line error, not a half-started master.
+  const advertise = o.advertiseUrl === undefined ? undefined : checkAdvertiseUrl(o.advertiseUrl);
   const log = o.log ?? makeLogger('master');
   setRpcSelf('master');
   loadFaultsFromEnv();
@@ -179,7 +181,7 @@ export async function startMaster(o: MasterServerOptions): Promise<RunningMaster
   master.start();
   const host = o.host ?? '127.0.0.1';
   const { server, port } = await listen(app, o.port ?? defaults.masterPort, host);
-  url = advertisedUrl(host, port, o.advertiseUrl, log);
+  url = advertisedUrl(host, port, advertise, log);
   log.info({ url, bind: `${host}:${port}` }, 'master listening');
   return {
     master,

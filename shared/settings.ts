@@ -26,8 +26,23 @@ function issues(err: z.ZodError): string {
     .join('; ');
 }
 
-/** Reads the config file named by --config (or GFS_CONFIG) into options not given as a flag or env variable. */
-export function applyConfigFile(cmd: Command, program: Command): void {
+/** The environment variable of a flag: --lease-ms -> GFS_LEASE_MS. */
+export function envName(long: string): string {
+  return 'GFS_' + long.replace(/^--/, '').toUpperCase().replace(/-/g, '_');
+}
+
+/**
+ * Fills the options of a daemon command not given as flags: from their environment variables, then
+ * from the config file named by --config (or GFS_CONFIG). Call at the start of the command's action.
+ */
+export function applySettings(cmd: Command, program: Command): void {
+  for (const opt of cmd.options) {
+    if (!opt.long || !(opt.required || opt.optional)) continue;
+    const key = opt.attributeName();
+    const value = process.env[envName(opt.long)];
+    if (value === undefined || cmd.getOptionValueSource(key) === 'cli') continue;
+    cmd.setOptionValueWithSource(key, parseValue(opt, value, (why) => new Error(`${envName(opt.long!)}=${JSON.stringify(value)}: ${why}`), opt.long === '--dir' || opt.long === '--config' ? process.cwd() : undefined), 'env');
+  }
   const file = cmd.opts().config as string | undefined;
   if (!file) return;
   const where = `config file ${file}`;
