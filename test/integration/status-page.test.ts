@@ -16,7 +16,8 @@ import { startCluster, type TestCluster } from '../helpers/cluster.js';
 // under-replicated; a fourth chunkserver joins, re-replication heals the
 // chunks, and the page says so. Screenshots go to test-artifacts/.
 
-const chromiumPath = '/usr/bin/chromium';
+/** GFS_CHROMIUM names another browser binary (or a missing one, to see the skip). */
+const chromiumPath = process.env.GFS_CHROMIUM ?? '/usr/bin/chromium';
 const unavailable = existsSync(chromiumPath) ? undefined : `${chromiumPath} not found (Debian package chromium; .ci/run installs it)`;
 const artifacts = fileURLToPath(new URL('../../../test-artifacts/', import.meta.url));
 const KiB = 1024;
