@@ -35,6 +35,10 @@ export class Heartbeater {
 
   constructor(private readonly o: HeartbeatOptions) {}
 
+  get masterUrl(): string {
+    return this.o.masterUrl;
+  }
+
   private async report(): Promise<RegisterReq> {
     const disk = await this.o.store.diskStats();
     return {

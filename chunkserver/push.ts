@@ -112,7 +112,11 @@ export class PushBuffer {
     return e;
   }
 
+  /** Bytes sent on to the next hop of push chains, ever. */
+  forwardedBytes = 0;
+
   note(r: PushRecord): void {
+    if (r.forwardedTo !== undefined) this.forwardedBytes += r.sizeBytes;
     this.recent.push(r);
     if (this.recent.length > PushBuffer.recentMax) this.recent.shift();
   }

@@ -9,6 +9,9 @@ import { GfsError } from '../shared/errors.js';
 import { loadFaultsFromEnv } from '../shared/fault.js';
 import { finishApp, intString, jsonRoute, listen, makeApp, parseOr400 } from '../shared/http.js';
 import { makeLogger, type Logger } from '../shared/log.js';
+import { Metrics } from '../shared/metrics.js';
+import { advertisedUrl, checkAdvertiseUrl } from '../shared/address.js';
+import { registerChunkserverMetrics } from './metrics.js';
 import { rpcJson, setRpcSelf } from '../shared/rpc.js';
 import { appendReq, applyReq, csCloneReq, csRevokeReq, csCopyReq, csCreateReq, csVersionReq, handleSchema, nodeIdSchema, syncReq, writeReq, type ChunkInfoAnswer, type LeaseConfirmAnswer } from '../shared/wire.js';
 import { cloneChunk } from './clone.js';
@@ -90,9 +93,11 @@ async function fetchConfig(masterUrls: string[], log: Logger): Promise<{ chunkSi
 }
 
 export async function startChunkserver(o: ChunkserverOptions): Promise<RunningChunkserver> {
+  const advertise = o.advertiseUrl === undefined ? undefined : checkAdvertiseUrl(o.advertiseUrl);
   mkdirSync(o.dir, { recursive: true });
   const id = loadOrMakeId(o.dir, o.id);
   const log = o.log ?? makeLogger(id);
+  const metrics = new Metrics('chunkserver', () => id);
   setRpcSelf(id);
   loadFaultsFromEnv();
   // `--master URL,URL`: the master and its shadows; orders count only from the highest epoch (chunkserver/masters.ts).
@@ -105,6 +110,7 @@ export async function startChunkserver(o: ChunkserverOptions): Promise<RunningCh
     dir: o.dir,
     chunkSizeBytes: cfg.chunkSizeBytes,
     checksumBlockBytes: defaults.checksumBlockBytes,
+    onFsync: (kind, seconds) => metrics.observeFsync(kind, seconds),
     onCorrupt: (handle) => {
       if (reportedCorrupt.has(handle)) return;
       reportedCorrupt.add(handle);
@@ -125,15 +131,16 @@ export async function startChunkserver(o: ChunkserverOptions): Promise<RunningCh
   const forwarder = new Forwarder(defaults.rpcTimeoutMs);
   const mutator = new Mutator({ store, push, leases, forwarder, chunkSizeBytes: cfg.chunkSizeBytes });
   let inFlight = 0;
-  /** Chunk data bytes sent by /chunk/read, ever (with push.receivedBytes: the data that crossed the network). */
-  let readServedBytes = 0;
+  /** Chunk data bytes sent by /chunk/read, and copied in by clones, ever (with push.receivedBytes: the data that crossed the network). */
+  const bytes = { readServed: 0, clonedIn: 0 };
   /** Reads served, and refused because this replica is older than the version the reader was given. */
   const reads = { served: 0, refusedStale: 0 };
-  let url = o.advertiseUrl ?? '';
+  let url = advertise ?? '';
 
   const app = makeApp({
     names: () => [id, url],
     log,
+    metrics,
     maxInFlight: o.maxInFlight,
     // Small JSON everywhere but where mutations carry inline data (<= 64 KiB as
     // base64) and where the primary forwards batches of them (forward.ts bounds a batch).
@@ -180,7 +187,11 @@ export async function startChunkserver(o: ChunkserverOptions): Promise<RunningCh
     await mutator.revoke(body.handle, Math.min(10_000, cfg.leaseMs));
     return { ok: true };
   }));
-  app.post('/chunk/clone', jsonRoute({ body: csCloneReq }, ({ body }) => cloneChunk(store, body)));
+  app.post('/chunk/clone', jsonRoute({ body: csCloneReq }, async ({ body }) => {
+    const r = await cloneChunk(store, body);
+    bytes.clonedIn += r.sizeBytes;
+    return r;
+  }));
   app.post('/chunk/copy', jsonRoute({ body: csCopyReq }, async ({ body }) => {
     await store.copyLocal(body.handle, body.newHandle, body.version);
     return { ok: true };
@@ -212,7 +223,7 @@ export async function startChunkserver(o: ChunkserverOptions): Promise<RunningCh
       for (;;) {
         pos += piece.length;
         const more = pos < end;
-        readServedBytes += piece.length;
+        bytes.readServed += piece.length;
         if (!res.write(piece) && more) await new Promise((r) => res.once('drain', r));
         if (!more || piece.length === 0) break;
         piece = await store.read(q.handle, pos, Math.min(readPieceBytes, end - pos));
@@ -229,13 +240,13 @@ export async function startChunkserver(o: ChunkserverOptions): Promise<RunningCh
     res.json({ id, nowMs: Date.now(), entries: leases.primaryLog.list() });
   });
   app.get('/debug/state', (_req, res) => {
-    res.json({ id, leases: leases.held(), counters: { ...mutator.counters, ...master!.counters }, reads, push: { usedBytes: push.usedBytes, count: push.count, active: push.active, refused: push.refused, maxBytes: push.maxBytes, maxActive: push.maxActive }, rssBytes: process.memoryUsage.rss(), bytes: { pushReceived: push.receivedBytes, readServed: readServedBytes }, chunks: store.list() });
+    res.json({ id, leases: leases.held(), counters: { ...mutator.counters, ...master!.counters }, reads, push: { usedBytes: push.usedBytes, count: push.count, active: push.active, refused: push.refused, maxBytes: push.maxBytes, maxActive: push.maxActive }, rssBytes: process.memoryUsage.rss(), bytes: { pushReceived: push.receivedBytes, pushForwarded: push.forwardedBytes, readServed: bytes.readServed, written: store.writtenBytes }, chunks: store.list() });
   });
   finishApp(app, log);
 
   const host = o.host ?? '127.0.0.1';
   const { server, port, scheme } = await listen(app, o.port ?? 0, host);
-  if (!url) url = `${scheme}://${host}:${port}`;
+  if (!url) url = advertisedUrl(host, port, undefined, log, scheme);
   const beaters = masters.masters.map(
     (m) =>
       new Heartbeater({
@@ -254,12 +265,13 @@ export async function startChunkserver(o: ChunkserverOptions): Promise<RunningCh
       }),
   );
   master = beaters[0]!;
+  registerChunkserverMetrics(metrics, { store, push, mutator, leases, beaters: () => beaters, reads, bytes });
   scrubber.start();
   await Promise.all(beaters.map((b) => b.register().catch((e) => log.warn({ err: (e as Error).message }, 'first registration failed; heartbeats will retry'))));
   for (const b of beaters) b.start();
   const sweeper = setInterval(() => push.sweep(Date.now()), 5_000);
   sweeper.unref();
-  log.info({ id, url, rack: o.rack ?? 'default' }, 'chunkserver listening');
+  log.info({ id, url, bind: `${host}:${port}`, rack: o.rack ?? 'default' }, 'chunkserver listening');
   return {
     id,
     url,

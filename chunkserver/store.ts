@@ -26,6 +26,8 @@ export interface StoreOptions {
   onCorrupt?: (handle: string) => void;
   /** Bound on cached open file descriptors (default 256). */
   maxOpenFiles?: number;
+  /** Told how long each fsync took (metrics): chunk data + checksums, version metadata, the chunks directory. */
+  onFsync?: (kind: 'chunk' | 'meta' | 'dir', seconds: number) => void;
 }
 
 const defaultMaxOpenFiles = 256;
@@ -192,6 +194,9 @@ export class ReplicaStore {
   private closed = false;
   private dirSyncCurrent: Promise<void> | undefined;
   private dirSyncNext: Promise<void> | undefined;
+  private readonly onFsync: StoreOptions['onFsync'];
+  /** Bytes written into replica files (mutations, pads excluded, and clones), ever. */
+  writtenBytes = 0;
 
   private constructor(opts: StoreOptions) {
     invariant(Number.isSafeInteger(opts.chunkSizeBytes) && opts.chunkSizeBytes > 0, 'chunkSizeBytes must be a positive integer');
@@ -208,6 +213,7 @@ export class ReplicaStore {
     this.maxBlocks = Math.ceil(opts.chunkSizeBytes / opts.checksumBlockBytes);
     this.maxOpenFiles = maxOpenFiles;
     this.onCorrupt = opts.onCorrupt;
+    this.onFsync = opts.onFsync;
     this.zeroBlock = Buffer.alloc(this.blockBytes);
     this.zeroBlockCrc = crc32c(this.zeroBlock);
   }
@@ -230,6 +236,11 @@ export class ReplicaStore {
   }
 
   /** False for unknown handles and for strings that are not handles at all. */
+  /** Replicas held. */
+  get count(): number {
+    return this.replicas.size;
+  }
+
   has(handle: string): boolean {
     return isHandle(handle) && this.replicas.get(handle)?.state === 'live';
   }
@@ -410,9 +421,7 @@ export class ReplicaStore {
       this.withReplica(handle, false, async (rep) => {
         if (rep.dirty) {
           rep.dirty = false;
-          const p = this.withFds(rep, true, async (data, crc) => {
-            await Promise.all([data.datasync(), crc!.datasync()]);
-          });
+          const p = this.withFds(rep, true, (data, crc) => this.timed('chunk', async () => void (await Promise.all([data.datasync(), crc!.datasync()]))));
           rep.syncing = p;
           try {
             await p;
@@ -544,6 +553,7 @@ export class ReplicaStore {
       rep.crcs.set(newCrcs, firstBlock);
       rep.sizeBytes = newSize;
       this.usedTotalBytes += newSize - oldSize;
+      this.writtenBytes += data.length;
       rep.dirty = true;
       if (crcDone.status === 'rejected') throw crcDone.reason;
       return newSize;
@@ -734,6 +744,16 @@ export class ReplicaStore {
     await this.closeEntry(e);
   }
 
+  private async timed<T>(kind: 'chunk' | 'meta' | 'dir', fn: () => Promise<T>): Promise<T> {
+    if (!this.onFsync) return fn();
+    const start = process.hrtime.bigint();
+    try {
+      return await fn();
+    } finally {
+      this.onFsync(kind, Number(process.hrtime.bigint() - start) / 1e9);
+    }
+  }
+
   // ---- internals: files ----
 
   private file(handle: string, kind: 'chunk' | 'crc' | 'meta'): string {
@@ -758,7 +778,7 @@ export class ReplicaStore {
     const fh = await fsp.open(tmp, 'w');
     try {
       await fh.writeFile(JSON.stringify({ version }));
-      await fh.sync();
+      await this.timed('meta', () => fh.sync());
     } finally {
       await fh.close();
     }
@@ -788,7 +808,7 @@ export class ReplicaStore {
     const p = (async () => {
       const fh = await fsp.open(this.chunksDir, 'r');
       try {
-        await fh.sync();
+        await this.timed('dir', () => fh.sync());
       } finally {
         await fh.close();
       }

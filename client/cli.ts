@@ -26,6 +26,27 @@ function size(name: string) {
   };
 }
 
+/**
+ * Every value-taking flag of a daemon can also come from an environment variable named after it
+ * (--lease-ms: GFS_LEASE_MS), and from the --config file. shared/settings.ts reads them (precedence:
+ * flag, env, file, default); naming the variable here puts it in --help.
+ */
+function withEnv(cmd: Command): Command {
+  for (const o of cmd.options) if (o.long && (o.required || o.optional)) o.env('GFS_' + o.long.slice(2).toUpperCase().replace(/-/g, '_'));
+  return cmd;
+}
+
+/** Fills options from env variables and the config file (lazily loaded: other commands need no zod), then returns them all. */
+async function daemonOptions(cmd: Command): Promise<Record<string, unknown>> {
+  const { applySettings } = await import('../shared/settings.js');
+  applySettings(cmd, program);
+  const o = cmd.opts();
+  if (typeof o.dir !== 'string') throw new Error("required option '--dir <dir>' not specified (nor GFS_DIR, nor \"dir\" in a config file)");
+  // The preAction hook saw only the flag: a secret file named by the config file is in the environment now.
+  if (process.env.GFS_SECRET_FILE) process.env.GFS_SECRET_FILE = resolvePath(process.env.GFS_SECRET_FILE);
+  return o;
+}
+
 const program = new Command();
 program
   .name('gfs')
@@ -92,9 +113,11 @@ function fmtBytes(n: number): string {
 const masterCommand = program
   .command('master')
   .description('run the master (or a shadow of one: --shadow-of); `gfs master promote` makes a shadow the master')
+  .option('--config <file>', 'JSON file of settings: keys are these flags without dashes, e.g. {"port": 7070, "lease-ms": 60000}; flags and env variables win over it')
   .option('--dir <dir>', 'directory for the operation log and checkpoints (required)')
   .option('--port <port>', 'port to listen on', int('--port', 0, 65535), 7070)
-  .option('--host <host>', 'address to bind', '127.0.0.1')
+  .option('--host <host>', 'address to bind (0.0.0.0: every interface)', '127.0.0.1')
+  .option('--advertise <url>', 'URL other machines use to reach this master (default http://HOST:PORT; the machine name when HOST is 0.0.0.0)')
   .option('--chunk-size <bytes>', 'chunk size', size('--chunk-size'))
   .option('--lease-ms <ms>', 'primary lease duration', int('--lease-ms', 100))
   .option('--heartbeat-ms <ms>', 'chunkserver heartbeat interval', int('--heartbeat-ms', 50))
@@ -110,9 +133,9 @@ const masterCommand = program
   .option('--log-replicas <urls>', 'shadow masters every log batch must reach (fsynced) before a mutation is acknowledged, comma-separated')
   .option('--allow-fewer-log-replicas', 'keep acknowledging mutations while a log replica is out of sync (fewer copies; shown in gfs status)')
   .option('--shadow-of <url>', "run as a read-only shadow of this master: applies its shipped log, serves reads, until promoted")
-  .action(async (o) => {
+  .action(async (_o, cmd: Command) => {
     try {
-      if (typeof o.dir !== 'string') throw new Error("required option '--dir <dir>' not specified");
+      const o = (await daemonOptions(cmd)) as Record<string, any>;
       const { startMaster } = await import('../master/server.js');
       const m = await startMaster({
         logReplicas: typeof o.logReplicas === 'string' ? o.logReplicas.split(',').map((u: string) => u.trim()).filter(Boolean) : undefined,
@@ -121,6 +144,7 @@ const masterCommand = program
         dir: o.dir,
         port: o.port,
         host: o.host,
+        advertiseUrl: o.advertise,
         chunkSizeBytes: o.chunkSize,
         leaseMs: o.leaseMs,
         heartbeatMs: o.heartbeatMs,
@@ -146,6 +170,8 @@ const masterCommand = program
     }
   });
 
+withEnv(masterCommand);
+
 masterCommand
   .command('promote')
   .description('make the shadow master at --master the master, with a higher epoch (the old master is then fenced off)')
@@ -161,13 +187,14 @@ masterCommand
     }
   });
 
-program
+const chunkserverCommand = program
   .command('chunkserver')
   .description('run a chunkserver')
-  .requiredOption('--dir <dir>', 'directory for chunk replicas')
+  .option('--config <file>', 'JSON file of settings: keys are these flags without dashes plus "master", e.g. {"port": 7071, "rack": "r1"}; flags and env variables win over it')
+  .option('--dir <dir>', 'directory for chunk replicas (required)')
   .option('--port <port>', 'port to listen on (0 picks a free one)', int('--port', 0, 65535), 0)
-  .option('--host <host>', 'address to bind', '127.0.0.1')
-  .option('--advertise <url>', 'URL other nodes use to reach this one (default http://HOST:PORT)')
+  .option('--host <host>', 'address to bind (0.0.0.0: every interface)', '127.0.0.1')
+  .option('--advertise <url>', 'URL other machines use to reach this one (default http://HOST:PORT; the machine name when HOST is 0.0.0.0)')
   .option('--rack <rack>', 'rack label for placement', 'default')
   .option('--id <id>', 'chunkserver id (default: kept in DIR/id, made up the first time)')
   .option('--heartbeat-ms <ms>', 'heartbeat interval (default: the master\'s)', int('--heartbeat-ms', 50))
@@ -177,8 +204,9 @@ program
   .option('--max-pushes <n>', 'data pushes received at once; more get 429 (default 64)', int('--max-pushes', 1))
   .option('--push-idle-ms <ms>', 'drop a push that sends no data for this long (default 30000)', int('--push-idle-ms', 100))
   .option('--max-requests <n>', 'requests handled at once; more get 503 (default 2048)', int('--max-requests', 1))
-  .action(async (o) => {
+  .action(async (_o, cmd: Command) => {
     try {
+      const o = (await daemonOptions(cmd)) as Record<string, any>;
       const { startChunkserver } = await import('../chunkserver/server.js');
       const cs = await startChunkserver({ dir: o.dir, port: o.port, host: o.host, advertiseUrl: o.advertise, rack: o.rack, id: o.id, masterUrl: masterUrl(), heartbeatMs: o.heartbeatMs, scrubIntervalMs: o.scrubMs, scrubIdleMs: o.scrubIdleMs, pushBufferBytes: o.pushBuffer, maxPushes: o.maxPushes, pushIdleMs: o.pushIdleMs, maxInFlight: o.maxRequests });
       process.stdout.write(`chunkserver ${cs.id} ${cs.url}\n`);
@@ -192,6 +220,23 @@ program
       fail(e);
     }
   });
+
+withEnv(chunkserverCommand);
+
+program
+  .command('web-token')
+  .description('print the read-only web token of the cluster secret: for the status page (MASTER/status?token=...) and Prometheus scrapes of /metrics (Authorization: Bearer ...)')
+  .option('--url', 'print the status page URL with the token instead')
+  .action(run(async (o: { url?: boolean }) => {
+    const { webToken } = await import('../shared/webauth.js');
+    const token = webToken();
+    if (token === undefined) {
+      process.stdout.write(o.url ? `${masterUrl().split(',')[0]}/status\n` : '');
+      process.stderr.write('gfs: no cluster secret configured: authentication is off and web pages are open\n');
+      return;
+    }
+    process.stdout.write(o.url ? `${masterUrl().split(',')[0]}/status?token=${token}\n` : `${token}\n`);
+  }));
 
 const cluster = program.command('cluster').description('local clusters');
 cluster

@@ -5,6 +5,7 @@ import { fileURLToPath } from 'node:url';
 import { newSecret, reloadSecret } from '../shared/auth.js';
 import { rpcJson } from '../shared/rpc.js';
 import { listenScheme, makeLocalCertificates } from '../shared/tls.js';
+import { webToken } from '../shared/webauth.js';
 
 // `gfs cluster up`: one master and N chunkservers as separate processes on
 // 127.0.0.1, data and logs under DIR, stopped together on Ctrl-C. Requests
@@ -55,6 +56,9 @@ export async function clusterUp(o: ClusterOptions): Promise<void> {
     // Children inherit these; this process trusts the CA for its own calls (the RPC pool is made on first use).
     Object.assign(process.env, { GFS_TLS_CERT: certs.certFile, GFS_TLS_KEY: certs.keyFile, GFS_TLS_CA: certs.caFile });
   }
+  // Settings meant for a daemon run by hand would make every local daemon bind or advertise the same address.
+  const childEnv = { ...process.env };
+  for (const k of ['GFS_CONFIG', 'GFS_HOST', 'GFS_ADVERTISE', 'GFS_DIR', 'GFS_ID']) delete childEnv[k];
   const children: { name: string; proc: ChildProcess }[] = [];
   let stopping = false;
   const stopAll = async (code: number) => {
@@ -71,7 +75,7 @@ export async function clusterUp(o: ClusterOptions): Promise<void> {
 
   const start = (name: string, args: string[]) => {
     const log = openSync(join(dir, 'logs', `${name}.log`), 'a');
-    const proc = spawn(process.execPath, [cli, ...args], { stdio: ['ignore', 'ignore', log] });
+    const proc = spawn(process.execPath, [cli, ...args], { stdio: ['ignore', 'ignore', log], env: childEnv });
     children.push({ name, proc });
     proc.once('exit', (code, signal) => {
       if (stopping) return;
@@ -117,6 +121,8 @@ export async function clusterUp(o: ClusterOptions): Promise<void> {
   );
   for (const s of servers.sort((a, b) => (a.id < b.id ? -1 : 1))) process.stdout.write(`chunkserver ${s.id} ${s.url}\n`);
   process.stdout.write(`cluster up: data in ${dir}, logs in ${join(dir, 'logs')}; Ctrl-C stops it\n`);
+  const token = webToken();
+  process.stdout.write(`status page: ${masterUrl}/status${token ? `?token=${token}` : ''}  (metrics: ${masterUrl}/metrics${token ? ', with Authorization: Bearer <the token>' : ''})\n`);
   const caEnv = process.env.GFS_TLS_CA ? ` GFS_TLS_CA=${process.env.GFS_TLS_CA}` : '';
   if (secretFile) process.stdout.write(`clients: export GFS_MASTER=${masterUrl} GFS_SECRET_FILE=${secretFile}${caEnv}  (or pass --secret-file ${secretFile})\n`);
   else process.stdout.write(`clients: export GFS_MASTER=${masterUrl}${caEnv}; they need the same GFS_SECRET\n`);

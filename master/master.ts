@@ -1,9 +1,8 @@
-import { AsyncLocalStorage } from 'node:async_hooks';
 import { performance } from 'node:perf_hooks';
 import { GfsError, invariant } from '../shared/errors.js';
 import { normalizePath, isUnder, joinPath, trashDir } from '../shared/paths.js';
 import { rpcJson } from '../shared/rpc.js';
-import type { Logger } from '../shared/log.js';
+import { requestContext, type Logger } from '../shared/log.js';
 import type {
   ChunkInfoAnswer,
   ChunkLocation,
@@ -58,15 +57,17 @@ export interface MasterOptions {
   shadowOf?: string;
   /** This master's own URL (known once it listens). */
   selfUrl?: () => string;
+  /** Told how long each operation log fsync took (metrics). */
+  onFsync?: (kind: 'oplog' | 'checkpoint', seconds: number) => void;
 }
 
 /**
- * The request id of the client call being served (x-gfs-request-id, set by master/server.ts) and how many
+ * The request id of the client call being served (x-gfs-request-id, set by shared/http.ts) and how many
  * mutations it has made so far. A call may log several mutations (undelete: the rename, then the emptied
  * trash directory); each gets its own retry-cache key, `rid` then `rid#1`, `rid#2`, ..., so a resent call
  * skips exactly the steps its first attempt logged and still does the rest.
  */
-export const requestContext = new AsyncLocalStorage<{ rid: string; mutations: number }>();
+export { requestContext };
 
 /** The retry-cache key of the next mutation of the call being served, if it carries a request id. */
 function nextRequestKey(): string | undefined {
@@ -194,6 +195,7 @@ export class Master {
       },
       // Only a master ships; a shadow (or one not yet constructed) has no shipper.
       replicate: (records) => master?.shipper?.ship(records) ?? Promise.resolve(),
+      onFsync: opts.onFsync,
     });
     const ns = recovery.checkpoint ? Namespace.fromSnapshot(recovery.checkpoint as NamespaceSnapshot) : new Namespace();
     for (const r of recovery.records) ns.apply(r as Op);
@@ -1177,6 +1179,74 @@ export class Master {
   }
 
   // ---- status ----
+
+  /**
+   * Chunks needing attention, for the status page and /metrics: below their goal (with the file that
+   * needs most copies), without any live replica, reported corrupt, being cloned; and the
+   * re-replication queue (below goal, some live replica to copy from, no clone under way yet).
+   * Lists are cut at `limit` entries; the counts are whole.
+   */
+  attention(limit: number): {
+    underReplicated: { handle: string; path: string; live: string[]; goal: number }[];
+    missing: { handle: string; path: string; goal: number }[];
+    corrupt: { handle: string; servers: string[] }[];
+    cloning: { handle: string; source: string; target: string }[];
+    counts: { healthy: number; underReplicated: number; overReplicated: number; missing: number; corrupt: number; cloning: number; queue: number };
+  } {
+    const nowMs = this.now();
+    const goal = new Map<string, { goal: number; path: string }>();
+    for (const [p, n] of this.ns.nodes) {
+      if (n.type !== 'file') continue;
+      for (const h of n.chunks) {
+        const g = goal.get(h);
+        if (!g || n.replication > g.goal) goal.set(h, { goal: n.replication, path: p });
+      }
+    }
+    const cloningHandles = new Set(this.clones.map((c) => c.handle));
+    const counts = { healthy: 0, underReplicated: 0, overReplicated: 0, missing: 0, corrupt: this.corrupt.size, cloning: this.clones.length, queue: 0 };
+    const underReplicated: { handle: string; path: string; live: string[]; goal: number }[] = [];
+    const missing: { handle: string; path: string; goal: number }[] = [];
+    for (const [handle, g] of goal) {
+      const live = this.servers.liveLocations(handle, nowMs);
+      if (live.length === 0) {
+        counts.missing++;
+        if (missing.length < limit) missing.push({ handle, path: g.path, goal: g.goal });
+      } else if (live.length < g.goal) {
+        counts.underReplicated++;
+        if (!cloningHandles.has(handle)) counts.queue++;
+        if (underReplicated.length < limit) underReplicated.push({ handle, path: g.path, live: live.sort(), goal: g.goal });
+      } else if (live.length > g.goal) counts.overReplicated++;
+      else counts.healthy++;
+    }
+    return {
+      underReplicated,
+      missing,
+      corrupt: [...this.corrupt].slice(0, limit).map(([handle, set]) => ({ handle, servers: [...set].sort() })),
+      cloning: this.clones.slice(0, limit).map((c) => ({ handle: c.handle, source: c.source, target: c.target })),
+      counts,
+    };
+  }
+
+  /** Leases that have not run out, by the master's reckoning (at most `limit`, soonest to expire first). */
+  activeLeases(limit: number): { handle: string; primary: string; secondaries: string[]; version: number; remainingMs: number }[] {
+    const nowMs = this.now();
+    const out = [];
+    for (const [handle, l] of this.leases) if (l.expiresAtMs > nowMs) out.push({ handle, primary: l.primary, secondaries: [...l.secondaries], version: l.version, remainingMs: Math.round(l.expiresAtMs - nowMs) });
+    return out.sort((a, b) => a.remainingMs - b.remainingMs).slice(0, limit);
+  }
+
+  /** Replica locations and version of one chunk (status page). */
+  chunkReplicas(handle: string): { version: number; live: string[]; dead: string[]; corrupt: string[] } {
+    const nowMs = this.now();
+    const all = [...(this.servers.locations.get(handle) ?? [])].sort();
+    return {
+      version: this.ns.chunks.get(handle)?.version ?? 0,
+      live: all.filter((id) => this.servers.isAlive(this.servers.servers.get(id), nowMs)),
+      dead: all.filter((id) => !this.servers.isAlive(this.servers.servers.get(id), nowMs)),
+      corrupt: [...(this.corrupt.get(handle) ?? [])].sort(),
+    };
+  }
+
   status(): Record<string, unknown> {
     const nowMs = this.now();
     const goal = new Map<string, number>();

@@ -53,6 +53,8 @@ export interface OpLogOptions {
    * but their appends reject: the caller learns the outcome is unknown, as with a lost answer.
    */
   replicate?: (records: string[]) => Promise<void>;
+  /** Told how long each batch's fdatasync ('oplog') and each checkpoint's fsync ('checkpoint') took (metrics). */
+  onFsync?: (kind: 'oplog' | 'checkpoint', seconds: number) => void;
 }
 
 export interface Recovery {
@@ -200,6 +202,7 @@ export class OpLog {
   private readonly applyFn: (record: unknown) => unknown;
   private readonly replicate: ((records: string[]) => Promise<void>) | undefined;
   private readonly logger: Logger | undefined;
+  private readonly onFsync: OpLogOptions['onFsync'];
   private readonly maxBatchRecords: number;
   private readonly maxBatchBytes: number;
   private readonly maxQueuedRecords: number;
@@ -243,6 +246,7 @@ export class OpLog {
     this.applyFn = opts.apply;
     this.replicate = opts.replicate;
     this.logger = opts.log;
+    this.onFsync = opts.onFsync;
     this.maxBatchRecords = positiveIntOr(opts.maxBatchRecords, 100_000, 'maxBatchRecords');
     this.maxBatchBytes = positiveIntOr(opts.maxBatchBytes, 64 * MiB, 'maxBatchBytes');
     this.maxQueuedRecords = positiveIntOr(opts.maxQueuedRecords, 400_000, 'maxQueuedRecords');
@@ -567,7 +571,9 @@ export class OpLog {
         invariant(bytesWritten > 0, 'write makes progress');
         off += bytesWritten;
       }
+      const syncStart = process.hrtime.bigint();
       await fd.datasync();
+      this.onFsync?.('oplog', Number(process.hrtime.bigint() - syncStart) / 1e9);
       this.fsyncCount++;
     } catch (e) {
       // After a failed write or fsync the file's contents (and the page
@@ -654,12 +660,14 @@ export class OpLog {
     const path = join(this.dir, checkpointFileName(newSeq));
     await new TextFile(path).write(checkpointText(newSeq, createdAtMs, stateJson));
     const fh = await openFile(path, 'r');
+    const syncStart = process.hrtime.bigint();
     try {
       await fh.sync();
     } finally {
       await fh.close();
     }
     await fsyncDir(this.dir);
+    this.onFsync?.('checkpoint', Number(process.hrtime.bigint() - syncStart) / 1e9);
     this.fsyncCount += 2;
     this.lastCheckpointSeq = newSeq;
     this.lastCheckpointAtMs = createdAtMs;

@@ -26,7 +26,11 @@ import {
 } from '../shared/wire.js';
 
 const promoteReq = z.object({ force: z.boolean().optional() }).strict();
-import { Master, requestContext, type MasterOptions } from './master.js';
+import { Master, type MasterOptions } from './master.js';
+import { masterMetrics, registerMasterMetrics } from './metrics.js';
+import { statusModel } from './status.js';
+import { renderStatusPage } from './status-page.js';
+import { advertisedUrl, checkAdvertiseUrl } from '../shared/address.js';
 
 // The master's HTTP API. Every body and query is validated here, at the
 // boundary; Master only ever sees well-typed input (paths are normalised
@@ -35,7 +39,10 @@ import { Master, requestContext, type MasterOptions } from './master.js';
 export interface MasterServerOptions extends Partial<Omit<MasterOptions, 'log' | 'dir'>> {
   dir: string;
   port?: number;
+  /** Address to bind (default 127.0.0.1). */
   host?: string;
+  /** The URL others use to reach this master (default http://HOST:PORT; this machine's name when HOST is a wildcard). */
+  advertiseUrl?: string;
   log?: Logger;
   /** Requests handled at once; beyond it 503. */
   maxInFlight?: number;
@@ -51,17 +58,22 @@ export interface RunningMaster {
 
 const listQuery = z.object({ path: pathSchema, recursive: boolString.optional() }).strict();
 const statQuery = z.object({ path: pathSchema }).strict();
+const statusQuery = z.object({ path: pathSchema.optional() }).strict();
 /** Endpoints without parameters still refuse unexpected ones. */
 const noInput = { body: z.object({}).strict(), query: z.object({}).strict() };
 
 export async function startMaster(o: MasterServerOptions): Promise<RunningMaster> {
+  // Checked before anything starts: a bad address is a one-line error, not a half-started master.
+  const advertise = o.advertiseUrl === undefined ? undefined : checkAdvertiseUrl(o.advertiseUrl);
   const log = o.log ?? makeLogger('master');
   setRpcSelf('master');
   loadFaultsFromEnv();
   const leaseMs = o.leaseMs ?? defaults.leaseMs;
   const heartbeatMs = o.heartbeatMs ?? defaults.heartbeatMs;
   let url = '';
+  const metrics = masterMetrics();
   const master = await Master.open({
+    onFsync: (kind, seconds) => metrics.observeFsync(kind, seconds),
     selfUrl: () => url,
     logReplicas: o.logReplicas,
     allowFewerLogReplicas: o.allowFewerLogReplicas,
@@ -82,20 +94,18 @@ export async function startMaster(o: MasterServerOptions): Promise<RunningMaster
     log,
     clock: o.clock ?? monotonicClock(),
   });
+  registerMasterMetrics(metrics, master);
   const app = makeApp({
     names: () => ['master', url],
     log,
+    metrics,
+    // The status page and its JSON: readable with the web token (shared/webauth.ts), like /metrics.
+    webPaths: ['/', '/status', '/status/data'],
     maxInFlight: o.maxInFlight,
     // Everything is small JSON but a chunkserver's report of every chunk it holds (~70 bytes a chunk).
     jsonLimits: { '/api/cs/register': 128 * 1024 * 1024, '/api/cs/heartbeat': 128 * 1024 * 1024, '/admin/faults': 1024 * 1024, '/api/log/append': 256 * 1024 * 1024, '/api/log/install': 1024 * 1024 * 1024 },
   });
   // Every answer says which master epoch and role gave it: clients and chunkservers fence off older epochs.
-  // A client's request id: mutations remember it (the retry cache, master/namespace.ts).
-  app.use((req, _res, next) => {
-    const rid = req.headers['x-gfs-request-id'];
-    if (typeof rid === 'string' && /^[A-Za-z0-9_.:-]{8,128}$/.test(rid)) requestContext.run({ rid, mutations: 0 }, next);
-    else next();
-  });
   app.use((req, res, next) => {
     res.setHeader('x-gfs-epoch', String(master.ns.epoch));
     res.setHeader('x-gfs-role', master.role);
@@ -139,6 +149,16 @@ export async function startMaster(o: MasterServerOptions): Promise<RunningMaster
   }));
   app.get('/api/config', jsonRoute(noInput, () => ({ chunkSizeBytes: master.opts.chunkSizeBytes, leaseMs: master.opts.leaseMs, heartbeatMs: master.opts.heartbeatMs })));
   app.get('/api/status', jsonRoute(noInput, () => master.status()));
+  app.get('/', (_req, res) => res.redirect(303, '/status'));
+  app.get('/status', jsonRoute({ query: statusQuery }, ({ query, res }) => {
+    res.setHeader('content-type', 'text/html; charset=utf-8');
+    res.setHeader('cache-control', 'no-store');
+    res.end(renderStatusPage(statusModel(master, url, query.path)));
+  }));
+  app.get('/status/data', jsonRoute({ query: statusQuery }, ({ query, res }) => {
+    res.setHeader('cache-control', 'no-store');
+    return statusModel(master, url, query.path);
+  }));
   app.get('/debug/leases', jsonRoute(noInput, () => ({ nowMs: Date.now(), grants: master.grantLog.list() })));
   app.post('/api/checkpoint', jsonRoute(noInput, async () => {
     await master.checkpointNow();
@@ -159,9 +179,10 @@ export async function startMaster(o: MasterServerOptions): Promise<RunningMaster
   finishApp(app, log);
 
   master.start();
-  const { server, port, scheme } = await listen(app, o.port ?? defaults.masterPort, o.host ?? '127.0.0.1');
-  url = `${scheme}://${o.host ?? '127.0.0.1'}:${port}`;
-  log.info({ url }, 'master listening');
+  const host = o.host ?? '127.0.0.1';
+  const { server, port, scheme } = await listen(app, o.port ?? defaults.masterPort, host);
+  url = advertisedUrl(host, port, advertise, log, scheme);
+  log.info({ url, bind: `${host}:${port}` }, 'master listening');
   return {
     master,
     server,

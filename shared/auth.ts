@@ -267,6 +267,8 @@ export interface AuthedRequest extends Request {
 export interface AuthMiddlewareOptions {
   /** Paths served without credentials (GET only). */
   publicPaths: ReadonlySet<string>;
+  /** Requests let through without a signature because they carry other credentials (the web token, shared/webauth.ts). */
+  otherwiseAllowed?: (req: Request) => boolean;
   skewMs?: number;
   replayEntries?: number;
 }
@@ -285,6 +287,7 @@ export function authMiddleware(o: AuthMiddlewareOptions) {
     const key = clusterKey();
     if (!key) return next();
     if (req.method === 'GET' && o.publicPaths.has(req.path)) return next();
+    if (o.otherwiseAllowed?.(req)) return next();
     try {
       (req as AuthedRequest).gfsAuth = verifyRequest({ method: req.method, target: req.originalUrl, headers: req.headers }, { key, skewMs, replay });
       next();

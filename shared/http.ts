@@ -6,8 +6,10 @@ import { z } from 'zod';
 import { authEnabled, authMiddleware, jsonDigestVerify, secretSource, unverifiedBodyCheck } from './auth.js';
 import { GfsError } from './errors.js';
 import { faultFor, faultRulesSchema, getFaultRules, setFaultRules } from './fault.js';
-import type { Logger } from './log.js';
+import { requestContext, type Logger } from './log.js';
+import type { Metrics } from './metrics.js';
 import { serverTlsOptions } from './tls.js';
+import { hasWebToken, webToken, webTokenLogin } from './webauth.js';
 
 // Server-side conventions shared by master and chunkserver: JSON bodies are
 // bounded, every body and query is validated with zod before a handler sees
@@ -42,7 +44,24 @@ export function jsonRoute<B, Q>(schemas: { body?: z.ZodType<B>; query?: z.ZodTyp
   };
 }
 
-export function sendError(res: Response, e: unknown, log?: Logger): void {
+/**
+ * What a log line about a request says about it: its route, the request id (the header, or a chunk
+ * mutation's clientId:requestId), and the chunk handle it names. Read from the request, so the data
+ * path needs no per-request async context.
+ */
+export function requestLogFields(req: Request): Record<string, unknown> {
+  const out: Record<string, unknown> = { op: `${req.method} ${(req.route?.path as string | undefined) ?? req.path.slice(0, 100)}` };
+  const body = req.body as Record<string, unknown> | undefined;
+  const query = req.query as Record<string, unknown> | undefined;
+  const rid = req.headers['x-gfs-request-id'];
+  if (typeof rid === 'string') out.rid = rid.slice(0, 128);
+  else if (body && typeof body.clientId === 'string' && typeof body.requestId === 'string') out.rid = `${body.clientId}:${body.requestId}`.slice(0, 128);
+  const handle = body?.handle ?? query?.handle;
+  if (typeof handle === 'string') out.handle = handle.slice(0, 32);
+  return out;
+}
+
+export function sendError(res: Response, e: unknown, log?: Logger, req?: Request): void {
   let err: GfsError;
   if (e instanceof GfsError) err = e;
   else if (e && typeof e === 'object' && 'type' in e && (e as { type: string }).type === 'entity.parse.failed') err = new GfsError('BAD_REQUEST', 'malformed JSON body');
@@ -50,7 +69,7 @@ export function sendError(res: Response, e: unknown, log?: Logger): void {
   else if (e && typeof e === 'object' && 'status' in e && typeof (e as { status: unknown }).status === 'number' && (e as { status: number }).status < 500)
     err = new GfsError('BAD_REQUEST', (e as unknown as Error).message || 'bad request', undefined, (e as { status: number }).status);
   else {
-    log?.error({ err: e }, 'internal error');
+    log?.error({ ...(req ? requestLogFields(req) : {}), err: e }, 'internal error');
     err = new GfsError('INTERNAL', e instanceof Error ? e.message : 'internal error');
   }
   if (res.headersSent) {
@@ -74,6 +93,10 @@ export interface AppOptions {
   publicPaths?: string[];
   /** Requests handled at once; beyond it new ones get 503 (bounds memory held by parked requests). */
   maxInFlight?: number;
+  /** Request metrics and GET /metrics (shared/metrics.ts). */
+  metrics?: Metrics;
+  /** GET paths a browser or Prometheus may read with the web token instead of a signature (shared/webauth.ts); /metrics always is. */
+  webPaths?: string[];
 }
 
 /** Default JSON body limit: paths and small objects, nothing more. */
@@ -88,6 +111,15 @@ export function makeApp(opts: AppOptions): Express {
   app.set('query parser', 'simple');
   const maxInFlight = opts.maxInFlight ?? defaultMaxInFlight;
   let inFlight = 0;
+  if (opts.metrics) app.use(opts.metrics.middleware());
+  // An access log at debug level (GFS_LOG_LEVEL=debug): one line per answered request.
+  if (opts.log.isLevelEnabled('debug')) {
+    app.use((req, res, next) => {
+      const start = process.hrtime.bigint();
+      res.once('close', () => opts.log.debug({ ...requestLogFields(req), status: res.statusCode, ms: Number(process.hrtime.bigint() - start) / 1e6 }, 'request'));
+      next();
+    });
+  }
   app.use((_req, res, next) => {
     if (inFlight >= maxInFlight) {
       res.setHeader('connection', 'close');
@@ -102,7 +134,23 @@ export function makeApp(opts: AppOptions): Express {
   // sender name the fault rules match on is then one the signature vouches for.
   if (!authEnabled()) opts.log.warn('no cluster secret configured (--secret-file, GFS_SECRET_FILE, GFS_SECRET): requests are NOT authenticated');
   else opts.log.info({ secret: secretSource() }, 'requests are authenticated with the cluster secret');
-  app.use(authMiddleware({ publicPaths: new Set(['/healthz', ...(opts.publicPaths ?? [])]) }));
+  const webPaths = new Set(['/metrics', ...(opts.webPaths ?? [])]);
+  const isWebPath = (path: string) => webPaths.has(path);
+  app.use(webTokenLogin(isWebPath));
+  const token = webToken();
+  app.use(
+    authMiddleware({
+      publicPaths: new Set(['/healthz', ...(opts.publicPaths ?? [])]),
+      otherwiseAllowed: (req) => token !== undefined && (req.method === 'GET' || req.method === 'HEAD') && isWebPath(req.path) && hasWebToken(req, token),
+    }),
+  );
+  // The request id a client gives its call (x-gfs-request-id): the master's retry cache keys mutations
+  // by it (master/namespace.ts), and every log line written while serving the call carries it (shared/log.ts).
+  app.use((req, _res, next) => {
+    const rid = req.headers['x-gfs-request-id'];
+    if (typeof rid === 'string' && /^[A-Za-z0-9_.:-]{8,128}$/.test(rid)) requestContext.run({ rid, mutations: 0 }, next);
+    else next();
+  });
   app.use((req, res, next) => {
     const from = req.headers['x-gfs-from'];
     if (typeof from === 'string') {
@@ -130,6 +178,7 @@ export function makeApp(opts: AppOptions): Express {
   app.get('/healthz', (_req, res) => {
     res.json({ ok: true });
   });
+  if (opts.metrics) app.get('/metrics', opts.metrics.handler());
   app.get('/admin/faults', (_req, res) => {
     res.json({ rules: getFaultRules() });
   });
@@ -148,8 +197,8 @@ export function finishApp(app: Express, log: Logger): void {
   app.use((req, res) => {
     res.status(404).json({ error: `no such endpoint: ${req.method} ${req.path}`, code: 'NOT_FOUND' });
   });
-  app.use((err: unknown, _req: Request, res: Response, _next: NextFunction) => {
-    sendError(res, err, log);
+  app.use((err: unknown, req: Request, res: Response, _next: NextFunction) => {
+    sendError(res, err, log, req);
   });
 }
 
