@@ -4,7 +4,7 @@ import type { Request, Response } from 'express';
 import { authHeader, type AuthedRequest } from '../shared/auth.js';
 import { crc32c } from '../shared/checksum.js';
 import { GfsError } from '../shared/errors.js';
-import { sendError } from '../shared/http.js';
+import { lingerBeforeClose, sendError } from '../shared/http.js';
 import type { Logger } from '../shared/log.js';
 import { rpcStream } from '../shared/rpc.js';
 import { dataIdSchema, pushChainSchema, type PushAnswer } from '../shared/wire.js';
@@ -142,6 +142,8 @@ export function pushHandler(buffer: PushBuffer, maxPushBytes: number, log: Logge
     let reserved = 0;
     let pass: PassThrough | undefined;
     let began = false;
+    /** A refusal before any body byte was read, of a body no larger than a push may be: see the catch. */
+    let drainOnRefusal = false;
     try {
       const idParse = dataIdSchema.safeParse(req.params.dataId);
       if (!idParse.success) throw new GfsError('BAD_REQUEST', 'invalid data id');
@@ -150,6 +152,7 @@ export function pushHandler(buffer: PushBuffer, maxPushBytes: number, log: Logge
       if (lenHeader === undefined || !/^\d+$/.test(lenHeader)) throw new GfsError('BAD_REQUEST', 'push needs a Content-Length', undefined, 411);
       const sizeBytes = Number(lenHeader);
       if (sizeBytes > maxPushBytes) throw new GfsError('PAYLOAD_TOO_LARGE', `push of ${sizeBytes} bytes exceeds ${maxPushBytes}`);
+      drainOnRefusal = true;
       let chain: string[] = [];
       const chainHeader = req.headers['x-gfs-chain'];
       if (typeof chainHeader === 'string' && chainHeader !== '') {
@@ -211,6 +214,7 @@ export function pushHandler(buffer: PushBuffer, maxPushBytes: number, log: Logge
           reject(e);
         };
         armIdle();
+        drainOnRefusal = false;
         // A next hop that fails ends this push at once: waiting for the rest of
         // the bytes, or for a 'drain' from the destroyed stream to the next hop
         // (which never comes), would hang the whole chain until its timeout.
@@ -267,8 +271,13 @@ export function pushHandler(buffer: PushBuffer, maxPushBytes: number, log: Logge
       if (began) buffer.end();
       pass?.destroy();
       if (!(e instanceof GfsError)) log.warn({ err: e }, 'push failed');
-      // Drain nothing more: the connection cannot be reused after a half-read body.
-      res.setHeader('connection', 'close');
+      // Refused before reading (busy, duplicate id): answer at once and let node read and discard the
+      // body (at most one push, under the request timeouts) once the answer is out, also when the
+      // sender asked to close (lingerBeforeClose). Closing at once, with the sender's bytes unread,
+      // resets the connection, and a sender still writing loses the answer (seen under load in
+      // test/integration/limits.test.ts). After a half-read body the connection cannot be reused: close it.
+      if (!drainOnRefusal) res.setHeader('connection', 'close');
+      else lingerBeforeClose(req, idleMs);
       sendError(res, e, log);
     }
   };

@@ -61,6 +61,23 @@ export function requestLogFields(req: Request): Record<string, unknown> {
   return out;
 }
 
+/**
+ * For an answer given before the request's body was read: when node closes the connection after it
+ * (the sender asked for 'connection: close'), half-close and keep reading and discarding for up to
+ * lingerMs instead of closing at once. Closing a socket with the sender's bytes still unread makes
+ * the kernel send a reset, and a sender still writing its body then loses the answer. The body is
+ * at most what its Content-Length declared (the route bounded that) and node's parser discards it.
+ */
+export function lingerBeforeClose(req: Request, lingerMs: number): void {
+  const sock = req.socket;
+  sock.destroySoon = function lingering(this: typeof sock) {
+    if (this.writable) this.end();
+    const timer = setTimeout(() => this.destroy(), lingerMs);
+    timer.unref();
+    this.once('close', () => clearTimeout(timer));
+  };
+}
+
 export function sendError(res: Response, e: unknown, log?: Logger, req?: Request): void {
   let err: GfsError;
   if (e instanceof GfsError) err = e;
