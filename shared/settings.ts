@@ -9,13 +9,22 @@ import { z } from 'zod';
 // the default. Every value-taking flag has an environment variable named
 // after it (--lease-ms -> GFS_LEASE_MS, see `gfs master --help`); keys of the
 // config file are the flags without their dashes ("lease-ms"), plus the
-// global "master" and "secret-file". Values are checked by the same parsers
+// global "master", "secret-file", "tls-cert", "tls-key" and "tls-ca". Values are checked by the same parsers
 // as the flags (so "64M" works in a file too), the file's shape with zod
 // (unknown keys are refused). Relative paths in the file ("dir",
-// "secret-file") are relative to the file's directory.
+// "secret-file", the TLS files) are relative to the file's directory.
 
 /** Flags whose values are paths. */
-const pathFlags = new Set(['dir', 'secret-file']);
+const pathFlags = new Set(['dir']);
+
+/** Keys of the config file that set global flags, through the environment variable each is read from. */
+const globalSettings: Record<string, { env: string; attribute: string; path: boolean; alsoEnv?: string[] }> = {
+  master: { env: 'GFS_MASTER', attribute: 'master', path: false },
+  'secret-file': { env: 'GFS_SECRET_FILE', attribute: 'secretFile', path: true, alsoEnv: ['GFS_SECRET'] },
+  'tls-cert': { env: 'GFS_TLS_CERT', attribute: 'tlsCert', path: true },
+  'tls-key': { env: 'GFS_TLS_KEY', attribute: 'tlsKey', path: true },
+  'tls-ca': { env: 'GFS_TLS_CA', attribute: 'tlsCa', path: true },
+};
 
 const scalar = z.union([z.string(), z.number(), z.boolean()]);
 
@@ -53,7 +62,7 @@ export function applySettings(cmd: Command, program: Command): void {
     throw new Error(`${where}: ${(e as Error).message}`);
   }
   const settable = cmd.options.filter((o) => o.long && o.long !== '--config');
-  const names = [...settable.map((o) => o.long!.slice(2)), 'master', 'secret-file'];
+  const names = [...settable.map((o) => o.long!.slice(2)), ...Object.keys(globalSettings)];
   const schema = z.object(Object.fromEntries(names.map((n) => [n, scalar.optional()]))).strict();
   const parsed = schema.safeParse(raw);
   if (!parsed.success) throw new Error(`${where}: ${issues(parsed.error)} (known: ${names.join(', ')})`);
@@ -61,11 +70,12 @@ export function applySettings(cmd: Command, program: Command): void {
   for (const [name, value] of Object.entries(parsed.data)) {
     if (value === undefined) continue;
     const bad = (why: string) => new Error(`${where}: "${name}": ${why}`);
-    if (name === 'master' || name === 'secret-file') {
-      // Global flags, read from the environment by the code that needs them (client/cli.ts, shared/auth.ts).
+    const g = globalSettings[name];
+    if (g) {
+      // Global flags, read from the environment by the code that needs them (client/cli.ts, shared/auth.ts, shared/tls.ts).
       if (typeof value !== 'string' || value === '') throw bad('must be a non-empty string');
-      if (name === 'master' && program.getOptionValueSource('master') !== 'cli' && !process.env.GFS_MASTER) process.env.GFS_MASTER = value;
-      if (name === 'secret-file' && program.getOptionValueSource('secretFile') !== 'cli' && !process.env.GFS_SECRET_FILE && !process.env.GFS_SECRET) process.env.GFS_SECRET_FILE = resolve(base, value);
+      const given = program.getOptionValueSource(g.attribute) === 'cli' || [g.env, ...(g.alsoEnv ?? [])].some((e) => process.env[e]);
+      if (!given) process.env[g.env] = g.path ? resolve(base, value) : value;
       continue;
     }
     const opt = settable.find((o) => o.long === `--${name}`)!;
