@@ -3,6 +3,7 @@
 // commander is loaded up front; each command imports what it needs.
 import { resolve as resolvePath } from 'node:path';
 import { Command, InvalidArgumentError, Option } from 'commander';
+import { formatBytes as fmtBytes } from '../shared/config.js';
 
 const defaultMaster = 'http://127.0.0.1:7070';
 
@@ -98,16 +99,6 @@ function run<A extends unknown[]>(fn: (...args: A) => Promise<void>) {
   };
 }
 
-function fmtBytes(n: number): string {
-  const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
-  let i = 0;
-  let v = n;
-  while (v >= 1024 && i < units.length - 1) {
-    v /= 1024;
-    i++;
-  }
-  return i === 0 ? `${n} B` : `${v.toFixed(1)} ${units[i]}`;
-}
 
 // ---- daemons ----
 const masterCommand = program

@@ -1,4 +1,5 @@
 import type { ChunkRow, EntryRow, StatusModel } from './status.js';
+import { formatBytes as fmtBytes } from '../shared/config.js';
 
 // The master's status page (GET /status), like the HDFS NameNode page: one
 // server-rendered HTML document, no build step, no external resources. It
@@ -14,16 +15,6 @@ function esc(v: unknown): string {
   return String(v).replace(/[&<>"']/g, (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;' })[c]!);
 }
 
-export function fmtBytes(n: number): string {
-  const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB', 'PiB'];
-  let i = 0;
-  let v = n;
-  while (v >= 1024 && i < units.length - 1) {
-    v /= 1024;
-    i++;
-  }
-  return i === 0 ? `${n} B` : `${v.toFixed(1)} ${units[i]}`;
-}
 
 function fmtMs(ms: number): string {
   if (ms < 1_000) return `${ms} ms`;

@@ -1,6 +1,7 @@
 import { GfsError } from '../shared/errors.js';
 import { joinPath, normalizePath, trashDir, isUnder } from '../shared/paths.js';
 import type { Master } from './master.js';
+import type { ListEntry } from '../shared/wire.js';
 
 // What the status page shows (master/status-page.ts renders it; GET
 // /status/data serves it as JSON): a cluster summary, the chunkservers,
@@ -26,14 +27,8 @@ export interface ChunkRow {
   corrupt: string[];
 }
 
-export interface EntryRow {
-  name: string;
-  path: string;
-  type: 'file' | 'dir';
-  sizeBytes: number;
-  replication: number;
-  chunkCount: number;
-  mtimeMs: number;
+/** A namespace entry as `gfs ls` lists it, with its chunks' replicas for the browser. */
+export interface EntryRow extends ListEntry {
   chunks?: ChunkRow[];
 }
 

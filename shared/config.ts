@@ -3,6 +3,18 @@
 export const MiB = 1024 * 1024;
 export const GiB = 1024 * MiB;
 
+/** A byte count for people: 1023 B, 1.5 KiB, 64.0 MiB, ... */
+export function formatBytes(n: number): string {
+  const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB', 'PiB'];
+  let i = 0;
+  let v = n;
+  while (v >= 1024 && i < units.length - 1) {
+    v /= 1024;
+    i++;
+  }
+  return i === 0 ? `${n} B` : `${v.toFixed(1)} ${units[i]}`;
+}
+
 export const defaults = {
   masterPort: 7070,
   masterUrl: 'http://127.0.0.1:7070',
