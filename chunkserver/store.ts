@@ -5,6 +5,7 @@ import { crc32c } from '../shared/checksum.js';
 import { GfsError, invariant } from '../shared/errors.js';
 import { checkHandle, isHandle } from '../shared/handles.js';
 import type { ChunkReport } from '../shared/wire.js';
+import { timedFsync } from '../shared/metrics.js';
 
 // The chunkserver's replica store. Each replica is three files under
 // <dir>/chunks/:
@@ -235,12 +236,12 @@ export class ReplicaStore {
     return out;
   }
 
-  /** False for unknown handles and for strings that are not handles at all. */
   /** Replicas held. */
   get count(): number {
     return this.replicas.size;
   }
 
+  /** False for unknown handles and for strings that are not handles at all. */
   has(handle: string): boolean {
     return isHandle(handle) && this.replicas.get(handle)?.state === 'live';
   }
@@ -353,9 +354,8 @@ export class ReplicaStore {
 
   // ---- data ----
 
-  /** Writes data at offset; returns the chunk's new length. */
   /**
-   * Writes data at offset. `atVersion`: only while the replica is at this version, checked under the
+   * Writes data at offset; returns the chunk's new length. `atVersion`: only while the replica is at this version, checked under the
    * replica's lock, which setVersion takes too: a mutation ordered under a lease at version v never
    * lands after the replica moved on to v+1 (a clone copied from it then would miss it).
    */
@@ -375,8 +375,7 @@ export class ReplicaStore {
     );
   }
 
-  /** Extends the chunk with zeros to toSizeBytes (no-op if already that long); returns the chunk's length. */
-  /** Pads with zeros up to toSizeBytes; `atVersion` as for write. */
+  /** Extends the chunk with zeros to toSizeBytes (no-op if already that long); returns the chunk's length. `atVersion` as for write. */
   async pad(handle: string, toSizeBytes: number, atVersion?: number): Promise<number> {
     checkHandle(handle);
     checkByteCount('toSizeBytes', toSizeBytes);
@@ -744,14 +743,9 @@ export class ReplicaStore {
     await this.closeEntry(e);
   }
 
-  private async timed<T>(kind: 'chunk' | 'meta' | 'dir', fn: () => Promise<T>): Promise<T> {
-    if (!this.onFsync) return fn();
-    const start = process.hrtime.bigint();
-    try {
-      return await fn();
-    } finally {
-      this.onFsync(kind, Number(process.hrtime.bigint() - start) / 1e9);
-    }
+  private timed<T>(kind: 'chunk' | 'meta' | 'dir', fn: () => Promise<T>): Promise<T> {
+    const onFsync = this.onFsync;
+    return timedFsync(onFsync && ((seconds) => onFsync(kind, seconds)), fn);
   }
 
   // ---- internals: files ----

@@ -941,17 +941,29 @@ export class Master {
     this.opts.log.error({ epoch: this.ns.epoch, newer: maxEpoch }, 'fenced: a master of a higher epoch exists');
   }
 
-  private chunkNeeds(nowMs: number): ChunkNeed[] {
-    const goal = new Map<string, { goal: number; deleted: boolean }>();
+  /**
+   * Per chunk of any file: the highest replication goal among the files holding it (snapshots share
+   * chunks), the first file with that goal, and whether every file holding it is in the trash.
+   */
+  private chunkGoals(): Map<string, { goal: number; path: string; deleted: boolean }> {
+    const goals = new Map<string, { goal: number; path: string; deleted: boolean }>();
     for (const [p, n] of this.ns.nodes) {
       if (n.type !== 'file') continue;
       const deleted = isUnder(p, trashDir);
       for (const h of n.chunks) {
-        const g = goal.get(h);
-        if (!g) goal.set(h, { goal: n.replication, deleted });
-        else goal.set(h, { goal: Math.max(g.goal, n.replication), deleted: g.deleted && deleted });
+        const g = goals.get(h);
+        if (!g) goals.set(h, { goal: n.replication, path: p, deleted });
+        else {
+          if (n.replication > g.goal) Object.assign(g, { goal: n.replication, path: p });
+          g.deleted &&= deleted;
+        }
       }
     }
+    return goals;
+  }
+
+  private chunkNeeds(nowMs: number): ChunkNeed[] {
+    const goal = this.chunkGoals();
     // Servers holding a replica that is about to go (corrupt, or ordered deleted) are no clone
     // targets for that chunk: the clone would find the old replica there and keep it.
     const doomed = new Map<string, string[]>();
@@ -1194,14 +1206,7 @@ export class Master {
     counts: { healthy: number; underReplicated: number; overReplicated: number; missing: number; corrupt: number; cloning: number; queue: number };
   } {
     const nowMs = this.now();
-    const goal = new Map<string, { goal: number; path: string }>();
-    for (const [p, n] of this.ns.nodes) {
-      if (n.type !== 'file') continue;
-      for (const h of n.chunks) {
-        const g = goal.get(h);
-        if (!g || n.replication > g.goal) goal.set(h, { goal: n.replication, path: p });
-      }
-    }
+    const goal = this.chunkGoals();
     const cloningHandles = new Set(this.clones.map((c) => c.handle));
     const counts = { healthy: 0, underReplicated: 0, overReplicated: 0, missing: 0, corrupt: this.corrupt.size, cloning: this.clones.length, queue: 0 };
     const underReplicated: { handle: string; path: string; live: string[]; goal: number }[] = [];
@@ -1249,19 +1254,7 @@ export class Master {
 
   status(): Record<string, unknown> {
     const nowMs = this.now();
-    const goal = new Map<string, number>();
-    for (const n of this.ns.nodes.values()) if (n.type === 'file') for (const h of n.chunks) goal.set(h, Math.max(goal.get(h) ?? 0, n.replication));
-    let healthy = 0;
-    let under = 0;
-    let over = 0;
-    let missing = 0;
-    for (const [h, g] of goal) {
-      const live = this.servers.liveLocations(h, nowMs).length;
-      if (live === 0) missing++;
-      else if (live < g) under++;
-      else if (live > g) over++;
-      else healthy++;
-    }
+    const { healthy, underReplicated: under, overReplicated: over, missing } = this.attention(0).counts;
     return {
       role: this.role,
       epoch: this.ns.epoch,

@@ -15,6 +15,7 @@ import { DataFile, TextFile } from 'lowdb/node';
 import { crc32c } from '../shared/checksum.js';
 import { GfsError, invariant } from '../shared/errors.js';
 import type { Logger } from '../shared/log.js';
+import { timedFsync } from '../shared/metrics.js';
 
 const MiB = 1024 * 1024;
 const FRAME_HEADER_BYTES = 8;
@@ -571,9 +572,7 @@ export class OpLog {
         invariant(bytesWritten > 0, 'write makes progress');
         off += bytesWritten;
       }
-      const syncStart = process.hrtime.bigint();
-      await fd.datasync();
-      this.onFsync?.('oplog', Number(process.hrtime.bigint() - syncStart) / 1e9);
+      await timedFsync(this.onFsync && ((seconds) => this.onFsync!('oplog', seconds)), () => fd.datasync());
       this.fsyncCount++;
     } catch (e) {
       // After a failed write or fsync the file's contents (and the page
