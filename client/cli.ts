@@ -3,7 +3,7 @@
 // commander is loaded up front; each command imports what it needs.
 import { resolve as resolvePath } from 'node:path';
 import { Command, InvalidArgumentError, Option } from 'commander';
-import { formatBytes as fmtBytes } from '../shared/config.js';
+import { envName, formatBytes as fmtBytes } from '../shared/config.js';
 
 const defaultMaster = 'http://127.0.0.1:7070';
 
@@ -33,7 +33,7 @@ function size(name: string) {
  * flag, env, file, default); naming the variable here puts it in --help.
  */
 function withEnv(cmd: Command): Command {
-  for (const o of cmd.options) if (o.long && (o.required || o.optional)) o.env('GFS_' + o.long.slice(2).toUpperCase().replace(/-/g, '_'));
+  for (const o of cmd.options) if (o.long && (o.required || o.optional)) o.env(envName(o.long));
   return cmd;
 }
 
@@ -99,7 +99,6 @@ function run<A extends unknown[]>(fn: (...args: A) => Promise<void>) {
   };
 }
 
-
 // ---- daemons ----
 const masterCommand = program
   .command('master')
@@ -108,7 +107,7 @@ const masterCommand = program
   .option('--dir <dir>', 'directory for the operation log and checkpoints (required)')
   .option('--port <port>', 'port to listen on', int('--port', 0, 65535), 7070)
   .option('--host <host>', 'address to bind (0.0.0.0: every interface)', '127.0.0.1')
-  .option('--advertise <url>', 'URL other machines use to reach this master (default http://HOST:PORT; the machine name when HOST is 0.0.0.0)')
+  .option('--advertise <url>', 'URL other machines use to reach this master (default http://HOST:PORT, https:// with TLS; the machine name when HOST is 0.0.0.0)')
   .option('--chunk-size <bytes>', 'chunk size', size('--chunk-size'))
   .option('--lease-ms <ms>', 'primary lease duration', int('--lease-ms', 100))
   .option('--heartbeat-ms <ms>', 'chunkserver heartbeat interval', int('--heartbeat-ms', 50))
@@ -185,7 +184,7 @@ const chunkserverCommand = program
   .option('--dir <dir>', 'directory for chunk replicas (required)')
   .option('--port <port>', 'port to listen on (0 picks a free one)', int('--port', 0, 65535), 0)
   .option('--host <host>', 'address to bind (0.0.0.0: every interface)', '127.0.0.1')
-  .option('--advertise <url>', 'URL other machines use to reach this one (default http://HOST:PORT; the machine name when HOST is 0.0.0.0)')
+  .option('--advertise <url>', 'URL other machines use to reach this one (default http://HOST:PORT, https:// with TLS; the machine name when HOST is 0.0.0.0)')
   .option('--rack <rack>', 'rack label for placement', 'default')
   .option('--id <id>', 'chunkserver id (default: kept in DIR/id, made up the first time)')
   .option('--heartbeat-ms <ms>', 'heartbeat interval (default: the master\'s)', int('--heartbeat-ms', 50))

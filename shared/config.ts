@@ -47,6 +47,11 @@ export const defaults = {
   clockDriftFraction: 0.01,
 } as const;
 
+/** The environment variable a daemon flag can also be set with: --lease-ms -> GFS_LEASE_MS (shared/settings.ts). */
+export function envName(long: string): string {
+  return 'GFS_' + long.replace(/^--/, '').toUpperCase().replace(/-/g, '_');
+}
+
 export function envInt(name: string): number | undefined {
   const v = process.env[name];
   if (v === undefined || v === '') return undefined;

@@ -2,6 +2,7 @@ import { readFileSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import type { Command, Option } from 'commander';
 import { z } from 'zod';
+import { envName } from './config.js';
 
 // Daemon settings from three places besides their defaults, in this order of
 // precedence: a flag (`--port 7071`) > an environment variable (GFS_PORT) >
@@ -35,10 +36,6 @@ function issues(err: z.ZodError): string {
     .join('; ');
 }
 
-/** The environment variable of a flag: --lease-ms -> GFS_LEASE_MS. */
-export function envName(long: string): string {
-  return 'GFS_' + long.replace(/^--/, '').toUpperCase().replace(/-/g, '_');
-}
 
 /**
  * Fills the options of a daemon command not given as flags: from their environment variables, then
