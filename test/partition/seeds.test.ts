@@ -1,6 +1,9 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
+import { rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { basename, dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 // A short fixed set of seeds of the partition suite (scripts/partition.ts),
@@ -25,9 +28,21 @@ function run(args: string[], timeoutMs: number): Promise<{ code: number | null; 
     p.once('close', (code) => {
       clearTimeout(t1);
       clearTimeout(t2);
+      removeKeptDirs(out);
       resolve({ code, out });
     });
   });
+}
+
+/**
+ * A failing run keeps its directory for inspection (`run directory kept: DIR`); a test leaves no temp
+ * dirs behind, so they go here (what the violations were is in the output the assertions print).
+ */
+function removeKeptDirs(out: string): void {
+  for (const m of out.matchAll(/^run directory kept: (.+)$/gm)) {
+    const dir = m[1]!.trim();
+    if (dirname(dir) === tmpdir() && basename(dir).startsWith('gfs-partition-')) rmSync(dir, { recursive: true, force: true });
+  }
 }
 
 function summary(out: string): string {
