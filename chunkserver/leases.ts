@@ -1,5 +1,5 @@
 import { GfsError } from '../shared/errors.js';
-import { primaryExpiryMs } from '../master/leases.js';
+import { primaryExpiryMs } from '../shared/lease-time.js';
 import { unsafe } from '../shared/unsafe.js';
 import type { LeaseConfirmAnswer, ReplicaRef } from '../shared/wire.js';
 

@@ -73,15 +73,6 @@ export function extendLease(lease: Lease | undefined, primary: string, nowMs: nu
   return { ...lease, expiresAtMs: Math.max(lease.expiresAtMs, nowMs + leaseMs) };
 }
 
-/**
- * The primary's own view: given the remaining time the master reported and
- * the local time at which the question was sent, the local expiry, shortened
- * by the drift bound so that a faster local clock never outlives the master.
- */
-export function primaryExpiryMs(sentAtLocalMs: number, remainingMs: number, driftFraction: number): number {
-  return sentAtLocalMs + Math.max(0, remainingMs * (1 - driftFraction) - 1);
-}
-
 /** One lease as the master granted it, in wall-clock ms (for GET /debug/leases and the partition suite). */
 export interface GrantRecord {
   handle: string;

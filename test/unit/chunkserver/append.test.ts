@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { placeRecord, maxRecordBytes } from '../../chunkserver/append.js';
+import { placeRecord, maxRecordBytes } from '../../../chunkserver/append.js';
 
 const chunk = 64 * 1024 * 1024;
 

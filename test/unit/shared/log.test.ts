@@ -1,7 +1,7 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { formatLine, prettyStream } from '../../shared/log-format.js';
-import { logFormat, makeLogger, requestContext } from '../../shared/log.js';
+import { formatLine, prettyStream } from '../../../shared/log-format.js';
+import { logFormat, makeLogger, requestContext } from '../../../shared/log.js';
 
 // Structured logs: the node id on every line, the request id on every line
 // written while a call that carries one is served, the handle where the

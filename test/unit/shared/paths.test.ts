@@ -1,7 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { normalizePath, ancestorsOf, parentOf, isUnder, baseName, joinPath, maxNameBytes, maxPathBytes } from '../../shared/paths.js';
-import { isGfsError } from '../../shared/errors.js';
+import { normalizePath, ancestorsOf, parentOf, isUnder, baseName, joinPath, maxNameBytes, maxPathBytes } from '../../../shared/paths.js';
+import { isGfsError } from '../../../shared/errors.js';
 
 function refuses(raw: unknown): void {
   assert.throws(() => normalizePath(raw), (e: unknown) => isGfsError(e, 'INVALID_PATH') && e.status === 400, `should refuse ${JSON.stringify(raw)?.slice(0, 60)}`);

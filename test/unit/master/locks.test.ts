@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { LockManager, lockSet, type LockMode } from '../../master/locks.js';
+import { LockManager, lockSet, type LockMode } from '../../../master/locks.js';
 
 type Leaves = { path: string; mode: LockMode }[];
 

@@ -1,8 +1,8 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { Namespace, initialChunkVersion, type Op, type FileNode } from '../../master/namespace.js';
-import { isGfsError, type ErrorCode } from '../../shared/errors.js';
-import { isHandle } from '../../shared/handles.js';
+import { Namespace, initialChunkVersion, type Op, type FileNode } from '../../../master/namespace.js';
+import { isGfsError, type ErrorCode } from '../../../shared/errors.js';
+import { isHandle } from '../../../shared/handles.js';
 
 /** As in production: the record is logged as JSON and applied from a parsed copy. */
 function roundTrip(op: Op): Op {

@@ -3,9 +3,9 @@ import assert from 'node:assert/strict';
 import { promises as fsp, readdirSync, existsSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { ReplicaStore, type StoreOptions } from '../../chunkserver/store.js';
-import { crc32c } from '../../shared/checksum.js';
-import { GfsError } from '../../shared/errors.js';
+import { ReplicaStore, type StoreOptions } from '../../../chunkserver/store.js';
+import { crc32c } from '../../../shared/checksum.js';
+import { GfsError } from '../../../shared/errors.js';
 
 const KiB = 1024;
 const MiB = 1024 * KiB;

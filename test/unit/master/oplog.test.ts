@@ -3,8 +3,8 @@ import assert from 'node:assert/strict';
 import { mkdtemp, rm, readdir, stat, truncate, appendFile, readFile, writeFile, copyFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { OpLog, logFileName, checkpointFileName, MAX_RECORD_BYTES, type OpLogOptions } from '../../master/oplog.js';
-import { isGfsError } from '../../shared/errors.js';
+import { OpLog, logFileName, checkpointFileName, MAX_RECORD_BYTES, type OpLogOptions } from '../../../master/oplog.js';
+import { isGfsError } from '../../../shared/errors.js';
 
 interface Rec {
   id: number;

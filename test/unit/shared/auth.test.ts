@@ -1,8 +1,8 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
-import { emptySha256, keyFromSecret, ReplayCache, sha256Hex, signWith, targetOf, verifyRequest } from '../../shared/auth.js';
-import { GfsError } from '../../shared/errors.js';
+import { emptySha256, keyFromSecret, ReplayCache, sha256Hex, signWith, targetOf, verifyRequest } from '../../../shared/auth.js';
+import { GfsError } from '../../../shared/errors.js';
 
 // The signing scheme of shared/auth.ts without a network: what verifies,
 // what does not, and the replay cache's bound.

@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { frameRecord, parseRecords, recordMagic, recordHeaderBytes } from '../../client/records.js';
+import { frameRecord, parseRecords, recordMagic, recordHeaderBytes } from '../../../client/records.js';
 
 function id(n: number): Buffer {
   return Buffer.alloc(16, n);
