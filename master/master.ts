@@ -137,7 +137,7 @@ export class Master {
   /** Set when a chunkserver reports a higher epoch: another master was promoted; this one only refuses. */
   fencedByEpoch: number | undefined;
   /** Shadow: the master it follows, when it last heard from it, and the index the master had reached. */
-  following: { masterUrl: string; lastContactAtMs: number | undefined; masterIndex: number; gap: boolean } | undefined;
+  following: { masterUrl: string; lastContactAtMs: number | undefined; masterIndex: number; gap: boolean; installs: number } | undefined;
   /** Shadow: the index of the last record handed to the local log (applied or queued), and its durability. */
   private shadowLoggedIndex = 0;
   private shadowTail: Promise<unknown> = Promise.resolve();
@@ -158,7 +158,7 @@ export class Master {
     this.safeModeUntilMs = recovered && ns.chunks.size > 0 ? this.startedAtMs + opts.safeModeMs : this.startedAtMs;
     for (const [h, from] of ns.pendingBumps) this.recoveredPending.set(h, from);
     this.role = opts.shadowOf ? 'shadow' : 'master';
-    this.following = opts.shadowOf ? { masterUrl: opts.shadowOf.replace(/\/+$/, ''), lastContactAtMs: undefined, masterIndex: ns.appliedIndex, gap: false } : undefined;
+    this.following = opts.shadowOf ? { masterUrl: opts.shadowOf.replace(/\/+$/, ''), lastContactAtMs: undefined, masterIndex: ns.appliedIndex, gap: false, installs: 0 } : undefined;
     this.shadowLoggedIndex = ns.appliedIndex;
     if (this.role === 'master') this.makeShipper();
     setRpcHeader('x-gfs-epoch', String(ns.epoch));
@@ -899,7 +899,7 @@ export class Master {
     await this.oplog.checkpoint(() => snap);
     this.ns = Namespace.fromSnapshot(snap);
     this.shadowLoggedIndex = req.index;
-    this.following = { ...this.following!, masterIndex: Math.max(this.following!.masterIndex, req.index), gap: false };
+    this.following = { ...this.following!, masterIndex: Math.max(this.following!.masterIndex, req.index), gap: false, installs: this.following!.installs + 1 };
     this.opts.log.info({ index: req.index, files: this.ns.fileCount }, 'shadow installed the master state');
     return { lastIndex: this.shadowLoggedIndex };
   }
@@ -1262,7 +1262,7 @@ export class Master {
       appliedIndex: this.ns.appliedIndex,
       logReplicas: this.shipper?.status(),
       shadow: this.following
-        ? { master: this.following.masterUrl, masterIndex: this.following.masterIndex, appliedIndex: this.ns.appliedIndex, lagRecords: Math.max(0, this.following.masterIndex - this.ns.appliedIndex), stalenessMs: this.following.lastContactAtMs === undefined ? null : Date.now() - this.following.lastContactAtMs, gap: this.following.gap }
+        ? { master: this.following.masterUrl, masterIndex: this.following.masterIndex, appliedIndex: this.ns.appliedIndex, lagRecords: Math.max(0, this.following.masterIndex - this.ns.appliedIndex), stalenessMs: this.following.lastContactAtMs === undefined ? null : Date.now() - this.following.lastContactAtMs, gap: this.following.gap, installs: this.following.installs }
         : undefined,
       safeMode: this.inSafeMode(),
       files: this.ns.fileCount,

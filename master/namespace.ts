@@ -229,6 +229,7 @@ export class Namespace {
   }
 
   // ---- apply ----
+  /** Applies one logged record: the log index moves by exactly one, whatever the record does inside. */
   apply(op: Op): void {
     this.appliedIndex++;
     const rid = (op as { rid?: unknown }).rid;
@@ -236,6 +237,14 @@ export class Namespace {
       this.requests.add(rid);
       if (this.requests.size > maxRememberedRequests) this.requests.delete(this.requests.values().next().value!);
     }
+    this.applyChange(op);
+  }
+
+  /**
+   * The state change of a record, without counting it: a record built of others (trash = mkdirs + rename)
+   * calls this for its parts, so log replicas, which count one index per record, never see a gap.
+   */
+  private applyChange(op: Op): void {
     switch (op.op) {
       case 'epoch':
         invariant(op.epoch > this.epoch, `epoch ${op.epoch} does not raise ${this.epoch}`);
@@ -271,7 +280,7 @@ export class Namespace {
       }
       case 'trash': {
         for (const a of ancestorsOf(op.to)) if (!this.nodes.has(a)) this.putNode(a, { type: 'dir', mtimeMs: op.t, ctimeMs: op.t });
-        this.apply({ op: 'rename', src: op.path, dst: op.to, t: op.t });
+        this.applyChange({ op: 'rename', src: op.path, dst: op.to, t: op.t });
         this.trash.set(op.to, { path: op.path, deletedAtMs: op.t });
         return;
       }
