@@ -120,28 +120,28 @@ export async function startMaster(o: MasterServerOptions): Promise<RunningMaster
   });
 
   app.post('/api/mkdir', jsonRoute({ body: mkdirReq }, async ({ body }) => {
-    await master.mkdir(body.path, body.parents ?? false);
+    await master.files.mkdir(body.path, body.parents ?? false);
     return { ok: true };
   }));
-  app.post('/api/create', jsonRoute({ body: createReq }, ({ body }) => master.create(body.path, body.replication, body.exclusive ?? true)));
+  app.post('/api/create', jsonRoute({ body: createReq }, ({ body }) => master.files.create(body.path, body.replication, body.exclusive ?? true)));
   app.post('/api/delete', jsonRoute({ body: deleteReq }, async ({ body }) => {
-    await master.delete(body.path, body.recursive ?? false, body.now ?? false);
+    await master.files.delete(body.path, body.recursive ?? false, body.now ?? false);
     return { ok: true };
   }));
   app.post('/api/undelete', jsonRoute({ body: undeleteReq }, async ({ body }) => {
-    await master.undelete(body.path);
+    await master.files.undelete(body.path);
     return { ok: true };
   }));
-  app.get('/api/trash', jsonRoute(noInput, () => ({ entries: master.trashList() })));
+  app.get('/api/trash', jsonRoute(noInput, () => ({ entries: master.files.trashList() })));
   app.get('/api/fsck', jsonRoute({ query: statQuery }, ({ query }) => master.fsck(query.path)));
   app.post('/api/rename', jsonRoute({ body: renameReq }, async ({ body }) => {
-    await master.rename(body.src, body.dst);
+    await master.files.rename(body.src, body.dst);
     return { ok: true };
   }));
-  app.get('/api/list', jsonRoute({ query: listQuery }, ({ query }) => ({ entries: master.list(query.path, query.recursive ?? false) })));
-  app.get('/api/stat', jsonRoute({ query: statQuery }, ({ query }) => master.stat(query.path)));
-  app.post('/api/chunks', jsonRoute({ body: chunksReq }, ({ body }) => master.chunks(body.path, body.startIndex, body.count)));
-  app.post('/api/allocate', jsonRoute({ body: allocateReq }, ({ body }) => master.allocate(body.path, body.index)));
+  app.get('/api/list', jsonRoute({ query: listQuery }, ({ query }) => ({ entries: master.files.list(query.path, query.recursive ?? false) })));
+  app.get('/api/stat', jsonRoute({ query: statQuery }, ({ query }) => master.files.stat(query.path)));
+  app.post('/api/chunks', jsonRoute({ body: chunksReq }, ({ body }) => master.files.chunks(body.path, body.startIndex, body.count)));
+  app.post('/api/allocate', jsonRoute({ body: allocateReq }, ({ body }) => master.files.allocate(body.path, body.index)));
   app.post('/api/lease', jsonRoute({ body: leaseReq }, ({ body }) => master.lease(body.handle, body.path !== undefined && body.index !== undefined ? { path: body.path, index: body.index } : undefined)));
   app.post('/api/snapshot', jsonRoute({ body: snapshotReq }, async ({ body }) => {
     await master.snapshots.snapshot(body.src, body.dst);

@@ -3,7 +3,7 @@ import { isUnder, normalizePath, trashDir } from '../shared/paths.js';
 import { defaults } from '../shared/config.js';
 import { rpcJson } from '../shared/rpc.js';
 import type { LeaseAnswer } from '../shared/wire.js';
-import type { Master } from './master.js';
+import type { LeaseTarget, MasterContext } from './context.js';
 
 // Copy-on-write snapshots of files and directory trees (DESIGN.md, Snapshot).
 //
@@ -35,10 +35,7 @@ import type { Master } from './master.js';
 // dies between copying and logging never reuses it; the copy left behind is
 // an orphan that heartbeats delete later.
 
-export interface LeaseTarget {
-  path: string;
-  index: number;
-}
+export type { LeaseTarget };
 
 export class Snapshots {
   /** Handle -> number of snapshots revoking its leases right now. */
@@ -49,7 +46,7 @@ export class Snapshots {
   private readonly cowChains = new Map<string, Promise<void>>();
   readonly counters = { snapshots: 0, copiesOnWrite: 0, localCopies: 0, localCopyFailures: 0, revokeWaitMs: 0, leasesRevoked: 0 };
 
-  constructor(private readonly m: Master) {}
+  constructor(private readonly m: MasterContext) {}
 
   isRevoking(handle: string): boolean {
     return this.revokingCounts.has(handle);

@@ -80,7 +80,7 @@ function namespaceView(master: Master, rawPath: string): StatusModel['namespace'
   if (!node) return { path, parent: parentOf(path), type: 'missing', entries: [], truncated: false, error: `no such file or directory: ${path}` };
   const row = (p: string, chunkLimit: number): EntryRow => {
     const n = master.ns.get(p)!;
-    const listed = master.list(p, false)[0];
+    const listed = master.files.list(p, false)[0];
     return {
       name: p === '/' ? '/' : p.slice(p.lastIndexOf('/') + 1),
       path: p,

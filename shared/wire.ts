@@ -98,6 +98,8 @@ export const registerReq = z
     chunks: z.array(chunkReportSchema).max(10_000_000),
     /** The highest master epoch this server has seen, and from where: tells a failed-over master it is fenced. */
     maxEpoch: z.number().int().min(0).max(1e12).optional(),
+    /** Replicas this server marked corrupt: reported until the master orders them deleted (never listed). */
+    corruptChunks: z.array(handleSchema).max(1_000_000).optional(),
   })
   .strict();
 export type RegisterReq = z.infer<typeof registerReq>;

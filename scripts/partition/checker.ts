@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
 import type { PrimaryActs } from '../../chunkserver/leases.js';
-import type { GrantRecord } from '../../master/leases.js';
+import type { GrantRecord } from '../../master/core/leases.js';
 import { opId, type HistoryEntry, type OpKind, type OpStatus } from './history.js';
 
 // The partition suite's checker: reads the workload's history, the

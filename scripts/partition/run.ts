@@ -2,7 +2,7 @@ import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'no
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { PrimaryActs } from '../../chunkserver/leases.js';
-import type { GrantRecord } from '../../master/leases.js';
+import type { GrantRecord } from '../../master/core/leases.js';
 import { defaults } from '../../shared/config.js';
 import { GfsError } from '../../shared/errors.js';
 import type { FaultRule } from '../../shared/fault.js';

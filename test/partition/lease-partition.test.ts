@@ -2,7 +2,7 @@ import { after, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import type { PrimaryActs } from '../../chunkserver/leases.js';
-import type { GrantRecord } from '../../master/leases.js';
+import type { GrantRecord } from '../../master/core/leases.js';
 import { crc32c } from '../../shared/checksum.js';
 import { GfsError } from '../../shared/errors.js';
 import { closeRpc, rpcJson, rpcStream } from '../../shared/rpc.js';
@@ -252,6 +252,52 @@ describe('a primary partitioned from the master', { timeout: 120_000 }, () => {
     const c = await chunk0(cluster, path);
     console.log(`# after the grant to ${lease.primary.id} v${lease.version} without ${X.id}: listed ${c.replicas.map((r) => r.id).join(' ')} at v${c.version}`);
     for (const r of c.replicas) assert.ok((await replicaBytes(r, handle, 8 * KiB, data.length)).equals(data), `${r.id}, listed at v${c.version}, lacks a write acknowledged while it was stopped`);
+  });
+
+  it('after a master restart, a replica that took a bump late is still not listed, and every acknowledged write reads back', async () => {
+    // Issue 15.2: who took a version was kept only in memory; a restarted master listed the late
+    // replica again (and could make it primary, appending at its own shorter length).
+    const cluster = await startCluster({ chunkservers: 3, chunkSizeBytes, leaseMs, heartbeatMs, deadMs, safeModeMs: 1_000 });
+    clusters.push(cluster);
+    const client = cluster.client();
+    const path = '/lp-r';
+    await client.create(path);
+    const head = randomBytes(8 * KiB);
+    await client.write(path, 0, head);
+    const { handle } = await chunk0(cluster, path);
+    const first = await rpcJson<LeaseAnswer>(cluster.masterUrl, '/api/lease', { handle });
+    const X = first.secondaries[0]!;
+    const xProc = cluster.chunkservers.find((p) => p?.id === X.id)!.proc;
+    await waitFor('the lease to lapse', async () => {
+      const grants = (await rpcJson<{ grants: GrantRecord[] }>(cluster.masterUrl, '/debug/leases')).grants.filter((g) => g.handle === handle);
+      return grants.every((g) => g.expiresAtMs < Date.now() - 100);
+    }, 15_000, 100);
+    process.kill(xProc.pid!, 'SIGSTOP');
+    const data = randomBytes(4 * KiB);
+    let lease: LeaseAnswer;
+    try {
+      lease = await rpcJson<LeaseAnswer>(cluster.masterUrl, '/api/lease', { handle }, { timeoutMs: 30_000 });
+      assert.ok(![lease.primary, ...lease.secondaries].some((r) => r.id === X.id), `${X.id} is in the new lease though it is stopped`);
+      assert.equal(await rawWrite(lease.primary, handle, lease.version, 8 * KiB, data), undefined);
+    } finally {
+      process.kill(xProc.pid!, 'SIGCONT');
+    }
+    // X applies the version it was sent long ago: it now holds the current version without the write.
+    await waitFor(`${X.id} to apply the late bump`, async () => {
+      const info = await rpcJson<{ version: number }>(X.url, '/chunk/info', undefined, { query: { handle } }).catch(() => undefined);
+      return info !== undefined && info.version === lease.version;
+    }, 15_000, 100);
+    await cluster.restartMaster();
+    await waitFor('every chunkserver to report to the restarted master', async () => (await cluster.status()).chunkservers.filter((s) => s.alive).length === 3 && !(await cluster.status()).safeMode, 20_000, 100);
+    const c = await chunk0(cluster, path);
+    console.log(`# restarted master lists ${c.replicas.map((r) => r.id).join(' ')} at v${c.version}; ${X.id} took v${lease.version} late`);
+    assert.ok(!c.replicas.some((r) => r.id === X.id), `${X.id} took the bump late, missed a write, and is listed again after the restart`);
+    for (const r of c.replicas) assert.ok((await replicaBytes(r, handle, 8 * KiB, data.length)).equals(data), `${r.id} lacks an acknowledged write`);
+    // Writing on goes through a primary holding every acknowledged byte.
+    const more = randomBytes(2 * KiB);
+    await cluster.client().write(path, 12 * KiB, more);
+    const all = await cluster.client().read(path, 0, 14 * KiB);
+    assert.ok(all.subarray(0, 8 * KiB).equals(head) && all.subarray(8 * KiB, 12 * KiB).equals(data) && all.subarray(12 * KiB).equals(more), 'the file reads back as acknowledged');
   });
 
   it('no lease is granted while a chunk is still being created, so no replica is stale from birth', async () => {

@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { decideLease, extendLease, type Lease, type LeaseInput } from '../../../master/leases.js';
+import { decideLease, extendLease, type Lease, type LeaseInput } from '../../../master/core/leases.js';
 import { primaryExpiryMs } from '../../../shared/lease-time.js';
 
 const leaseMs = 1000;

@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { Namespace, initialChunkVersion, type Op, type FileNode } from '../../../master/namespace.js';
+import { Namespace, initialChunkVersion, type Op, type FileNode } from '../../../master/core/namespace.js';
 import { isGfsError, type ErrorCode } from '../../../shared/errors.js';
 import { isHandle } from '../../../shared/handles.js';
 

@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { chooseReplicas, rankServers, type ServerView, type PlacementOptions } from '../../../master/placement.js';
+import { chooseReplicas, rankServers, type ServerView, type PlacementOptions } from '../../../master/core/placement.js';
 
 const GiB = 1024 ** 3;
 const chunk = 64 * 1024 * 1024;

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { planClones, planExcess, planRebalance, type ChunkNeed } from '../../../master/replication.js';
-import type { ServerView } from '../../../master/placement.js';
+import { planClones, planExcess, planRebalance, type ChunkNeed } from '../../../master/core/replication.js';
+import type { ServerView } from '../../../master/core/placement.js';
 
 const server = (id: string, rack = 'r1'): ServerView => ({ id, rack, usedBytes: 0, capacityBytes: 1e12, freeBytes: 5e11, recentCreates: 0 });
 const need = (handle: string, live: string[], extra: Partial<ChunkNeed> = {}): ChunkNeed => ({ handle, version: 2, goal: 3, live, leased: false, deleted: false, ...extra });

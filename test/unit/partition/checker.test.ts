@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
 import { check, type CheckInput, type FileState, type ServerActs } from '../../../scripts/partition/checker.js';
 import type { HistoryEntry } from '../../../scripts/partition/history.js';
-import { GrantLog, LeaseMap, type GrantRecord } from '../../../master/leases.js';
+import { GrantLog, LeaseMap, type GrantRecord } from '../../../master/core/leases.js';
 
 // The partition checker's own tests: hand-made histories and final states
 // with one kind of violation each are flagged, naming the operations

@@ -1,4 +1,4 @@
-import type { ChunkReport, ReplicaRef } from '../shared/wire.js';
+import type { ChunkReport, ReplicaRef } from '../../shared/wire.js';
 import type { ServerView } from './placement.js';
 
 // The master's view of chunkservers and of where replicas live. None of it

@@ -17,7 +17,7 @@
 // makes decideLease treat a lease whose primary is not among the live
 // up-to-date replicas as expired, so the master grants a new lease without
 // waiting out the old one. For proving the partition suite catches it.
-import { unsafe } from '../shared/unsafe.js';
+import { unsafe } from '../../shared/unsafe.js';
 
 const noLeaseWait = unsafe('master-no-lease-wait');
 

@@ -1,6 +1,6 @@
-import { GfsError, invariant } from '../shared/errors.js';
-import { ancestorsOf, baseName, isUnder, joinPath, parentOf } from '../shared/paths.js';
-import { handleFromBigInt } from '../shared/handles.js';
+import { GfsError, invariant } from '../../shared/errors.js';
+import { ancestorsOf, baseName, isUnder, joinPath, parentOf } from '../../shared/paths.js';
+import { handleFromBigInt } from '../../shared/handles.js';
 
 // The master's metadata: a lookup table from full path to node, each file an
 // ordered list of chunk handles, each chunk its version and reference count.
@@ -43,8 +43,14 @@ export type Op =
    * replicas still at `pendingFrom` hold the same data (see Master recovery).
    */
   | { op: 'version'; handle: string; version: number; pendingFrom?: number }
-  /** The replicas took the bump logged by 'version' with pendingFrom. */
-  | { op: 'bumped'; handle: string; version: number }
+  /**
+   * The replicas took the bump logged by 'version' with pendingFrom. `servers` (absent in older logs)
+   * names every replica that took it: after a restart, a replica reporting this version without
+   * being named (it applied the bump late and missed the mutations since) is judged stale.
+   */
+  | { op: 'bumped'; handle: string; version: number; servers?: string[] }
+  /** A clone finished: `server` holds `version` of the chunk (it joins the replicas that took it). */
+  | { op: 'took'; handle: string; version: number; server: string }
   /** Copy-on-write: chunk `index` of `path` now refers to `newHandle`, a local copy of `oldHandle` at `version`. */
   | { op: 'cow'; path: string; index: number; oldHandle: string; newHandle: string; version: number; t: number }
   /** A handle taken before its chunk exists (a copy-on-write copy is made before its 'cow' record): never handed out again. */
@@ -72,6 +78,8 @@ export interface NamespaceSnapshot {
   appliedIndex?: number;
   /** Request ids of recent mutations, oldest first (the retry cache). */
   requests?: string[];
+  /** Per chunk, the version last bumped or cloned and the replicas known to have taken it. */
+  took?: [string, number, string[]][];
 }
 
 /** Mutations remembered by request id, so a client's retry of one whose answer was lost is not done twice. */
@@ -101,6 +109,11 @@ export class Namespace {
    * (`rid`), so it survives restarts and failover to a shadow. Bounded, oldest evicted first.
    */
   readonly requests = new Set<string>();
+  /**
+   * Per chunk, the replicas logged as having taken its version (a bump's 'bumped', a clone's 'took').
+   * The master's live view (master/core/chunk-state.ts) starts from it after a restart or promotion.
+   */
+  readonly took = new Map<string, { version: number; servers: Set<string> }>();
 
   constructor() {
     this.putNode('/', { type: 'dir', mtimeMs: 0, ctimeMs: 0 });
@@ -327,11 +340,25 @@ export class Namespace {
         const c = this.chunks.get(op.handle);
         if (c && op.version > c.version) c.version = op.version;
         if (op.pendingFrom !== undefined) this.pendingBumps.set(op.handle, op.pendingFrom);
-        else this.pendingBumps.delete(op.handle);
+        else {
+          // Adopted from a replica that had a newer version than the log: who took it is unknown.
+          this.pendingBumps.delete(op.handle);
+          this.took.delete(op.handle);
+        }
         return;
       }
       case 'bumped': {
-        if (this.chunks.get(op.handle)?.version === op.version) this.pendingBumps.delete(op.handle);
+        if (this.chunks.get(op.handle)?.version === op.version) {
+          this.pendingBumps.delete(op.handle);
+          if (op.servers !== undefined) this.took.set(op.handle, { version: op.version, servers: new Set(op.servers) });
+        }
+        return;
+      }
+      case 'took': {
+        // Only joins a known set: a chunk never bumped (still at its first version) has none, and
+        // a set of just the clone would make every other replica look stale.
+        const t = this.took.get(op.handle);
+        if (t && t.version === op.version) t.servers.add(op.server);
         return;
       }
     }
@@ -343,6 +370,7 @@ export class Namespace {
     if (--c.refCount === 0) {
       this.chunks.delete(h);
       this.pendingBumps.delete(h);
+      this.took.delete(h);
     }
   }
 
@@ -376,7 +404,7 @@ export class Namespace {
     for (const [p, n] of this.nodes) nodes.push([p, n.type === 'file' ? { ...n, chunks: n.chunks.slice() } : { ...n }]);
     const chunks: [string, ChunkMeta][] = [];
     for (const [h, c] of this.chunks) chunks.push([h, { ...c }]);
-    return { nodes, chunks, nextHandle: this.nextHandle.toString(), trash: [...this.trash.entries()].map(([k, v]) => [k, { ...v }]), pendingBumps: [...this.pendingBumps.entries()], epoch: this.epoch, appliedIndex: this.appliedIndex, requests: [...this.requests] };
+    return { nodes, chunks, nextHandle: this.nextHandle.toString(), trash: [...this.trash.entries()].map(([k, v]) => [k, { ...v }]), pendingBumps: [...this.pendingBumps.entries()], epoch: this.epoch, appliedIndex: this.appliedIndex, requests: [...this.requests], took: [...this.took].map(([h, t]) => [h, t.version, [...t.servers]]) };
   }
 
   static fromSnapshot(s: NamespaceSnapshot): Namespace {
@@ -389,6 +417,7 @@ export class Namespace {
     ns.epoch = s.epoch ?? 1;
     ns.appliedIndex = s.appliedIndex ?? 0;
     for (const r of s.requests ?? []) ns.requests.add(r);
+    for (const [h, version, servers] of s.took ?? []) ns.took.set(h, { version, servers: new Set(servers) });
     return ns;
   }
 }

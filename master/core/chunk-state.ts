@@ -1,0 +1,115 @@
+import { ChunkServers } from './chunkservers.js';
+import { GrantLog, LeaseMap, type Lease } from './leases.js';
+import type { Namespace } from './namespace.js';
+import type { InFlightClone } from './replication.js';
+
+// The master's live view of its chunks, beside the namespace (which holds
+// only what the log holds): where replicas are, which replicas took each
+// version, bumps no replica took yet, corrupt marks, orders waiting for a
+// heartbeat, clones and placements under way, leases.
+//
+// Plain data plus small helpers: the decisions over it are the functions of
+// master/core/ (report.ts, version-bump.ts, lease-choice.ts, healing.ts,
+// health.ts), which take the time as an argument and never do I/O; the
+// runtime (master/*.ts) carries out what they decide and feeds results back.
+// What must survive a restart is rebuilt from logged records by recover().
+
+/** Bound on chunks remembered as having turned a client away (a priority hint only). */
+const maxBlocked = 100_000;
+
+export class ChunkState {
+  readonly servers: ChunkServers;
+  /** Every grant and its latest expiry, in wall-clock time (GET /debug/leases). */
+  readonly grantLog = new GrantLog();
+  readonly leases: Map<string, Lease> = new LeaseMap(this.grantLog);
+  /**
+   * Per chunk, the replicas seen taking its current version (bump, clone). One that reports that
+   * version without having been seen to take it applied the bump late (it was paused, or the
+   * answer was lost): it is no lease's secondary and missed the mutations since, so it is stale.
+   * Logged ('bumped' with servers, 'took'), so a restarted master rebuilds it (recover()).
+   */
+  readonly took = new Map<string, { version: number; servers: Set<string> }>();
+  /** When each chunk's version last changed: a heartbeat in flight may still report the old one. */
+  readonly versionBumpedAtMs = new Map<string, number>();
+  /**
+   * Bumps a previous incarnation logged but never confirmed ('version' with pendingFrom and no
+   * 'bumped'): no client got a lease at the new version, so replicas still at the old one hold
+   * current data. They are brought up to the version through `unbumped`, never judged stale.
+   * handle -> old version.
+   */
+  readonly recoveredPending = new Map<string, number>();
+  /**
+   * Chunks whose last version bump no replica took: no client got a lease at the new version, so
+   * the replicas listed before it (at `fromVersion`) still hold the latest data. They are neither
+   * listed nor deleted until a retried bump brings them to the current version.
+   */
+  readonly unbumped = new Map<string, { fromVersion: number; servers: Set<string> }>();
+  /** Chunks whose first replicas are being created: neither cloned nor trimmed until placement is done. */
+  readonly placing = new Set<string>();
+  /** Chunks with a lease grant (version bump) under way. */
+  readonly granting = new Set<string>();
+  /** Chunks whose primary is being asked to give its lease back for a repair. */
+  readonly revoking = new Set<string>();
+  readonly clones: InFlightClone[] = [];
+  /** When a client last had to wait for a chunk's repair (lease asked while under-replicated or being cloned). */
+  readonly blockedAtMs = new Map<string, number>();
+  /** Replicas reported corrupt: never listed, deleted once another replica exists. handle -> servers. */
+  readonly corrupt = new Map<string, Set<string>>();
+  /** Orders to delete replicas, delivered with each server's next heartbeat reply. server -> handles. */
+  readonly pendingDeletes = new Map<string, Set<string>>();
+
+  constructor(deadMs: number, recentCreatesWindowMs = 60_000) {
+    this.servers = new ChunkServers(deadMs, recentCreatesWindowMs);
+  }
+
+  /** What the log says about versions: unconfirmed bumps and who took each version (start-up, promotion). */
+  recover(ns: Namespace): void {
+    this.recoveredPending.clear();
+    for (const [h, from] of ns.pendingBumps) this.recoveredPending.set(h, from);
+    this.took.clear();
+    for (const [h, t] of ns.took) this.took.set(h, { version: t.version, servers: new Set(t.servers) });
+  }
+
+  orderDelete(server: string, handle: string): void {
+    this.servers.removeLocation(handle, server);
+    let set = this.pendingDeletes.get(server);
+    if (!set) this.pendingDeletes.set(server, (set = new Set()));
+    set.add(handle);
+  }
+
+  takePendingDeletes(server: string): string[] {
+    const set = this.pendingDeletes.get(server);
+    if (!set) return [];
+    this.pendingDeletes.delete(server);
+    return [...set];
+  }
+
+  isCloning(handle: string): boolean {
+    return this.clones.some((c) => c.handle === handle);
+  }
+
+  noteBlocked(handle: string, nowMs: number): void {
+    if (this.blockedAtMs.size >= maxBlocked) this.blockedAtMs.clear();
+    this.blockedAtMs.set(handle, nowMs);
+  }
+
+  markCorrupt(server: string, handle: string): void {
+    let bad = this.corrupt.get(handle);
+    if (!bad) this.corrupt.set(handle, (bad = new Set()));
+    bad.add(server);
+    this.servers.removeLocation(handle, server);
+  }
+
+  /** The server no longer has the replica at all: its corrupt mark goes too. */
+  forgetCorrupt(server: string, handle: string): void {
+    const bad = this.corrupt.get(handle);
+    if (bad?.delete(server) && bad.size === 0) this.corrupt.delete(handle);
+  }
+
+  /** Live servers holding the current version, best primary first: the longest replica, then the least loaded. */
+  upToDate(handle: string, nowMs: number): string[] {
+    const size = (id: string) => this.servers.servers.get(id)?.held.get(handle)?.sizeBytes ?? 0;
+    const load = (id: string) => this.servers.servers.get(id)?.load ?? 0;
+    return this.servers.liveLocations(handle, nowMs).sort((a, b) => size(b) - size(a) || load(a) - load(b) || (a < b ? -1 : 1));
+  }
+}

@@ -1,0 +1,166 @@
+import { GfsError } from '../shared/errors.js';
+import { rpcJson } from '../shared/rpc.js';
+import type { MasterContext } from './context.js';
+import { planHealing } from './core/healing.js';
+import { initialChunkVersion } from './core/namespace.js';
+import type { InFlightClone } from './core/replication.js';
+import { settleClone } from './core/version-bump.js';
+import type { Leasing } from './leasing.js';
+
+// The runtime of healing: every tick it asks master/core/healing.ts what to
+// do and does it: clones (each after a version bump, through the one bump
+// protocol in leasing.ts), lease revocations for repair, retried bumps no
+// replica took, and the trash's reclaim.
+
+/** Recent creations above which a server is a clone target only when nothing else fits. */
+const recentCreatesLimit = 32;
+
+export class Healer {
+  private ticking = false;
+  private retryingBumps = false;
+  private timer: NodeJS.Timeout | undefined;
+
+  constructor(
+    private readonly m: MasterContext,
+    private readonly leasing: Leasing,
+    /** Deletes trash entries past their grace period (master.ts: it is a namespace mutation). */
+    private readonly reclaimTrash: () => Promise<void>,
+  ) {}
+
+  start(periodMs: number): void {
+    this.timer = setInterval(() => void this.tick(), periodMs);
+    this.timer.unref();
+  }
+
+  stop(): void {
+    if (this.timer) clearInterval(this.timer);
+  }
+
+  async tick(): Promise<void> {
+    if (this.ticking || !this.m.isMaster() || this.m.inSafeMode()) return;
+    this.ticking = true;
+    try {
+      const o = this.m.opts;
+      const plan = planHealing(this.m.st, this.m.ns, this.m.now(), {
+        chunkSizeBytes: o.chunkSizeBytes,
+        limits: { maxClusterClones: o.maxClusterClones, maxPerServerClones: o.maxPerServerClones },
+        rebalanceMinImbalance: o.rebalanceMinImbalance,
+        recentCreatesLimit,
+      });
+      for (const c of plan.clones) void this.runClone(c.handle, c.version, c.source, c.target);
+      for (const h of plan.revokes) void this.revokeForRepair(h);
+      if (plan.rebalance) {
+        this.m.counters.rebalanceMoves++;
+        void this.runClone(plan.rebalance.handle, plan.rebalance.version, plan.rebalance.source, plan.rebalance.target);
+      }
+      this.m.counters.excessDeleted += plan.excess.length;
+      void this.retryBumps();
+      await this.reclaimTrash();
+    } catch (e) {
+      this.m.opts.log.error({ err: e }, 'healing tick failed');
+    } finally {
+      this.ticking = false;
+    }
+  }
+
+  /** Tells the replicas of chunks in ChunkState.unbumped their current version again; listed again once they took it. */
+  private async retryBumps(): Promise<void> {
+    const st = this.m.st;
+    if (this.retryingBumps || st.unbumped.size === 0) return;
+    this.retryingBumps = true;
+    try {
+      const nowMs = this.m.now();
+      await Promise.allSettled(
+        [...st.unbumped].flatMap(([handle, ub]) => {
+          const meta = this.m.ns.chunks.get(handle);
+          if (!meta) {
+            st.unbumped.delete(handle);
+            return [];
+          }
+          if (st.granting.has(handle)) return [];
+          const version = meta.version;
+          return [...ub.servers]
+            .filter((id) => st.servers.isAlive(st.servers.servers.get(id), nowMs))
+            .map(async (id) => {
+              await rpcJson(st.servers.ref(id)!.url, '/chunk/version', { handle, version }, { targetName: id, timeoutMs: 5_000 });
+              if (st.unbumped.get(handle) !== ub || this.m.ns.chunks.get(handle)?.version !== version) return;
+              ub.servers.delete(id);
+              st.servers.addLocation(handle, id);
+              if (ub.servers.size === 0) st.unbumped.delete(handle);
+            });
+        }),
+      );
+    } finally {
+      this.retryingBumps = false;
+    }
+  }
+
+  /**
+   * Before a clone, a new version on every live replica. A primary whose lease has run out may
+   * still have a mutation on its way to the replicas: ordered while its lease ran, delivered late
+   * (a paused or slow primary, a slow network). A clone copied at the old version would miss it
+   * while the replicas it came from apply and acknowledge it, leaving a listed replica without an
+   * acknowledged write (found by the partition suite; test/partition/lease-partition.test.ts).
+   * At a new version every replica refuses such a late mutation. Returns the version to clone.
+   */
+  private async bumpBeforeClone(handle: string, version: number, source: string): Promise<number> {
+    const meta = this.m.ns.chunks.get(handle);
+    if (!meta || meta.version !== version) throw new GfsError('STALE_VERSION', `chunk ${handle} is no longer at version ${version}`);
+    if (version === initialChunkVersion) return version; // never leased: no primary ever acted on it
+    const bumped = await this.leasing.runBump(handle, this.m.servers.liveLocations(handle, this.m.now()));
+    if (!bumped.took.includes(source)) throw new GfsError('UNAVAILABLE', `clone source ${source} did not take version ${bumped.version}`);
+    return bumped.version;
+  }
+
+  /** Takes a lease back from a primary that acknowledges it stopped (chunkserver /chunk/revoke); otherwise it runs out. */
+  private async revokeForRepair(handle: string): Promise<void> {
+    const st = this.m.st;
+    const l = st.leases.get(handle);
+    if (!l || l.expiresAtMs <= this.m.now()) return;
+    const ref = st.servers.ref(l.primary);
+    if (!ref) return;
+    st.revoking.add(handle);
+    try {
+      await rpcJson(ref.url, '/chunk/revoke', { handle }, { targetName: l.primary, timeoutMs: Math.min(10_000, this.m.opts.leaseMs) });
+      if (st.leases.get(handle) === l) st.leases.delete(handle);
+      this.m.counters.leasesRevokedForRepair++;
+    } catch {
+      /* unreachable primary: its lease runs out by itself */
+    } finally {
+      st.revoking.delete(handle);
+    }
+  }
+
+  private async runClone(handle: string, version: number, source: string, target: string): Promise<void> {
+    const st = this.m.st;
+    const clone: InFlightClone = { handle, source, target };
+    st.clones.push(clone);
+    this.m.counters.clonesStarted++;
+    try {
+      const src = st.servers.ref(source);
+      const dst = st.servers.ref(target);
+      if (!src || !dst) return;
+      version = await this.bumpBeforeClone(handle, version, source);
+      const bytesPerSec = this.m.opts.cloneBytesPerSec;
+      const r = await rpcJson<{ sizeBytes: number }>(
+        dst.url,
+        '/chunk/clone',
+        { handle, version, sourceUrl: src.url, sourceId: source, bytesPerSec },
+        { targetName: target, timeoutMs: Math.max(60_000, bytesPerSec > 0 ? (2 * this.m.opts.chunkSizeBytes * 1000) / bytesPerSec : 0) },
+      );
+      // Counts only if nothing changed meanwhile (no lease could be granted during the clone).
+      const record = settleClone(st, this.m.ns, handle, version, target, r.sizeBytes);
+      if (this.m.ns.chunks.get(handle)?.version === version) {
+        this.m.counters.clonesDone++;
+        this.m.counters.clonedBytes += r.sizeBytes;
+      }
+      // Logged so that a restarted master still counts the clone among the replicas that took the version.
+      if (record) await this.m.logOp(record);
+    } catch (e) {
+      this.m.counters.clonesFailed++;
+      this.m.opts.log.warn({ handle, source, target, err: (e as Error).message }, 'clone failed');
+    } finally {
+      st.clones.splice(st.clones.indexOf(clone), 1);
+    }
+  }
+}
