@@ -98,7 +98,7 @@ export class Master implements MasterContext {
   ) {
     this.clock = opts.clock ?? (() => performance.now());
     this.replaySkipped = replaySkipped;
-    this.st = new ChunkState(opts.deadMs);
+    this.st = new ChunkState(opts.deadMs, () => Date.now());
     this.st.recover(ns);
     this.startedAtMs = this.clock();
     // A master that recovered state may have granted leases before it died; none outlives leaseMs from now.

@@ -20,8 +20,8 @@ const maxBlocked = 100_000;
 export class ChunkState {
   readonly servers: ChunkServers;
   /** Every grant and its latest expiry, in wall-clock time (GET /debug/leases). */
-  readonly grantLog = new GrantLog();
-  readonly leases: Map<string, Lease> = new LeaseMap(this.grantLog);
+  readonly grantLog: GrantLog;
+  readonly leases: Map<string, Lease>;
   /**
    * Per chunk, the replicas seen taking its current version (bump, clone). One that reports that
    * version without having been seen to take it applied the bump late (it was paused, or the
@@ -58,8 +58,11 @@ export class ChunkState {
   /** Orders to delete replicas, delivered with each server's next heartbeat reply. server -> handles. */
   readonly pendingDeletes = new Map<string, Set<string>>();
 
-  constructor(deadMs: number, recentCreatesWindowMs = 60_000) {
+  /** `wallMs`: the wall clock of the grant log only (GET /debug/leases); decisions use the monotonic time passed to them. */
+  constructor(deadMs: number, wallMs: () => number, recentCreatesWindowMs = 60_000) {
     this.servers = new ChunkServers(deadMs, recentCreatesWindowMs);
+    this.grantLog = new GrantLog(10_000, wallMs);
+    this.leases = new LeaseMap(this.grantLog);
   }
 
   /** What the log says about versions: unconfirmed bumps and who took each version (start-up, promotion). */

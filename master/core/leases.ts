@@ -91,9 +91,13 @@ export class GrantLog {
   /** handle -> key of its latest grant. */
   private readonly latest = new Map<string, string>();
 
-  constructor(private readonly maxEntries = 10_000) {}
+  /** `wallMs` is the wall clock the records are kept in (the runtime passes Date.now; tests a fake one). */
+  constructor(
+    private readonly maxEntries: number,
+    private readonly wallMs: () => number,
+  ) {}
 
-  granted(handle: string, version: number, primary: string, secondaries: string[], remainingMs: number, nowWallMs = Date.now()): void {
+  granted(handle: string, version: number, primary: string, secondaries: string[], remainingMs: number, nowWallMs = this.wallMs()): void {
     const key = `${handle}@${version}`;
     // A new lease for the same primary (a regrant at a new version) ends its previous one.
     const prev = this.entries.get(this.latest.get(handle) ?? '');
@@ -109,7 +113,7 @@ export class GrantLog {
     }
   }
 
-  extended(handle: string, version: number, remainingMs: number, nowWallMs = Date.now()): void {
+  extended(handle: string, version: number, remainingMs: number, nowWallMs = this.wallMs()): void {
     const e = this.entries.get(`${handle}@${version}`);
     if (!e) return;
     e.expiresAtMs = Math.max(e.expiresAtMs, nowWallMs + Math.round(remainingMs));
@@ -117,7 +121,7 @@ export class GrantLog {
   }
 
   /** The lease ended early: its primary gave it back (revocation). */
-  revoked(handle: string, version: number, nowWallMs = Date.now()): void {
+  revoked(handle: string, version: number, nowWallMs = this.wallMs()): void {
     const e = this.entries.get(`${handle}@${version}`);
     if (e && e.expiresAtMs > nowWallMs) e.expiresAtMs = nowWallMs;
   }

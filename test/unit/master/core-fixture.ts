@@ -9,7 +9,7 @@ export const deadMs = 1_000;
 
 export class CoreFixture {
   ns = new Namespace();
-  st = new ChunkState(deadMs);
+  st = new ChunkState(deadMs, () => 0);
   readonly log: Op[] = [];
 
   constructor(readonly servers: string[] = ['a', 'b', 'c'], nowMs = 0) {

@@ -254,7 +254,7 @@ describe('partition checker', () => {
 
   describe('the master grant log it reads', () => {
     it('ends a lease early on a regrant to the same primary or a revocation, never on a grant to another primary', () => {
-      const log = new GrantLog();
+      const log = new GrantLog(10_000, () => Date.now());
       log.granted('h', 2, 'cs0', ['cs1'], 3000, 1000);
       log.extended('h', 2, 3000, 2000); // until 5000
       log.granted('h', 3, 'cs0', ['cs2'], 3000, 2500); // regrant: v2 ends at 2500
@@ -269,13 +269,13 @@ describe('partition checker', () => {
       assert.equal(byKey.get('h@2')!.extensions, 1);
       assert.equal(byKey.get('h@3')!.expiresAtMs, 5500);
       assert.equal(byKey.get('x@2')!.expiresAtMs, 4000);
-      const small = new GrantLog(2);
+      const small = new GrantLog(2, () => Date.now());
       for (let v = 1; v <= 5; v++) small.granted('h', v, 'cs0', [], 1000, v * 10);
       assert.deepEqual(small.list().map((g) => g.version), [4, 5]);
     });
 
     it('a revocation cuts the lease short at the moment of the revocation', () => {
-      const log = new GrantLog();
+      const log = new GrantLog(10_000, () => Date.now());
       const now = Date.now();
       log.granted('h', 2, 'cs0', [], 60_000, now);
       const leases = new LeaseMap(log);
