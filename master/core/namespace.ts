@@ -258,6 +258,12 @@ export class Namespace {
    * calls this for its parts, so log replicas, which count one index per record, never see a gap.
    */
   private applyChange(op: Op): void {
+    if (op.op === 'allocate' || op.op === 'reserve' || op.op === 'cow' || op.op === 'version' || op.op === 'bumped' || op.op === 'took') this.applyChunkChange(op);
+    else this.applyPathChange(op);
+  }
+
+  /** Records that change paths: directories, files, renames, the trash, snapshots, the epoch. */
+  private applyPathChange(op: Exclude<Op, { op: 'allocate' | 'reserve' | 'cow' | 'version' | 'bumped' | 'took' }>): void {
     switch (op.op) {
       case 'epoch':
         invariant(op.epoch > this.epoch, `epoch ${op.epoch} does not raise ${this.epoch}`);
@@ -307,6 +313,12 @@ export class Namespace {
         this.touch(parentOf(op.dst), op.t);
         return;
       }
+    }
+  }
+
+  /** Records that change chunks: allocation, handles, copy-on-write, versions and who took them. */
+  private applyChunkChange(op: Extract<Op, { op: 'allocate' | 'reserve' | 'cow' | 'version' | 'bumped' | 'took' }>): void {
+    switch (op.op) {
       case 'allocate': {
         const f = this.getFile(op.path);
         invariant(f.chunks.length === op.fromIndex, `allocate at ${op.fromIndex} but ${op.path} has ${f.chunks.length} chunks`);
