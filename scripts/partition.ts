@@ -1,6 +1,6 @@
 // The lease and partition suite: a real cluster, concurrent client processes
 // recording a history, a seeded nemesis, and a checker of the invariants of
-// ../shared/DESIGN.md (see scripts/partition/*.ts).
+// docs/architecture.md (see scripts/partition/*.ts).
 //
 //   npm run test:partition -- --seed N --duration S [--mode layer|netns] [--nemesis partition,kill,pause,clock]
 //                             [--unsafe master-no-lease-wait|primary-ignores-lease] [--seeds N] [--keep]

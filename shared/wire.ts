@@ -1,3 +1,8 @@
+// shared/: code common to the three programs (master, chunkserver, client):
+// wire types and validation (this file), the RPC helper, HTTP conventions and
+// limits, authentication, TLS, errors, paths, checksums, logging, metrics,
+// settings, the fault layer. It imports only npm packages and itself, never
+// master/, chunkserver/ or client/.
 import { z } from 'zod';
 import { isHandle } from './handles.js';
 

@@ -6,7 +6,7 @@ import { opId, type HistoryEntry, type OpKind, type OpStatus } from './history.j
 // The partition suite's checker: reads the workload's history, the
 // chunkservers' own records of when they acted as primary, the master's
 // lease grants, and the final state of every replica the master lists, and
-// reports every violated invariant of ../shared/DESIGN.md with the
+// reports every violated invariant of docs/architecture.md with the
 // operations involved:
 //   1. never two primaries for one chunk at once: two servers acting as
 //      primary of one chunk at overlapping times; an older version's primary
