@@ -27,6 +27,8 @@ export interface MasterOptions {
   maxPerServerClones: number;
   /** Bandwidth cap per clone, bytes per second (0: none). */
   cloneBytesPerSec: number;
+  /** Kept free on each chunkserver, as a fraction of its capacity (--reserve): below it a server takes no new chunks. */
+  reserveFraction?: number;
   /** Rebalance when the busiest server holds this many more replicas than the emptiest (and > 10% of the average). */
   rebalanceMinImbalance: number;
   log: Logger;

@@ -40,6 +40,9 @@ export type { MasterOptions } from './context.js';
  */
 export { requestContext };
 
+/** Chunkservers keep this fraction of their disk free by default (--reserve). */
+export const defaultReserveFraction = 0.05;
+
 /** The retry-cache key of the next mutation of the call being served, if it carries a request id. */
 function nextRequestKey(): string | undefined {
   const ctx = requestContext.getStore();
@@ -98,7 +101,7 @@ export class Master implements MasterContext {
   ) {
     this.clock = opts.clock ?? (() => performance.now());
     this.replaySkipped = replaySkipped;
-    this.st = new ChunkState(opts.deadMs, () => Date.now());
+    this.st = new ChunkState(opts.deadMs, () => Date.now(), { chunkSizeBytes: opts.chunkSizeBytes, reserveFraction: opts.reserveFraction ?? defaultReserveFraction });
     this.st.recover(ns);
     this.startedAtMs = this.clock();
     // A master that recovered state may have granted leases before it died; none outlives leaseMs from now.
@@ -425,6 +428,9 @@ export class Master implements MasterContext {
         usedBytes: s.usedBytes,
         freeBytes: s.freeBytes,
         capacityBytes: s.capacityBytes,
+        reserveBytes: this.st.servers.reserveBytes(s),
+        /** Below its reserve or too full for another chunk: it takes no new chunks. */
+        full: this.st.servers.isFull(s),
         load: s.load,
       })),
       leases: this.st.leases.size,

@@ -62,6 +62,7 @@ export async function startMaster(o: MasterServerOptions): Promise<RunningMaster
     maxPerServerClones: o.maxPerServerClones ?? 2,
     cloneBytesPerSec: o.cloneBytesPerSec ?? 0,
     rebalanceMinImbalance: o.rebalanceMinImbalance ?? 4,
+    reserveFraction: o.reserveFraction,
     log,
     clock: o.clock ?? monotonicClock(),
   });

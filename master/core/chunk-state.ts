@@ -1,4 +1,4 @@
-import { ChunkServers } from './chunkservers.js';
+import { ChunkServers, type SpaceOptions } from './chunkservers.js';
 import { GrantLog, LeaseMap, type Lease } from './leases.js';
 import type { Namespace } from './namespace.js';
 import type { InFlightClone } from './replication.js';
@@ -59,8 +59,8 @@ export class ChunkState {
   readonly pendingDeletes = new Map<string, Set<string>>();
 
   /** `wallMs`: the wall clock of the grant log only (GET /debug/leases); decisions use the monotonic time passed to them. */
-  constructor(deadMs: number, wallMs: () => number, recentCreatesWindowMs = 60_000) {
-    this.servers = new ChunkServers(deadMs, recentCreatesWindowMs);
+  constructor(deadMs: number, wallMs: () => number, space?: SpaceOptions, recentCreatesWindowMs = 60_000) {
+    this.servers = new ChunkServers(deadMs, recentCreatesWindowMs, space);
     this.grantLog = new GrantLog(10_000, wallMs);
     this.leases = new LeaseMap(this.grantLog);
   }

@@ -21,6 +21,13 @@ export interface ChunkServerState {
   recentCreatesMs: number[];
 }
 
+export interface SpaceOptions {
+  /** The space a new chunk may grow to: placement needs this much usable room. */
+  chunkSizeBytes: number;
+  /** Kept free on every server, as a fraction of its capacity: below it a server takes no new chunks. */
+  reserveFraction: number;
+}
+
 export class ChunkServers {
   readonly servers = new Map<string, ChunkServerState>();
   /** handle -> ids of servers holding the master's current version of it. */
@@ -29,7 +36,26 @@ export class ChunkServers {
   constructor(
     private readonly deadMs: number,
     private readonly recentWindowMs: number,
+    private readonly space: SpaceOptions = { chunkSizeBytes: 0, reserveFraction: 0 },
   ) {}
+
+  /**
+   * Free space placement may use: what the server reported, minus its reserve, minus a whole chunk
+   * for each chunk created there since its last heartbeat (not in its report yet, and about to be written).
+   */
+  usableFreeBytes(s: ChunkServerState): number {
+    const promised = s.recentCreatesMs.filter((t) => t >= s.lastSeenMs).length * this.space.chunkSizeBytes;
+    return Math.max(0, s.freeBytes - this.reserveBytes(s) - promised);
+  }
+
+  reserveBytes(s: ChunkServerState): number {
+    return Math.ceil(s.capacityBytes * this.space.reserveFraction);
+  }
+
+  /** Below its reserve (or too full for one more chunk): takes no new chunks, and `gfs status` says so. */
+  isFull(s: ChunkServerState): boolean {
+    return this.usableFreeBytes(s) < this.space.chunkSizeBytes;
+  }
 
   isAlive(s: ChunkServerState | undefined, nowMs: number): boolean {
     return !!s && nowMs - s.lastSeenMs <= this.deadMs;
@@ -92,7 +118,7 @@ export class ChunkServers {
       rack: s.rack,
       usedBytes: s.usedBytes,
       capacityBytes: s.capacityBytes,
-      freeBytes: s.freeBytes,
+      freeBytes: this.usableFreeBytes(s),
       recentCreates: s.recentCreatesMs.filter((t) => nowMs - t < this.recentWindowMs).length,
     }));
   }

@@ -8,6 +8,7 @@ export interface ServerView {
   rack: string;
   usedBytes: number;
   capacityBytes: number;
+  /** Free space placement may use (reported free minus the reserve and chunks not yet reported; core/chunkservers.ts). */
   freeBytes: number;
   /** Chunks created on this server within the recent-creation window. */
   recentCreates: number;
