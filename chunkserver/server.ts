@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { customAlphabet } from 'nanoid';
 import { z } from 'zod';
 import { monotonicClock } from '../shared/clock.js';
-import { defaults } from '../shared/config.js';
+import { defaults, envInt } from '../shared/config.js';
 import { GfsError } from '../shared/errors.js';
 import { loadFaultsFromEnv } from '../shared/fault.js';
 import { finishApp, intString, jsonRoute, listen, makeApp, parseOr400 } from '../shared/http.js';
@@ -47,6 +47,8 @@ export interface ChunkserverOptions {
   scrubIntervalMs?: number;
   /** A chunk mutated within this many ms is not idle and is left to the scrubber for later (default 30 s). */
   scrubIdleMs?: number;
+  /** How long the primary waits for a secondary's answer to a forwarded mutation (default: GFS_FORWARD_TIMEOUT_MS, else the RPC timeout). */
+  forwardTimeoutMs?: number;
   log?: Logger;
 }
 
@@ -128,8 +130,11 @@ export async function startChunkserver(o: ChunkserverOptions): Promise<RunningCh
     confirm: (handle) => rpcJson<LeaseConfirmAnswer>(masters.leaderUrl(), '/api/cs/lease-confirm', { id, handle }, { targetName: 'master', timeoutMs: Math.min(defaults.rpcTimeoutMs, cfg.leaseMs / 2) }),
     onRefused: () => mutator.counters.refusedNoLease++,
   });
-  const forwarder = new Forwarder(defaults.rpcTimeoutMs);
-  const mutator = new Mutator({ store, push, leases, forwarder, chunkSizeBytes: cfg.chunkSizeBytes });
+  const forwardTimeoutMs = o.forwardTimeoutMs ?? envInt('GFS_FORWARD_TIMEOUT_MS') ?? defaults.rpcTimeoutMs;
+  if (!(forwardTimeoutMs >= 100)) throw new Error(`forward timeout must be at least 100 ms, got ${forwardTimeoutMs}`);
+  const forwarder = new Forwarder(forwardTimeoutMs);
+  // A secondary gives up on a gap well before the primary gives up on its answer, so the answer arrives.
+  const mutator = new Mutator({ store, push, leases, forwarder, chunkSizeBytes: cfg.chunkSizeBytes, gapTimeoutMs: forwardTimeoutMs / 2 });
   let inFlight = 0;
   /** Chunk data bytes sent by /chunk/read, and copied in by clones, ever (with push.receivedBytes: the data that crossed the network). */
   const bytes = { readServed: 0, clonedIn: 0 };
@@ -240,7 +245,7 @@ export async function startChunkserver(o: ChunkserverOptions): Promise<RunningCh
     res.json({ id, nowMs: Date.now(), entries: leases.primaryLog.list() });
   });
   app.get('/debug/state', (_req, res) => {
-    res.json({ id, leases: leases.held(), counters: { ...mutator.counters, ...master!.counters }, reads, push: { usedBytes: push.usedBytes, count: push.count, active: push.active, refused: push.refused, maxBytes: push.maxBytes, maxActive: push.maxActive }, rssBytes: process.memoryUsage.rss(), bytes: { pushReceived: push.receivedBytes, pushForwarded: push.forwardedBytes, readServed: bytes.readServed, written: store.writtenBytes }, chunks: store.list() });
+    res.json({ id, leases: leases.held(), counters: { ...mutator.counters, ...master!.counters, serials: mutator.order.counters, resent: forwarder.counters.resent }, forwardedTo: Object.fromEntries(forwarder.sentTo), reads, push: { usedBytes: push.usedBytes, count: push.count, active: push.active, refused: push.refused, maxBytes: push.maxBytes, maxActive: push.maxActive }, rssBytes: process.memoryUsage.rss(), bytes: { pushReceived: push.receivedBytes, pushForwarded: push.forwardedBytes, readServed: bytes.readServed, written: store.writtenBytes }, chunks: store.list() });
   });
   finishApp(app, log);
 

@@ -201,7 +201,17 @@ export const applyOp = z.discriminatedUnion('kind', [
   z.object({ kind: z.literal('pad'), serial: z.number().int().min(0), toSizeBytes: bytes }),
 ]);
 export type ApplyOp = z.infer<typeof applyOp>;
-export const applyReq = z.object({ handle: handleSchema, version, ops: z.array(applyOp).min(1).max(10_000) }).strict();
+export const applyReq = z
+  .object({
+    handle: handleSchema,
+    version,
+    ops: z.array(applyOp).min(1).max(10_000),
+    /** The primary's serial space (one per primary process): serials count from 1 per (handle, version, stream). */
+    stream: idSchema.optional(),
+    /** Every serial up to this one the secondary has already answered (a restarted secondary resumes after it). */
+    ackedThrough: z.number().int().min(0).optional(),
+  })
+  .strict();
 export type ApplyReq = z.infer<typeof applyReq>;
 export const syncReq = z.object({ handle: handleSchema, version, forward: z.boolean().optional() }).strict();
 export const readQuery = z.object({ handle: handleSchema, offset: z.string(), length: z.string(), version: z.string().optional() }).strict();
