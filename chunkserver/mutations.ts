@@ -97,8 +97,7 @@ export class Mutator {
   }
 
   private checkVersion(handle: string, version: number): void {
-    const info = this.o.store.info(handle);
-    if (!info) throw new GfsError('NOT_FOUND', `no replica of ${handle} here`);
+    const info = this.o.store.require(handle);
     if (info.version !== version) throw new GfsError('STALE_VERSION', `replica of ${handle} is at version ${info.version}, request is for ${version}`);
   }
 

@@ -6,12 +6,13 @@ import { readCrcTable, tmpSuffix, unlinkIfPresent, type ReplicaFiles } from './r
 
 // The replica store's start-up scan: which files in the chunks directory make
 // a replica (data + meta; crc table loaded, never recomputed from data it
-// cannot trust), and removal of what crashes left behind (temp files, data
-// without meta, meta without data, unreadable meta).
+// cannot trust; a corrupt marker keeps it marked), and removal of what
+// crashes left behind (temp files, data without meta, meta without data,
+// unreadable meta, a marker without its replica).
 
 /** Replicas loaded in parallel at open: enough to hide latency, few enough to bound fds. */
 const loadConcurrency = 32;
-const fileNameRe = /^([0-9a-f]{16})\.(chunk|crc|meta)$/;
+const fileNameRe = /^([0-9a-f]{16})\.(chunk|crc|meta|corrupt)$/;
 
 /** Scans files.chunksDir; returns the replicas found (live), having removed every leftover. */
 export async function recoverReplicas(files: ReplicaFiles, blockBytes: number): Promise<Replica[]> {
@@ -30,9 +31,10 @@ export async function recoverReplicas(files: ReplicaFiles, blockBytes: number): 
   const worker = async (): Promise<void> => {
     while (next < toLoad.length) {
       const handle = toLoad[next++]!;
-      const rep = await loadReplica(files, blockBytes, handle, groups.get(handle)!.has('crc'));
+      const kinds = groups.get(handle)!;
+      const rep = await loadReplica(files, blockBytes, handle, kinds.has('crc'), kinds.has('corrupt'));
       if (rep) found.push(rep);
-      else leftovers.push(`${handle}.meta`, `${handle}.chunk`, `${handle}.crc`);
+      else leftovers.push(`${handle}.meta`, `${handle}.chunk`, `${handle}.crc`, `${handle}.corrupt`);
     }
   };
   await Promise.all(Array.from({ length: Math.min(loadConcurrency, toLoad.length) }, worker));
@@ -62,7 +64,7 @@ function groupFiles(names: string[]): { groups: Map<string, Set<string>>; leftov
 }
 
 /** Loads one replica's version, length and crc table; undefined if its meta is unusable. */
-async function loadReplica(files: ReplicaFiles, blockBytes: number, handle: string, hasCrcFile: boolean): Promise<Replica | undefined> {
+async function loadReplica(files: ReplicaFiles, blockBytes: number, handle: string, hasCrcFile: boolean, corrupt: boolean): Promise<Replica | undefined> {
   let version: number;
   try {
     const meta: unknown = JSON.parse(await fsp.readFile(files.file(handle, 'meta'), 'utf8'));
@@ -84,5 +86,5 @@ async function loadReplica(files: ReplicaFiles, blockBytes: number, handle: stri
   } else {
     await files.createEmpty(handle, 'crc');
   }
-  return { handle, state: 'live', version, sizeBytes, crcs, dirty: false, syncing: undefined, lock: new RwLock() };
+  return { handle, state: 'live', version, sizeBytes, crcs, dirty: false, syncing: undefined, corrupt, lock: new RwLock() };
 }

@@ -1,16 +1,20 @@
 import { promises as fsp } from 'node:fs';
 import type { FileHandle } from 'node:fs/promises';
 import path from 'node:path';
+import { atomicTmpSuffix, writeFileAtomic } from '../shared/atomic-file.js';
 import { checkHandle } from '../shared/handles.js';
 import { timedFsync } from '../shared/metrics.js';
 
 // File I/O of the replica store: where a replica's files are, full-length
-// pread/pwrite, the crc file's byte format, the version meta file and the
-// (coalesced) fsync of the chunks directory.
+// pread/pwrite, the crc file's byte format, the version meta file, the
+// corrupt marker and the (coalesced) fsync of the chunks directory.
+// <handle>.corrupt marks a replica found corrupt: it survives restarts until
+// the master has the replica deleted.
 
-export type FileKind = 'chunk' | 'crc' | 'meta';
+export type FileKind = 'chunk' | 'crc' | 'meta' | 'corrupt';
 export type FsyncKind = 'chunk' | 'meta' | 'dir';
-export const tmpSuffix = '.tmp';
+/** Temp files of atomic replacements end in this; the start-up scan removes them. */
+export const tmpSuffix = atomicTmpSuffix;
 
 export function isErrno(e: unknown, code: string): boolean {
   return typeof e === 'object' && e !== null && (e as NodeJS.ErrnoException).code === code;
@@ -85,26 +89,30 @@ export class ReplicaFiles {
     }
   }
 
-  /** Removes every file of handle; meta first, so a crash part-way never leaves a replica that comes back half-deleted. */
+  /**
+   * Removes every file of handle; meta first, so a crash part-way never
+   * leaves a replica that comes back half-deleted, the corrupt marker last,
+   * so a crash part-way never leaves a corrupt replica unmarked.
+   */
   async removeAll(handle: string): Promise<void> {
     await unlinkIfPresent(this.file(handle, 'meta'));
     await unlinkIfPresent(this.file(handle, 'chunk'));
     await unlinkIfPresent(this.file(handle, 'crc'));
+    await unlinkIfPresent(this.file(handle, 'corrupt'));
   }
 
-  /** Replaces <handle>.meta atomically and durably: tmp, fsync, rename, fsync dir. */
-  async writeMeta(handle: string, version: number): Promise<void> {
-    const target = this.file(handle, 'meta');
-    const tmp = target + tmpSuffix; // one writer per handle (its lock), so the name cannot collide
-    const fh = await fsp.open(tmp, 'w');
-    try {
-      await fh.writeFile(JSON.stringify({ version }));
-      await this.timed('meta', () => fh.sync());
-    } finally {
-      await fh.close();
-    }
-    await fsp.rename(tmp, target);
-    await this.syncDir();
+  /** Replaces <handle>.meta atomically and durably. */
+  writeMeta(handle: string, version: number): Promise<void> {
+    return this.writeAtomic(handle, 'meta', JSON.stringify({ version }));
+  }
+
+  /** Marks handle corrupt, durably. */
+  writeCorruptMark(handle: string, reason: string, atMs = Date.now()): Promise<void> {
+    return this.writeAtomic(handle, 'corrupt', JSON.stringify({ reason, atMs }));
+  }
+
+  private writeAtomic(handle: string, kind: FileKind, data: string): Promise<void> {
+    return writeFileAtomic(this.file(handle, kind), data, { syncDir: () => this.syncDir(), timeFsync: (fsync) => this.timed('meta', fsync) });
   }
 
   /**

@@ -17,11 +17,17 @@ export interface Replica {
   dirty: boolean;
   /** The sync in flight, so a concurrent sync() waits for it instead of returning early. */
   syncing: Promise<void> | undefined;
+  /** Found corrupt (marked on disk): never served or mutated again, only deleted. */
+  corrupt: boolean;
   readonly lock: RwLock;
 }
 
 export function notFound(handle: string): GfsError {
   return new GfsError('NOT_FOUND', `no replica of chunk ${handle} here`);
+}
+
+export function corruptError(handle: string): GfsError {
+  return new GfsError('CORRUPT', `replica of chunk ${handle} here is corrupt (waiting for the master to delete it)`, { handle });
 }
 
 export function checkVersion(version: unknown): number {

@@ -119,6 +119,7 @@ export async function startChunkserver(o: ChunkserverOptions): Promise<RunningCh
       log.warn({ handle }, 'corrupt replica detected');
       rpcJson(masters.leaderUrl(), '/api/cs/report-corrupt', { id, handle }, { targetName: 'master' }).catch(() => reportedCorrupt.delete(handle));
     },
+    onMarkFailed: (handle, err) => log.error({ handle, err: err.message }, 'could not mark a corrupt replica on disk; it is out of service until restart'),
   });
   const scrubber = new Scrubber(store, o.scrubIntervalMs ?? 10_000, o.scrubIdleMs ?? 30_000, log);
   const push = new PushBuffer(o.pushBufferBytes ?? defaults.pushBufferBytes, defaults.pushExpiryMs, o.maxPushes ?? defaults.maxPushes);
@@ -171,8 +172,7 @@ export async function startChunkserver(o: ChunkserverOptions): Promise<RunningCh
   app.post('/chunk/append', jsonRoute({ body: appendReq }, ({ body }) => (scrubber.touched(body.handle), mutator.append(body))));
   app.post('/chunk/apply', jsonRoute({ body: applyReq }, ({ body }) => (scrubber.touched(body.handle), mutator.apply(body))));
   app.post('/chunk/sync', jsonRoute({ body: syncReq }, async ({ body }) => {
-    const info = store.info(body.handle);
-    if (!info) throw new GfsError('NOT_FOUND', `no replica of ${body.handle} here`);
+    const info = store.require(body.handle);
     await store.sync(body.handle);
     return { ok: true, version: info.version };
   }));
@@ -202,15 +202,12 @@ export async function startChunkserver(o: ChunkserverOptions): Promise<RunningCh
     return { ok: true };
   }));
   app.get('/chunk/info', jsonRoute({ query: infoQuery }, ({ query }): ChunkInfoAnswer => {
-    const info = store.info(query.handle);
-    if (!info) throw new GfsError('NOT_FOUND', `no replica of ${query.handle} here`);
-    return { handle: query.handle, ...info };
+    return { handle: query.handle, ...store.require(query.handle) };
   }));
   app.get('/chunk/read', async (req, res, next) => {
     try {
       const q = parseOr400(readQuery, req.query);
-      const info = store.info(q.handle);
-      if (!info) throw new GfsError('NOT_FOUND', `no replica of ${q.handle} here`);
+      const info = store.require(q.handle);
       // A replica older than the version the client was given is stale and must not serve.
       if (q.version !== undefined && info.version < q.version) {
         reads.refusedStale++;
@@ -245,7 +242,7 @@ export async function startChunkserver(o: ChunkserverOptions): Promise<RunningCh
     res.json({ id, nowMs: Date.now(), entries: leases.primaryLog.list() });
   });
   app.get('/debug/state', (_req, res) => {
-    res.json({ id, leases: leases.held(), counters: { ...mutator.counters, ...master!.counters, serials: mutator.order.counters, resent: forwarder.counters.resent }, forwardedTo: Object.fromEntries(forwarder.sentTo), reads, push: { usedBytes: push.usedBytes, count: push.count, active: push.active, refused: push.refused, maxBytes: push.maxBytes, maxActive: push.maxActive }, rssBytes: process.memoryUsage.rss(), bytes: { pushReceived: push.receivedBytes, pushForwarded: push.forwardedBytes, readServed: bytes.readServed, written: store.writtenBytes }, chunks: store.list() });
+    res.json({ id, leases: leases.held(), counters: { ...mutator.counters, ...master!.counters, serials: mutator.order.counters, resent: forwarder.counters.resent }, forwardedTo: Object.fromEntries(forwarder.sentTo), reads, push: { usedBytes: push.usedBytes, count: push.count, active: push.active, refused: push.refused, maxBytes: push.maxBytes, maxActive: push.maxActive }, rssBytes: process.memoryUsage.rss(), bytes: { pushReceived: push.receivedBytes, pushForwarded: push.forwardedBytes, readServed: bytes.readServed, written: store.writtenBytes }, chunks: store.list(), corruptChunks: store.corruptList() });
   });
   finishApp(app, log);
 

@@ -8,7 +8,7 @@ import type { ChunkReport } from '../shared/wire.js';
 import { overlayBlock, planChecksums, zeroBlockOf, type ZeroBlock } from './checksum-plan.js';
 import { FdCache } from './fd-cache.js';
 import { recoverReplicas } from './recovery.js';
-import { checkAtVersion, checkByteCount, checkVersion, notFound, type Replica } from './replica.js';
+import { checkAtVersion, checkByteCount, checkVersion, corruptError, notFound, type Replica } from './replica.js';
 import { crcBytes, preadFull, pwriteFull, ReplicaFiles, unlinkIfPresent, type FsyncKind } from './replica-files.js';
 
 // The chunkserver's replica store: the public API over replicas (create,
@@ -35,6 +35,8 @@ export interface StoreOptions {
   onCorrupt?: (handle: string) => void;
   /** Bound on cached open file descriptors (default 256). */
   maxOpenFiles?: number;
+  /** Told when a corrupt replica could not be marked on disk (it is still out of service until restart). Must not throw. */
+  onMarkFailed?: (handle: string, err: Error) => void;
   /** Told how long each fsync took (metrics): chunk data + checksums, version metadata, the chunks directory. */
   onFsync?: (kind: FsyncKind, seconds: number) => void;
 }
@@ -48,6 +50,7 @@ export class ReplicaStore {
   private readonly blockBytes: number;
   private readonly maxBlocks: number;
   private readonly onCorrupt: ((handle: string) => void) | undefined;
+  private readonly onMarkFailed: StoreOptions['onMarkFailed'];
   private readonly replicas = new Map<string, Replica>();
   private readonly files: ReplicaFiles;
   private readonly fds: FdCache;
@@ -70,6 +73,7 @@ export class ReplicaStore {
     this.blockBytes = opts.checksumBlockBytes;
     this.maxBlocks = Math.ceil(opts.chunkSizeBytes / opts.checksumBlockBytes);
     this.onCorrupt = opts.onCorrupt;
+    this.onMarkFailed = opts.onMarkFailed;
     this.zero = zeroBlockOf(this.blockBytes);
   }
 
@@ -85,11 +89,19 @@ export class ReplicaStore {
 
   // ---- queries (synchronous, from memory) ----
 
+  /** Replicas that may be served (the chunk report); corrupt ones are listed by corruptList() instead. */
   list(): ChunkReport[] {
     const out: ChunkReport[] = [];
     for (const r of this.replicas.values()) {
-      if (r.state === 'live') out.push({ handle: r.handle, version: r.version, sizeBytes: r.sizeBytes });
+      if (r.state === 'live' && !r.corrupt) out.push({ handle: r.handle, version: r.version, sizeBytes: r.sizeBytes });
     }
+    return out;
+  }
+
+  /** Handles of replicas marked corrupt, until they are deleted (reported to the master in every heartbeat). */
+  corruptList(): string[] {
+    const out: string[] = [];
+    for (const r of this.replicas.values()) if (r.state === 'live' && r.corrupt) out.push(r.handle);
     return out;
   }
 
@@ -100,13 +112,26 @@ export class ReplicaStore {
 
   /** False for unknown handles and for strings that are not handles at all. */
   has(handle: string): boolean {
-    return isHandle(handle) && this.replicas.get(handle)?.state === 'live';
+    return this.servable(handle) !== undefined;
   }
 
+  /** Version and length of a replica that may be served; undefined if absent or corrupt. */
   info(handle: string): { version: number; sizeBytes: number } | undefined {
+    const r = this.servable(handle);
+    return r ? { version: r.version, sizeBytes: r.sizeBytes } : undefined;
+  }
+
+  /** info(), but a clear error for a replica that is absent (NOT_FOUND) or marked corrupt (CORRUPT). */
+  require(handle: string): { version: number; sizeBytes: number } {
+    const info = this.info(handle);
+    if (info) return info;
+    throw isHandle(handle) && this.replicas.get(handle)?.corrupt ? corruptError(handle) : notFound(handle);
+  }
+
+  private servable(handle: string): Replica | undefined {
     if (!isHandle(handle)) return undefined;
     const r = this.replicas.get(handle);
-    return r?.state === 'live' ? { version: r.version, sizeBytes: r.sizeBytes } : undefined;
+    return r?.state === 'live' && !r.corrupt ? r : undefined;
   }
 
   usedBytes(): number {
@@ -155,18 +180,23 @@ export class ReplicaStore {
   async delete(handle: string): Promise<void> {
     checkHandle(handle);
     return this.track(() =>
-      this.withReplica(handle, true, async (rep) => {
-        rep.state = 'deleting';
-        this.usedTotalBytes -= rep.sizeBytes;
-        try {
-          await this.fds.drop(handle);
-          // A crash part-way leaves a .chunk without .meta, which open() cleans up.
-          // No dir fsync: a deletion undone by a crash is an orphan the master deletes again.
-          await this.files.removeAll(handle);
-        } finally {
-          this.replicas.delete(handle);
-        }
-      }),
+      this.withReplica(
+        handle,
+        true,
+        async (rep) => {
+          rep.state = 'deleting';
+          this.usedTotalBytes -= rep.sizeBytes;
+          try {
+            await this.fds.drop(handle);
+            // A crash part-way leaves a .chunk without .meta, which open() cleans up.
+            // No dir fsync: a deletion undone by a crash is an orphan the master deletes again.
+            await this.files.removeAll(handle);
+          } finally {
+            this.replicas.delete(handle);
+          }
+        },
+        true,
+      ),
     );
   }
 
@@ -345,7 +375,7 @@ export class ReplicaStore {
         const buf = Buffer.allocUnsafe(Math.min(bs + B, newSize) - bs);
         const got = await preadFull(dataFh, buf, 0, oldEnd - bs, bs);
         // Verify before overlaying, so an overwrite never launders corruption into a fresh crc.
-        if (got !== oldEnd - bs || crc32c(buf.subarray(0, oldEnd - bs)) !== rep.crcs[b]) this.corrupt(rep.handle, b);
+        if (got !== oldEnd - bs || crc32c(buf.subarray(0, oldEnd - bs)) !== rep.crcs[b]) this.corrupt(rep, b);
         overlayBlock(buf, B, b, offset, data);
         newCrcs[b - firstBlock] = crc32c(buf);
       }
@@ -386,18 +416,38 @@ export class ReplicaStore {
     for (let b = firstBlock; b <= lastBlock; b++) {
       const bs = b * B - start;
       const be = Math.min(bs + B, buf.length);
-      if (crc32c(buf.subarray(bs, be)) !== rep.crcs[b]) this.corrupt(rep.handle, b);
+      if (crc32c(buf.subarray(bs, be)) !== rep.crcs[b]) this.corrupt(rep, b);
     }
     return buf;
   }
 
-  private corrupt(handle: string, block: number): never {
+  private corrupt(rep: Replica, block: number): never {
+    const handle = rep.handle;
+    this.markCorrupt(rep, `checksum mismatch in block ${block}`);
     try {
       this.onCorrupt?.(handle);
     } catch {
       // A failing reporter must not turn a CORRUPT answer into some other error.
     }
     throw new GfsError('CORRUPT', `chunk ${handle}: checksum mismatch in block ${block}`, { handle, block });
+  }
+
+  /**
+   * Stops serving rep at once and marks it on disk, so a restart keeps it
+   * out of service and reported until the master has it deleted. The marker
+   * is written under the exclusive lock, after whoever found the damage lets
+   * go: a deletion that got there first leaves no marker behind.
+   */
+  private markCorrupt(rep: Replica, reason: string): void {
+    if (rep.corrupt) return;
+    rep.corrupt = true;
+    if (this.closed) return;
+    this.track(() =>
+      rep.lock.exclusive(async () => {
+        if (rep.state !== 'live' || this.replicas.get(rep.handle) !== rep) return;
+        await this.files.writeCorruptMark(rep.handle, reason);
+      }),
+    ).catch((e: unknown) => this.onMarkFailed?.(rep.handle, e as Error));
   }
 
   private blocksFor(sizeBytes: number): number {
@@ -432,12 +482,15 @@ export class ReplicaStore {
    * still being created is NOT_FOUND rather than waited for: creation holds
    * another replica's lock during copyLocal, and waiting here could close a cycle.
    */
-  private withReplica<T>(handle: string, exclusive: boolean, fn: (rep: Replica) => Promise<T>): Promise<T> {
+  private withReplica<T>(handle: string, exclusive: boolean, fn: (rep: Replica) => Promise<T>, corruptToo = false): Promise<T> {
+    // Only deletion touches a replica marked corrupt (corruptToo).
     const rep = this.replicas.get(handle);
     if (!rep || rep.state !== 'live') return Promise.reject(notFound(handle));
+    if (rep.corrupt && !corruptToo) return Promise.reject(corruptError(handle));
     const body = async (): Promise<T> => {
-      // Deleted while we queued.
+      // Deleted (or found corrupt) while we queued.
       if (rep.state !== 'live') throw notFound(handle);
+      if (rep.corrupt && !corruptToo) throw corruptError(handle);
       return fn(rep);
     };
     return exclusive ? rep.lock.exclusive(body) : rep.lock.shared(body);
@@ -448,6 +501,11 @@ export class ReplicaStore {
     for (;;) {
       const existing = this.replicas.get(handle);
       if (!existing) break;
+      // A fresh copy replaces one found corrupt.
+      if (existing.state === 'live' && existing.corrupt) {
+        await this.delete(handle);
+        continue;
+      }
       if (existing.state !== 'deleting') throw new GfsError('EXISTS', `chunk ${handle} already exists here`);
       // Wait for the deletion to finish removing files before creating new ones.
       await existing.lock.exclusive(async () => {});
@@ -460,6 +518,7 @@ export class ReplicaStore {
       crcs: new Uint32Array(1),
       dirty: false,
       syncing: undefined,
+      corrupt: false,
       lock: new RwLock(),
     };
     this.replicas.set(handle, rep);

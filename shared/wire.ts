@@ -98,6 +98,8 @@ export const registerReq = z
     chunks: z.array(chunkReportSchema).max(10_000_000),
     /** The highest master epoch this server has seen, and from where: tells a failed-over master it is fenced. */
     maxEpoch: z.number().int().min(0).max(1e12).optional(),
+    /** Replicas this server found corrupt (kept out of `chunks`), listed until the master orders their deletion. */
+    corruptChunks: z.array(handleSchema).max(100_000).optional(),
   })
   .strict();
 export type RegisterReq = z.infer<typeof registerReq>;
