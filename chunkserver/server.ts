@@ -1,8 +1,9 @@
-import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync } from 'node:fs';
 import type { Server } from 'node:http';
 import { join } from 'node:path';
 import { customAlphabet } from 'nanoid';
 import { z } from 'zod';
+import { writeFileAtomicSync } from '../shared/atomic-file.js';
 import { monotonicClock } from '../shared/clock.js';
 import { defaults, envInt } from '../shared/config.js';
 import { GfsError } from '../shared/errors.js';
@@ -77,7 +78,8 @@ function loadOrMakeId(dir: string, wanted?: string): string {
   }
   const id = wanted ?? `cs-${customAlphabet('0123456789abcdefghijklmnopqrstuvwxyz', 8)()}`;
   nodeIdSchema.parse(id);
-  writeFileSync(file, id + '\n');
+  // Atomic: a crash mid-write must not leave an empty id that refuses every later start.
+  writeFileAtomicSync(file, id + '\n');
   return id;
 }
 
