@@ -165,7 +165,8 @@ export class Forwarder {
       const p = fresh[i - resentCount];
       if (!p) return;
       if (res.ok) p.resolve();
-      else p.reject(new GfsError('UNAVAILABLE', `secondary ${lane.target.id} failed to apply: ${res.code ?? 'no answer'} ${res.error ?? ''}`.trim()));
+      // A full disk keeps its code (507), so the client learns which server is full; anything else is the replica set failing.
+      else p.reject(new GfsError(res.code === 'NO_SPACE' ? 'NO_SPACE' : 'UNAVAILABLE', `secondary ${lane.target.id} failed to apply: ${res.code ?? 'no answer'} ${res.error ?? ''}`.trim(), res.code === 'NO_SPACE' ? { server: lane.target.id } : undefined));
     });
     lane.failures = again.length > 0 ? lane.failures + 1 : 0;
     lane.resend.unshift(...again);

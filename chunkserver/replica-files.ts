@@ -2,6 +2,7 @@ import { promises as fsp } from 'node:fs';
 import type { FileHandle } from 'node:fs/promises';
 import path from 'node:path';
 import { atomicTmpSuffix, writeFileAtomic } from '../shared/atomic-file.js';
+import { GfsError } from '../shared/errors.js';
 import { checkHandle } from '../shared/handles.js';
 import { timedFsync } from '../shared/metrics.js';
 
@@ -18,6 +19,12 @@ export const tmpSuffix = atomicTmpSuffix;
 
 export function isErrno(e: unknown, code: string): boolean {
   return typeof e === 'object' && e !== null && (e as NodeJS.ErrnoException).code === code;
+}
+
+/** A full disk (or quota) as NO_SPACE (HTTP 507) naming the server; any other error unchanged. */
+export function noSpaceError(e: unknown, serverId: string): unknown {
+  if (!isErrno(e, 'ENOSPC') && !isErrno(e, 'EDQUOT')) return e;
+  return new GfsError('NO_SPACE', `chunkserver ${serverId} is out of disk space: ${(e as Error).message}`, { server: serverId });
 }
 
 export async function unlinkIfPresent(file: string): Promise<void> {

@@ -112,6 +112,7 @@ export async function startChunkserver(o: ChunkserverOptions): Promise<RunningCh
   const reportedCorrupt = new Set<string>();
   const store = await ReplicaStore.open({
     dir: o.dir,
+    serverId: id,
     chunkSizeBytes: cfg.chunkSizeBytes,
     checksumBlockBytes: defaults.checksumBlockBytes,
     onFsync: (kind, seconds) => metrics.observeFsync(kind, seconds),

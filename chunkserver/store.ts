@@ -9,7 +9,7 @@ import { overlayBlock, planChecksums, zeroBlockOf, type ZeroBlock } from './chec
 import { FdCache } from './fd-cache.js';
 import { recoverReplicas } from './recovery.js';
 import { checkAtVersion, checkByteCount, checkVersion, corruptError, notFound, type Replica } from './replica.js';
-import { crcBytes, preadFull, pwriteFull, ReplicaFiles, unlinkIfPresent, type FsyncKind } from './replica-files.js';
+import { crcBytes, noSpaceError, preadFull, pwriteFull, ReplicaFiles, unlinkIfPresent, type FsyncKind } from './replica-files.js';
 
 // The chunkserver's replica store: the public API over replicas (create,
 // version, delete, local copy, write, pad, read, sync, verify). Each replica
@@ -31,6 +31,8 @@ export interface StoreOptions {
   dir: string;
   chunkSizeBytes: number;
   checksumBlockBytes: number;
+  /** The server's id, named in errors (NO_SPACE) so a client can tell which disk is full. */
+  serverId?: string;
   /** Called every time corruption is detected (not deduplicated). Must not throw. */
   onCorrupt?: (handle: string) => void;
   /** Bound on cached open file descriptors (default 256). */
@@ -49,6 +51,7 @@ export class ReplicaStore {
   private readonly chunkSizeBytes: number;
   private readonly blockBytes: number;
   private readonly maxBlocks: number;
+  private readonly serverId: string;
   private readonly onCorrupt: ((handle: string) => void) | undefined;
   private readonly onMarkFailed: StoreOptions['onMarkFailed'];
   private readonly replicas = new Map<string, Replica>();
@@ -72,6 +75,7 @@ export class ReplicaStore {
     this.chunkSizeBytes = opts.chunkSizeBytes;
     this.blockBytes = opts.checksumBlockBytes;
     this.maxBlocks = Math.ceil(opts.chunkSizeBytes / opts.checksumBlockBytes);
+    this.serverId = opts.serverId ?? opts.dir;
     this.onCorrupt = opts.onCorrupt;
     this.onMarkFailed = opts.onMarkFailed;
     this.zero = zeroBlockOf(this.blockBytes);
@@ -468,7 +472,9 @@ export class ReplicaStore {
 
   private track<T>(fn: () => Promise<T>): Promise<T> {
     if (this.closed) return Promise.reject(new GfsError('UNAVAILABLE', 'replica store is closed'));
-    const p = fn();
+    const p = fn().catch((e: unknown) => {
+      throw noSpaceError(e, this.serverId);
+    });
     this.inflight.add(p);
     const done = (): void => {
       this.inflight.delete(p);
