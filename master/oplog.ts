@@ -53,6 +53,11 @@ export interface OpLogOptions {
    * but their appends reject: the caller learns the outcome is unknown, as with a lost answer.
    */
   replicate?: (records: string[]) => Promise<void>;
+  /**
+   * Whether a batch given to replicate may now be on a log replica (default: whenever replicate is
+   * given). On a full disk such a batch is held and retried rather than dropped (see refuseForSpace).
+   */
+  hasLogReplicas?: () => boolean;
   /** Told how long each batch's fdatasync ('oplog') and each checkpoint's fsync ('checkpoint') took (metrics). */
   onFsync?: (kind: 'oplog' | 'checkpoint', seconds: number) => void;
 }
@@ -161,6 +166,7 @@ export class OpLog {
   private readonly checkpointLogBytes: number;
   private readonly applyFn: (record: unknown) => unknown;
   private readonly replicate: ((records: string[]) => Promise<void>) | undefined;
+  private readonly hasLogReplicas: () => boolean;
   private readonly logger: Logger | undefined;
   private readonly onFsync: OpLogOptions['onFsync'];
   private readonly maxBatchRecords: number;
@@ -213,6 +219,7 @@ export class OpLog {
     this.checkpointLogBytes = opts.checkpointLogBytes;
     this.applyFn = opts.apply;
     this.replicate = opts.replicate;
+    this.hasLogReplicas = opts.hasLogReplicas ?? (() => opts.replicate !== undefined);
     this.logger = opts.log;
     this.onFsync = opts.onFsync;
     this.maxBatchRecords = positiveIntOr(opts.maxBatchRecords, 100_000, 'maxBatchRecords');
@@ -623,23 +630,29 @@ export class OpLog {
 
   /**
    * The disk is full. Without log replicas the batch is refused (NO_SPACE) and the next batch simply
-   * tries again. With them the batch may be on a replica already, so it is held and retried until
-   * it fits, and new appends are refused meanwhile. Logged once per full spell.
+   * tries again. With them the batch may be on a replica already, so it is held and retried every
+   * second until it fits, and new appends are refused meanwhile; its callers are answered at once
+   * (NO_SPACE, outcomeUnknown: it will be logged and applied once space returns). Logged once per full spell.
    */
   private async refuseForSpace(batch: Entry[], e: unknown, shipError: Error | undefined): Promise<void> {
     if (this.noSpaceSinceMs === undefined) {
       this.noSpaceSinceMs = Date.now();
       this.logger?.error(
-        { dir: this.dir, err: errorMessage(e), logSeq: this.logSeq, replicated: this.replicate !== undefined },
+        { dir: this.dir, err: errorMessage(e), logSeq: this.logSeq, logReplicas: this.replicate !== undefined && this.hasLogReplicas() },
         'oplog: disk full; mutations are refused with NO_SPACE until space returns',
       );
     }
-    if (!this.replicate) {
-      this.noSpaceRefusals += batch.length;
+    if (!this.held) this.noSpaceRefusals += batch.length;
+    if (!this.held && !(this.replicate && this.hasLogReplicas())) {
       for (const entry of batch) entry.reject(this.noSpaceError());
       return;
     }
-    const held = (this.held ??= { batch, shipError, timer: undefined });
+    if (!this.held) {
+      this.held = { batch, shipError, timer: undefined };
+      const unknown = refusal(new GfsError('NO_SPACE', `the master's disk is full (${this.dir}); this mutation may be on the log replicas already and will then be logged and applied here once space returns: outcome unknown until then`, { retryAfterMs: NO_SPACE_RETRY_MS, outcomeUnknown: true }));
+      for (const entry of batch) entry.reject(unknown);
+    }
+    const held = this.held;
     invariant(held.batch === batch, 'only the held batch runs while one is held');
     this.noSpaceRefusals += this.queue.length;
     this.rejectQueued(this.noSpaceError());
@@ -717,7 +730,14 @@ export class OpLog {
     // (4) Appends run again; the checkpoint is written beside them. lowdb
     // writes a temp file and renames it, but does not fsync: do it here.
     const path = join(this.dir, checkpointFileName(newSeq));
-    await new TextFile(path).write(checkpointText(newSeq, createdAtMs, stateJson));
+    try {
+      await new TextFile(path).write(checkpointText(newSeq, createdAtMs, stateJson));
+    } catch (e) {
+      // On a full disk a half-written temp file would keep the space the log needs. Its name is
+      // lowdb's (steno's): .<name>.tmp beside the file.
+      await unlink(join(this.dir, `.${checkpointFileName(newSeq)}.tmp`)).catch(() => undefined);
+      throw e;
+    }
     const fh = await openFile(path, 'r');
     const syncStart = process.hrtime.bigint();
     try {

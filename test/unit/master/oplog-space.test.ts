@@ -116,40 +116,52 @@ test('full disk: NO_SPACE, nothing half-written, logged once, resumes when space
   });
 });
 
-test('full disk with log replicas: the shipped batch is held and written once space returns; new appends get NO_SPACE', async (t) => {
+test('full disk with log replicas: the shipped batch is answered at once, held, and written once space returns; new appends get NO_SPACE', async (t) => {
   await withTmpfs(t, 1024 * 1024, async (dir) => {
     const logDir = join(dir, 'log');
     const { log, count } = capture();
     const shipped: number[] = [];
+    const applied: number[] = [];
     const replicate = async (records: string[]) => {
       for (const r of records) shipped.push((JSON.parse(r) as Rec).id);
     };
-    const { oplog } = await OpLog.open({ dir: logDir, checkpointLogBytes: 1 << 30, apply: (r) => (r as Rec).id, replicate, log });
+    const { oplog } = await OpLog.open({ dir: logDir, checkpointLogBytes: 1 << 30, apply: (r) => applied.push((r as Rec).id), replicate, log });
     for (let id = 0; id < 3; id++) await oplog.append(rec(id));
 
     const filler = await fill(dir);
-    let settled: 'pending' | 'resolved' | 'rejected' = 'pending';
-    const heldAppend = oplog.append(rec(3)).then(
-      () => void (settled = 'resolved'),
-      () => void (settled = 'rejected'),
-    );
-    const until = Date.now() + 10_000;
-    while (!oplog.stats.noSpace) {
-      assert.ok(Date.now() < until, 'the log noticed the full disk');
-      await new Promise((r) => setTimeout(r, 10));
-    }
-    // The replicas have record 3; it must not be dropped here, and nothing may go ahead of it.
-    await assert.rejects(oplog.append(rec(4)), (e: unknown) => isGfsError(e, 'NO_SPACE'));
-    assert.equal(settled, 'pending');
+    // The replicas have record 3: its caller learns the outcome is unknown, and it is not dropped here.
+    await assert.rejects(oplog.append(rec(3)), (e: unknown) => isGfsError(e, 'NO_SPACE') && e.detail?.outcomeUnknown === true);
+    assert.equal(oplog.stats.noSpace, true);
+    // Nothing may go ahead of it.
+    await assert.rejects(oplog.append(rec(4)), (e: unknown) => isGfsError(e, 'NO_SPACE') && e.detail?.outcomeUnknown === undefined);
+    assert.deepEqual(applied, [0, 1, 2]);
     assert.equal(count('oplog: disk full'), 1);
 
     await rm(filler);
-    await heldAppend;
-    assert.equal(settled, 'resolved');
-    assert.equal(oplog.stats.noSpace, false);
+    const until = Date.now() + 10_000;
+    while (oplog.stats.noSpace) {
+      assert.ok(Date.now() < until, 'the held batch was written after space returned');
+      await new Promise((r) => setTimeout(r, 20));
+    }
+    assert.deepEqual(applied, [0, 1, 2, 3]);
     await oplog.append(rec(5));
     assert.deepEqual(shipped, [0, 1, 2, 3, 5], 'the held batch was shipped once');
+    assert.equal(count('oplog: disk full'), 1, 'retries are not logged');
     await oplog.close();
     assert.deepEqual(await reopenIds(logDir), { ids: [0, 1, 2, 3, 5], dropped: 0 });
+  });
+});
+
+test('full disk with replicate but no log replicas (hasLogReplicas false): refused, never held', async (t) => {
+  await withTmpfs(t, 1024 * 1024, async (dir) => {
+    const logDir = join(dir, 'log');
+    const { oplog } = await OpLog.open({ dir: logDir, checkpointLogBytes: 1 << 30, apply: () => undefined, replicate: async () => undefined, hasLogReplicas: () => false });
+    await oplog.append(rec(0));
+    const filler = await fill(dir);
+    await assert.rejects(oplog.append(rec(1)), (e: unknown) => isGfsError(e, 'NO_SPACE') && e.detail?.outcomeUnknown === undefined);
+    await rm(filler);
+    await oplog.append(rec(2));
+    await oplog.close();
+    assert.deepEqual(await reopenIds(logDir), { ids: [0, 2], dropped: 0 });
   });
 });
