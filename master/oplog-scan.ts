@@ -47,11 +47,11 @@ function frameAt(buf: Buffer, at: number): { ok: true; len: number; record: unkn
 }
 
 /**
- * Reads frames from the start of a log, handing each decoded record to
- * onRecord, and stops at the first bad frame. Reads in bounded chunks so a log
+ * Reads frames from the start of a log, handing each decoded record (and the
+ * file offset just past its frame) to onRecord, and stops at the first bad frame. Reads in bounded chunks so a log
  * that grew large (e.g. checkpoints kept failing) does not need one huge buffer.
  */
-export async function scanLog(path: string, onRecord: (record: unknown) => void): Promise<ScanResult> {
+export async function scanLog(path: string, onRecord: (record: unknown, endOffset: number) => void): Promise<ScanResult> {
   const fh = await openFile(path, 'r');
   try {
     const totalBytes = (await fh.stat()).size;
@@ -85,8 +85,8 @@ export async function scanLog(path: string, onRecord: (record: unknown) => void)
       if (len > 0 && len <= MAX_RECORD_BYTES) await ensure(FRAME_HEADER_BYTES + len);
       const f = frameAt(buf, pos - bufStart);
       if (!f.ok) return { ok: false, goodBytes: pos, totalBytes, reason: `${f.reason} at offset ${pos}` };
-      onRecord(f.record);
       pos += FRAME_HEADER_BYTES + f.len;
+      onRecord(f.record, pos);
     }
   } finally {
     await fh.close();

@@ -11,6 +11,7 @@
 
 import { open as openFile, mkdir, readdir, unlink, type FileHandle } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { DataFile, TextFile } from 'lowdb/node';
 import { crc32c } from '../shared/checksum.js';
 import { GfsError, invariant } from '../shared/errors.js';
@@ -23,7 +24,7 @@ export { MAX_RECORD_BYTES };
 const MiB = 1024 * 1024;
 const SEQ_DIGITS = 8;
 
-const LOG_NAME_RE = /^oplog\.(\d{8,})\.log$/;
+export const LOG_NAME_RE = /^oplog\.(\d{8,})\.log$/;
 const CHECKPOINT_NAME_RE = /^checkpoint\.(\d{8,})\.json$/;
 
 export interface OpLogOptions {
@@ -338,6 +339,7 @@ export class OpLog {
           // created, so damage here is not a torn write but lost acknowledged data.
           throw new GfsError('CORRUPT', `oplog ${path} is corrupt and is not the newest log (${scan.reason}); refusing to start`);
         }
+        await refuseCorruptTail(dir, path, scan.goodBytes, scan.reason);
         // A torn tail is a batch whose fdatasync never returned, so none of
         // it was acknowledged: cut it off so new records follow good ones.
         droppedTailBytes = scan.totalBytes - scan.goodBytes;
@@ -785,6 +787,27 @@ export class OpLog {
       }
     }
   }
+}
+
+/** The tool that cuts a corrupt log (scripts/oplog-truncate.ts), as built next to this file. */
+export const truncateToolPath = fileURLToPath(new URL('../scripts/oplog-truncate.js', import.meta.url));
+
+/**
+ * A bad frame in the newest log followed by good ones is not a torn write (a crash tears only the
+ * end): the records behind it were acknowledged. Dropping them silently would lose mutations
+ * clients were told are durable, so start-up stops and says where the damage is and how to cut
+ * the log there, knowingly, if the operator decides to.
+ */
+async function refuseCorruptTail(dir: string, path: string, badOffset: number, reason: string): Promise<void> {
+  const next = await goodFrameAfter(path, badOffset);
+  if (next === undefined) return;
+  const after = next === 'too-large' ? 'more bytes follow than a torn write leaves' : `a good record follows at byte offset ${next}`;
+  throw new GfsError(
+    'CORRUPT',
+    `oplog ${path} is corrupt at byte offset ${badOffset} (${reason}) and ${after}: records after the damage were acknowledged, ` +
+      `so the master will not start without them. Restore the directory from a log replica or backup, or, to start anyway and lose every record ` +
+      `from offset ${badOffset} on, stop the master and run: node ${truncateToolPath} --dir ${dir} --at ${badOffset} (it keeps a copy of the cut bytes)`,
+  );
 }
 
 async function fsyncDir(dir: string): Promise<void> {
