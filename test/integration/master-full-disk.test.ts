@@ -112,7 +112,7 @@ test('a full master disk answers NO_SPACE and recovers when space returns', { ti
   } finally {
     await Promise.all([c.kill(c.master), ...c.chunkservers.map((p) => c.kill(p))]);
     process.off('exit', lastResort);
-    execFileSync('umount', [masterDir]);
+    lastResort();
     rmdirSync(masterDir);
     await c.stop();
     await closeRpc();

@@ -1,7 +1,7 @@
 import { test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { mkdtemp, open, rm, rmdir, stat } from 'node:fs/promises';
+import { mkdtemp, open, readdir, rm, rmdir, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { OpLog, logFileName } from '../../../master/oplog.js';
@@ -31,20 +31,20 @@ async function withTmpfs(t: TestContext, sizeBytes: number, fn: (dir: string) =>
     t.skip(`cannot mount a tmpfs: ${(e as Error).message.split('\n')[0]}`);
     return;
   }
-  // A test that hangs never reaches finally: unmount on the way out regardless.
-  const lastResort = () => {
+    // Lazy: a failed test may leave a file open on it. A test that hangs never reaches finally, hence also on exit.
+  const unmount = () => {
     try {
       execFileSync('umount', ['-l', dir]);
     } catch {
       // already unmounted
     }
   };
-  process.once('exit', lastResort);
+  process.once('exit', unmount);
   try {
     await fn(dir);
   } finally {
-    process.off('exit', lastResort);
-    execFileSync('umount', [dir]);
+    process.off('exit', unmount);
+    unmount();
     await rmdir(dir);
   }
 }
@@ -163,5 +163,20 @@ test('full disk with replicate but no log replicas (hasLogReplicas false): refus
     await oplog.append(rec(2));
     await oplog.close();
     assert.deepEqual(await reopenIds(logDir), { ids: [0, 2], dropped: 0 });
+  });
+});
+
+test('a checkpoint on a full disk fails without leaving its temp file; the log goes on', async (t) => {
+  await withTmpfs(t, 1024 * 1024, async (dir) => {
+    const logDir = join(dir, 'log');
+    const { oplog } = await OpLog.open({ dir: logDir, checkpointLogBytes: 1 << 30, apply: () => undefined });
+    for (let id = 0; id < 3; id++) await oplog.append(rec(id));
+    const filler = await fill(dir);
+    await assert.rejects(oplog.checkpoint(() => ({ big: 'y'.repeat(256 * 1024) })), (e: unknown) => (e as { code?: string }).code === 'ENOSPC');
+    assert.deepEqual((await readdir(logDir)).filter((n) => n.endsWith('.tmp') || n.startsWith('checkpoint')), [], 'no checkpoint or temp file left');
+    await rm(filler);
+    await oplog.append(rec(3));
+    await oplog.close();
+    assert.deepEqual(await reopenIds(logDir), { ids: [0, 1, 2, 3], dropped: 0 });
   });
 });
