@@ -1,54 +1,29 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
-import { mkdirSync, mkdtempSync, openSync, readFileSync, rmSync, rmdirSync, writeSync, closeSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, rmdirSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { closeRpc, rpcJson } from '../../shared/rpc.js';
 import { TestCluster, waitFor } from '../helpers/cluster.js';
 import { authHeaders, rawRequest, type RawAnswer } from '../helpers/signed.js';
+import { fillDisk, mountTmpfs } from '../helpers/tmpfs.js';
 
 // A real master whose directory is a small tmpfs that fills up: creates are answered 507
 // {error, code: 'NO_SPACE'} (not INTERNAL, and the master keeps running), the status says so, the
 // log says it once; after space is freed creates work again without a restart; after SIGKILL and
 // a restart every acknowledged create is there and no refused one is.
 
-function fill(path: string): void {
-  const fd = openSync(path, 'w');
-  const block = Buffer.alloc(64 * 1024, 1);
-  try {
-    for (;;) writeSync(fd, block);
-  } catch (e) {
-    assert.equal((e as { code?: string }).code, 'ENOSPC');
-  } finally {
-    closeSync(fd);
-  }
-}
-
 test('a full master disk answers NO_SPACE and recovers when space returns', { timeout: 120_000 }, async (t) => {
-  if (process.getuid?.() !== 0) {
-    t.skip('needs root to mount a small tmpfs');
-    return;
-  }
   const dir = mkdtempSync(join(tmpdir(), 'gfs-test-'));
   const masterDir = join(dir, 'master');
   mkdirSync(masterDir);
-  try {
-    execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=2m', 'tmpfs', masterDir], { stdio: 'pipe' });
-  } catch (e) {
+  const mount = mountTmpfs(masterDir, 2 * 1024 * 1024);
+  if ('skip' in mount) {
     rmSync(dir, { recursive: true, force: true });
-    t.skip(`cannot mount a tmpfs: ${(e as Error).message.split('\n')[0]}`);
+    t.skip(mount.skip);
     return;
   }
   const c = new TestCluster(dir, { chunkservers: 1 });
-  const lastResort = () => {
-    try {
-      execFileSync('umount', ['-l', masterDir]);
-    } catch {
-      // already unmounted
-    }
-  };
-  process.once('exit', lastResort);
   try {
     await c.startMaster();
     await c.startChunkserver(0);
@@ -68,7 +43,7 @@ test('a full master disk answers NO_SPACE and recovers when space returns', { ti
     }
 
     const filler = join(masterDir, 'filler');
-    fill(filler);
+    fillDisk(filler);
     // What is left of the log file's last page still takes a few records: create until refused.
     const long = 'x'.repeat(200);
     const refused: { path: string; a: RawAnswer }[] = [];
@@ -111,8 +86,7 @@ test('a full master disk answers NO_SPACE and recovers when space returns', { ti
     assert.deepEqual(paths, [...acknowledged].sort(), 'every acknowledged create and no refused one');
   } finally {
     await Promise.all([c.kill(c.master), ...c.chunkservers.map((p) => c.kill(p))]);
-    process.off('exit', lastResort);
-    lastResort();
+    mount.unmount();
     rmdirSync(masterDir);
     await c.stop();
     await closeRpc();

@@ -1,12 +1,12 @@
 import { test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
-import { mkdtemp, open, readdir, rm, rmdir, stat } from 'node:fs/promises';
+import { mkdtemp, readdir, rm, rmdir, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { OpLog, logFileName } from '../../../master/oplog.js';
 import { isGfsError } from '../../../shared/errors.js';
 import { makeLogger } from '../../../shared/log.js';
+import { fillDisk, mountTmpfs } from '../../helpers/tmpfs.js';
 
 // The op log on a full disk (a 1 MiB tmpfs): appends are refused with NO_SPACE and leave no
 // half-written record, the state is logged once and shown in stats, and appends work again by
@@ -19,48 +19,25 @@ interface Rec {
 
 /** Runs fn on a fresh tmpfs of sizeBytes; skips the test when this process cannot mount one. */
 async function withTmpfs(t: TestContext, sizeBytes: number, fn: (dir: string) => Promise<void>): Promise<void> {
-  if (process.getuid?.() !== 0) {
-    t.skip('needs root to mount a small tmpfs');
-    return;
-  }
   const dir = await mkdtemp(join(tmpdir(), 'gfs-full-'));
-  try {
-    execFileSync('mount', ['-t', 'tmpfs', '-o', `size=${sizeBytes}`, 'tmpfs', dir], { stdio: 'pipe' });
-  } catch (e) {
+  const m = mountTmpfs(dir, sizeBytes);
+  if ('skip' in m) {
     await rmdir(dir);
-    t.skip(`cannot mount a tmpfs: ${(e as Error).message.split('\n')[0]}`);
+    t.skip(m.skip);
     return;
   }
-    // Lazy: a failed test may leave a file open on it. A test that hangs never reaches finally, hence also on exit.
-  const unmount = () => {
-    try {
-      execFileSync('umount', ['-l', dir]);
-    } catch {
-      // already unmounted
-    }
-  };
-  process.once('exit', unmount);
   try {
     await fn(dir);
   } finally {
-    process.off('exit', unmount);
-    unmount();
+    m.unmount();
     await rmdir(dir);
   }
 }
 
-/** Writes a file until the disk is full; returns its path. */
+/** Fills the disk with a file; returns its path. */
 async function fill(dir: string): Promise<string> {
   const path = join(dir, 'filler');
-  const fh = await open(path, 'w');
-  const block = Buffer.alloc(16 * 1024, 1);
-  try {
-    for (;;) await fh.write(block);
-  } catch (e) {
-    assert.equal((e as { code?: string }).code, 'ENOSPC');
-  } finally {
-    await fh.close();
-  }
+  fillDisk(path);
   return path;
 }
 
