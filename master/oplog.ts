@@ -9,23 +9,20 @@
 // the caller's synchronous apply() has run, so the in-memory state never shows
 // a mutation that a crash could lose.
 
-import { open as openFile, mkdir, readdir, unlink, type FileHandle } from 'node:fs/promises';
-import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
-import { DataFile, TextFile } from 'lowdb/node';
+import { open as openFile, readdir, unlink, type FileHandle } from 'node:fs/promises';
+import { join } from 'node:path';
+import { TextFile } from 'lowdb/node';
 import { crc32c } from '../shared/checksum.js';
 import { GfsError, invariant } from '../shared/errors.js';
 import type { Logger } from '../shared/log.js';
 import { timedFsync } from '../shared/metrics.js';
-import { errorMessage, FRAME_HEADER_BYTES, goodFrameAfter, MAX_RECORD_BYTES, scanLog } from './oplog-scan.js';
+import { checkpointFileName, CHECKPOINT_NAME_RE, createDurableFile, fsyncDir, LOG_NAME_RE, logFileName, recoverDir, type Recovery } from './oplog-recovery.js';
+import { errorMessage, FRAME_HEADER_BYTES, MAX_RECORD_BYTES } from './oplog-scan.js';
 
 export { MAX_RECORD_BYTES };
+export { checkpointFileName, LOG_NAME_RE, logFileName, truncateToolPath, type Recovery } from './oplog-recovery.js';
 
 const MiB = 1024 * 1024;
-const SEQ_DIGITS = 8;
-
-export const LOG_NAME_RE = /^oplog\.(\d{8,})\.log$/;
-const CHECKPOINT_NAME_RE = /^checkpoint\.(\d{8,})\.json$/;
 
 export interface OpLogOptions {
   dir: string;
@@ -63,14 +60,6 @@ export interface OpLogOptions {
   onFsync?: (kind: 'oplog' | 'checkpoint', seconds: number) => void;
 }
 
-export interface Recovery {
-  /** The `state` of the newest complete checkpoint, or undefined if none. */
-  checkpoint: unknown | undefined;
-  /** Every record logged after that checkpoint, in log order. */
-  records: unknown[];
-  /** Bytes cut off the newest log's torn or corrupt tail (0 if it was clean). */
-  droppedTailBytes: number;
-}
 
 export interface OpLogStats {
   /** Every fsync/fdatasync this instance issued: batches, new files, directories. */
@@ -91,12 +80,6 @@ export interface OpLogStats {
   noSpaceRefusals: number;
 }
 
-interface CheckpointFile {
-  complete: true;
-  logSeq: number;
-  createdAtMs: number;
-  state: unknown;
-}
 
 interface Entry {
   frame: Buffer;
@@ -105,18 +88,6 @@ interface Entry {
   reject: (err: unknown) => void;
 }
 
-export function logFileName(seq: number): string {
-  return `oplog.${String(seq).padStart(SEQ_DIGITS, '0')}.log`;
-}
-
-export function checkpointFileName(seq: number): string {
-  return `checkpoint.${String(seq).padStart(SEQ_DIGITS, '0')}.json`;
-}
-
-// Compact on purpose: checkpoints can be large and are read by a machine.
-function checkpointReader(path: string): DataFile<CheckpointFile> {
-  return new DataFile<CheckpointFile>(path, { parse: JSON.parse, stringify: (d) => JSON.stringify(d) });
-}
 
 /** The checkpoint document around an already-serialised state (same shape as CheckpointFile). */
 function checkpointText(logSeq: number, createdAtMs: number, stateJson: string): string {
@@ -246,135 +217,14 @@ export class OpLog {
       Number.isFinite(opts.checkpointLogBytes) && opts.checkpointLogBytes > 0,
       `checkpointLogBytes must be positive, got ${opts.checkpointLogBytes}`,
     );
-    const dir = opts.dir;
-    const log = opts.log;
-    let fsyncs = 0;
-
-    const created = await mkdir(dir, { recursive: true });
-    if (created !== undefined) {
-      // The directory itself must survive a crash, or so would nothing in it.
-      await fsyncDir(dirname(created));
-      fsyncs++;
-    }
-
-    const names = await readdir(dir);
-    const logSeqs: number[] = [];
-    const checkpointSeqs: number[] = [];
-    for (const name of names) {
-      const l = LOG_NAME_RE.exec(name);
-      if (l) logSeqs.push(Number(l[1]));
-      const c = CHECKPOINT_NAME_RE.exec(name);
-      if (c) checkpointSeqs.push(Number(c[1]));
-    }
-    logSeqs.sort((a, b) => a - b);
-    checkpointSeqs.sort((a, b) => b - a);
-
-    // Newest checkpoint that is whole. A broken one is what a crash between
-    // lowdb's rename and our fsync can leave; older logs are only deleted after
-    // the new checkpoint is durable, so falling back to an older one is safe.
-    let checkpoint: CheckpointFile | undefined;
-    for (const seq of checkpointSeqs) {
-      const path = join(dir, checkpointFileName(seq));
-      try {
-        const data = await checkpointReader(path).read();
-        if (
-          data !== null &&
-          typeof data === 'object' &&
-          data.complete === true &&
-          data.logSeq === seq &&
-          'state' in data &&
-          typeof data.createdAtMs === 'number'
-        ) {
-          checkpoint = data;
-          break;
-        }
-        log?.warn({ path }, 'oplog: ignoring incomplete checkpoint');
-      } catch (e) {
-        log?.warn({ path, err: errorMessage(e) }, 'oplog: ignoring unreadable checkpoint');
-      }
-    }
-
-    // Which logs to replay. Both checks below refuse to start rather than
-    // silently come up without acknowledged mutations.
-    const baseSeq = checkpoint?.logSeq ?? 1;
-    const replaySeqs = logSeqs.filter((s) => s >= baseSeq);
-    if (checkpoint === undefined && replaySeqs.length > 0 && replaySeqs[0] !== 1) {
-      throw new GfsError(
-        'CORRUPT',
-        `oplog ${dir}: no complete checkpoint, but the oldest log is ${logFileName(replaySeqs[0]!)}: ` +
-          `logs before it were deleted after a checkpoint that is now missing or broken (${checkpointSeqs.map(checkpointFileName).join(', ') || 'none found'}); refusing to start without them`,
-      );
-    }
-    if (replaySeqs.length > 0 && replaySeqs[0] !== baseSeq) {
-      throw new GfsError(
-        'CORRUPT',
-        `oplog ${dir}: ${checkpointFileName(baseSeq)} needs ${logFileName(baseSeq)}, but the oldest following log is ${logFileName(replaySeqs[0]!)}`,
-      );
-    }
-    for (let i = 1; i < replaySeqs.length; i++) {
-      if (replaySeqs[i] !== replaySeqs[i - 1]! + 1) {
-        throw new GfsError(
-          'CORRUPT',
-          `oplog ${dir}: log files are not contiguous: ${logFileName(replaySeqs[i - 1]!)} is followed by ${logFileName(replaySeqs[i]!)}`,
-        );
-      }
-    }
-
-    const records: unknown[] = [];
-    let droppedTailBytes = 0;
-    let fd: FileHandle;
-    let logSeq: number;
-    let logBytes: number;
-
-    for (let i = 0; i < replaySeqs.length; i++) {
-      const seq = replaySeqs[i]!;
-      const path = join(dir, logFileName(seq));
-      const newest = i === replaySeqs.length - 1;
-      // Collect per file so a bad older log cannot leave a partial array behind.
-      const fileRecords: unknown[] = [];
-      const scan = await scanLog(path, (r) => fileRecords.push(r));
-      if (!scan.ok) {
-        if (!newest) {
-          // Older logs were complete and fsync'ed before the next one was
-          // created, so damage here is not a torn write but lost acknowledged data.
-          throw new GfsError('CORRUPT', `oplog ${path} is corrupt and is not the newest log (${scan.reason}); refusing to start`);
-        }
-        await refuseCorruptTail(dir, path, scan.goodBytes, scan.reason);
-        // A torn tail is a batch whose fdatasync never returned, so none of
-        // it was acknowledged: cut it off so new records follow good ones.
-        droppedTailBytes = scan.totalBytes - scan.goodBytes;
-        log?.warn({ path, reason: scan.reason, goodBytes: scan.goodBytes, droppedTailBytes }, 'oplog: dropping torn tail');
-        const fh = await openFile(path, 'r+');
-        try {
-          await fh.truncate(scan.goodBytes);
-          await fh.sync();
-          fsyncs++;
-        } finally {
-          await fh.close();
-        }
-      }
-      for (const r of fileRecords) records.push(r);
-    }
-
-    if (replaySeqs.length > 0) {
-      logSeq = replaySeqs[replaySeqs.length - 1]!;
-      fd = await openFile(join(dir, logFileName(logSeq)), 'r+');
-      logBytes = (await fd.stat()).size;
-    } else {
-      logSeq = baseSeq;
-      fd = await createDurableFile(join(dir, logFileName(logSeq)));
-      fsyncs += 2;
-      logBytes = 0;
-    }
-
-    log?.info(
-      { dir, logSeq, checkpointSeq: checkpoint?.logSeq, records: records.length, droppedTailBytes },
+    const r = await recoverDir(opts.dir, opts.log);
+    opts.log?.info(
+      { dir: opts.dir, logSeq: r.logSeq, checkpointSeq: r.checkpoint?.logSeq, records: r.records.length, droppedTailBytes: r.droppedTailBytes },
       'oplog: recovered',
     );
-    const oplog = new OpLog(opts, fd, logSeq, logBytes, checkpoint?.logSeq, checkpoint?.createdAtMs, fsyncs);
-    return { oplog, recovery: { checkpoint: checkpoint?.state, records, droppedTailBytes } };
+    const oplog = new OpLog(opts, r.fd, r.logSeq, r.logBytes, r.checkpoint?.logSeq, r.checkpoint?.createdAtMs, r.fsyncs);
+    return { oplog, recovery: { checkpoint: r.checkpoint?.state, records: r.records, droppedTailBytes: r.droppedTailBytes } };
   }
-
   /**
    * Logs a record. Resolves with apply(record)'s return value once the record
    * is written and fdatasync'ed and apply has run. Rejects if the write fails
@@ -789,48 +639,3 @@ export class OpLog {
   }
 }
 
-/** The tool that cuts a corrupt log (scripts/oplog-truncate.ts), as built next to this file. */
-export const truncateToolPath = fileURLToPath(new URL('../scripts/oplog-truncate.js', import.meta.url));
-
-/**
- * A bad frame in the newest log followed by good ones is not a torn write (a crash tears only the
- * end): the records behind it were acknowledged. Dropping them silently would lose mutations
- * clients were told are durable, so start-up stops and says where the damage is and how to cut
- * the log there, knowingly, if the operator decides to.
- */
-async function refuseCorruptTail(dir: string, path: string, badOffset: number, reason: string): Promise<void> {
-  const next = await goodFrameAfter(path, badOffset);
-  if (next === undefined) return;
-  const after = next === 'too-large' ? 'more bytes follow than a torn write leaves' : `a good record follows at byte offset ${next}`;
-  throw new GfsError(
-    'CORRUPT',
-    `oplog ${path} is corrupt at byte offset ${badOffset} (${reason}) and ${after}: records after the damage were acknowledged, ` +
-      `so the master will not start without them. Restore the directory from a log replica or backup, or, to start anyway and lose every record ` +
-      `from offset ${badOffset} on, stop the master and run: node ${truncateToolPath} --dir ${dir} --at ${badOffset} (it keeps a copy of the cut bytes)`,
-  );
-}
-
-async function fsyncDir(dir: string): Promise<void> {
-  const fh = await openFile(dir, 'r');
-  try {
-    await fh.sync();
-  } finally {
-    await fh.close();
-  }
-}
-
-/** Creates an empty file (failing if it exists) and makes it and its directory entry durable. */
-async function createDurableFile(path: string): Promise<FileHandle> {
-  const fh = await openFile(path, 'wx+');
-  try {
-    await fh.sync();
-    await fsyncDir(dirname(path));
-  } catch (e) {
-    // Leave no empty newer log behind (recovery would append to it), and
-    // delete only what this call created: 'wx' guarantees that.
-    await fh.close().catch(() => undefined);
-    await unlink(path).catch(() => undefined);
-    throw e;
-  }
-  return fh;
-}

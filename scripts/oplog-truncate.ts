@@ -16,7 +16,7 @@ import { constants } from 'node:fs';
 import { open, readdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
-import { LOG_NAME_RE } from '../master/oplog.js';
+import { LOG_NAME_RE } from '../master/oplog-recovery.js';
 import { errorMessage, goodFrameAfter, scanLog } from '../master/oplog-scan.js';
 
 async function newestLog(dir: string): Promise<string> {
