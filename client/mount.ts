@@ -21,8 +21,9 @@ import { GfsClient } from './client.js';
 //   picks (a page cache would hold them where the kernel thinks they went).
 //   Sequential reads are served from per-handle read-ahead windows of
 //   readAheadBytes (8 MiB), up to `concurrency` (4) fetched ahead in parallel
-//   straight from the replicas; the master is asked for the file's size only
-//   when a window reaches past the size last learned or that is over 1 s old.
+//   straight from the replicas; the file's size is learned again (from a
+//   replica of the last chunk, GfsClient.extent) only when a window reaches
+//   past the size last learned or that is over 1 s old.
 //   A read first sends what this mount still buffers for the file.
 // - Writes (big_writes, max_write=128 KiB) are gathered per handle into
 //   pieces aligned to min(push piece, chunk) and sent with writePiece, up to
@@ -616,16 +617,17 @@ export class GfsFuse {
 
   /**
    * Bytes [start, start+size) of path, short at the end of the file. Like
-   * GfsClient.read, but the file's size is asked of the master only when the
+   * GfsClient.read, but the file's size is learned again only when the
    * window reaches past the size last learned for this handle or that is
-   * older than readTtlMs, so a sequential reader costs no master round trip
+   * older than readTtlMs, so a sequential reader costs no round trip for it
    * per window.
    */
   private async readRange(h: Handle, path: string, start: number, size: number): Promise<Buffer> {
     let known = h.knownSize;
     if (!known || start + size > known.sizeBytes || Date.now() - known.atMs > readTtlMs) {
       const atMs = Date.now();
-      const f = await this.client.locate(path, 0, 1, true);
+      // Past what the client knows, it asks a replica of the last chunk (the master only when that chunk is full).
+      const f = await this.client.extent(path, start + size);
       known = h.knownSize = { sizeBytes: f.sizeBytes, atMs };
     }
     const end = Math.min(start + size, known.sizeBytes);
@@ -634,18 +636,25 @@ export class GfsFuse {
     // Locations for this window and those a sequential reader will want next, in one master call.
     const first = Math.floor(start / cs);
     await this.client.locate(path, first, Math.floor((end - 1) / cs) - first + 1 + Math.ceil((this.client.concurrency * this.readAheadBytes) / cs));
-    const out = Buffer.alloc(end - start); // holes read as zeros
+    const out = Buffer.alloc(end - start);
+    // readPiece answers whole pieces (holes as zeros) except in the last chunk, whose replicas may hold less than the size said: the data ends there.
+    let dataEnd = out.length;
     const jobs: Promise<void>[] = [];
     for (let at = start; at < end; ) {
       const index = Math.floor(at / cs);
       const inChunk = at % cs;
       const len = Math.min(end - at, cs - inChunk, this.client.pieceBytes);
       const to = at - start;
-      jobs.push(this.client.readPiece(path, index, inChunk, len).then((b) => void b.copy(out, to, 0, Math.min(b.length, len))));
+      jobs.push(
+        this.client.readPiece(path, index, inChunk, len).then((b) => {
+          b.copy(out, to, 0, Math.min(b.length, len));
+          if (b.length < len) dataEnd = Math.min(dataEnd, to + b.length);
+        }),
+      );
       at += len;
     }
     await Promise.all(jobs);
-    return out;
+    return dataEnd === out.length ? out : out.subarray(0, dataEnd);
   }
 
   private fetch(h: Handle, path: string, start: number, size: number): Window {
