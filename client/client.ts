@@ -8,9 +8,11 @@ import { inlineMaxBytes } from '../shared/wire.js';
 import type { AppendAnswer, ChunkInfoAnswer, ChunkLocation, ChunksAnswer, FileInfo, LeaseAnswer, ListEntry, PushAnswer, ReplicaRef, WriteAnswer } from '../shared/wire.js';
 import { withRetry, type RetryOptions } from './retry.js';
 import { LocationCache, covers, type CachedFile } from './location-cache.js';
-import { readFromReplicas } from './replica-read.js';
+import { closestFirst, readFromReplicas } from './replica-read.js';
+import { runLimited } from './run-limited.js';
 
 export type { CachedFile } from './location-cache.js';
+export { closestFirst } from './replica-read.js';
 export { appendRecord, maxRecordPayloadBytes, readRecords, type RecordRead } from './records.js';
 
 // The client library. Metadata goes to the master; data goes straight to
@@ -34,14 +36,6 @@ export interface ClientOptions {
   /** Pieces in flight at once for large reads and writes. */
   concurrency?: number;
   retry?: Partial<RetryOptions>;
-}
-
-/** Orders replicas for a push chain or a read: closest first. On one host all are equally close; prefer the client's rack, then keep racks together. */
-export function closestFirst(replicas: ReplicaRef[], clientRack?: string): ReplicaRef[] {
-  return replicas
-    .map((r, i) => ({ r, i }))
-    .sort((a, b) => (a.r.rack === clientRack ? 0 : 1) - (b.r.rack === clientRack ? 0 : 1) || (a.r.rack < b.r.rack ? -1 : a.r.rack > b.r.rack ? 1 : 0) || a.i - b.i)
-    .map((x) => x.r);
 }
 
 function leaseKey(handle: string, path: string, index: number): string {
@@ -336,13 +330,12 @@ export class GfsClient {
       pos += n;
     }
     await this.runLimited(pieces, (p) => this.writePiece(path, p.index, p.offset, p.data));
-    this.files.grew(path, offset + data.length, pieces[pieces.length - 1]!.index);
   }
 
   async writePiece(path: string, index: number, offsetInChunk: number, data: Buffer): Promise<WriteAnswer> {
     const requestId = this.nextRequestId();
     let handle: string | undefined;
-    return withRetry(
+    const a = await withRetry(
       async () => {
         const loc = await this.chunkForWrite(path, index);
         handle = loc.handle;
@@ -364,6 +357,8 @@ export class GfsClient {
         },
       },
     );
+    this.files.grew(path, index, offsetInChunk + data.length);
+    return a;
   }
 
   /**
@@ -395,7 +390,7 @@ export class GfsClient {
             { targetName: lease.primary.id, timeoutMs: defaults.dataTimeoutMs },
           );
           if (a.status === 'ok') {
-            this.files.grew(path, index * f.chunkSizeBytes + a.offset + data.length, index);
+            this.files.grew(path, index, a.offset + data.length);
             return index * f.chunkSizeBytes + a.offset;
           }
           // The chunk was full and is now padded on every replica: go on to the next one.
@@ -506,21 +501,8 @@ export class GfsClient {
   }
 
   /** Runs fn over items with at most `limit` in flight; the first error fails the whole run. */
-  async runLimited<T>(items: T[], fn: (item: T) => Promise<unknown>, limit = this.concurrency): Promise<void> {
-    let next = 0;
-    let failed: unknown;
-    const worker = async () => {
-      while (failed === undefined && next < items.length) {
-        const item = items[next++]!;
-        try {
-          await fn(item);
-        } catch (e) {
-          failed ??= e;
-        }
-      }
-    };
-    await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
-    if (failed !== undefined) throw failed;
+  runLimited<T>(items: T[], fn: (item: T) => Promise<unknown>, limit = this.concurrency): Promise<void> {
+    return runLimited(items, fn, limit);
   }
 
   static newRecordId(): Buffer {

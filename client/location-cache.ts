@@ -52,12 +52,12 @@ export class LocationCache {
     return this.files.size;
   }
 
-  /** Notes that this client put bytes up to `endBytes` (a write or append it saw acknowledged). */
-  grew(path: string, endBytes: number, chunkIndex: number): void {
+  /** Notes that this client put bytes up to `endInChunk` of chunk `chunkIndex` (a write or append it saw acknowledged). */
+  grew(path: string, chunkIndex: number, endInChunk: number): void {
     const f = this.files.get(path);
     if (!f) return;
     if (chunkIndex >= f.chunkCount) f.chunkCount = chunkIndex + 1;
-    if (endBytes > f.sizeBytes) f.sizeBytes = endBytes;
+    f.sizeBytes = Math.max(f.sizeBytes, chunkIndex * f.chunkSizeBytes + endInChunk);
   }
 }
 

@@ -1,7 +1,8 @@
 import { GfsError } from '../shared/errors.js';
 import type { ReplicaRef } from '../shared/wire.js';
 
-// Deciding what one piece of one chunk holds from its replicas' answers.
+// Deciding what one piece of one chunk holds from its replicas' answers
+// (tried closest first, see closestFirst).
 // Every replica of a chunk holds every acknowledged mutation, so a replica
 // that answers with fewer bytes than another has lost some (a truncated
 // file, a disk that lied): it is skipped like one that failed, never padded
@@ -58,4 +59,12 @@ function settleShort(shorts: { id: string; data: Buffer }[], errors: { id: strin
   if (shorts.length === 0 && errors.length > 0) return { kind: 'failed', error: errors[errors.length - 1]!.error };
   const parts = [...shorts.map((s) => `${s.id} had ${s.data.length} of ${p.len} bytes`), ...errors.map((e) => `${e.id}: ${e.error instanceof Error ? e.error.message : String(e.error)}`)];
   return { kind: 'failed', error: new GfsError('UNAVAILABLE', `no replica of ${p.what} could serve ${p.len} bytes (${parts.join('; ') || 'no replicas'})`) };
+}
+
+/** Orders replicas for a push chain or a read: closest first. On one host all are equally close; prefer the client's rack, then keep racks together. */
+export function closestFirst(replicas: ReplicaRef[], clientRack?: string): ReplicaRef[] {
+  return replicas
+    .map((r, i) => ({ r, i }))
+    .sort((a, b) => (a.r.rack === clientRack ? 0 : 1) - (b.r.rack === clientRack ? 0 : 1) || (a.r.rack < b.r.rack ? -1 : a.r.rack > b.r.rack ? 1 : 0) || a.i - b.i)
+    .map((x) => x.r);
 }

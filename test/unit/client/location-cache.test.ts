@@ -28,11 +28,11 @@ test('bounded in files: the least recently used goes first', () => {
 test('own writes grow the known size and chunk count, never shrink them', () => {
   const c = new LocationCache(1e9, 2);
   c.set('/a', entry());
-  c.grew('/a', 420, 4);
+  c.grew('/a', 4, 20);
   assert.deepEqual([c.get('/a', 1_000)!.sizeBytes, c.get('/a', 1_000)!.chunkCount], [420, 5]);
-  c.grew('/a', 10, 0);
+  c.grew('/a', 0, 10);
   assert.deepEqual([c.get('/a', 1_000)!.sizeBytes, c.get('/a', 1_000)!.chunkCount], [420, 5]);
-  c.grew('/none', 10, 0);
+  c.grew('/none', 0, 10);
   assert.equal(c.get('/none', 1_000), undefined);
 });
 
