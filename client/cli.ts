@@ -8,7 +8,7 @@
 import { Command, Option } from 'commander';
 import { addConnectionOptions, exportConnectionOptions, intArg as int, sizeArg as size } from '../shared/cli-options.js';
 import { formatBytes as fmtBytes } from '../shared/config.js';
-import { failAndExit } from '../shared/exit.js';
+import { exitWhenFlushed, failAndExit, quietOnClosedPipe } from '../shared/exit.js';
 
 const defaultMaster = 'http://127.0.0.1:7070';
 
@@ -22,6 +22,7 @@ addConnectionOptions(program).showHelpAfterError('(run with --help for usage)');
 
 // Processes this one starts (daemons, cluster up) inherit the settings through the environment.
 program.hook('preAction', () => exportConnectionOptions(program));
+quietOnClosedPipe();
 
 function masterUrl(): string {
   return ((program.opts().master as string | undefined) ?? process.env.GFS_MASTER ?? defaultMaster).replace(/\/+$/, '');
@@ -36,16 +37,15 @@ function fail(e: unknown): Promise<never> {
   return failAndExit('gfs', e);
 }
 
-/** Wraps an action: one line on stderr and a non-zero exit on error. */
+/** Wraps an action: all its output written, then exit 0; or one line on stderr and exit 1 on error. */
 function run<A extends unknown[]>(fn: (...args: A) => Promise<void>) {
   return async (...args: A) => {
     try {
       await fn(...args);
-      // Keep-alive sockets would hold the process open; a finished command exits.
-      process.exit(0);
     } catch (e) {
       await fail(e);
     }
+    await exitWhenFlushed(0);
   };
 }
 
