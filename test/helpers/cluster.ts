@@ -106,7 +106,11 @@ function startProc(name: string, program: 'master' | 'chunkserver', args: string
   proc.once('exit', () => live.delete(proc));
   return new Promise((resolve, reject) => {
     let out = '';
-    const timer = setTimeout(() => reject(new Error(`${name} did not start within 20 s (log: ${join(logDir, name + '.log')})`)), 20_000);
+    // A hang guard, generous for a loaded machine; a daemon that did not start is killed, or it would keep this process alive.
+    const timer = setTimeout(() => {
+      proc.kill('SIGKILL');
+      reject(new Error(`${name} did not start within 60 s (log: ${join(logDir, name + '.log')})`));
+    }, 60_000);
     proc.stdout!.on('data', (d: Buffer) => {
       out += d.toString();
       const line = out.split('\n')[0]!;
