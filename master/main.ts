@@ -3,7 +3,7 @@
 // checkpoints, leases, placement, re-replication, garbage collection. This is
 // its program, `gfs-master` (which `gfs master` runs as a child process).
 // Files in master/ import shared/ only, never client/ or chunkserver/.
-import { intArg, sizeArg } from '../shared/cli-options.js';
+import { intArg, percentArg, sizeArg } from '../shared/cli-options.js';
 import { daemonProgram, runDaemon } from '../shared/daemon.js';
 import { startMaster } from './server.js';
 
@@ -24,6 +24,7 @@ const program = daemonProgram('gfs-master', 'run the master (or a shadow of one:
   .option('--max-clones <n>', 'concurrent re-replication clones in the cluster', intArg('--max-clones', 1, 1024))
   .option('--clone-mbps <MBps>', 'bandwidth cap per clone in MB/s (0: none)', intArg('--clone-mbps'))
   .option('--rebalance-imbalance <n>', 'rebalance when the fullest chunkserver holds this many more replicas than the emptiest (default 4)', intArg('--rebalance-imbalance', 1))
+  .option('--reserve <percent>', 'disk space every chunkserver keeps free, in percent of its capacity: below it a chunkserver takes no new chunks (default 5)', percentArg('--reserve'))
   .option('--max-requests <n>', 'requests handled at once; more get 503 (default 2048)', intArg('--max-requests', 1))
   .option('--log-replicas <urls>', 'shadow masters every log batch must reach (fsynced) before a mutation is acknowledged, comma-separated')
   .option('--allow-fewer-log-replicas', 'keep acknowledging mutations while a log replica is out of sync (fewer copies; shown in gfs status)')
@@ -49,6 +50,7 @@ runDaemon(program, async (o) => {
     maxClusterClones: o.maxClones,
     cloneBytesPerSec: o.cloneMbps !== undefined ? o.cloneMbps * 1e6 : undefined,
     rebalanceMinImbalance: o.rebalanceImbalance,
+    reserveFraction: o.reserve,
     maxInFlight: o.maxRequests,
   });
   return { readyLine: `master ${m.url}`, close: () => m.close() };

@@ -27,6 +27,15 @@ export function sizeArg(name: string) {
   };
 }
 
+/** A percentage such as 5 or 5% (of a disk), as a fraction between 0 and 0.9. */
+export function percentArg(name: string) {
+  return (v: string): number => {
+    const m = /^(\d+(?:\.\d+)?)\s*%?$/.exec(v.trim());
+    if (!m || Number(m[1]) > 90) throw new InvalidArgumentError(`${name} must be a percentage between 0 and 90, such as 5 or 5%`);
+    return Number(m[1]) / 100;
+  };
+}
+
 /**
  * Every value-taking flag of a daemon can also come from an environment variable named after it
  * (--lease-ms: GFS_LEASE_MS), and from the --config file. shared/settings.ts reads them (precedence:
