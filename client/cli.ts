@@ -59,7 +59,7 @@ function daemonCommand(name: 'master' | 'chunkserver', description: string): Com
     .argument('[flags...]', `flags of gfs-${name} (gfs ${name} --help lists them)`)
     .allowUnknownOption()
     .action(async (flags: string[]) => {
-      // --master before the command name is gfs's own flag; the chunkserver reads it from the environment.
+      // --master, wherever it is given, is gfs's own flag (commander takes it): the chunkserver gets it through GFS_MASTER.
       const m = program.opts().master as string | undefined;
       if (m) process.env.GFS_MASTER = m;
       const { runDaemonChild } = await import('./daemon-child.js');
