@@ -308,7 +308,8 @@ program
       safeMode: boolean;
       files: number;
       chunks: { total: number; healthy: number; underReplicated: number; overReplicated: number; missing: number };
-      chunkservers: { id: string; url: string; rack: string; alive: boolean; chunks: number; usedBytes: number; freeBytes: number }[];
+      chunkservers: { id: string; url: string; rack: string; alive: boolean; chunks: number; usedBytes: number; freeBytes: number; full?: boolean }[];
+      oplog?: { noSpace?: boolean; noSpaceRefusals?: number };
     };
     if (o.json) {
       process.stdout.write(JSON.stringify(s, null, 2) + '\n');
@@ -331,11 +332,12 @@ program
             ...m.logReplicas.replicas.map((r) => `  ${r.url.padEnd(24)} ${r.synced ? 'in sync' : 'BEHIND '} index=${r.lastIndex}${r.lastError ? ` (${r.lastError})` : ''}`),
           ]
         : []),
+      ...(s.oplog?.noSpace ? [`operation log: DISK FULL, mutations refused with NO_SPACE (${s.oplog.noSpaceRefusals ?? 0} so far); resumes by itself when space is freed`] : []),
       `safe mode: ${s.safeMode ? 'ON' : 'off'}`,
       `files: ${s.files}`,
       `chunks: ${s.chunks.total} total, ${s.chunks.healthy} healthy, ${s.chunks.underReplicated} under-replicated, ${s.chunks.overReplicated} over-replicated, ${s.chunks.missing} missing`,
       `chunkservers: ${s.chunkservers.filter((x) => x.alive).length} alive of ${s.chunkservers.length}`,
-      ...s.chunkservers.map((x) => `  ${x.id.padEnd(12)} ${x.url.padEnd(24)} rack=${x.rack.padEnd(8)} ${x.alive ? 'alive' : 'DEAD '} chunks=${String(x.chunks).padStart(6)} used=${fmtBytes(x.usedBytes)} free=${fmtBytes(x.freeBytes)}`),
+      ...s.chunkservers.map((x) => `  ${x.id.padEnd(12)} ${x.url.padEnd(24)} rack=${x.rack.padEnd(8)} ${x.alive ? 'alive' : 'DEAD '} chunks=${String(x.chunks).padStart(6)} used=${fmtBytes(x.usedBytes)} free=${fmtBytes(x.freeBytes)}${x.full ? ' FULL (below its reserve: no new chunks)' : ''}`),
     ];
     process.stdout.write(lines.join('\n') + '\n');
   }));
