@@ -238,13 +238,15 @@ export class GfsClient {
   /** Asks replicas of the file's last chunk (closest first) for its length; false when none answered at the cached version or later. */
   private async learnTail(path: string, f: CachedFile): Promise<boolean> {
     const index = f.chunkCount - 1;
-    const loc = (await this.locate(path, index, 1)).chunks.get(index);
+    const g = await this.locate(path, index, 1);
+    const loc = g.chunks.get(index);
     if (!loc) return false;
     for (const r of closestFirst(loc.replicas, this.rack)) {
       try {
         const info = await rpcJson<ChunkInfoAnswer>(r.url, '/chunk/info', undefined, { query: { handle: loc.handle }, targetName: r.id, timeoutMs: 2_000 });
         if (info.version < loc.version) continue; // a stale replica's length means nothing
-        f.sizeBytes = Math.max(f.sizeBytes, index * f.chunkSizeBytes + info.sizeBytes);
+        // g is the cached entry; f may be an older one a caller holds (the cache refilled meanwhile).
+        for (const x of [f, g]) x.sizeBytes = Math.max(x.sizeBytes, index * f.chunkSizeBytes + info.sizeBytes);
         return true;
       } catch {
         // the next replica may answer

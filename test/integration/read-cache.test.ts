@@ -14,7 +14,7 @@ import { scrape } from '../helpers/metrics.js';
 // reader at the end of what it knows learns of appended data from a replica
 // of the last chunk (and from the master only when that chunk filled up);
 // a replica cut short by hand in a middle chunk is failed over, never read
-// as zeros.
+// as zeros (only a hole, short alike on every replica, reads as zeros).
 
 const KiB = 1024;
 const chunkSizeBytes = 256 * KiB;
@@ -110,5 +110,21 @@ describe('reads from cached locations', { timeout: 120_000 }, () => {
     assert.ok((await served()) > servedBefore, 'the short replica was asked (and passed over)');
     const whole = await reader.read('/rc/c', 0, data.length);
     assert.ok(whole.equals(data), 'the whole file, byte for byte');
+  });
+
+  it('a hole, short alike on every replica, reads as zeros up to the data after it', async () => {
+    const c = cluster!.client();
+    await c.create('/rc/sparse');
+    const head = randomBytes(1000);
+    const far = randomBytes(10);
+    await c.write('/rc/sparse', 0, head);
+    // Past the end, two chunks on: chunk 0 stays 1000 bytes long and chunk 1 empty on every replica.
+    await c.write('/rc/sparse', 2 * chunkSizeBytes + 5, far);
+    const want = Buffer.concat([head, Buffer.alloc(2 * chunkSizeBytes + 5 - head.length), far]);
+    for (const reader of [c, cluster!.client()]) {
+      const got = await reader.read('/rc/sparse', 0, want.length + 100);
+      assert.equal(got.length, want.length);
+      assert.ok(got.equals(want), 'the data, zeros in the hole, the data past it');
+    }
   });
 });
