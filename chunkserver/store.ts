@@ -1,15 +1,14 @@
 import { constants as fsConstants, promises as fsp } from 'node:fs';
 import path from 'node:path';
-import { crc32c } from '../shared/checksum.js';
 import { GfsError, invariant } from '../shared/errors.js';
 import { checkHandle, isHandle } from '../shared/handles.js';
 import { RwLock } from '../shared/rwlock.js';
 import type { ChunkReport } from '../shared/wire.js';
-import { overlayBlock, planChecksums, zeroBlockOf, type ZeroBlock } from './checksum-plan.js';
 import { FdCache } from './fd-cache.js';
+import { ReplicaData } from './replica-data.js';
 import { recoverReplicas } from './recovery.js';
 import { checkAtVersion, checkByteCount, checkVersion, corruptError, notFound, type Replica } from './replica.js';
-import { crcBytes, noSpaceError, preadFull, pwriteFull, ReplicaFiles, unlinkIfPresent, type FsyncKind } from './replica-files.js';
+import { crcBytes, noSpaceError, pwriteFull, ReplicaFiles, unlinkIfPresent, type FsyncKind } from './replica-files.js';
 
 // The chunkserver's replica store: the public API over replicas (create,
 // version, delete, local copy, write, pad, read, sync, verify). Each replica
@@ -23,9 +22,10 @@ import { crcBytes, noSpaceError, preadFull, pwriteFull, ReplicaFiles, unlinkIfPr
 // cannot trust. Mutations are applied (data + crc pwritten) before they
 // resolve but only reach the disk on sync(), as in GFS; creation, version
 // changes and local copies are durable before they resolve.
-// Its parts: checksum-plan.ts (which blocks a mutation recomputes or
-// verifies), fd-cache.ts, replica-files.ts (file I/O), recovery.ts (start-up
-// scan), replica.ts (the in-memory replica and argument checks).
+// Its parts: replica-data.ts (verified reads, checksummed mutations),
+// checksum-plan.ts (which blocks a mutation recomputes or verifies),
+// fd-cache.ts, replica-files.ts (file I/O, corrupt markers), recovery.ts
+// (start-up scan), replica.ts (the in-memory replica and argument checks).
 
 export interface StoreOptions {
   dir: string;
@@ -50,7 +50,6 @@ const scrubPieceBytes = 4 * 1024 * 1024;
 export class ReplicaStore {
   private readonly chunkSizeBytes: number;
   private readonly blockBytes: number;
-  private readonly maxBlocks: number;
   private readonly serverId: string;
   private readonly onCorrupt: ((handle: string) => void) | undefined;
   private readonly onMarkFailed: StoreOptions['onMarkFailed'];
@@ -58,7 +57,7 @@ export class ReplicaStore {
   private readonly files: ReplicaFiles;
   private readonly fds: FdCache;
   private usedTotalBytes = 0;
-  private readonly zero: ZeroBlock;
+  private readonly io: ReplicaData;
   private readonly inflight = new Set<Promise<unknown>>();
   private closed = false;
   /** Bytes written into replica files (mutations, pads excluded, and clones), ever. */
@@ -74,11 +73,19 @@ export class ReplicaStore {
     this.fds = new FdCache(opts.maxOpenFiles ?? defaultMaxOpenFiles, (handle, kind) => this.files.file(handle, kind));
     this.chunkSizeBytes = opts.chunkSizeBytes;
     this.blockBytes = opts.checksumBlockBytes;
-    this.maxBlocks = Math.ceil(opts.chunkSizeBytes / opts.checksumBlockBytes);
     this.serverId = opts.serverId ?? opts.dir;
     this.onCorrupt = opts.onCorrupt;
     this.onMarkFailed = opts.onMarkFailed;
-    this.zero = zeroBlockOf(this.blockBytes);
+    this.io = new ReplicaData(
+      this.blockBytes,
+      Math.ceil(opts.chunkSizeBytes / opts.checksumBlockBytes),
+      this.fds,
+      (rep, block) => this.corrupt(rep, block),
+      (grownBytes, writtenBytes) => {
+        this.usedTotalBytes += grownBytes;
+        this.writtenBytes += writtenBytes;
+      },
+    );
   }
 
   static async open(opts: StoreOptions): Promise<ReplicaStore> {
@@ -217,7 +224,7 @@ export class ReplicaStore {
           await fsp.copyFile(this.files.file(handle, 'chunk'), this.files.file(newHandle, 'chunk'), fsConstants.COPYFILE_FICLONE);
           // The crc file is written from the in-memory table rather than
           // copied: that table is what the source's reads are verified against.
-          const blocks = this.blocksFor(src.sizeBytes);
+          const blocks = Math.ceil(src.sizeBytes / this.blockBytes);
           dst.crcs = src.crcs.slice(0, Math.max(blocks, 1));
           dst.sizeBytes = src.sizeBytes;
           const crcFh = await fsp.open(this.files.file(newHandle, 'crc'), 'w');
@@ -258,7 +265,7 @@ export class ReplicaStore {
         checkAtVersion(rep, atVersion);
         // An empty write changes nothing, not even the length.
         if (data.length === 0) return rep.sizeBytes;
-        return this.mutate(rep, offset, data);
+        return this.io.mutate(rep, offset, data);
       }),
     );
   }
@@ -274,7 +281,7 @@ export class ReplicaStore {
       this.withReplica(handle, true, async (rep) => {
         checkAtVersion(rep, atVersion);
         if (toSizeBytes <= rep.sizeBytes) return rep.sizeBytes;
-        return this.mutate(rep, toSizeBytes, Buffer.alloc(0));
+        return this.io.mutate(rep, toSizeBytes, Buffer.alloc(0));
       }),
     );
   }
@@ -293,7 +300,7 @@ export class ReplicaStore {
         const firstBlock = Math.floor(offset / B);
         const lastBlock = Math.floor((end - 1) / B);
         const start = firstBlock * B;
-        const buf = await this.readVerified(rep, firstBlock, lastBlock);
+        const buf = await this.io.readVerified(rep, firstBlock, lastBlock);
         return buf.subarray(offset - start, end - start);
       }),
     );
@@ -334,10 +341,10 @@ export class ReplicaStore {
       let block = 0;
       for (;;) {
         const step = await this.withReplica(handle, false, async (rep): Promise<'done' | 'more'> => {
-          const blocks = this.blocksFor(rep.sizeBytes);
+          const blocks = Math.ceil(rep.sizeBytes / this.blockBytes);
           if (block >= blocks) return 'done';
           const last = Math.min(blocks, block + pieceBlocks) - 1;
-          await this.readVerified(rep, block, last);
+          await this.io.readVerified(rep, block, last);
           block = last + 1;
           return 'more';
         }).catch((e: unknown) => {
@@ -356,73 +363,6 @@ export class ReplicaStore {
     while (this.inflight.size > 0) await Promise.allSettled([...this.inflight]);
     await this.fds.closeAll();
     await this.files.settle();
-  }
-
-  // ---- internals: mutation ----
-
-  /**
-   * Applies data at offset (for pad: offset = target length, data empty).
-   * All crcs are computed, and partially covered blocks verified, before
-   * anything is written, so a CORRUPT error leaves the replica untouched.
-   */
-  private async mutate(rep: Replica, offset: number, data: Buffer): Promise<number> {
-    const B = this.blockBytes;
-    const oldSize = rep.sizeBytes;
-    const plan = planChecksums(B, this.zero, oldSize, rep.crcs, offset, data);
-    const { firstBlock, lastBlock, newCrcs, needRead } = plan;
-    const newSize = plan.newSizeBytes;
-
-    return this.fds.with(rep.handle, true, async (dataFh, crcFh) => {
-      for (const b of needRead) {
-        const bs = b * B;
-        const oldEnd = Math.min(bs + B, oldSize);
-        const buf = Buffer.allocUnsafe(Math.min(bs + B, newSize) - bs);
-        const got = await preadFull(dataFh, buf, 0, oldEnd - bs, bs);
-        // Verify before overlaying, so an overwrite never launders corruption into a fresh crc.
-        if (got !== oldEnd - bs || crc32c(buf.subarray(0, oldEnd - bs)) !== rep.crcs[b]) this.corrupt(rep, b);
-        overlayBlock(buf, B, b, offset, data);
-        newCrcs[b - firstBlock] = crc32c(buf);
-      }
-
-      // Data and crc writes go out together (they are unordered on disk until
-      // sync() anyway), which roughly halves the latency of small appends.
-      const [dataDone, crcDone] = await Promise.allSettled([
-        // pad: truncate extends with a hole, which reads as zeros
-        data.length > 0 ? pwriteFull(dataFh, data, offset) : dataFh.truncate(newSize),
-        pwriteFull(crcFh!, crcBytes(newCrcs, 0, newCrcs.length), 4 * firstBlock),
-      ]);
-      // Failed data write: the old table still describes whatever survived, or
-      // reads report the damage as CORRUPT.
-      if (dataDone.status === 'rejected') throw dataDone.reason;
-      // The data file holds the new bytes now, so the table must describe them
-      // even if the crc file could not be updated (a restart would then find
-      // the mismatch and the replica is re-replicated).
-      this.ensureBlocks(rep, lastBlock + 1);
-      rep.crcs.set(newCrcs, firstBlock);
-      rep.sizeBytes = newSize;
-      this.usedTotalBytes += newSize - oldSize;
-      this.writtenBytes += data.length;
-      rep.dirty = true;
-      if (crcDone.status === 'rejected') throw crcDone.reason;
-      return newSize;
-    });
-  }
-
-  /** Reads blocks [firstBlock, lastBlock] (clamped at the chunk's end) in one pread and verifies each. */
-  private async readVerified(rep: Replica, firstBlock: number, lastBlock: number): Promise<Buffer> {
-    const B = this.blockBytes;
-    const start = firstBlock * B;
-    const stop = Math.min((lastBlock + 1) * B, rep.sizeBytes);
-    const buf = Buffer.allocUnsafe(stop - start);
-    const got = await this.fds.with(rep.handle, false, (fh) => preadFull(fh, buf, 0, buf.length, start));
-    // A file shorter than recorded reads as zeros here; the crcs decide whether that is right.
-    if (got < buf.length) buf.fill(0, got);
-    for (let b = firstBlock; b <= lastBlock; b++) {
-      const bs = b * B - start;
-      const be = Math.min(bs + B, buf.length);
-      if (crc32c(buf.subarray(bs, be)) !== rep.crcs[b]) this.corrupt(rep, b);
-    }
-    return buf;
   }
 
   private corrupt(rep: Replica, block: number): never {
@@ -452,20 +392,6 @@ export class ReplicaStore {
         await this.files.writeCorruptMark(rep.handle, reason);
       }),
     ).catch((e: unknown) => this.onMarkFailed?.(rep.handle, e as Error));
-  }
-
-  private blocksFor(sizeBytes: number): number {
-    return Math.ceil(sizeBytes / this.blockBytes);
-  }
-
-  // Tables grow geometrically (bounded by the chunk's block count), so
-  // sequential appends reallocate O(log n) times and a part-filled chunk only
-  // costs memory for what it holds.
-  private ensureBlocks(rep: Replica, blocks: number): void {
-    if (rep.crcs.length >= blocks) return;
-    const grown = new Uint32Array(Math.max(blocks, Math.min(this.maxBlocks, 2 * rep.crcs.length)));
-    grown.set(rep.crcs);
-    rep.crcs = grown;
   }
 
   // ---- internals: per-handle serialization ----
