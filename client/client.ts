@@ -278,10 +278,13 @@ export class GfsClient {
     const c = this.leases.get(leaseKey(handle, path, index));
     if (c && c.validUntilMs > Date.now()) return c.lease;
     const lease = await this.callMaster<LeaseAnswer>('/api/lease', { handle, path, index });
-    if (lease.handle !== handle) {
-      // The file's chunk moved (copy-on-write, or our location was stale).
-      const f = this.files.get(path);
-      f?.chunks.set(index, { index, handle: lease.handle, version: lease.version, replicas: [lease.primary, ...lease.secondaries] });
+    // The file's chunk moved (copy-on-write, or our location was stale), or its version moved on (a new
+    // lease): reads from now on go to the replicas that took this version, never to one left behind at
+    // the old one (which would still serve the old bytes at the old version: read-your-writes).
+    const f = this.files.get(path);
+    const cached = f?.chunks.get(index);
+    if (f && (!cached || cached.handle !== lease.handle || cached.version < lease.version)) {
+      f.chunks.set(index, { index, handle: lease.handle, version: lease.version, replicas: [lease.primary, ...lease.secondaries] });
     }
     // Trust the cached lease for a fraction of its remaining time; the primary checks it for real.
     this.leases.set(leaseKey(lease.handle, path, index), { lease, validUntilMs: Date.now() + Math.min(lease.leaseRemainingMs / 2, 30_000) });
