@@ -6,7 +6,7 @@ import { GfsError } from '../shared/errors.js';
 import { GfsClient } from './client.js';
 import { AttrCache, toStat } from './mount-attrs.js';
 import type { Handle } from './mount-handle.js';
-import type { MountOptions } from './mount.js';
+import type { MountOptions } from './mount-options.js';
 import { ReadAhead } from './mount-readahead.js';
 import { WriteBuffers, throwPendingError } from './mount-writes.js';
 

@@ -60,22 +60,8 @@ const KiB = 1024;
 
 export const fuseInstallHint = 'install the Debian packages libfuse2 and fuse (apt-get install libfuse2 fuse)';
 
-export interface MountOptions {
-  masterUrl: string;
-  remoteDir: string;
-  mountpoint: string;
-  debug?: boolean;
-  allowOther?: boolean;
-  /** Kernel attribute/entry cache in seconds (default 1). */
-  attrTimeoutS?: number;
-  /** Our own attribute cache in ms (default 500). */
-  attrCacheMs?: number;
-  /** Read-ahead window for sequential reads (default 8 MiB). */
-  readAheadBytes?: number;
-  /** Called once the file system is mounted. */
-  onMounted?: () => void;
-  log?: (line: string) => void;
-}
+import type { MountOptions } from './mount-options.js';
+export type { MountOptions };
 
 /** Why FUSE cannot be used here, or undefined when it can. */
 export function fuseUnavailable(): string | undefined {

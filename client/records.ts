@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { crc32c } from '../shared/checksum.js';
-import type { GfsClient } from './client.js';
+import type { CachedFile } from './location-cache.js';
 
 // Record framing on top of record append. GFS appends are at-least-once and
 // may leave padding, torn fragments and duplicates between records; each
@@ -56,7 +56,14 @@ export interface RecordRead {
 }
 
 /** Appends one framed record; returns the file offset of its frame. */
-export async function appendRecord(client: GfsClient, path: string, payload: Buffer): Promise<number> {
+/** What record framing needs of a client (GfsClient has it): raw append, the file's extent, reads. */
+export interface RecordIo {
+  appendRaw(path: string, data: Buffer): Promise<number>;
+  extent(path: string, wantEnd: number): Promise<CachedFile>;
+  read(path: string, offset: number, length: number): Promise<Buffer>;
+}
+
+export async function appendRecord(client: RecordIo, path: string, payload: Buffer): Promise<number> {
   return client.appendRaw(path, frameRecord(payload));
 }
 
@@ -65,7 +72,7 @@ export function maxRecordPayloadBytes(chunkSizeBytes: number): number {
 }
 
 /** Every appended record once, in file order: padding, torn fragments and duplicates skipped. */
-export async function* readRecords(client: GfsClient, path: string): AsyncGenerator<RecordRead> {
+export async function* readRecords(client: RecordIo, path: string): AsyncGenerator<RecordRead> {
   // As far as the file goes now: past what the client knew, a replica of the last chunk (or the master) says.
   const f = await client.extent(path, Number.MAX_SAFE_INTEGER);
   const { chunkSizeBytes, sizeBytes } = f;
