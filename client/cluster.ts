@@ -42,9 +42,8 @@ async function waitFor<T>(what: string, fn: () => Promise<T | undefined>, deadli
   throw new Error(`timed out waiting for ${what}${last ? `: ${(last as Error).message}` : ''}`);
 }
 
-export async function clusterUp(o: ClusterOptions): Promise<void> {
-  const dir = resolve(o.dir);
-  mkdirSync(join(dir, 'logs'), { recursive: true });
+/** The secret file the cluster's daemons and clients use (made the first time), or undefined when GFS_SECRET is set; TLS material too. */
+function prepareCredentials(dir: string, tls: boolean | undefined): string | undefined {
   let secretFile = process.env.GFS_SECRET_FILE;
   if (!secretFile && !process.env.GFS_SECRET) {
     secretFile = join(dir, 'secret');
@@ -52,11 +51,18 @@ export async function clusterUp(o: ClusterOptions): Promise<void> {
     process.env.GFS_SECRET_FILE = secretFile;
     reloadSecret();
   }
-  if (o.tls && !process.env.GFS_TLS_CERT) {
+  if (tls && !process.env.GFS_TLS_CERT) {
     const certs = makeLocalCertificates(join(dir, 'tls'));
     // Children inherit these; this process trusts the CA for its own calls (the RPC pool is made on first use).
     Object.assign(process.env, { GFS_TLS_CERT: certs.certFile, GFS_TLS_KEY: certs.keyFile, GFS_TLS_CA: certs.caFile });
   }
+  return secretFile;
+}
+
+export async function clusterUp(o: ClusterOptions): Promise<void> {
+  const dir = resolve(o.dir);
+  mkdirSync(join(dir, 'logs'), { recursive: true });
+  const secretFile = prepareCredentials(dir, o.tls);
   // Settings meant for a daemon run by hand would make every local daemon bind or advertise the same address.
   const childEnv = { ...process.env };
   for (const k of ['GFS_CONFIG', 'GFS_HOST', 'GFS_ADVERTISE', 'GFS_DIR', 'GFS_ID']) delete childEnv[k];
@@ -121,6 +127,11 @@ export async function clusterUp(o: ClusterOptions): Promise<void> {
     30_000,
   );
   for (const s of servers.sort((a, b) => (a.id < b.id ? -1 : 1))) process.stdout.write(`chunkserver ${s.id} ${s.url}\n`);
+  printHowToUse(dir, masterUrl, secretFile);
+}
+
+/** What `cluster up` prints once everything runs: where data and logs are, the status page, the client settings. */
+function printHowToUse(dir: string, masterUrl: string, secretFile: string | undefined): void {
   process.stdout.write(`cluster up: data in ${dir}, logs in ${join(dir, 'logs')}; Ctrl-C stops it\n`);
   const token = webToken();
   process.stdout.write(`status page: ${masterUrl}/status${token ? `?token=${token}` : ''}  (metrics: ${masterUrl}/metrics${token ? ', with Authorization: Bearer <the token>' : ''})\n`);
