@@ -123,30 +123,10 @@ export interface AppOptions {
 export const defaultJsonLimitBytes = 64 * 1024;
 export const defaultMaxInFlight = 2048;
 
-/** An express app with the shared middleware: fault layer, JSON parsing, admin endpoints. */
-export function makeApp(opts: AppOptions): Express {
-  const app = express();
-  app.disable('x-powered-by');
-  app.set('etag', false);
-  app.set('query parser', 'simple');
-  const maxInFlight = opts.maxInFlight ?? defaultMaxInFlight;
+/** At most `maxInFlight` requests handled at once; more get 503 at once (and their connection closed). */
+function inFlightLimit(maxInFlight: number): (req: Request, res: Response, next: NextFunction) => void {
   let inFlight = 0;
-  // listen() applies its connection limits to the server; the app applies the request ones.
-  const admission = new Admission(opts.log, opts.admission);
-  app.locals.admission = admission;
-  if (opts.metrics) {
-    app.use(opts.metrics.middleware());
-    opts.metrics.admission(() => admission.stats);
-  }
-  // An access log at debug level (GFS_LOG_LEVEL=debug): one line per answered request.
-  if (opts.log.isLevelEnabled('debug')) {
-    app.use((req, res, next) => {
-      const start = process.hrtime.bigint();
-      res.once('close', () => opts.log.debug({ ...requestLogFields(req), status: res.statusCode, ms: Number(process.hrtime.bigint() - start) / 1e6 }, 'request'));
-      next();
-    });
-  }
-  app.use((_req, res, next) => {
+  return (_req, res, next) => {
     if (inFlight >= maxInFlight) {
       res.setHeader('connection', 'close');
       next(new GfsError('UNAVAILABLE', `server busy: ${inFlight} requests in flight (limit ${maxInFlight})`, { retryAfterMs: 200 }));
@@ -155,9 +135,15 @@ export function makeApp(opts: AppOptions): Express {
     inFlight++;
     res.once('close', () => inFlight--);
     next();
-  });
-  // Authentication before the fault layer: a delay injected there must not age the signature, and the
-  // sender name the fault rules match on is then one the signature vouches for.
+  };
+}
+
+/**
+ * Request authentication (shared/auth.ts) and the read-only web token (shared/webauth.ts). Before the
+ * fault layer: a delay injected there must not age the signature, and the sender name the fault rules
+ * match on is then one the signature vouches for.
+ */
+function useAuthentication(app: Express, opts: AppOptions, admission: Admission): void {
   if (!authEnabled()) opts.log.warn('no cluster secret configured (--secret-file, GFS_SECRET_FILE, GFS_SECRET): requests are NOT authenticated');
   else opts.log.info({ secret: secretSource() }, 'requests are authenticated with the cluster secret');
   const webPaths = new Set(['/metrics', ...(opts.webPaths ?? [])]);
@@ -182,17 +168,14 @@ export function makeApp(opts: AppOptions): Express {
       next(err);
     });
   });
-  // The request id a client gives its call (x-gfs-request-id): the master's retry cache keys mutations
-  // by it (master/namespace.ts), and every log line written while serving the call carries it (shared/log.ts).
-  app.use((req, _res, next) => {
-    const rid = req.headers['x-gfs-request-id'];
-    if (typeof rid === 'string' && /^[A-Za-z0-9_.:-]{8,128}$/.test(rid)) requestContext.run({ rid, mutations: 0 }, next);
-    else next();
-  });
-  app.use((req, res, next) => {
+}
+
+/** The fault layer (shared/fault.ts): drops or delays requests by their signed sender. */
+function faultLayer(names: () => string[]): (req: Request, res: Response, next: NextFunction) => void {
+  return (req, _res, next) => {
     const from = req.headers['x-gfs-from'];
     if (typeof from === 'string') {
-      const f = faultFor(from, opts.names());
+      const f = faultFor(from, names());
       if (f.drop) {
         req.socket.destroy();
         return;
@@ -203,7 +186,40 @@ export function makeApp(opts: AppOptions): Express {
       }
     }
     next();
+  };
+}
+
+/** An express app with the shared middleware: fault layer, JSON parsing, admin endpoints. */
+export function makeApp(opts: AppOptions): Express {
+  const app = express();
+  app.disable('x-powered-by');
+  app.set('etag', false);
+  app.set('query parser', 'simple');
+  // listen() applies its connection limits to the server; the app applies the request ones.
+  const admission = new Admission(opts.log, opts.admission);
+  app.locals.admission = admission;
+  if (opts.metrics) {
+    app.use(opts.metrics.middleware());
+    opts.metrics.admission(() => admission.stats);
+  }
+  // An access log at debug level (GFS_LOG_LEVEL=debug): one line per answered request.
+  if (opts.log.isLevelEnabled('debug')) {
+    app.use((req, res, next) => {
+      const start = process.hrtime.bigint();
+      res.once('close', () => opts.log.debug({ ...requestLogFields(req), status: res.statusCode, ms: Number(process.hrtime.bigint() - start) / 1e6 }, 'request'));
+      next();
+    });
+  }
+  app.use(inFlightLimit(opts.maxInFlight ?? defaultMaxInFlight));
+  useAuthentication(app, opts, admission);
+  // The request id a client gives its call (x-gfs-request-id): the master's retry cache keys mutations
+  // by it (master/namespace.ts), and every log line written while serving the call carries it (shared/log.ts).
+  app.use((req, _res, next) => {
+    const rid = req.headers['x-gfs-request-id'];
+    if (typeof rid === 'string' && /^[A-Za-z0-9_.:-]{8,128}$/.test(rid)) requestContext.run({ rid, mutations: 0 }, next);
+    else next();
   });
+  app.use(faultLayer(opts.names));
   const isRaw = opts.rawBody ?? (() => false);
   const parser = (limit: number) => express.json({ limit, verify: jsonDigestVerify });
   const defaultParser = parser(opts.jsonLimitBytes ?? defaultJsonLimitBytes);
