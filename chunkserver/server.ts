@@ -2,27 +2,26 @@ import { existsSync, mkdirSync, readFileSync } from 'node:fs';
 import type { Server } from 'node:http';
 import { join } from 'node:path';
 import { customAlphabet } from 'nanoid';
-import { z } from 'zod';
 import { writeFileAtomicSync } from '../shared/atomic-file.js';
 import { monotonicClock } from '../shared/clock.js';
 import { defaults, envInt } from '../shared/config.js';
-import { GfsError } from '../shared/errors.js';
 import { loadFaultsFromEnv } from '../shared/fault.js';
-import { finishApp, intString, jsonRoute, listen, makeApp, parseOr400 } from '../shared/http.js';
+import type { Express } from 'express';
+import { admissionOf, finishApp, listen, makeApp } from '../shared/http.js';
 import { makeLogger, type Logger } from '../shared/log.js';
 import { Metrics } from '../shared/metrics.js';
 import { advertisedUrl, checkAdvertiseUrl } from '../shared/address.js';
 import { registerChunkserverMetrics } from './metrics.js';
 import { rpcJson, setRpcSelf } from '../shared/rpc.js';
-import { appendReq, applyReq, csCloneReq, csRevokeReq, csCopyReq, csCreateReq, csVersionReq, handleSchema, nodeIdSchema, syncReq, writeReq, type ChunkInfoAnswer, type LeaseConfirmAnswer } from '../shared/wire.js';
-import { cloneChunk } from './clone.js';
+import { nodeIdSchema, type LeaseConfirmAnswer } from '../shared/wire.js';
 import { Forwarder } from './forward.js';
 import { Heartbeater } from './heartbeat.js';
 import { MasterSet } from './masters.js';
 import { LeaseTable } from './leases.js';
 import { Mutator } from './mutations.js';
 import { applyBodyLimitBytes } from './forward.js';
-import { PushBuffer, pushHandler } from './push.js';
+import { PushBuffer } from './push.js';
+import { chunkRoutes, debugRoutes, readRoute, type ChunkserverParts } from './routes.js';
 import { Scrubber } from './scrub.js';
 import { ReplicaStore } from './store.js';
 
@@ -62,10 +61,6 @@ export interface RunningChunkserver {
   close(): Promise<void>;
 }
 
-const readQuery = z.object({ handle: handleSchema, offset: intString(0, 2 ** 48), length: intString(0, 2 ** 31), version: intString(0, Number.MAX_SAFE_INTEGER).optional() }).strict();
-const infoQuery = z.object({ handle: handleSchema }).strict();
-/** Pieces a read is streamed in: each verified before it is sent. */
-const readPieceBytes = 1024 * 1024;
 
 /** A stable id, kept in DIR/id so a restarted chunkserver is the same server to the master. */
 function loadOrMakeId(dir: string, wanted?: string): string {
@@ -96,6 +91,82 @@ async function fetchConfig(masterUrls: string[], log: Logger): Promise<{ chunkSi
   }
 }
 
+/** The replica store; a corrupt replica it finds is reported to the master at once (and listed in heartbeats until deleted). */
+function openStore(dir: string, id: string, chunkSizeBytes: number, log: Logger, metrics: Metrics, masters: MasterSet, reportedCorrupt: Set<string>): Promise<ReplicaStore> {
+  return ReplicaStore.open({
+    dir,
+    serverId: id,
+    chunkSizeBytes,
+    checksumBlockBytes: defaults.checksumBlockBytes,
+    onFsync: (kind, seconds) => metrics.observeFsync(kind, seconds),
+    onCorrupt: (handle) => {
+      if (reportedCorrupt.has(handle)) return;
+      reportedCorrupt.add(handle);
+      log.warn({ handle }, 'corrupt replica detected');
+      rpcJson(masters.leaderUrl(), '/api/cs/report-corrupt', { id, handle }, { targetName: 'master' }).catch(() => reportedCorrupt.delete(handle));
+    },
+    onMarkFailed: (handle, err) => log.error({ handle, err: err.message }, 'could not mark a corrupt replica on disk; it is out of service until restart'),
+  });
+}
+
+/** The express app with the chunkserver's middleware: limits, in-flight count (its load), epoch fencing. */
+function chunkserverApp(o: ChunkserverOptions, id: string, url: () => string, log: Logger, metrics: Metrics, masters: MasterSet, countInFlight: (delta: number) => void): Express {
+  const app = makeApp({
+    names: () => [id, url()],
+    log,
+    metrics,
+    maxInFlight: o.maxInFlight,
+    // Small JSON everywhere but where mutations carry inline data (<= 64 KiB as
+    // base64) and where the primary forwards batches of them (forward.ts bounds a batch).
+    jsonLimits: { '/chunk/write': 256 * 1024, '/chunk/append': 256 * 1024, '/chunk/apply': applyBodyLimitBytes, '/admin/faults': 1024 * 1024 },
+    rawBody: (req) => req.method === 'PUT' && req.path.startsWith('/push/'),
+  });
+  // The masters' addresses are known peers: exempt from the per-address connection cap (shared/admission.ts).
+  for (const m of masters.masters) {
+    try {
+      admissionOf(app).allowPeer(new URL(m.url).hostname.replace(/^\[|\]$/g, ''));
+    } catch {
+      /* not a URL: nothing to allow */
+    }
+  }
+  app.use((_req, res, next) => {
+    countInFlight(1);
+    res.once('close', () => countInFlight(-1));
+    next();
+  });
+  // Orders from a master carry its epoch: one older than the highest seen comes from a failed-over master.
+  app.use((req, res, next) => {
+    const e = req.headers['x-gfs-epoch'];
+    if (typeof e === 'string' && !masters.see(Number(e))) {
+      res.status(409).json({ error: `order from a master of epoch ${e}; this chunkserver has seen epoch ${masters.maxEpoch}`, code: 'STALE_EPOCH' });
+      return;
+    }
+    next();
+  });
+  return app;
+}
+
+/** One heartbeater per master URL (the master and its shadows all learn locations). */
+function heartbeaters(o: ChunkserverOptions, id: string, url: () => string, heartbeatMs: number, leaseMs: number, store: ReplicaStore, leases: LeaseTable, load: () => number, log: Logger, masters: MasterSet, onDeleted: (h: string) => void): Heartbeater[] {
+  return masters.masters.map(
+    (m) =>
+      new Heartbeater({
+        id,
+        url,
+        rack: o.rack ?? 'default',
+        masterUrl: m.url,
+        heartbeatMs,
+        leaseMs: () => leaseMs,
+        store,
+        leases,
+        load,
+        log,
+        onDeleted,
+        masters: masters.masters.length > 1 ? masters : undefined,
+      }),
+  );
+}
+
 export async function startChunkserver(o: ChunkserverOptions): Promise<RunningChunkserver> {
   const advertise = o.advertiseUrl === undefined ? undefined : checkAdvertiseUrl(o.advertiseUrl);
   mkdirSync(o.dir, { recursive: true });
@@ -110,20 +181,7 @@ export async function startChunkserver(o: ChunkserverOptions): Promise<RunningCh
   const heartbeatMs = o.heartbeatMs ?? cfg.heartbeatMs ?? defaults.heartbeatMs;
   let master: Heartbeater | undefined;
   const reportedCorrupt = new Set<string>();
-  const store = await ReplicaStore.open({
-    dir: o.dir,
-    serverId: id,
-    chunkSizeBytes: cfg.chunkSizeBytes,
-    checksumBlockBytes: defaults.checksumBlockBytes,
-    onFsync: (kind, seconds) => metrics.observeFsync(kind, seconds),
-    onCorrupt: (handle) => {
-      if (reportedCorrupt.has(handle)) return;
-      reportedCorrupt.add(handle);
-      log.warn({ handle }, 'corrupt replica detected');
-      rpcJson(masters.leaderUrl(), '/api/cs/report-corrupt', { id, handle }, { targetName: 'master' }).catch(() => reportedCorrupt.delete(handle));
-    },
-    onMarkFailed: (handle, err) => log.error({ handle, err: err.message }, 'could not mark a corrupt replica on disk; it is out of service until restart'),
-  });
+  const store = await openStore(o.dir, id, cfg.chunkSizeBytes, log, metrics, masters, reportedCorrupt);
   const scrubber = new Scrubber(store, o.scrubIntervalMs ?? 10_000, o.scrubIdleMs ?? 30_000, log);
   const push = new PushBuffer(o.pushBufferBytes ?? defaults.pushBufferBytes, defaults.pushExpiryMs, o.maxPushes ?? defaults.maxPushes);
   const clock = monotonicClock();
@@ -146,129 +204,17 @@ export async function startChunkserver(o: ChunkserverOptions): Promise<RunningCh
   const reads = { served: 0, refusedStale: 0 };
   let url = advertise ?? '';
 
-  const app = makeApp({
-    names: () => [id, url],
-    log,
-    metrics,
-    maxInFlight: o.maxInFlight,
-    // Small JSON everywhere but where mutations carry inline data (<= 64 KiB as
-    // base64) and where the primary forwards batches of them (forward.ts bounds a batch).
-    jsonLimits: { '/chunk/write': 256 * 1024, '/chunk/append': 256 * 1024, '/chunk/apply': applyBodyLimitBytes, '/admin/faults': 1024 * 1024 },
-    rawBody: (req) => req.method === 'PUT' && req.path.startsWith('/push/'),
-  });
-  app.use((_req, res, next) => {
-    inFlight++;
-    res.once('close', () => inFlight--);
-    next();
-  });
-  // Orders from a master carry its epoch: one older than the highest seen comes from a failed-over master.
-  app.use((req, res, next) => {
-    const e = req.headers['x-gfs-epoch'];
-    if (typeof e === 'string' && !masters.see(Number(e))) {
-      res.status(409).json({ error: `order from a master of epoch ${e}; this chunkserver has seen epoch ${masters.maxEpoch}`, code: 'STALE_EPOCH' });
-      return;
-    }
-    next();
-  });
-  app.put('/push/:dataId', pushHandler(push, cfg.chunkSizeBytes, log, o.pushIdleMs ?? 30_000));
-  app.post('/chunk/write', jsonRoute({ body: writeReq }, ({ body }) => (scrubber.touched(body.handle), mutator.write(body))));
-  app.post('/chunk/append', jsonRoute({ body: appendReq }, ({ body }) => (scrubber.touched(body.handle), mutator.append(body))));
-  app.post('/chunk/apply', jsonRoute({ body: applyReq }, ({ body }) => (scrubber.touched(body.handle), mutator.apply(body))));
-  app.post('/chunk/sync', jsonRoute({ body: syncReq }, async ({ body }) => {
-    const info = store.require(body.handle);
-    await store.sync(body.handle);
-    return { ok: true, version: info.version };
-  }));
-  app.post('/chunk/create', jsonRoute({ body: csCreateReq }, async ({ body }) => {
-    const info = store.info(body.handle);
-    if (info && info.version === body.version) return { ok: true };
-    await store.create(body.handle, body.version);
-    return { ok: true };
-  }));
-  app.post('/chunk/version', jsonRoute({ body: csVersionReq }, async ({ body }) => {
-    if (!store.has(body.handle)) throw new GfsError('NOT_FOUND', `no replica of ${body.handle} here`);
-    leases.drop(body.handle); // a new version means a new lease, perhaps elsewhere
-    await store.setVersion(body.handle, body.version);
-    return { ok: true };
-  }));
-  app.post('/chunk/revoke', jsonRoute({ body: csRevokeReq }, async ({ body }) => {
-    await mutator.revoke(body.handle, Math.min(10_000, cfg.leaseMs));
-    return { ok: true };
-  }));
-  app.post('/chunk/clone', jsonRoute({ body: csCloneReq }, async ({ body }) => {
-    const r = await cloneChunk(store, body);
-    bytes.clonedIn += r.sizeBytes;
-    return r;
-  }));
-  app.post('/chunk/copy', jsonRoute({ body: csCopyReq }, async ({ body }) => {
-    await store.copyLocal(body.handle, body.newHandle, body.version);
-    return { ok: true };
-  }));
-  app.get('/chunk/info', jsonRoute({ query: infoQuery }, ({ query }): ChunkInfoAnswer => {
-    return { handle: query.handle, ...store.require(query.handle) };
-  }));
-  app.get('/chunk/read', async (req, res, next) => {
-    try {
-      const q = parseOr400(readQuery, req.query);
-      const info = store.require(q.handle);
-      // A replica older than the version the client was given is stale and must not serve.
-      if (q.version !== undefined && info.version < q.version) {
-        reads.refusedStale++;
-        throw new GfsError('STALE_VERSION', `replica of ${q.handle} is at version ${info.version}, reader expects ${q.version}`);
-      }
-      reads.served++;
-      const end = Math.min(info.sizeBytes, q.offset + q.length);
-      const total = Math.max(0, end - q.offset);
-      // Verify the first piece before committing to a 200.
-      let pos = q.offset;
-      let piece = total > 0 ? await store.read(q.handle, pos, Math.min(readPieceBytes, total)) : Buffer.alloc(0);
-      res.status(200).setHeader('content-type', 'application/octet-stream');
-      res.setHeader('content-length', String(total));
-      res.setHeader('x-gfs-version', String(info.version));
-      for (;;) {
-        pos += piece.length;
-        const more = pos < end;
-        bytes.readServed += piece.length;
-        if (!res.write(piece) && more) await new Promise((r) => res.once('drain', r));
-        if (!more || piece.length === 0) break;
-        piece = await store.read(q.handle, pos, Math.min(readPieceBytes, end - pos));
-      }
-      res.end();
-    } catch (e) {
-      next(e);
-    }
-  });
-  app.get('/debug/pushes', (_req, res) => {
-    res.json({ pushes: push.recent });
-  });
-  app.get('/debug/primary-log', (_req, res) => {
-    res.json({ id, nowMs: Date.now(), entries: leases.primaryLog.list() });
-  });
-  app.get('/debug/state', (_req, res) => {
-    res.json({ id, leases: leases.held(), counters: { ...mutator.counters, ...master!.counters, serials: mutator.order.counters, resent: forwarder.counters.resent }, forwardedTo: Object.fromEntries(forwarder.sentTo), reads, push: { usedBytes: push.usedBytes, count: push.count, active: push.active, refused: push.refused, maxBytes: push.maxBytes, maxActive: push.maxActive }, rssBytes: process.memoryUsage.rss(), bytes: { pushReceived: push.receivedBytes, pushForwarded: push.forwardedBytes, readServed: bytes.readServed, written: store.writtenBytes }, chunks: store.list(), corruptChunks: store.corruptList() });
-  });
+  const app = chunkserverApp(o, id, () => url, log, metrics, masters, (n) => (inFlight += n));
+  const parts: ChunkserverParts = { id, log, store, push, mutator, leases, forwarder, scrubber, chunkSizeBytes: cfg.chunkSizeBytes, leaseMs: cfg.leaseMs, pushIdleMs: o.pushIdleMs ?? 30_000, bytes, reads, heartbeatCounters: () => ({ ...master!.counters }) };
+  chunkRoutes(app, parts);
+  readRoute(app, parts);
+  debugRoutes(app, parts);
   finishApp(app, log);
 
   const host = o.host ?? '127.0.0.1';
   const { server, port, scheme } = await listen(app, o.port ?? 0, host);
   if (!url) url = advertisedUrl(host, port, undefined, log, scheme);
-  const beaters = masters.masters.map(
-    (m) =>
-      new Heartbeater({
-        id,
-        url: () => url,
-        rack: o.rack ?? 'default',
-        masterUrl: m.url,
-        heartbeatMs,
-        leaseMs: () => cfg.leaseMs,
-        store,
-        leases,
-        load: () => inFlight,
-        log,
-        onDeleted: (h) => reportedCorrupt.delete(h),
-        masters: masters.masters.length > 1 ? masters : undefined,
-      }),
-  );
+  const beaters = heartbeaters(o, id, () => url, heartbeatMs, cfg.leaseMs, store, leases, () => inFlight, log, masters, (h) => reportedCorrupt.delete(h));
   master = beaters[0]!;
   registerChunkserverMetrics(metrics, { store, push, mutator, leases, beaters: () => beaters, reads, bytes });
   scrubber.start();

@@ -1,0 +1,131 @@
+import type { Express } from 'express';
+import { z } from 'zod';
+import { GfsError } from '../shared/errors.js';
+import { intString, jsonRoute, parseOr400 } from '../shared/http.js';
+import type { Logger } from '../shared/log.js';
+import { appendReq, applyReq, csCloneReq, csCopyReq, csCreateReq, csRevokeReq, csVersionReq, handleSchema, syncReq, writeReq, type ChunkInfoAnswer } from '../shared/wire.js';
+import { cloneChunk } from './clone.js';
+import type { Forwarder } from './forward.js';
+import type { LeaseTable } from './leases.js';
+import type { Mutator } from './mutations.js';
+import { pushHandler, type PushBuffer } from './push.js';
+import type { Scrubber } from './scrub.js';
+import type { ReplicaStore } from './store.js';
+
+// The chunkserver's HTTP API, by caller: data pushes and mutations (clients,
+// primaries), orders from the master (create, version, revoke, clone, copy),
+// reads, and the debug views the tests and the partition suite read. Every
+// body and query is validated here (zod); server.ts wires the parts.
+
+const readQuery = z.object({ handle: handleSchema, offset: intString(0, 2 ** 48), length: intString(0, 2 ** 31), version: intString(0, Number.MAX_SAFE_INTEGER).optional() }).strict();
+const infoQuery = z.object({ handle: handleSchema }).strict();
+/** Pieces a read is streamed in: each verified before it is sent. */
+const readPieceBytes = 1024 * 1024;
+
+export interface ChunkserverParts {
+  id: string;
+  log: Logger;
+  store: ReplicaStore;
+  push: PushBuffer;
+  mutator: Mutator;
+  leases: LeaseTable;
+  forwarder: Forwarder;
+  scrubber: Scrubber;
+  chunkSizeBytes: number;
+  leaseMs: number;
+  pushIdleMs: number;
+  /** Chunk data bytes sent by /chunk/read, and copied in by clones, ever. */
+  bytes: { readServed: number; clonedIn: number };
+  /** Reads served, and refused because this replica is older than the version the reader was given. */
+  reads: { served: number; refusedStale: number };
+  heartbeatCounters: () => Record<string, number>;
+}
+
+/** Pushes, mutations and the master's orders. */
+export function chunkRoutes(app: Express, d: ChunkserverParts): void {
+  app.put('/push/:dataId', pushHandler(d.push, d.chunkSizeBytes, d.log, d.pushIdleMs));
+  app.post('/chunk/write', jsonRoute({ body: writeReq }, ({ body }) => (d.scrubber.touched(body.handle), d.mutator.write(body))));
+  app.post('/chunk/append', jsonRoute({ body: appendReq }, ({ body }) => (d.scrubber.touched(body.handle), d.mutator.append(body))));
+  app.post('/chunk/apply', jsonRoute({ body: applyReq }, ({ body }) => (d.scrubber.touched(body.handle), d.mutator.apply(body))));
+  app.post('/chunk/sync', jsonRoute({ body: syncReq }, async ({ body }) => {
+    const info = d.store.require(body.handle);
+    await d.store.sync(body.handle);
+    return { ok: true, version: info.version };
+  }));
+  app.post('/chunk/create', jsonRoute({ body: csCreateReq }, async ({ body }) => {
+    const info = d.store.info(body.handle);
+    if (info && info.version === body.version) return { ok: true };
+    await d.store.create(body.handle, body.version);
+    return { ok: true };
+  }));
+  app.post('/chunk/version', jsonRoute({ body: csVersionReq }, async ({ body }) => {
+    if (!d.store.has(body.handle)) throw new GfsError('NOT_FOUND', `no replica of ${body.handle} here`);
+    d.leases.drop(body.handle); // a new version means a new lease, perhaps elsewhere
+    await d.store.setVersion(body.handle, body.version);
+    return { ok: true };
+  }));
+  app.post('/chunk/revoke', jsonRoute({ body: csRevokeReq }, async ({ body }) => {
+    await d.mutator.revoke(body.handle, Math.min(10_000, d.leaseMs));
+    return { ok: true };
+  }));
+  app.post('/chunk/clone', jsonRoute({ body: csCloneReq }, async ({ body }) => {
+    const r = await cloneChunk(d.store, body);
+    d.bytes.clonedIn += r.sizeBytes;
+    return r;
+  }));
+  app.post('/chunk/copy', jsonRoute({ body: csCopyReq }, async ({ body }) => {
+    await d.store.copyLocal(body.handle, body.newHandle, body.version);
+    return { ok: true };
+  }));
+  app.get('/chunk/info', jsonRoute({ query: infoQuery }, ({ query }): ChunkInfoAnswer => {
+    return { handle: query.handle, ...d.store.require(query.handle) };
+  }));
+}
+
+/** Streams a verified range of a replica; refuses a reader that expects a newer version. */
+export function readRoute(app: Express, d: ChunkserverParts): void {
+  app.get('/chunk/read', async (req, res, next) => {
+    try {
+      const q = parseOr400(readQuery, req.query);
+      const info = d.store.require(q.handle);
+      // A replica older than the version the client was given is stale and must not serve.
+      if (q.version !== undefined && info.version < q.version) {
+        d.reads.refusedStale++;
+        throw new GfsError('STALE_VERSION', `replica of ${q.handle} is at version ${info.version}, reader expects ${q.version}`);
+      }
+      d.reads.served++;
+      const end = Math.min(info.sizeBytes, q.offset + q.length);
+      const total = Math.max(0, end - q.offset);
+      // Verify the first piece before committing to a 200.
+      let pos = q.offset;
+      let piece = total > 0 ? await d.store.read(q.handle, pos, Math.min(readPieceBytes, total)) : Buffer.alloc(0);
+      res.status(200).setHeader('content-type', 'application/octet-stream');
+      res.setHeader('content-length', String(total));
+      res.setHeader('x-gfs-version', String(info.version));
+      for (;;) {
+        pos += piece.length;
+        const more = pos < end;
+        d.bytes.readServed += piece.length;
+        if (!res.write(piece) && more) await new Promise((r) => res.once('drain', r));
+        if (!more || piece.length === 0) break;
+        piece = await d.store.read(q.handle, pos, Math.min(readPieceBytes, end - pos));
+      }
+      res.end();
+    } catch (e) {
+      next(e);
+    }
+  });
+}
+
+/** What tests and the partition suite read: recent pushes, the primary log, counters and state. */
+export function debugRoutes(app: Express, d: ChunkserverParts): void {
+  app.get('/debug/pushes', (_req, res) => {
+    res.json({ pushes: d.push.recent });
+  });
+  app.get('/debug/primary-log', (_req, res) => {
+    res.json({ id: d.id, nowMs: Date.now(), entries: d.leases.primaryLog.list() });
+  });
+  app.get('/debug/state', (_req, res) => {
+    res.json({ id: d.id, leases: d.leases.held(), counters: { ...d.mutator.counters, ...d.heartbeatCounters(), serials: d.mutator.order.counters, resent: d.forwarder.counters.resent }, forwardedTo: Object.fromEntries(d.forwarder.sentTo), reads: d.reads, push: { usedBytes: d.push.usedBytes, count: d.push.count, active: d.push.active, refused: d.push.refused, maxBytes: d.push.maxBytes, maxActive: d.push.maxActive }, rssBytes: process.memoryUsage.rss(), bytes: { pushReceived: d.push.receivedBytes, pushForwarded: d.push.forwardedBytes, readServed: d.bytes.readServed, written: d.store.writtenBytes }, chunks: d.store.list(), corruptChunks: d.store.corruptList() });
+  });
+}
