@@ -136,6 +136,109 @@ export class PushBuffer {
   }
 }
 
+/** The push a request announces: its data id, its length (Content-Length), and the hops after this one. */
+function parsePush(req: Request, maxPushBytes: number): { dataId: string; sizeBytes: number; chain: string[] } {
+  const idParse = dataIdSchema.safeParse(req.params.dataId);
+  if (!idParse.success) throw new GfsError('BAD_REQUEST', 'invalid data id');
+  const lenHeader = req.headers['content-length'];
+  if (lenHeader === undefined || !/^\d+$/.test(lenHeader)) throw new GfsError('BAD_REQUEST', 'push needs a Content-Length', undefined, 411);
+  const sizeBytes = Number(lenHeader);
+  if (sizeBytes > maxPushBytes) throw new GfsError('PAYLOAD_TOO_LARGE', `push of ${sizeBytes} bytes exceeds ${maxPushBytes}`);
+  let chain: string[] = [];
+  const chainHeader = req.headers['x-gfs-chain'];
+  if (typeof chainHeader === 'string' && chainHeader !== '') {
+    let parsed: unknown;
+    try {
+      parsed = JSON.parse(chainHeader);
+    } catch {
+      throw new GfsError('BAD_REQUEST', 'x-gfs-chain is not JSON');
+    }
+    const r = pushChainSchema.safeParse(parsed);
+    if (!r.success) throw new GfsError('BAD_REQUEST', 'x-gfs-chain must be an array of at most 16 URLs');
+    chain = r.data;
+  }
+  return { dataId: idParse.data, sizeBytes, chain };
+}
+
+/** The push to the next hop, fed as bytes arrive (a pipelined chain, not store-and-forward). */
+function startDownstream(chain: string[], dataId: string, sizeBytes: number, signedDigest: string | undefined): { pass: PassThrough; downstream: Promise<PushAnswer> } {
+  const pass = new PassThrough({ highWaterMark: 1024 * 1024 });
+  const downstream = rpcStream(chain[0]!, `/push/${encodeURIComponent(dataId)}`, pass, {
+    method: 'PUT',
+    contentLength: sizeBytes,
+    headers: { 'x-gfs-chain': JSON.stringify(chain.slice(1)) },
+    bodySha256: signedDigest,
+  }).then(async (r) => (await r.body.json()) as PushAnswer);
+  downstream.catch(() => undefined); // awaited later; keep an early failure from being unhandled
+  return { pass, downstream };
+}
+
+interface Received {
+  data: Buffer;
+  received: number;
+  crc: number;
+  firstByteAtMs: number;
+  sha256?: string;
+}
+
+/**
+ * Reads the body into one buffer, passing each piece on to the next hop as it comes, with a crc32c
+ * (and the sha256 the signature names, when there is one). A silent sender is dropped after idleMs;
+ * a failing next hop ends the push at once.
+ */
+function receiveBody(req: Request, sizeBytes: number, idleMs: number, hashed: boolean, next: { pass: PassThrough; downstream: Promise<PushAnswer>; url: string } | undefined): Promise<Received> {
+  const r: Received = { data: Buffer.allocUnsafe(sizeBytes), received: 0, crc: 0, firstByteAtMs: 0 };
+  const hash = hashed ? createHash('sha256') : undefined;
+  return new Promise<Received>((resolve, reject) => {
+    let failed = false;
+    let idle: NodeJS.Timeout | undefined;
+    const armIdle = () => {
+      if (idle) clearTimeout(idle);
+      idle = setTimeout(() => {
+        fail(new GfsError('TRUNCATED', `push stalled: no data for ${idleMs} ms`));
+        req.destroy();
+      }, idleMs);
+    };
+    const fail = (e: GfsError) => {
+      if (idle) clearTimeout(idle);
+      if (failed) return;
+      failed = true;
+      reject(e);
+    };
+    armIdle();
+    // A next hop that fails ends this push at once: waiting for the rest of the bytes, or for a
+    // 'drain' from the destroyed stream to the next hop (which never comes), would hang the whole
+    // chain until its timeout.
+    next?.downstream.catch((e: unknown) => fail(new GfsError('UNAVAILABLE', `next hop ${next.url} failed: ${(e as Error).message}`)));
+    req.on('data', (c: Buffer) => {
+      if (failed) return;
+      if (r.received === 0) r.firstByteAtMs = Date.now();
+      if (r.received + c.length > sizeBytes) {
+        fail(new GfsError('BAD_REQUEST', 'push body longer than its Content-Length'));
+        req.destroy();
+        return;
+      }
+      armIdle();
+      c.copy(r.data, r.received);
+      r.received += c.length;
+      r.crc = crc32c(c, r.crc);
+      hash?.update(c);
+      if (next && !next.pass.write(c)) {
+        req.pause();
+        next.pass.once('drain', () => req.resume());
+      }
+    });
+    req.once('end', () => {
+      if (idle) clearTimeout(idle);
+      if (hash) r.sha256 = hash.digest('hex');
+      if (!failed) resolve(r);
+    });
+    req.once('close', () => fail(new GfsError('TRUNCATED', 'push connection closed early')));
+    req.once('aborted', () => fail(new GfsError('TRUNCATED', 'push aborted by the sender')));
+    req.once('error', (e) => fail(new GfsError('TRUNCATED', `push failed: ${e.message}`)));
+  });
+}
+
 /** PUT /push/:dataId with header x-gfs-chain: JSON array of the next hops' base URLs. */
 export function pushHandler(buffer: PushBuffer, maxPushBytes: number, log: Logger, idleMs = 30_000) {
   return async (req: Request, res: Response): Promise<void> => {
@@ -145,27 +248,8 @@ export function pushHandler(buffer: PushBuffer, maxPushBytes: number, log: Logge
     /** A refusal before any body byte was read, of a body no larger than a push may be: see the catch. */
     let drainOnRefusal = false;
     try {
-      const idParse = dataIdSchema.safeParse(req.params.dataId);
-      if (!idParse.success) throw new GfsError('BAD_REQUEST', 'invalid data id');
-      const dataId = idParse.data;
-      const lenHeader = req.headers['content-length'];
-      if (lenHeader === undefined || !/^\d+$/.test(lenHeader)) throw new GfsError('BAD_REQUEST', 'push needs a Content-Length', undefined, 411);
-      const sizeBytes = Number(lenHeader);
-      if (sizeBytes > maxPushBytes) throw new GfsError('PAYLOAD_TOO_LARGE', `push of ${sizeBytes} bytes exceeds ${maxPushBytes}`);
+      const { dataId, sizeBytes, chain } = parsePush(req, maxPushBytes);
       drainOnRefusal = true;
-      let chain: string[] = [];
-      const chainHeader = req.headers['x-gfs-chain'];
-      if (typeof chainHeader === 'string' && chainHeader !== '') {
-        let parsed: unknown;
-        try {
-          parsed = JSON.parse(chainHeader);
-        } catch {
-          throw new GfsError('BAD_REQUEST', 'x-gfs-chain is not JSON');
-        }
-        const r = pushChainSchema.safeParse(parsed);
-        if (!r.success) throw new GfsError('BAD_REQUEST', 'x-gfs-chain must be an array of at most 16 URLs');
-        chain = r.data;
-      }
       if (buffer.has(dataId)) throw new GfsError('EXISTS', `data id ${dataId} already pushed`);
       const signedDigest = (req as AuthedRequest).gfsAuth?.bodySha256;
       if (!buffer.begin()) {
@@ -178,93 +262,30 @@ export function pushHandler(buffer: PushBuffer, maxPushBytes: number, log: Logge
         throw new GfsError('TOO_BUSY', 'push buffer full, retry later', { retryAfterMs: 200 });
       }
       reserved = sizeBytes;
-      const hash = signedDigest !== undefined ? createHash('sha256') : undefined;
-
-      const data = Buffer.allocUnsafe(sizeBytes);
-      let received = 0;
-      let crc = 0;
-      let firstByteAtMs = 0;
-      let downstream: Promise<PushAnswer> | undefined;
-      if (chain.length > 0) {
-        pass = new PassThrough({ highWaterMark: 1024 * 1024 });
-        const next = chain[0]!;
-        downstream = rpcStream(next, `/push/${encodeURIComponent(dataId)}`, pass, {
-          method: 'PUT',
-          contentLength: sizeBytes,
-          headers: { 'x-gfs-chain': JSON.stringify(chain.slice(1)) },
-          bodySha256: signedDigest,
-        }).then(async (r) => (await r.body.json()) as PushAnswer);
-        downstream.catch(() => undefined); // awaited below; keep an early failure from being unhandled
-      }
-      await new Promise<void>((resolve, reject) => {
-        let failed = false;
-        // A sender that goes silent must not hold its reservation for long.
-        let idle: NodeJS.Timeout | undefined;
-        const armIdle = () => {
-          if (idle) clearTimeout(idle);
-          idle = setTimeout(() => {
-            fail(new GfsError('TRUNCATED', `push stalled: no data for ${idleMs} ms`));
-            req.destroy();
-          }, idleMs);
-        };
-        const fail = (e: GfsError) => {
-          if (idle) clearTimeout(idle);
-          if (failed) return;
-          failed = true;
-          reject(e);
-        };
-        armIdle();
-        drainOnRefusal = false;
-        // A next hop that fails ends this push at once: waiting for the rest of
-        // the bytes, or for a 'drain' from the destroyed stream to the next hop
-        // (which never comes), would hang the whole chain until its timeout.
-        downstream?.catch((e: unknown) => fail(new GfsError('UNAVAILABLE', `next hop ${chain[0]} failed: ${(e as Error).message}`)));
-        req.on('data', (c: Buffer) => {
-          if (failed) return;
-          if (received === 0) firstByteAtMs = Date.now();
-          if (received + c.length > sizeBytes) {
-            fail(new GfsError('BAD_REQUEST', 'push body longer than its Content-Length'));
-            req.destroy();
-            return;
-          }
-          armIdle();
-          c.copy(data, received);
-          received += c.length;
-          crc = crc32c(c, crc);
-          hash?.update(c);
-          if (pass && !pass.write(c)) {
-            req.pause();
-            pass.once('drain', () => req.resume());
-          }
-        });
-        req.once('end', () => {
-          if (idle) clearTimeout(idle);
-          if (!failed) resolve();
-        });
-        req.once('close', () => fail(new GfsError('TRUNCATED', 'push connection closed early')));
-        req.once('aborted', () => fail(new GfsError('TRUNCATED', 'push aborted by the sender')));
-        req.once('error', (e) => fail(new GfsError('TRUNCATED', `push failed: ${e.message}`)));
-      });
+      const next = chain.length > 0 ? { ...startDownstream(chain, dataId, sizeBytes, signedDigest), url: chain[0]! } : undefined;
+      pass = next?.pass;
+      drainOnRefusal = false;
+      const got = await receiveBody(req, sizeBytes, idleMs, signedDigest !== undefined, next);
       const lastByteAtMs = Date.now();
-      if (received !== sizeBytes) throw new GfsError('TRUNCATED', `push truncated: ${received} of ${sizeBytes} bytes`);
+      if (got.received !== sizeBytes) throw new GfsError('TRUNCATED', `push truncated: ${got.received} of ${sizeBytes} bytes`);
       // Checked before the data goes on to be acknowledged or kept: a body that is not the signed one is dropped here.
-      if (hash && hash.digest('hex') !== signedDigest) throw new GfsError('UNAUTHENTICATED', `push body does not match its signed ${authHeader.digest}`);
+      if (signedDigest !== undefined && got.sha256 !== signedDigest) throw new GfsError('UNAUTHENTICATED', `push body does not match its signed ${authHeader.digest}`);
       pass?.end();
-      if (downstream) {
+      if (next) {
         let d: PushAnswer;
         try {
-          d = await downstream;
+          d = await next.downstream;
         } catch (e) {
-          throw new GfsError('UNAVAILABLE', `next hop ${chain[0]} failed: ${(e as Error).message}`);
+          throw new GfsError('UNAVAILABLE', `next hop ${next.url} failed: ${(e as Error).message}`);
         }
-        if (d.sizeBytes !== sizeBytes || d.crc32c !== crc) throw new GfsError('UNAVAILABLE', `next hop ${chain[0]} received different bytes`);
+        if (d.sizeBytes !== sizeBytes || d.crc32c !== got.crc) throw new GfsError('UNAVAILABLE', `next hop ${next.url} received different bytes`);
       }
-      buffer.put(dataId, data, crc);
+      buffer.put(dataId, got.data, got.crc);
       reserved = 0; // owned by the buffer now
       buffer.end();
       began = false;
-      buffer.note({ dataId, sizeBytes, firstByteAtMs, lastByteAtMs, forwardedTo: chain[0] });
-      const answer: PushAnswer = { dataId, sizeBytes, crc32c: crc };
+      buffer.note({ dataId, sizeBytes, firstByteAtMs: got.firstByteAtMs, lastByteAtMs, forwardedTo: chain[0] });
+      const answer: PushAnswer = { dataId, sizeBytes, crc32c: got.crc };
       res.json(answer);
     } catch (e) {
       if (reserved) buffer.release(reserved);

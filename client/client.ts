@@ -220,19 +220,18 @@ export class GfsClient {
   }
 
   /**
-   * The file's entry, its size known at least as far as `wantEnd` if the file
-   * reaches that far. Past what the cache knows, a replica of the last chunk
-   * is asked for its length; only when that chunk is full (the file may go on
-   * in a chunk the cache has not heard of) or unreadable is the master asked.
+   * The file's entry, its size known at least as far as `wantEnd` if the file reaches that far.
+   * Within what the cache knows, nothing is asked. Past it, the master is asked how many chunks the
+   * file has (a writer may have gone on into chunks this cache has not heard of, and a chunk that is
+   * not full says nothing about that: files may have holes), then a replica of the last chunk for its
+   * length, since the master's figure comes from heartbeats and may lag.
    */
   async extent(path: string, wantEnd: number): Promise<CachedFile> {
-    let f = await this.locate(path, 0, 1);
+    const f = await this.locate(path, 0, 1);
     if (wantEnd <= f.sizeBytes) return f;
-    const tailFull = (g: CachedFile) => g.chunkCount === 0 || g.sizeBytes >= g.chunkCount * g.chunkSizeBytes;
-    if (f.chunkCount > 0 && (await this.learnTail(path, f)) && (wantEnd <= f.sizeBytes || !tailFull(f))) return f;
-    f = await this.locate(path, 0, 1, true);
-    if (wantEnd > f.sizeBytes && f.chunkCount > 0) await this.learnTail(path, f);
-    return f;
+    const fresh = await this.locate(path, 0, 1, true);
+    if (wantEnd > fresh.sizeBytes && fresh.chunkCount > 0) await this.learnTail(path, fresh);
+    return fresh;
   }
 
   /** Asks replicas of the file's last chunk (closest first) for its length; false when none answered at the cached version or later. */
