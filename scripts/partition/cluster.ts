@@ -54,6 +54,11 @@ export interface ClusterConfig {
   /** GFS_UNSAFE for every node (deliberately broken builds). */
   unsafe: string;
   nodes: NodeSpec[];
+  /**
+   * A log replica: the node named "shadow" (its port fixed up front) runs `--shadow-of` the master,
+   * which runs with `--log-replicas`; chunkservers and workload processes get both URLs.
+   */
+  shadow?: boolean;
 }
 
 export interface RunningNode {
@@ -101,6 +106,8 @@ export class PartitionCluster {
   readonly nodes = new Map<string, RunningNode>();
   /** The fault rules in force (layer mode): installed on every start. */
   faults: FaultRule[] = [];
+  /** The node acting as master: "shadow" once promoted (it then restarts as a master, without --shadow-of). */
+  leader: 'master' | 'shadow' = 'master';
 
   constructor(readonly cfg: ClusterConfig) {
     for (const spec of cfg.nodes) this.nodes.set(spec.name, { spec, proc: undefined, url: '', paused: false, starts: 0 });
@@ -114,8 +121,26 @@ export class PartitionCluster {
     return `http://${this.master.spec.host}:${this.master.spec.port}`;
   }
 
+  /** Every master URL, comma-separated (chunkservers and clients find the one acting as master). */
+  get masterUrls(): string {
+    return this.masterNames().map((n) => this.urlOf(n)).join(',');
+  }
+
+  get leaderUrl(): string {
+    return this.urlOf(this.leader);
+  }
+
+  urlOf(name: string): string {
+    const s = this.nodes.get(name)!.spec;
+    return `http://${s.host}:${s.port}`;
+  }
+
+  masterNames(): string[] {
+    return this.cfg.shadow ? ['master', 'shadow'] : ['master'];
+  }
+
   chunkserverNames(): string[] {
-    return [...this.nodes.keys()].filter((n) => n !== 'master');
+    return [...this.nodes.keys()].filter((n) => n !== 'master' && n !== 'shadow');
   }
 
   isUp(name: string): boolean {
@@ -135,10 +160,11 @@ export class PartitionCluster {
     if (this.isUp(name)) return;
     const c = this.cfg;
     const dir = join(c.dir, name);
+    const replication = name === 'master' ? (c.shadow ? ['--log-replicas', this.urlOf('shadow')] : []) : this.leader === 'shadow' ? [] : ['--shadow-of', this.urlOf('master')];
     const args =
-      name === 'master'
-        ? [cliPath, 'master', '--dir', dir, '--host', n.spec.host, '--port', String(n.spec.port), '--chunk-size', String(c.chunkSizeBytes), '--lease-ms', String(c.leaseMs), '--heartbeat-ms', String(c.heartbeatMs), '--dead-ms', String(c.deadMs), '--safe-mode-ms', String(c.safeModeMs)]
-        : [cliPath, 'chunkserver', '--master', this.masterUrl, '--dir', dir, '--host', n.spec.host, '--port', String(n.spec.port), '--id', name, '--rack', `rack${(Number(name.replace(/\D/g, '')) % 3) + 1}`, '--scrub-ms', '0'];
+      name === 'master' || name === 'shadow'
+        ? [cliPath, 'master', '--dir', dir, '--host', n.spec.host, '--port', String(n.spec.port), '--chunk-size', String(c.chunkSizeBytes), '--lease-ms', String(c.leaseMs), '--heartbeat-ms', String(c.heartbeatMs), '--dead-ms', String(c.deadMs), '--safe-mode-ms', String(c.safeModeMs), ...replication]
+        : [cliPath, 'chunkserver', '--master', this.masterUrls, '--dir', dir, '--host', n.spec.host, '--port', String(n.spec.port), '--id', name, '--rack', `rack${(Number(name.replace(/\D/g, '')) % 3) + 1}`, '--scrub-ms', '0'];
     const { proc, ready } = startProcess(name, n.spec.netns, args, this.env(n), join(c.dir, `${name}.log`));
     n.proc = proc;
     n.paused = false;
@@ -148,6 +174,7 @@ export class PartitionCluster {
   }
 
   async startAll(): Promise<void> {
+    if (this.cfg.shadow) await this.start('shadow');
     await this.start('master');
     await Promise.all(this.chunkserverNames().map((n) => this.start(n)));
   }
