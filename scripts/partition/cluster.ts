@@ -59,6 +59,8 @@ export interface ClusterConfig {
    * which runs with `--log-replicas`; chunkservers and workload processes get both URLs.
    */
   shadow?: boolean;
+  /** How long a process may take to print its address (default 30 s; a loaded machine needs more). */
+  startTimeoutMs?: number;
 }
 
 export interface RunningNode {
@@ -74,7 +76,7 @@ export function nodeCommand(netns: string | undefined, args: string[]): { cmd: s
   return netns ? { cmd: 'ip', args: ['netns', 'exec', netns, process.execPath, ...args] } : { cmd: process.execPath, args };
 }
 
-function startProcess(name: string, netns: string | undefined, args: string[], env: Record<string, string>, logFile: string): { proc: ChildProcess; ready: Promise<string> } {
+function startProcess(name: string, netns: string | undefined, args: string[], env: Record<string, string>, logFile: string, startTimeoutMs = 30_000): { proc: ChildProcess; ready: Promise<string> } {
   const logFd = openSync(logFile, 'a');
   const c = nodeCommand(netns, args);
   const proc = spawn(c.cmd, c.args, { stdio: ['ignore', 'pipe', logFd], env: { ...process.env, GFS_LOG_LEVEL: process.env.GFS_LOG_LEVEL ?? 'warn', ...env } });
@@ -86,7 +88,7 @@ function startProcess(name: string, netns: string | undefined, args: string[], e
   });
   const ready = new Promise<string>((resolve, reject) => {
     let out = '';
-    const timer = setTimeout(() => reject(new Error(`${name} did not start within 30 s (log: ${logFile})`)), 30_000);
+    const timer = setTimeout(() => reject(new Error(`${name} did not start within ${startTimeoutMs / 1000} s (log: ${logFile})`)), startTimeoutMs);
     proc.stdout!.on('data', (d: Buffer) => {
       out += d.toString();
       if (!out.includes('\n')) return;
@@ -165,7 +167,7 @@ export class PartitionCluster {
       name === 'master' || name === 'shadow'
         ? [cliPath, 'master', '--dir', dir, '--host', n.spec.host, '--port', String(n.spec.port), '--chunk-size', String(c.chunkSizeBytes), '--lease-ms', String(c.leaseMs), '--heartbeat-ms', String(c.heartbeatMs), '--dead-ms', String(c.deadMs), '--safe-mode-ms', String(c.safeModeMs), ...replication]
         : [cliPath, 'chunkserver', '--master', this.masterUrls, '--dir', dir, '--host', n.spec.host, '--port', String(n.spec.port), '--id', name, '--rack', `rack${(Number(name.replace(/\D/g, '')) % 3) + 1}`, '--scrub-ms', '0'];
-    const { proc, ready } = startProcess(name, n.spec.netns, args, this.env(n), join(c.dir, `${name}.log`));
+    const { proc, ready } = startProcess(name, n.spec.netns, args, this.env(n), join(c.dir, `${name}.log`), c.startTimeoutMs);
     n.proc = proc;
     n.paused = false;
     n.starts++;

@@ -118,10 +118,10 @@ export function makeSchedule(i: ScheduleInput): Schedule {
   if (menu.length > 0 || !promoted) {
     let t = randInt(r, 1_000, 2_500);
     for (let k = 0; k < 10_000; k++) {
-      // The promotion comes once, the first slot past a third of the run (the hold: until the old master is restarted, or the next fault).
+      // The promotion comes once, the first slot past half the run (workload processes take a while to start) (the hold: until the old master is restarted, or the next fault).
       if (promoted && menu.length === 0) break;
-      if (menu.length === 0) t = Math.max(t, Math.round(i.durationMs / 3));
-      const promoteNow = !promoted && t >= i.durationMs / 3;
+      if (menu.length === 0) t = Math.max(t, Math.round(i.durationMs / 2));
+      const promoteNow = !promoted && t >= i.durationMs / 2;
       const f = promoteNow ? { holdMs: randInt(r, L, 2 * L), action: { type: 'promote-shadow' as const, restartOld: r() < 0.5 } } : menu[Math.floor(r() * menu.length)]!();
       if (promoteNow) promoted = true;
       if (t + f.holdMs > i.durationMs - 1_000) break;

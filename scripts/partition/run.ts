@@ -163,7 +163,7 @@ export async function runPartition(o: RunOptions): Promise<RunResult> {
   const masters = shadow ? ['master', 'shadow'] : ['master'];
   const nodes: NodeSpec[] = [...masters, ...csNames].map((name) => ({ name, host: o.network.host(name), port: o.network.port(name), netns: o.network.netns(name), clockSkew: schedule.clockSkew[name] ?? 0 }));
   if (shadow) for (const n of nodes.slice(0, 2)) if (n.port === 0) n.port = await freePort();
-  const cluster = new PartitionCluster({ dir, chunkservers: o.chunkservers, chunkSizeBytes: o.chunkSizeBytes, leaseMs: o.leaseMs, heartbeatMs: o.heartbeatMs, deadMs: o.deadMs, safeModeMs: 2_000, unsafe: o.unsafe, nodes, shadow });
+  const cluster = new PartitionCluster({ dir, chunkservers: o.chunkservers, chunkSizeBytes: o.chunkSizeBytes, leaseMs: o.leaseMs, heartbeatMs: o.heartbeatMs, deadMs: o.deadMs, safeModeMs: 2_000, unsafe: o.unsafe, nodes, shadow, startTimeoutMs: 90_000 });
   const harnessViolations: Violation[] = [];
   const evidence = new Evidence(cluster);
   const actions: string[] = [];
