@@ -231,9 +231,10 @@ async function setup(): Promise<void> {
 
 async function main(): Promise<void> {
   if (!values.master || !out) throw new Error('--master and --out are required');
-  const deadline = Date.now() + durationMs;
   const stopTail = tailPeers();
   await setup();
+  // The workload's time counts from the end of set-up, as the nemesis's counts from the first operation.
+  const deadline = Date.now() + durationMs;
   await Promise.all([writer(deadline), appender(deadline), appender(deadline), creator(deadline), deleter(deadline), reader(deadline), reader(deadline)]);
   stopTail();
 }

@@ -186,11 +186,14 @@ export async function runPartition(o: RunOptions): Promise<RunResult> {
       void evidence.pollAll().finally(() => (polling = false));
     }, 250);
 
-    const start = Date.now();
     const histories = clientNames.map((w) => join(dir, `history-${w}.jsonl`));
     for (let i = 0; i < o.workers; i++) {
       workers.push(startWorker({ proc: i, masterUrl: cluster.masterUrls, out: histories[i]!, peers: histories.filter((_, k) => k !== i), durationMs: o.durationMs, seed: o.seed, chunkSizeBytes: o.chunkSizeBytes, netns: o.network.netns(clientNames[i]!), logFile: join(dir, `${clientNames[i]}.log`) }));
     }
+    // The schedule counts from when every workload process has done its first operation: on a loaded
+    // machine a process takes many seconds to start, and faults before then would hit an idle cluster.
+    await waitFor('every workload process to record its first operation', async () => histories.every((h) => existsSync(h)) || workers.some((w) => w.child.exitCode !== null), 90_000).catch((e: Error) => o.log(`  ${e.message}: starting the nemesis anyway`));
+    const start = Date.now();
 
     // The nemesis, one fault at a time.
     const at = (ms: number) => `t+${((ms - start) / 1000).toFixed(1).padStart(5)}s`;
