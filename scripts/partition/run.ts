@@ -257,7 +257,7 @@ export async function runPartition(o: RunOptions): Promise<RunResult> {
         }
         case 'kill-master-in-bump':
           await evidence.pollMaster();
-          return killMasterInBump(cluster, (rules) => o.network.setFaults(cluster, rules), a.delayMs, Math.max(1_000, 2 * o.leaseMs));
+          return killMasterInBump(cluster, (rules) => o.network.setFaults(cluster, rules), a.delayMs, 4 * o.leaseMs);
         case 'promote-shadow':
           await evidence.pollMaster();
           return promoteShadow(cluster, a.restartOld, 30_000, harnessViolations);
@@ -310,7 +310,7 @@ export async function runPartition(o: RunOptions): Promise<RunResult> {
       return !s.safeMode && s.chunkservers.filter((c) => c.alive).length === o.chunkservers;
     }, 60_000);
     const settleStart = Date.now();
-    const settled = await settle(cluster.leaderUrl, 60_000);
+    const settled = await settle(cluster.leaderUrl, 60_000, o.log);
     o.log(settled ? `replication settled ${((Date.now() - settleStart) / 1000).toFixed(1)}s after the master restart` : 'replication did NOT settle within 60 s (checking anyway)');
     clearInterval(poller);
     poller = undefined;
@@ -365,21 +365,24 @@ async function waitFor<T>(what: string, cond: () => Promise<T | false | undefine
  * Waits until the cluster is quiet, twice in a row: no chunk under- or over-replicated or missing,
  * and no clone (repair or rebalancing) under way, so the final state is not read mid-move.
  */
-async function settle(masterUrl: string, deadlineMs: number): Promise<boolean> {
+async function settle(masterUrl: string, deadlineMs: number, log: (line: string) => void): Promise<boolean> {
   const until = Date.now() + deadlineMs;
   let good = 0;
+  let last = 'no answer';
   while (Date.now() < until) {
     try {
       const f = await rpcJson<{ summary: { underReplicated: number; overReplicated: number; missing: number } }>(masterUrl, '/api/fsck', undefined, { query: { path: '/' }, timeoutMs: 5_000 });
       const st = await rpcJson<{ counters: { clonesStarted: number; clonesDone: number; clonesFailed: number } }>(masterUrl, '/api/status', undefined, { timeoutMs: 5_000 });
       const cloning = st.counters.clonesStarted - st.counters.clonesDone - st.counters.clonesFailed;
       good = f.summary.underReplicated === 0 && f.summary.overReplicated === 0 && f.summary.missing === 0 && cloning === 0 ? good + 1 : 0;
+      last = `${f.summary.underReplicated} under-replicated, ${f.summary.overReplicated} over-replicated, ${f.summary.missing} missing, ${cloning} clones under way`;
       if (good >= 2) return true;
     } catch {
       good = 0;
     }
     await sleep(500);
   }
+  log(`  last fsck: ${last}`);
   return false;
 }
 
