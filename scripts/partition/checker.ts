@@ -350,7 +350,7 @@ export interface Minimums {
 export function defaultMinimums(durationMs: number): Minimums {
   const s = durationMs / 1000;
   const at = (perSecond: number) => Math.max(1, Math.floor(perSecond * s));
-  return { writes: at(0.2), appends: at(0.3), creates: at(0.2), deletes: at(0.05), undeletes: at(0.02), reads: at(0.1) };
+  return { writes: at(0.1), appends: at(0.1), creates: at(0.1), deletes: at(0.03), undeletes: at(0.02), reads: at(0.05) };
 }
 
 export function formatMinimums(m: Minimums): string {
