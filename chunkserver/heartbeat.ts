@@ -7,8 +7,10 @@ import type { ReplicaStore } from './store.js';
 
 // Registration and heartbeats. A chunkserver reports every chunk it holds
 // with its version at start-up and in every heartbeat (the master keeps no
-// locations of its own); the replies carry deletions, lease extensions and
-// clone orders.
+// locations of its own), and apart from them the replicas it found corrupt;
+// the replies carry deletions, lease extensions and clone orders.
+
+const maxCorruptListed = 100_000;
 
 export interface HeartbeatOptions {
   id: string;
@@ -49,6 +51,8 @@ export class Heartbeater {
       freeBytes: disk.freeBytes,
       usedBytes: this.o.store.usedBytes(),
       chunks: this.o.store.list(),
+      // Listed until the master orders their deletion (bounded as the wire allows).
+      corruptChunks: this.o.store.corruptList().slice(0, maxCorruptListed),
       ...(this.o.masters ? { maxEpoch: this.o.masters.maxEpoch } : {}),
     };
   }

@@ -1,5 +1,6 @@
-import { existsSync, mkdirSync, openSync, fsyncSync, closeSync, readFileSync, renameSync, writeSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { writeFileAtomicSync } from '../shared/atomic-file.js';
 
 // The masters a chunkserver reports to (`--master URL,URL`: the master and its
 // shadows) and the fence against a master that was failed over.
@@ -44,16 +45,8 @@ export class MasterSet {
     if (epoch < this.maxEpochSeen) return false;
     if (epoch > this.maxEpochSeen) {
       this.maxEpochSeen = epoch;
-      // Durable before any order of the new epoch is obeyed: write, fsync, rename (rare: once per failover).
-      const tmp = `${this.file}.tmp`;
-      const fd = openSync(tmp, 'w');
-      try {
-        writeSync(fd, `${epoch}\n`);
-        fsyncSync(fd);
-      } finally {
-        closeSync(fd);
-      }
-      renameSync(tmp, this.file);
+      // Durable before any order of the new epoch is obeyed (rare: once per failover), the rename included.
+      writeFileAtomicSync(this.file, `${epoch}\n`);
     }
     return true;
   }

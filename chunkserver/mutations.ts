@@ -5,14 +5,16 @@ import { placeRecord } from './append.js';
 import type { ApplyResult, Forwarder } from './forward.js';
 import type { LeaseTable } from './leases.js';
 import type { PushBuffer } from './push.js';
+import { notRunCodes, SerialOrder } from './serial-order.js';
 import type { ReplicaStore } from './store.js';
 
-// Mutations. As primary: check the lease, take the pushed data, assign the
-// next serial number, apply locally, forward the order to every secondary
-// and answer success only when all of them applied it. As secondary: apply
-// what the primary ordered, in the order it arrives (the forwarder keeps it
-// in serial order). Each client request id is applied at most once while
-// this primary lives: a retry gets the earlier answer.
+// Mutations. As primary: check the lease, take the pushed data, apply
+// locally, assign the next serial number of the (chunk, version), forward the
+// order to every secondary and answer success only when all of them applied
+// it. As secondary: apply what the primary ordered in serial order, whatever
+// order the requests arrive in (chunkserver/serial-order.ts). Each client
+// request id is applied at most once while this primary lives: a retry gets
+// the earlier answer.
 
 /** Remembered request ids, for at-most-once answers to retried mutations (bounded). */
 const maxRememberedRequests = 100_000;
@@ -23,15 +25,21 @@ export interface MutatorOptions {
   leases: LeaseTable;
   forwarder: Forwarder;
   chunkSizeBytes: number;
+  /** As secondary: how long a serial waits for the ones before it (below the primary's forward timeout). */
+  gapTimeoutMs: number;
 }
 
 export class Mutator {
   private readonly chains = new Map<string, Promise<unknown>>();
-  private readonly serials = new Map<string, number>();
+  /** Per handle, the last serial assigned and its version: a new version starts a fresh serial space. */
+  private readonly serials = new Map<string, { version: number; last: number }>();
   private readonly done = new Map<string, Promise<unknown>>();
-  readonly counters = { writes: 0, appends: 0, pads: 0, applied: 0, duplicates: 0, refusedNoLease: 0 };
+  readonly counters = { writes: 0, appends: 0, pads: 0, applied: 0, duplicates: 0, refusedNoLease: 0, applyRequests: 0 };
+  readonly order: SerialOrder;
 
-  constructor(private readonly o: MutatorOptions) {}
+  constructor(private readonly o: MutatorOptions) {
+    this.order = new SerialOrder({ gapTimeoutMs: o.gapTimeoutMs });
+  }
 
   /** Runs fn after every earlier mutation of handle on this server has run (local order = serial order). */
   private serialize<T>(handle: string, fn: () => Promise<T>): Promise<T> {
@@ -45,10 +53,16 @@ export class Mutator {
     return next;
   }
 
-  private nextSerial(handle: string): number {
-    const s = (this.serials.get(handle) ?? 0) + 1;
-    this.serials.set(handle, s);
-    return s;
+  private nextSerial(handle: string, version: number): number {
+    const prev = this.serials.get(handle);
+    const last = prev && prev.version === version ? prev.last : 0;
+    this.serials.set(handle, { version, last: last + 1 });
+    return last + 1;
+  }
+
+  /** Refuses (before anything is applied or ordered) when a secondary's forward lane is full. */
+  private checkRoom(handle: string, version: number, secondaries: { id: string; url: string; rack: string }[]): void {
+    if (!this.o.forwarder.hasRoom(secondaries, handle, version)) throw new GfsError('TOO_BUSY', `too many mutations of ${handle} queued for the secondaries`);
   }
 
   private once<T>(clientId: string, requestId: string, fn: () => Promise<T>): Promise<T> {
@@ -83,8 +97,7 @@ export class Mutator {
   }
 
   private checkVersion(handle: string, version: number): void {
-    const info = this.o.store.info(handle);
-    if (!info) throw new GfsError('NOT_FOUND', `no replica of ${handle} here`);
+    const info = this.o.store.require(handle);
     if (info.version !== version) throw new GfsError('STALE_VERSION', `replica of ${handle} is at version ${info.version}, request is for ${version}`);
   }
 
@@ -138,9 +151,10 @@ export class Mutator {
       const chunkSizeBytes = await this.serialize(req.handle, async () => {
         this.o.leases.check(req.handle, req.version);
         this.o.leases.acted(req.handle, req.version); // the primary log (chunkserver/leases.ts)
-        const serial = this.nextSerial(req.handle);
+        this.checkRoom(req.handle, req.version, lease.secondaries);
         const len = await this.o.store.write(req.handle, req.offset, data, req.version);
-        // Queued while still serialized: secondaries receive orders in serial order.
+        // Numbered only once applied here (a failure leaves no gap), and queued while still serialized.
+        const serial = this.nextSerial(req.handle, req.version);
         forwarded = this.forwardAll(req.handle, req.version, lease.secondaries, { kind: 'write', serial, offset: req.offset, dataId: req.dataId, inline: req.inline, sizeBytes: req.sizeBytes });
         return len;
       });
@@ -165,15 +179,17 @@ export class Mutator {
         this.o.leases.acted(req.handle, req.version); // the primary log (chunkserver/leases.ts)
         const len = this.o.store.info(req.handle)!.sizeBytes;
         const place = placeRecord(len, data.length, this.o.chunkSizeBytes);
-        const serial = this.nextSerial(req.handle);
         if (place.kind === 'too-large') throw new GfsError('RECORD_TOO_LARGE', `record of ${data.length} bytes exceeds the limit of ${place.maxBytes}`);
+        this.checkRoom(req.handle, req.version, lease.secondaries);
         if (place.kind === 'pad') {
           await this.o.store.pad(req.handle, place.toSizeBytes, req.version);
+          const serial = this.nextSerial(req.handle, req.version);
           forwarded = this.forwardAll(req.handle, req.version, lease.secondaries, { kind: 'pad', serial, toSizeBytes: place.toSizeBytes });
           this.counters.pads++;
           return { status: 'chunk-full' };
         }
         await this.o.store.write(req.handle, place.offset, data, req.version);
+        const serial = this.nextSerial(req.handle, req.version);
         forwarded = this.forwardAll(req.handle, req.version, lease.secondaries, { kind: 'write', serial, offset: place.offset, dataId: req.dataId, inline: req.inline, sizeBytes: data.length });
         return { status: 'ok', offset: place.offset };
       });
@@ -183,28 +199,46 @@ export class Mutator {
     }
   }
 
-  /** Secondary: apply the primary's order. One result per op, in order. */
+  /**
+   * Secondary: apply the primary's order, one result per op. Ops run in
+   * serial order across requests; once one is held back too long (or
+   * refused for want of room) the rest of the request, which comes after it,
+   * gets the same answer and is sent again by the primary.
+   */
   async apply(req: ApplyReq): Promise<{ results: ApplyResult[] }> {
+    try {
+      return await this.applyInOrder(req);
+    } finally {
+      this.counters.applyRequests++;
+    }
+  }
+
+  private async applyInOrder(req: ApplyReq): Promise<{ results: ApplyResult[] }> {
     this.checkVersion(req.handle, req.version);
-    return this.serialize(req.handle, async () => {
-      const results: ApplyResult[] = [];
-      for (const op of req.ops) {
-        try {
-          if (op.kind === 'write') {
-            const data = this.takeData(op, op.sizeBytes);
-            await this.o.store.write(req.handle, op.offset, data, req.version);
-          } else {
-            await this.o.store.pad(req.handle, op.toSizeBytes, req.version);
-          }
-          this.counters.applied++;
-          results.push({ ok: true });
-        } catch (e) {
-          const g = e instanceof GfsError ? e : new GfsError('INTERNAL', (e as Error).message);
-          results.push({ ok: false, code: g.code, error: g.message });
-        }
+    const space = `${req.handle}@${req.version}/${req.stream ?? '-'}`;
+    const results: ApplyResult[] = [];
+    let notRun: ApplyResult | undefined;
+    for (const op of req.ops) {
+      const r = notRun ?? (await this.order.submit(space, op.serial, req.ackedThrough ?? 0, () => this.serialize(req.handle, () => this.applyOne(req.handle, req.version, op))));
+      results.push(r);
+      if (!r.ok && notRunCodes.has(r.code ?? '')) notRun = r;
+    }
+    return { results };
+  }
+
+  private async applyOne(handle: string, version: number, op: ApplyOp): Promise<ApplyResult> {
+    try {
+      if (op.kind === 'write') {
+        const data = this.takeData(op, op.sizeBytes);
+        await this.o.store.write(handle, op.offset, data, version);
+      } else {
+        await this.o.store.pad(handle, op.toSizeBytes, version);
       }
-      return { results };
-    });
+      this.counters.applied++;
+      return { ok: true };
+    } catch (e) {
+      const g = e instanceof GfsError ? e : new GfsError('INTERNAL', (e as Error).message);
+      return { ok: false, code: g.code, error: g.message };
+    }
   }
 }
-

@@ -1,10 +1,11 @@
-import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync } from 'node:fs';
 import type { Server } from 'node:http';
 import { join } from 'node:path';
 import { customAlphabet } from 'nanoid';
 import { z } from 'zod';
+import { writeFileAtomicSync } from '../shared/atomic-file.js';
 import { monotonicClock } from '../shared/clock.js';
-import { defaults } from '../shared/config.js';
+import { defaults, envInt } from '../shared/config.js';
 import { GfsError } from '../shared/errors.js';
 import { loadFaultsFromEnv } from '../shared/fault.js';
 import { finishApp, intString, jsonRoute, listen, makeApp, parseOr400 } from '../shared/http.js';
@@ -47,6 +48,8 @@ export interface ChunkserverOptions {
   scrubIntervalMs?: number;
   /** A chunk mutated within this many ms is not idle and is left to the scrubber for later (default 30 s). */
   scrubIdleMs?: number;
+  /** How long the primary waits for a secondary's answer to a forwarded mutation (default: GFS_FORWARD_TIMEOUT_MS, else the RPC timeout). */
+  forwardTimeoutMs?: number;
   log?: Logger;
 }
 
@@ -75,7 +78,8 @@ function loadOrMakeId(dir: string, wanted?: string): string {
   }
   const id = wanted ?? `cs-${customAlphabet('0123456789abcdefghijklmnopqrstuvwxyz', 8)()}`;
   nodeIdSchema.parse(id);
-  writeFileSync(file, id + '\n');
+  // Atomic: a crash mid-write must not leave an empty id that refuses every later start.
+  writeFileAtomicSync(file, id + '\n');
   return id;
 }
 
@@ -108,6 +112,7 @@ export async function startChunkserver(o: ChunkserverOptions): Promise<RunningCh
   const reportedCorrupt = new Set<string>();
   const store = await ReplicaStore.open({
     dir: o.dir,
+    serverId: id,
     chunkSizeBytes: cfg.chunkSizeBytes,
     checksumBlockBytes: defaults.checksumBlockBytes,
     onFsync: (kind, seconds) => metrics.observeFsync(kind, seconds),
@@ -117,6 +122,7 @@ export async function startChunkserver(o: ChunkserverOptions): Promise<RunningCh
       log.warn({ handle }, 'corrupt replica detected');
       rpcJson(masters.leaderUrl(), '/api/cs/report-corrupt', { id, handle }, { targetName: 'master' }).catch(() => reportedCorrupt.delete(handle));
     },
+    onMarkFailed: (handle, err) => log.error({ handle, err: err.message }, 'could not mark a corrupt replica on disk; it is out of service until restart'),
   });
   const scrubber = new Scrubber(store, o.scrubIntervalMs ?? 10_000, o.scrubIdleMs ?? 30_000, log);
   const push = new PushBuffer(o.pushBufferBytes ?? defaults.pushBufferBytes, defaults.pushExpiryMs, o.maxPushes ?? defaults.maxPushes);
@@ -128,8 +134,11 @@ export async function startChunkserver(o: ChunkserverOptions): Promise<RunningCh
     confirm: (handle) => rpcJson<LeaseConfirmAnswer>(masters.leaderUrl(), '/api/cs/lease-confirm', { id, handle }, { targetName: 'master', timeoutMs: Math.min(defaults.rpcTimeoutMs, cfg.leaseMs / 2) }),
     onRefused: () => mutator.counters.refusedNoLease++,
   });
-  const forwarder = new Forwarder(defaults.rpcTimeoutMs);
-  const mutator = new Mutator({ store, push, leases, forwarder, chunkSizeBytes: cfg.chunkSizeBytes });
+  const forwardTimeoutMs = o.forwardTimeoutMs ?? envInt('GFS_FORWARD_TIMEOUT_MS') ?? defaults.rpcTimeoutMs;
+  if (!(forwardTimeoutMs >= 100)) throw new Error(`forward timeout must be at least 100 ms, got ${forwardTimeoutMs}`);
+  const forwarder = new Forwarder(forwardTimeoutMs);
+  // A secondary gives up on a gap well before the primary gives up on its answer, so the answer arrives.
+  const mutator = new Mutator({ store, push, leases, forwarder, chunkSizeBytes: cfg.chunkSizeBytes, gapTimeoutMs: forwardTimeoutMs / 2 });
   let inFlight = 0;
   /** Chunk data bytes sent by /chunk/read, and copied in by clones, ever (with push.receivedBytes: the data that crossed the network). */
   const bytes = { readServed: 0, clonedIn: 0 };
@@ -166,8 +175,7 @@ export async function startChunkserver(o: ChunkserverOptions): Promise<RunningCh
   app.post('/chunk/append', jsonRoute({ body: appendReq }, ({ body }) => (scrubber.touched(body.handle), mutator.append(body))));
   app.post('/chunk/apply', jsonRoute({ body: applyReq }, ({ body }) => (scrubber.touched(body.handle), mutator.apply(body))));
   app.post('/chunk/sync', jsonRoute({ body: syncReq }, async ({ body }) => {
-    const info = store.info(body.handle);
-    if (!info) throw new GfsError('NOT_FOUND', `no replica of ${body.handle} here`);
+    const info = store.require(body.handle);
     await store.sync(body.handle);
     return { ok: true, version: info.version };
   }));
@@ -197,15 +205,12 @@ export async function startChunkserver(o: ChunkserverOptions): Promise<RunningCh
     return { ok: true };
   }));
   app.get('/chunk/info', jsonRoute({ query: infoQuery }, ({ query }): ChunkInfoAnswer => {
-    const info = store.info(query.handle);
-    if (!info) throw new GfsError('NOT_FOUND', `no replica of ${query.handle} here`);
-    return { handle: query.handle, ...info };
+    return { handle: query.handle, ...store.require(query.handle) };
   }));
   app.get('/chunk/read', async (req, res, next) => {
     try {
       const q = parseOr400(readQuery, req.query);
-      const info = store.info(q.handle);
-      if (!info) throw new GfsError('NOT_FOUND', `no replica of ${q.handle} here`);
+      const info = store.require(q.handle);
       // A replica older than the version the client was given is stale and must not serve.
       if (q.version !== undefined && info.version < q.version) {
         reads.refusedStale++;
@@ -240,7 +245,7 @@ export async function startChunkserver(o: ChunkserverOptions): Promise<RunningCh
     res.json({ id, nowMs: Date.now(), entries: leases.primaryLog.list() });
   });
   app.get('/debug/state', (_req, res) => {
-    res.json({ id, leases: leases.held(), counters: { ...mutator.counters, ...master!.counters }, reads, push: { usedBytes: push.usedBytes, count: push.count, active: push.active, refused: push.refused, maxBytes: push.maxBytes, maxActive: push.maxActive }, rssBytes: process.memoryUsage.rss(), bytes: { pushReceived: push.receivedBytes, pushForwarded: push.forwardedBytes, readServed: bytes.readServed, written: store.writtenBytes }, chunks: store.list() });
+    res.json({ id, leases: leases.held(), counters: { ...mutator.counters, ...master!.counters, serials: mutator.order.counters, resent: forwarder.counters.resent }, forwardedTo: Object.fromEntries(forwarder.sentTo), reads, push: { usedBytes: push.usedBytes, count: push.count, active: push.active, refused: push.refused, maxBytes: push.maxBytes, maxActive: push.maxActive }, rssBytes: process.memoryUsage.rss(), bytes: { pushReceived: push.receivedBytes, pushForwarded: push.forwardedBytes, readServed: bytes.readServed, written: store.writtenBytes }, chunks: store.list(), corruptChunks: store.corruptList() });
   });
   finishApp(app, log);
 

@@ -1,14 +1,18 @@
 import { constants as fsConstants, promises as fsp } from 'node:fs';
-import type { FileHandle } from 'node:fs/promises';
 import path from 'node:path';
-import { crc32c } from '../shared/checksum.js';
 import { GfsError, invariant } from '../shared/errors.js';
 import { checkHandle, isHandle } from '../shared/handles.js';
+import { RwLock } from '../shared/rwlock.js';
 import type { ChunkReport } from '../shared/wire.js';
-import { timedFsync } from '../shared/metrics.js';
+import { FdCache } from './fd-cache.js';
+import { ReplicaData } from './replica-data.js';
+import { recoverReplicas } from './recovery.js';
+import { checkAtVersion, checkByteCount, checkVersion, corruptError, notFound, type Replica } from './replica.js';
+import { crcBytes, noSpaceError, pwriteFull, ReplicaFiles, unlinkIfPresent, type FsyncKind } from './replica-files.js';
 
-// The chunkserver's replica store. Each replica is three files under
-// <dir>/chunks/:
+// The chunkserver's replica store: the public API over replicas (create,
+// version, delete, local copy, write, pad, read, sync, verify). Each replica
+// is three files under <dir>/chunks/:
 //   <handle>.chunk  the data; its file size is the chunk's length (may be sparse)
 //   <handle>.crc    u32 LE crc32c per checksum block, block i at byte 4*i; the
 //                   last block's crc covers only the bytes present
@@ -18,184 +22,44 @@ import { timedFsync } from '../shared/metrics.js';
 // cannot trust. Mutations are applied (data + crc pwritten) before they
 // resolve but only reach the disk on sync(), as in GFS; creation, version
 // changes and local copies are durable before they resolve.
+// Its parts: replica-data.ts (verified reads, checksummed mutations),
+// checksum-plan.ts (which blocks a mutation recomputes or verifies),
+// fd-cache.ts, replica-files.ts (file I/O, corrupt markers), recovery.ts
+// (start-up scan), replica.ts (the in-memory replica and argument checks).
 
 export interface StoreOptions {
   dir: string;
   chunkSizeBytes: number;
   checksumBlockBytes: number;
+  /** The server's id, named in errors (NO_SPACE) so a client can tell which disk is full. */
+  serverId?: string;
   /** Called every time corruption is detected (not deduplicated). Must not throw. */
   onCorrupt?: (handle: string) => void;
   /** Bound on cached open file descriptors (default 256). */
   maxOpenFiles?: number;
+  /** Told when a corrupt replica could not be marked on disk (it is still out of service until restart). Must not throw. */
+  onMarkFailed?: (handle: string, err: Error) => void;
   /** Told how long each fsync took (metrics): chunk data + checksums, version metadata, the chunks directory. */
-  onFsync?: (kind: 'chunk' | 'meta' | 'dir', seconds: number) => void;
+  onFsync?: (kind: FsyncKind, seconds: number) => void;
 }
 
 const defaultMaxOpenFiles = 256;
-/** Replicas loaded in parallel at open: enough to hide latency, few enough to bound fds. */
-const loadConcurrency = 32;
 /** verify() reads this much per step and releases the lock in between, so scrubbing never stalls writers for long. */
 const scrubPieceBytes = 4 * 1024 * 1024;
-const tmpSuffix = '.tmp';
-const fileNameRe = /^([0-9a-f]{16})\.(chunk|crc|meta)$/;
-
-type ReplicaState = 'creating' | 'live' | 'deleting';
-
-interface Replica {
-  readonly handle: string;
-  state: ReplicaState;
-  version: number;
-  sizeBytes: number;
-  /** crc per block; entries past ceil(sizeBytes / blockBytes) are meaningless. Grows on demand. */
-  crcs: Uint32Array;
-  /** Mutated since the last successful sync(). */
-  dirty: boolean;
-  /** The sync in flight, so a concurrent sync() waits for it instead of returning early. */
-  syncing: Promise<void> | undefined;
-  readonly lock: RwLock;
-}
-
-interface FdEntry {
-  data: Promise<FileHandle>;
-  /** Opened lazily: only mutations and sync need it. */
-  crc: Promise<FileHandle> | undefined;
-  users: number;
-  closed: boolean;
-}
-
-/**
- * Per-handle reader/writer lock. FIFO, so a queued writer is not starved by a
- * stream of readers and mutations apply in the order they were called.
- */
-class RwLock {
-  private readers = 0;
-  private writer = false;
-  private readonly waiters: { exclusive: boolean; grant: () => void }[] = [];
-
-  async shared<T>(fn: () => Promise<T>): Promise<T> {
-    await this.acquire(false);
-    try {
-      return await fn();
-    } finally {
-      this.readers--;
-      this.drain();
-    }
-  }
-
-  async exclusive<T>(fn: () => Promise<T>): Promise<T> {
-    await this.acquire(true);
-    try {
-      return await fn();
-    } finally {
-      this.writer = false;
-      this.drain();
-    }
-  }
-
-  // Grants synchronously when free, so a caller that just made the lock holds
-  // it before anyone else can queue.
-  private acquire(exclusive: boolean): Promise<void> | undefined {
-    if (this.waiters.length === 0 && this.canGrant(exclusive)) {
-      this.take(exclusive);
-      return undefined;
-    }
-    return new Promise((grant) => this.waiters.push({ exclusive, grant }));
-  }
-
-  private canGrant(exclusive: boolean): boolean {
-    return exclusive ? !this.writer && this.readers === 0 : !this.writer;
-  }
-
-  private take(exclusive: boolean): void {
-    if (exclusive) this.writer = true;
-    else this.readers++;
-  }
-
-  private drain(): void {
-    while (this.waiters.length > 0 && this.canGrant(this.waiters[0]!.exclusive)) {
-      const w = this.waiters.shift()!;
-      this.take(w.exclusive);
-      w.grant();
-    }
-  }
-}
-
-function notFound(handle: string): GfsError {
-  return new GfsError('NOT_FOUND', `no replica of chunk ${handle} here`);
-}
-
-function checkVersion(version: unknown): number {
-  if (typeof version !== 'number' || !Number.isSafeInteger(version) || version < 0) {
-    throw new GfsError('BAD_REQUEST', `invalid chunk version: ${String(version)}`);
-  }
-  return version;
-}
-
-function checkByteCount(name: string, n: unknown): number {
-  if (typeof n !== 'number' || !Number.isSafeInteger(n) || n < 0) {
-    throw new GfsError('OUT_OF_RANGE', `${name} must be a non-negative integer, got ${String(n)}`);
-  }
-  return n;
-}
-
-function isErrno(e: unknown, code: string): boolean {
-  return typeof e === 'object' && e !== null && (e as NodeJS.ErrnoException).code === code;
-}
-
-async function unlinkIfPresent(file: string): Promise<void> {
-  try {
-    await fsp.unlink(file);
-  } catch (e) {
-    if (!isErrno(e, 'ENOENT')) throw e;
-  }
-}
-
-/** pread until `length` bytes or EOF; returns the bytes read. */
-async function preadFull(fh: FileHandle, buf: Buffer, at: number, length: number, position: number): Promise<number> {
-  let done = 0;
-  while (done < length) {
-    const { bytesRead } = await fh.read(buf, at + done, length - done, position + done);
-    if (bytesRead === 0) break;
-    done += bytesRead;
-  }
-  return done;
-}
-
-async function pwriteFull(fh: FileHandle, buf: Buffer, position: number): Promise<void> {
-  let done = 0;
-  while (done < buf.length) {
-    const { bytesWritten } = await fh.write(buf, done, buf.length - done, position + done);
-    done += bytesWritten;
-  }
-}
-
-function crcBytes(crcs: Uint32Array, first: number, count: number): Buffer {
-  // Explicit LE rather than viewing the Uint32Array's memory: the file format must not depend on host endianness.
-  const out = Buffer.allocUnsafe(4 * count);
-  for (let i = 0; i < count; i++) out.writeUInt32LE(crcs[first + i]!, 4 * i);
-  return out;
-}
 
 export class ReplicaStore {
-  private readonly chunksDir: string;
   private readonly chunkSizeBytes: number;
   private readonly blockBytes: number;
-  private readonly maxBlocks: number;
-  private readonly maxOpenFiles: number;
+  private readonly serverId: string;
   private readonly onCorrupt: ((handle: string) => void) | undefined;
+  private readonly onMarkFailed: StoreOptions['onMarkFailed'];
   private readonly replicas = new Map<string, Replica>();
-  /** LRU of open fds: Map iteration order is insertion order, touched entries are re-inserted. */
-  private readonly fds = new Map<string, FdEntry>();
-  private openFdCount = 0;
+  private readonly files: ReplicaFiles;
+  private readonly fds: FdCache;
   private usedTotalBytes = 0;
-  /** Zeros for gap and pad crcs, and the crc of one whole zero block (holes are common). */
-  private readonly zeroBlock: Buffer;
-  private readonly zeroBlockCrc: number;
+  private readonly io: ReplicaData;
   private readonly inflight = new Set<Promise<unknown>>();
   private closed = false;
-  private dirSyncCurrent: Promise<void> | undefined;
-  private dirSyncNext: Promise<void> | undefined;
-  private readonly onFsync: StoreOptions['onFsync'];
   /** Bytes written into replica files (mutations, pads excluded, and clones), ever. */
   writtenBytes = 0;
 
@@ -205,34 +69,50 @@ export class ReplicaStore {
       Number.isSafeInteger(opts.checksumBlockBytes) && opts.checksumBlockBytes > 0 && opts.checksumBlockBytes <= 64 * 1024 * 1024,
       'checksumBlockBytes must be a positive integer (at most 64 MiB)',
     );
-    const maxOpenFiles = opts.maxOpenFiles ?? defaultMaxOpenFiles;
-    // Two fds per replica (data + crc), so fewer than two could never hold one replica open.
-    invariant(Number.isSafeInteger(maxOpenFiles) && maxOpenFiles >= 2, 'maxOpenFiles must be an integer >= 2');
-    this.chunksDir = path.join(opts.dir, 'chunks');
+    this.files = new ReplicaFiles(path.join(opts.dir, 'chunks'), opts.onFsync);
+    this.fds = new FdCache(opts.maxOpenFiles ?? defaultMaxOpenFiles, (handle, kind) => this.files.file(handle, kind));
     this.chunkSizeBytes = opts.chunkSizeBytes;
     this.blockBytes = opts.checksumBlockBytes;
-    this.maxBlocks = Math.ceil(opts.chunkSizeBytes / opts.checksumBlockBytes);
-    this.maxOpenFiles = maxOpenFiles;
+    this.serverId = opts.serverId ?? opts.dir;
     this.onCorrupt = opts.onCorrupt;
-    this.onFsync = opts.onFsync;
-    this.zeroBlock = Buffer.alloc(this.blockBytes);
-    this.zeroBlockCrc = crc32c(this.zeroBlock);
+    this.onMarkFailed = opts.onMarkFailed;
+    this.io = new ReplicaData(
+      this.blockBytes,
+      Math.ceil(opts.chunkSizeBytes / opts.checksumBlockBytes),
+      this.fds,
+      (rep, block) => this.corrupt(rep, block),
+      (grownBytes, writtenBytes) => {
+        this.usedTotalBytes += grownBytes;
+        this.writtenBytes += writtenBytes;
+      },
+    );
   }
 
   static async open(opts: StoreOptions): Promise<ReplicaStore> {
     const store = new ReplicaStore(opts);
-    await fsp.mkdir(store.chunksDir, { recursive: true });
-    await store.scan();
+    await fsp.mkdir(store.files.chunksDir, { recursive: true });
+    for (const rep of await recoverReplicas(store.files, store.blockBytes)) {
+      store.replicas.set(rep.handle, rep);
+      store.usedTotalBytes += rep.sizeBytes;
+    }
     return store;
   }
 
   // ---- queries (synchronous, from memory) ----
 
+  /** Replicas that may be served (the chunk report); corrupt ones are listed by corruptList() instead. */
   list(): ChunkReport[] {
     const out: ChunkReport[] = [];
     for (const r of this.replicas.values()) {
-      if (r.state === 'live') out.push({ handle: r.handle, version: r.version, sizeBytes: r.sizeBytes });
+      if (r.state === 'live' && !r.corrupt) out.push({ handle: r.handle, version: r.version, sizeBytes: r.sizeBytes });
     }
+    return out;
+  }
+
+  /** Handles of replicas marked corrupt, until they are deleted (reported to the master in every heartbeat). */
+  corruptList(): string[] {
+    const out: string[] = [];
+    for (const r of this.replicas.values()) if (r.state === 'live' && r.corrupt) out.push(r.handle);
     return out;
   }
 
@@ -243,13 +123,26 @@ export class ReplicaStore {
 
   /** False for unknown handles and for strings that are not handles at all. */
   has(handle: string): boolean {
-    return isHandle(handle) && this.replicas.get(handle)?.state === 'live';
+    return this.servable(handle) !== undefined;
   }
 
+  /** Version and length of a replica that may be served; undefined if absent or corrupt. */
   info(handle: string): { version: number; sizeBytes: number } | undefined {
+    const r = this.servable(handle);
+    return r ? { version: r.version, sizeBytes: r.sizeBytes } : undefined;
+  }
+
+  /** info(), but a clear error for a replica that is absent (NOT_FOUND) or marked corrupt (CORRUPT). */
+  require(handle: string): { version: number; sizeBytes: number } {
+    const info = this.info(handle);
+    if (info) return info;
+    throw isHandle(handle) && this.replicas.get(handle)?.corrupt ? corruptError(handle) : notFound(handle);
+  }
+
+  private servable(handle: string): Replica | undefined {
     if (!isHandle(handle)) return undefined;
     const r = this.replicas.get(handle);
-    return r?.state === 'live' ? { version: r.version, sizeBytes: r.sizeBytes } : undefined;
+    return r?.state === 'live' && !r.corrupt ? r : undefined;
   }
 
   usedBytes(): number {
@@ -257,7 +150,7 @@ export class ReplicaStore {
   }
 
   async diskStats(): Promise<{ capacityBytes: number; freeBytes: number }> {
-    const s = await fsp.statfs(this.chunksDir);
+    const s = await fsp.statfs(this.files.chunksDir);
     return { capacityBytes: s.blocks * s.bsize, freeBytes: s.bavail * s.bsize };
   }
 
@@ -268,11 +161,11 @@ export class ReplicaStore {
     checkVersion(version);
     return this.track(() =>
       this.creating(handle, async (rep) => {
-        await this.createEmptyFile(this.file(handle, 'chunk'));
-        await this.createEmptyFile(this.file(handle, 'crc'));
+        await this.files.createEmpty(handle, 'chunk');
+        await this.files.createEmpty(handle, 'crc');
         // The meta is written last: a crash before it leaves a .chunk without
         // .meta, which open() removes. Its dir fsync also covers the two files above.
-        await this.writeMeta(handle, version);
+        await this.files.writeMeta(handle, version);
         rep.version = version;
       }),
     );
@@ -289,7 +182,7 @@ export class ReplicaStore {
           });
         }
         if (version === rep.version) return;
-        await this.writeMeta(handle, version);
+        await this.files.writeMeta(handle, version);
         rep.version = version;
       }),
     );
@@ -298,21 +191,23 @@ export class ReplicaStore {
   async delete(handle: string): Promise<void> {
     checkHandle(handle);
     return this.track(() =>
-      this.withReplica(handle, true, async (rep) => {
-        rep.state = 'deleting';
-        this.usedTotalBytes -= rep.sizeBytes;
-        try {
-          await this.dropFds(handle);
-          // Meta first: a crash part-way leaves a .chunk without .meta, which
-          // open() cleans up, never a replica that comes back half-deleted.
-          // No dir fsync: a deletion undone by a crash is an orphan the master deletes again.
-          await unlinkIfPresent(this.file(handle, 'meta'));
-          await unlinkIfPresent(this.file(handle, 'chunk'));
-          await unlinkIfPresent(this.file(handle, 'crc'));
-        } finally {
-          this.replicas.delete(handle);
-        }
-      }),
+      this.withReplica(
+        handle,
+        true,
+        async (rep) => {
+          rep.state = 'deleting';
+          this.usedTotalBytes -= rep.sizeBytes;
+          try {
+            await this.fds.drop(handle);
+            // A crash part-way leaves a .chunk without .meta, which open() cleans up.
+            // No dir fsync: a deletion undone by a crash is an orphan the master deletes again.
+            await this.files.removeAll(handle);
+          } finally {
+            this.replicas.delete(handle);
+          }
+        },
+        true,
+      ),
     );
   }
 
@@ -326,13 +221,13 @@ export class ReplicaStore {
         await this.withReplica(handle, false, async (src) => {
           // FICLONE shares extents where the filesystem can (btrfs, xfs) and
           // falls back to a plain copy elsewhere.
-          await fsp.copyFile(this.file(handle, 'chunk'), this.file(newHandle, 'chunk'), fsConstants.COPYFILE_FICLONE);
+          await fsp.copyFile(this.files.file(handle, 'chunk'), this.files.file(newHandle, 'chunk'), fsConstants.COPYFILE_FICLONE);
           // The crc file is written from the in-memory table rather than
           // copied: that table is what the source's reads are verified against.
-          const blocks = this.blocksFor(src.sizeBytes);
+          const blocks = Math.ceil(src.sizeBytes / this.blockBytes);
           dst.crcs = src.crcs.slice(0, Math.max(blocks, 1));
           dst.sizeBytes = src.sizeBytes;
-          const crcFh = await fsp.open(this.file(newHandle, 'crc'), 'w');
+          const crcFh = await fsp.open(this.files.file(newHandle, 'crc'), 'w');
           try {
             await pwriteFull(crcFh, crcBytes(dst.crcs, 0, blocks), 0);
             await crcFh.sync();
@@ -340,13 +235,13 @@ export class ReplicaStore {
             await crcFh.close();
           }
         });
-        const dataFh = await fsp.open(this.file(newHandle, 'chunk'), 'r+');
+        const dataFh = await fsp.open(this.files.file(newHandle, 'chunk'), 'r+');
         try {
           await dataFh.sync();
         } finally {
           await dataFh.close();
         }
-        await this.writeMeta(newHandle, version);
+        await this.files.writeMeta(newHandle, version);
         dst.version = version;
       }),
     );
@@ -370,7 +265,7 @@ export class ReplicaStore {
         checkAtVersion(rep, atVersion);
         // An empty write changes nothing, not even the length.
         if (data.length === 0) return rep.sizeBytes;
-        return this.mutate(rep, offset, data);
+        return this.io.mutate(rep, offset, data);
       }),
     );
   }
@@ -386,7 +281,7 @@ export class ReplicaStore {
       this.withReplica(handle, true, async (rep) => {
         checkAtVersion(rep, atVersion);
         if (toSizeBytes <= rep.sizeBytes) return rep.sizeBytes;
-        return this.mutate(rep, toSizeBytes, Buffer.alloc(0));
+        return this.io.mutate(rep, toSizeBytes, Buffer.alloc(0));
       }),
     );
   }
@@ -405,7 +300,7 @@ export class ReplicaStore {
         const firstBlock = Math.floor(offset / B);
         const lastBlock = Math.floor((end - 1) / B);
         const start = firstBlock * B;
-        const buf = await this.readVerified(rep, firstBlock, lastBlock);
+        const buf = await this.io.readVerified(rep, firstBlock, lastBlock);
         return buf.subarray(offset - start, end - start);
       }),
     );
@@ -420,7 +315,7 @@ export class ReplicaStore {
       this.withReplica(handle, false, async (rep) => {
         if (rep.dirty) {
           rep.dirty = false;
-          const p = this.withFds(rep, true, (data, crc) => this.timed('chunk', async () => void (await Promise.all([data.datasync(), crc!.datasync()]))));
+          const p = this.fds.with(rep.handle, true, (data, crc) => this.files.timed('chunk', async () => void (await Promise.all([data.datasync(), crc!.datasync()]))));
           rep.syncing = p;
           try {
             await p;
@@ -446,10 +341,10 @@ export class ReplicaStore {
       let block = 0;
       for (;;) {
         const step = await this.withReplica(handle, false, async (rep): Promise<'done' | 'more'> => {
-          const blocks = this.blocksFor(rep.sizeBytes);
+          const blocks = Math.ceil(rep.sizeBytes / this.blockBytes);
           if (block >= blocks) return 'done';
           const last = Math.min(blocks, block + pieceBlocks) - 1;
-          await this.readVerified(rep, block, last);
+          await this.io.readVerified(rep, block, last);
           block = last + 1;
           return 'more';
         }).catch((e: unknown) => {
@@ -466,117 +361,13 @@ export class ReplicaStore {
   async close(): Promise<void> {
     this.closed = true;
     while (this.inflight.size > 0) await Promise.allSettled([...this.inflight]);
-    const entries = [...this.fds.values()];
-    this.fds.clear();
-    await Promise.all(entries.map((e) => this.closeEntry(e)));
-    await Promise.allSettled([this.dirSyncCurrent, this.dirSyncNext]);
+    await this.fds.closeAll();
+    await this.files.settle();
   }
 
-  // ---- internals: mutation ----
-
-  /**
-   * Applies data at offset (for pad: offset = target length, data empty).
-   * Bytes between the current end and offset become zeros. All crcs are
-   * computed, and partially covered blocks verified, before anything is
-   * written, so a CORRUPT error leaves the replica untouched.
-   */
-  private async mutate(rep: Replica, offset: number, data: Buffer): Promise<number> {
-    const B = this.blockBytes;
-    const oldSize = rep.sizeBytes;
-    const end = offset + data.length;
-    const newSize = Math.max(oldSize, end);
-    // Blocks whose content changes: from the first written (or zero-filled) byte to the last.
-    const firstBlock = Math.floor(Math.min(offset, oldSize) / B);
-    const lastBlock = Math.floor((end - 1) / B);
-    invariant(end > Math.min(offset, oldSize), 'mutation changes nothing');
-    const count = lastBlock - firstBlock + 1;
-    const newCrcs = new Uint32Array(count);
-    const needRead: number[] = [];
-
-    for (let b = firstBlock; b <= lastBlock; b++) {
-      const bs = b * B;
-      const be = Math.min(bs + B, newSize);
-      const hasOld = oldSize > bs;
-      if (offset <= bs && end >= be) {
-        // Whole block comes from the caller's buffer.
-        newCrcs[b - firstBlock] = crc32c(data.subarray(bs - offset, be - offset));
-      } else if (!hasOld || offset >= oldSize) {
-        // The block's old bytes, if any, are exactly its prefix up to the old
-        // end, followed by zeros (gap) and new bytes: continue the old crc
-        // instead of reading them back. Corrupt old bytes still fail later
-        // reads, since the continued crc describes the intended bytes.
-        let c = hasOld ? rep.crcs[b]! : 0;
-        const zs = Math.max(bs, oldSize);
-        const ze = Math.min(be, offset);
-        if (ze > zs) c = !hasOld && ze - zs === B ? this.zeroBlockCrc : crc32c(this.zeroBlock.subarray(0, ze - zs), c);
-        const ds = Math.max(bs, offset);
-        const de = Math.min(be, end);
-        if (de > ds) c = crc32c(data.subarray(ds - offset, de - offset), c);
-        newCrcs[b - firstBlock] = c;
-      } else {
-        // Overwrite that keeps some old bytes of the block: only the first and
-        // last block can land here.
-        needRead.push(b);
-      }
-    }
-
-    return this.withFds(rep, true, async (dataFh, crcFh) => {
-      for (const b of needRead) {
-        const bs = b * B;
-        const oldEnd = Math.min(bs + B, oldSize);
-        const be = Math.min(bs + B, newSize);
-        const buf = Buffer.allocUnsafe(be - bs);
-        const got = await preadFull(dataFh, buf, 0, oldEnd - bs, bs);
-        // Verify before overlaying, so an overwrite never launders corruption into a fresh crc.
-        if (got !== oldEnd - bs || crc32c(buf.subarray(0, oldEnd - bs)) !== rep.crcs[b]) this.corrupt(rep.handle, b);
-        const ds = Math.max(bs, offset);
-        const de = Math.min(be, end);
-        data.copy(buf, ds - bs, ds - offset, de - offset);
-        newCrcs[b - firstBlock] = crc32c(buf);
-      }
-
-      // Data and crc writes go out together (they are unordered on disk until
-      // sync() anyway), which roughly halves the latency of small appends.
-      const [dataDone, crcDone] = await Promise.allSettled([
-        // pad: truncate extends with a hole, which reads as zeros
-        data.length > 0 ? pwriteFull(dataFh, data, offset) : dataFh.truncate(newSize),
-        pwriteFull(crcFh!, crcBytes(newCrcs, 0, count), 4 * firstBlock),
-      ]);
-      // Failed data write: the old table still describes whatever survived, or
-      // reads report the damage as CORRUPT.
-      if (dataDone.status === 'rejected') throw dataDone.reason;
-      // The data file holds the new bytes now, so the table must describe them
-      // even if the crc file could not be updated (a restart would then find
-      // the mismatch and the replica is re-replicated).
-      this.ensureBlocks(rep, lastBlock + 1);
-      rep.crcs.set(newCrcs, firstBlock);
-      rep.sizeBytes = newSize;
-      this.usedTotalBytes += newSize - oldSize;
-      this.writtenBytes += data.length;
-      rep.dirty = true;
-      if (crcDone.status === 'rejected') throw crcDone.reason;
-      return newSize;
-    });
-  }
-
-  /** Reads blocks [firstBlock, lastBlock] (clamped at the chunk's end) in one pread and verifies each. */
-  private async readVerified(rep: Replica, firstBlock: number, lastBlock: number): Promise<Buffer> {
-    const B = this.blockBytes;
-    const start = firstBlock * B;
-    const stop = Math.min((lastBlock + 1) * B, rep.sizeBytes);
-    const buf = Buffer.allocUnsafe(stop - start);
-    const got = await this.withFds(rep, false, (fh) => preadFull(fh, buf, 0, buf.length, start));
-    // A file shorter than recorded reads as zeros here; the crcs decide whether that is right.
-    if (got < buf.length) buf.fill(0, got);
-    for (let b = firstBlock; b <= lastBlock; b++) {
-      const bs = b * B - start;
-      const be = Math.min(bs + B, buf.length);
-      if (crc32c(buf.subarray(bs, be)) !== rep.crcs[b]) this.corrupt(rep.handle, b);
-    }
-    return buf;
-  }
-
-  private corrupt(handle: string, block: number): never {
+  private corrupt(rep: Replica, block: number): never {
+    const handle = rep.handle;
+    this.markCorrupt(rep, `checksum mismatch in block ${block}`);
     try {
       this.onCorrupt?.(handle);
     } catch {
@@ -585,25 +376,31 @@ export class ReplicaStore {
     throw new GfsError('CORRUPT', `chunk ${handle}: checksum mismatch in block ${block}`, { handle, block });
   }
 
-  private blocksFor(sizeBytes: number): number {
-    return Math.ceil(sizeBytes / this.blockBytes);
-  }
-
-  // Tables grow geometrically (bounded by the chunk's block count), so
-  // sequential appends reallocate O(log n) times and a part-filled chunk only
-  // costs memory for what it holds.
-  private ensureBlocks(rep: Replica, blocks: number): void {
-    if (rep.crcs.length >= blocks) return;
-    const grown = new Uint32Array(Math.max(blocks, Math.min(this.maxBlocks, 2 * rep.crcs.length)));
-    grown.set(rep.crcs);
-    rep.crcs = grown;
+  /**
+   * Stops serving rep at once and marks it on disk, so a restart keeps it
+   * out of service and reported until the master has it deleted. The marker
+   * is written under the exclusive lock, after whoever found the damage lets
+   * go: a deletion that got there first leaves no marker behind.
+   */
+  private markCorrupt(rep: Replica, reason: string): void {
+    if (rep.corrupt) return;
+    rep.corrupt = true;
+    if (this.closed) return;
+    this.track(() =>
+      rep.lock.exclusive(async () => {
+        if (rep.state !== 'live' || this.replicas.get(rep.handle) !== rep) return;
+        await this.files.writeCorruptMark(rep.handle, reason);
+      }),
+    ).catch((e: unknown) => this.onMarkFailed?.(rep.handle, e as Error));
   }
 
   // ---- internals: per-handle serialization ----
 
   private track<T>(fn: () => Promise<T>): Promise<T> {
     if (this.closed) return Promise.reject(new GfsError('UNAVAILABLE', 'replica store is closed'));
-    const p = fn();
+    const p = fn().catch((e: unknown) => {
+      throw noSpaceError(e, this.serverId);
+    });
     this.inflight.add(p);
     const done = (): void => {
       this.inflight.delete(p);
@@ -617,12 +414,15 @@ export class ReplicaStore {
    * still being created is NOT_FOUND rather than waited for: creation holds
    * another replica's lock during copyLocal, and waiting here could close a cycle.
    */
-  private withReplica<T>(handle: string, exclusive: boolean, fn: (rep: Replica) => Promise<T>): Promise<T> {
+  private withReplica<T>(handle: string, exclusive: boolean, fn: (rep: Replica) => Promise<T>, corruptToo = false): Promise<T> {
+    // Only deletion touches a replica marked corrupt (corruptToo).
     const rep = this.replicas.get(handle);
     if (!rep || rep.state !== 'live') return Promise.reject(notFound(handle));
+    if (rep.corrupt && !corruptToo) return Promise.reject(corruptError(handle));
     const body = async (): Promise<T> => {
-      // Deleted while we queued.
+      // Deleted (or found corrupt) while we queued.
       if (rep.state !== 'live') throw notFound(handle);
+      if (rep.corrupt && !corruptToo) throw corruptError(handle);
       return fn(rep);
     };
     return exclusive ? rep.lock.exclusive(body) : rep.lock.shared(body);
@@ -633,6 +433,11 @@ export class ReplicaStore {
     for (;;) {
       const existing = this.replicas.get(handle);
       if (!existing) break;
+      // A fresh copy replaces one found corrupt.
+      if (existing.state === 'live' && existing.corrupt) {
+        await this.delete(handle);
+        continue;
+      }
       if (existing.state !== 'deleting') throw new GfsError('EXISTS', `chunk ${handle} already exists here`);
       // Wait for the deletion to finish removing files before creating new ones.
       await existing.lock.exclusive(async () => {});
@@ -645,6 +450,7 @@ export class ReplicaStore {
       crcs: new Uint32Array(1),
       dirty: false,
       syncing: undefined,
+      corrupt: false,
       lock: new RwLock(),
     };
     this.replicas.set(handle, rep);
@@ -653,256 +459,16 @@ export class ReplicaStore {
         await fn(rep);
       } catch (e) {
         this.replicas.delete(handle);
-        await this.dropFds(handle).catch(() => {});
+        await this.fds.drop(handle).catch(() => {});
         await Promise.allSettled([
-          unlinkIfPresent(this.file(handle, 'meta')),
-          unlinkIfPresent(this.file(handle, 'chunk')),
-          unlinkIfPresent(this.file(handle, 'crc')),
+          unlinkIfPresent(this.files.file(handle, 'meta')),
+          unlinkIfPresent(this.files.file(handle, 'chunk')),
+          unlinkIfPresent(this.files.file(handle, 'crc')),
         ]);
         throw e;
       }
       rep.state = 'live';
       this.usedTotalBytes += rep.sizeBytes;
     });
-  }
-
-  // ---- internals: fd cache ----
-
-  private async withFds<T>(rep: Replica, needCrc: boolean, fn: (data: FileHandle, crc: FileHandle | undefined) => Promise<T>): Promise<T> {
-    const handle = rep.handle;
-    let e = this.fds.get(handle);
-    if (e) {
-      this.fds.delete(handle);
-      this.fds.set(handle, e);
-    } else {
-      e = { data: this.openFd(this.file(handle, 'chunk')), crc: undefined, users: 0, closed: false };
-      this.fds.set(handle, e);
-    }
-    if (needCrc && !e.crc) e.crc = this.openFd(this.file(handle, 'crc'));
-    e.users++;
-    this.evictIdle();
-    try {
-      let data: FileHandle;
-      let crc: FileHandle | undefined;
-      try {
-        data = await e.data;
-        crc = needCrc ? await e.crc : undefined;
-      } catch (err) {
-        // Never keep a failed open cached; the entry closes once its last user leaves.
-        if (this.fds.get(handle) === e) this.fds.delete(handle);
-        throw err;
-      }
-      return await fn(data, crc);
-    } finally {
-      e.users--;
-      if (e.users === 0 && this.fds.get(handle) !== e) void this.closeEntry(e);
-      else if (this.openFdCount > this.maxOpenFiles) this.evictIdle();
-    }
-  }
-
-  private openFd(file: string): Promise<FileHandle> {
-    this.openFdCount++;
-    const p = fsp.open(file, 'r+');
-    p.catch(() => {
-      this.openFdCount--;
-    });
-    return p;
-  }
-
-  /** Closes least recently used entries nobody is using until under the bound; entries in use are skipped, never closed. */
-  private evictIdle(): void {
-    if (this.openFdCount <= this.maxOpenFiles) return;
-    for (const [handle, e] of this.fds) {
-      if (this.openFdCount <= this.maxOpenFiles) break;
-      if (e.users > 0) continue;
-      this.fds.delete(handle);
-      void this.closeEntry(e);
-    }
-  }
-
-  private async closeEntry(e: FdEntry): Promise<void> {
-    if (e.closed) return;
-    e.closed = true;
-    const all: Promise<FileHandle>[] = e.crc ? [e.data, e.crc] : [e.data];
-    // Counted down before the close completes so eviction stops at once; a
-    // failed open was already counted down by openFd.
-    await Promise.allSettled(
-      all.map(async (p) => {
-        const fh = await p;
-        this.openFdCount--;
-        await fh.close();
-      }),
-    );
-  }
-
-  private async dropFds(handle: string): Promise<void> {
-    const e = this.fds.get(handle);
-    if (!e) return;
-    invariant(e.users === 0, 'dropping fds still in use');
-    this.fds.delete(handle);
-    await this.closeEntry(e);
-  }
-
-  private timed<T>(kind: 'chunk' | 'meta' | 'dir', fn: () => Promise<T>): Promise<T> {
-    const onFsync = this.onFsync;
-    return timedFsync(onFsync && ((seconds) => onFsync(kind, seconds)), fn);
-  }
-
-  // ---- internals: files ----
-
-  private file(handle: string, kind: 'chunk' | 'crc' | 'meta'): string {
-    // Handles come from the wire: re-check here so no path is ever built from an unchecked string.
-    return path.join(this.chunksDir, `${checkHandle(handle)}.${kind}`);
-  }
-
-  private async createEmptyFile(file: string): Promise<void> {
-    // 'w' rather than 'wx': a leftover from a deletion interrupted by an I/O error must not block re-creation.
-    const fh = await fsp.open(file, 'w');
-    try {
-      await fh.sync();
-    } finally {
-      await fh.close();
-    }
-  }
-
-  /** Replaces <handle>.meta atomically and durably: tmp, fsync, rename, fsync dir. */
-  private async writeMeta(handle: string, version: number): Promise<void> {
-    const target = this.file(handle, 'meta');
-    const tmp = target + tmpSuffix; // one writer per handle (its lock), so the name cannot collide
-    const fh = await fsp.open(tmp, 'w');
-    try {
-      await fh.writeFile(JSON.stringify({ version }));
-      await this.timed('meta', () => fh.sync());
-    } finally {
-      await fh.close();
-    }
-    await fsp.rename(tmp, target);
-    await this.syncDir();
-  }
-
-  /**
-   * fsyncs the chunks directory. Concurrent callers share one fsync when it
-   * started after their change, so a burst of creates costs two fsyncs, not one each.
-   */
-  private syncDir(): Promise<void> {
-    if (this.dirSyncNext) return this.dirSyncNext;
-    if (!this.dirSyncCurrent) return this.startDirSync();
-    // The running fsync may have started before our rename: queue one more after it.
-    const next = this.dirSyncCurrent
-      .catch(() => {})
-      .then(() => {
-        this.dirSyncNext = undefined;
-        return this.startDirSync();
-      });
-    this.dirSyncNext = next;
-    return next;
-  }
-
-  private startDirSync(): Promise<void> {
-    const p = (async () => {
-      const fh = await fsp.open(this.chunksDir, 'r');
-      try {
-        await this.timed('dir', () => fh.sync());
-      } finally {
-        await fh.close();
-      }
-    })();
-    this.dirSyncCurrent = p;
-    const clear = (): void => {
-      if (this.dirSyncCurrent === p) this.dirSyncCurrent = undefined;
-    };
-    p.then(clear, clear);
-    return p;
-  }
-
-  // ---- internals: startup ----
-
-  private async scan(): Promise<void> {
-    const names = await fsp.readdir(this.chunksDir);
-    const groups = new Map<string, Set<string>>();
-    const leftovers: string[] = [];
-    for (const name of names) {
-      if (name.endsWith(tmpSuffix)) {
-        leftovers.push(name);
-        continue;
-      }
-      const m = fileNameRe.exec(name);
-      if (!m) continue; // not ours: leave it alone
-      const kinds = groups.get(m[1]!) ?? new Set<string>();
-      kinds.add(m[2]!);
-      groups.set(m[1]!, kinds);
-    }
-
-    const toLoad: string[] = [];
-    for (const [handle, kinds] of groups) {
-      // A .chunk without .meta is a create or delete interrupted by a crash; a
-      // .meta without .chunk has lost its data. Neither is a replica.
-      if (kinds.has('chunk') && kinds.has('meta')) toLoad.push(handle);
-      else for (const k of kinds) leftovers.push(`${handle}.${k}`);
-    }
-
-    let next = 0;
-    const worker = async (): Promise<void> => {
-      while (next < toLoad.length) {
-        const handle = toLoad[next++]!;
-        const rep = await this.loadReplica(handle, groups.get(handle)!.has('crc'));
-        if (rep) {
-          this.replicas.set(handle, rep);
-          this.usedTotalBytes += rep.sizeBytes;
-        } else {
-          leftovers.push(`${handle}.meta`, `${handle}.chunk`, `${handle}.crc`);
-        }
-      }
-    };
-    await Promise.all(Array.from({ length: Math.min(loadConcurrency, toLoad.length) }, worker));
-
-    if (leftovers.length > 0) {
-      await Promise.all(leftovers.map((name) => unlinkIfPresent(path.join(this.chunksDir, name))));
-      await this.syncDir();
-    }
-  }
-
-  /** Loads one replica's version, length and crc table; undefined if its meta is unusable. */
-  private async loadReplica(handle: string, hasCrcFile: boolean): Promise<Replica | undefined> {
-    let version: number;
-    try {
-      const meta: unknown = JSON.parse(await fsp.readFile(this.file(handle, 'meta'), 'utf8'));
-      version = checkVersion((meta as { version?: unknown } | null)?.version);
-    } catch {
-      // Meta is replaced atomically, so this is damage, not a torn write; a
-      // replica of unknown version can never be served, so drop it and let the
-      // master re-replicate.
-      return undefined;
-    }
-    const sizeBytes = (await fsp.stat(this.file(handle, 'chunk'))).size;
-    const blocks = this.blocksFor(sizeBytes);
-    const crcs = new Uint32Array(Math.max(blocks, 1));
-    if (hasCrcFile) {
-      const raw = await fsp.readFile(this.file(handle, 'crc'));
-      const have = Math.min(blocks, Math.floor(raw.length / 4));
-      for (let i = 0; i < have; i++) crcs[i] = raw.readUInt32LE(4 * i);
-      // Blocks past the crc file's end (a crash between the data and crc
-      // writes of an unsynced mutation) keep crc 0: they fail verification
-      // (barring a 2^-32 coincidence) rather than being trusted.
-    } else {
-      await this.createEmptyFile(this.file(handle, 'crc'));
-    }
-    return {
-      handle,
-      state: 'live',
-      version,
-      sizeBytes,
-      crcs,
-      dirty: false,
-      syncing: undefined,
-      lock: new RwLock(),
-    };
-  }
-}
-
-/** A mutation ordered at one version must not land at another (see ReplicaStore.write). */
-function checkAtVersion(rep: { handle: string; version: number }, atVersion: number | undefined): void {
-  if (atVersion !== undefined && rep.version !== atVersion) {
-    throw new GfsError('STALE_VERSION', `replica of ${rep.handle} is at version ${rep.version}, the mutation was ordered at ${atVersion}`, { version: rep.version });
   }
 }

@@ -1,75 +1,28 @@
 #!/usr/bin/env node
-// The `gfs` command. Start-up stays fast (scripts call it in loops): only
-// commander is loaded up front; each command imports what it needs.
-import { resolve as resolvePath } from 'node:path';
-import { Command, InvalidArgumentError, Option } from 'commander';
-import { envName, formatBytes as fmtBytes } from '../shared/config.js';
+// client/ holds the client library, the `gfs` command (this file) and the
+// FUSE mount. Files in client/ import shared/ only, never master/ or
+// chunkserver/: `gfs master` and `gfs chunkserver` start those programs
+// (gfs-master, gfs-chunkserver) as child processes.
+// Start-up stays fast (scripts call it in loops): only commander is loaded
+// up front; each command imports what it needs.
+import { Command, Option } from 'commander';
+import { addConnectionOptions, exportConnectionOptions, intArg as int, sizeArg as size } from '../shared/cli-options.js';
+import { formatBytes as fmtBytes } from '../shared/config.js';
+import { exitWhenFlushed, failAndExit, quietOnClosedPipe } from '../shared/exit.js';
 
 const defaultMaster = 'http://127.0.0.1:7070';
-
-function int(name: string, min = 0, max = Number.MAX_SAFE_INTEGER) {
-  return (v: string): number => {
-    if (!/^\d+$/.test(v)) throw new InvalidArgumentError(`${name} must be a whole number`);
-    const n = Number(v);
-    if (n < min || n > max) throw new InvalidArgumentError(`${name} must be between ${min} and ${max}`);
-    return n;
-  };
-}
-
-/** Sizes like 65536, 64k, 64KiB, 64M, 1G. */
-function size(name: string) {
-  return (v: string): number => {
-    const m = /^(\d+)\s*(k|kb|kib|m|mb|mib|g|gb|gib)?$/i.exec(v.trim());
-    if (!m) throw new InvalidArgumentError(`${name} must be a size such as 65536, 64k or 64M`);
-    const unit = (m[2] ?? '').toLowerCase()[0];
-    const mult = unit === 'k' ? 1024 : unit === 'm' ? 1024 ** 2 : unit === 'g' ? 1024 ** 3 : 1;
-    return Number(m[1]) * mult;
-  };
-}
-
-/**
- * Every value-taking flag of a daemon can also come from an environment variable named after it
- * (--lease-ms: GFS_LEASE_MS), and from the --config file. shared/settings.ts reads them (precedence:
- * flag, env, file, default); naming the variable here puts it in --help.
- */
-function withEnv(cmd: Command): Command {
-  for (const o of cmd.options) if (o.long && (o.required || o.optional)) o.env(envName(o.long));
-  return cmd;
-}
-
-/** Fills options from env variables and the config file (lazily loaded: other commands need no zod), then returns them all. */
-async function daemonOptions(cmd: Command): Promise<Record<string, unknown>> {
-  const { applySettings } = await import('../shared/settings.js');
-  applySettings(cmd, program);
-  const o = cmd.opts();
-  if (typeof o.dir !== 'string') throw new Error("required option '--dir <dir>' not specified (nor GFS_DIR, nor \"dir\" in a config file)");
-  // The preAction hook saw only the flag: a secret file named by the config file is in the environment now.
-  if (process.env.GFS_SECRET_FILE) process.env.GFS_SECRET_FILE = resolvePath(process.env.GFS_SECRET_FILE);
-  return o;
-}
 
 const program = new Command();
 program
   .name('gfs')
   .description('A GFS-style distributed file system: master, chunkservers, client')
   .version('0.1.0')
-  .addOption(new Option('--master <url>', 'master URL (default: $GFS_MASTER or ' + defaultMaster + ')'))
-  .addOption(new Option('--secret-file <file>', 'cluster secret that authenticates every request (default: $GFS_SECRET_FILE, else $GFS_SECRET; none: authentication off)'))
-  .addOption(new Option('--tls-cert <file>', 'daemons: serve HTTPS with this PEM certificate (default: $GFS_TLS_CERT; needs --tls-key)'))
-  .addOption(new Option('--tls-key <file>', 'daemons: the PEM private key of --tls-cert (default: $GFS_TLS_KEY)'))
-  .addOption(new Option('--tls-ca <file>', 'trust this PEM CA bundle for https:// peers instead of the system roots (default: $GFS_TLS_CA)'))
-  .showHelpAfterError('(run with --help for usage)');
+  .addOption(new Option('--master <url>', 'master URL (default: $GFS_MASTER or ' + defaultMaster + ')'));
+addConnectionOptions(program).showHelpAfterError('(run with --help for usage)');
 
-// The secret is read lazily by shared/auth.ts from the environment, so daemons,
-// clients and the processes they start all find it the same way.
-program.hook('preAction', () => {
-  const opts = program.opts() as { secretFile?: string; tlsCert?: string; tlsKey?: string; tlsCa?: string };
-  if (opts.secretFile) process.env.GFS_SECRET_FILE = resolvePath(opts.secretFile);
-  // TLS settings travel the same way (shared/tls.ts), so processes this one starts inherit them.
-  if (opts.tlsCert) process.env.GFS_TLS_CERT = resolvePath(opts.tlsCert);
-  if (opts.tlsKey) process.env.GFS_TLS_KEY = resolvePath(opts.tlsKey);
-  if (opts.tlsCa) process.env.GFS_TLS_CA = resolvePath(opts.tlsCa);
-});
+// Processes this one starts (daemons, cluster up) inherit the settings through the environment.
+program.hook('preAction', () => exportConnectionOptions(program));
+quietOnClosedPipe();
 
 function masterUrl(): string {
   return ((program.opts().master as string | undefined) ?? process.env.GFS_MASTER ?? defaultMaster).replace(/\/+$/, '');
@@ -80,138 +33,56 @@ async function client() {
   return new GfsClient({ masterUrl: masterUrl() });
 }
 
-function fail(e: unknown): never {
-  const msg = e instanceof Error ? e.message : String(e);
-  process.stderr.write(`gfs: ${msg.split('\n')[0]}\n`);
-  process.exit(1);
+function fail(e: unknown): Promise<never> {
+  return failAndExit('gfs', e);
 }
 
-/** Wraps an action: one line on stderr and a non-zero exit on error. */
+/** Wraps an action: all its output written, then exit 0; or one line on stderr and exit 1 on error. */
 function run<A extends unknown[]>(fn: (...args: A) => Promise<void>) {
   return async (...args: A) => {
     try {
       await fn(...args);
-      // Keep-alive sockets would hold the process open; a finished command exits.
-      process.exit(0);
     } catch (e) {
-      fail(e);
+      await fail(e);
     }
+    await exitWhenFlushed(0);
   };
 }
 
 // ---- daemons ----
-const masterCommand = program
-  .command('master')
-  .description('run the master (or a shadow of one: --shadow-of); `gfs master promote` makes a shadow the master')
-  .option('--config <file>', 'JSON file of settings: keys are these flags without dashes, e.g. {"port": 7070, "lease-ms": 60000}; flags and env variables win over it')
-  .option('--dir <dir>', 'directory for the operation log and checkpoints (required)')
-  .option('--port <port>', 'port to listen on', int('--port', 0, 65535), 7070)
-  .option('--host <host>', 'address to bind (0.0.0.0: every interface)', '127.0.0.1')
-  .option('--advertise <url>', 'URL other machines use to reach this master (default http://HOST:PORT, https:// with TLS; the machine name when HOST is 0.0.0.0)')
-  .option('--chunk-size <bytes>', 'chunk size', size('--chunk-size'))
-  .option('--lease-ms <ms>', 'primary lease duration', int('--lease-ms', 100))
-  .option('--heartbeat-ms <ms>', 'chunkserver heartbeat interval', int('--heartbeat-ms', 50))
-  .option('--dead-ms <ms>', 'silence after which a chunkserver is dead', int('--dead-ms', 100))
-  .option('--safe-mode-ms <ms>', 'longest wait for chunkserver reports after a restart', int('--safe-mode-ms', 0))
-  .option('--checkpoint-bytes <bytes>', 'operation log size that triggers a checkpoint', size('--checkpoint-bytes'))
-  .option('--replication <n>', 'default replication factor', int('--replication', 1, 16))
-  .option('--trash-grace-ms <ms>', 'how long deleted files stay undeletable (default 3 days)', int('--trash-grace-ms'))
-  .option('--max-clones <n>', 'concurrent re-replication clones in the cluster', int('--max-clones', 1, 1024))
-  .option('--clone-mbps <MBps>', 'bandwidth cap per clone in MB/s (0: none)', int('--clone-mbps'))
-  .option('--rebalance-imbalance <n>', 'rebalance when the fullest chunkserver holds this many more replicas than the emptiest (default 4)', int('--rebalance-imbalance', 1))
-  .option('--max-requests <n>', 'requests handled at once; more get 503 (default 2048)', int('--max-requests', 1))
-  .option('--log-replicas <urls>', 'shadow masters every log batch must reach (fsynced) before a mutation is acknowledged, comma-separated')
-  .option('--allow-fewer-log-replicas', 'keep acknowledging mutations while a log replica is out of sync (fewer copies; shown in gfs status)')
-  .option('--shadow-of <url>', "run as a read-only shadow of this master: applies its shipped log, serves reads, until promoted")
-  .action(async (_o, cmd: Command) => {
-    try {
-      const o = (await daemonOptions(cmd)) as Record<string, any>;
-      const { startMaster } = await import('../master/server.js');
-      const m = await startMaster({
-        logReplicas: typeof o.logReplicas === 'string' ? o.logReplicas.split(',').map((u: string) => u.trim()).filter(Boolean) : undefined,
-        allowFewerLogReplicas: o.allowFewerLogReplicas === true,
-        shadowOf: o.shadowOf,
-        dir: o.dir,
-        port: o.port,
-        host: o.host,
-        advertiseUrl: o.advertise,
-        chunkSizeBytes: o.chunkSize,
-        leaseMs: o.leaseMs,
-        heartbeatMs: o.heartbeatMs,
-        deadMs: o.deadMs,
-        safeModeMs: o.safeModeMs,
-        checkpointLogBytes: o.checkpointBytes,
-        defaultReplication: o.replication,
-        trashGraceMs: o.trashGraceMs,
-        maxClusterClones: o.maxClones,
-        cloneBytesPerSec: o.cloneMbps !== undefined ? o.cloneMbps * 1e6 : undefined,
-        rebalanceMinImbalance: o.rebalanceImbalance,
-        maxInFlight: o.maxRequests,
-      });
-      process.stdout.write(`master ${m.url}\n`);
-      const stop = async () => {
-        await m.close().catch(() => undefined);
-        process.exit(0);
-      };
-      process.once('SIGTERM', stop);
-      process.once('SIGINT', stop);
-    } catch (e) {
-      fail(e);
-    }
-  });
+// The daemons' flags are their own programs' (master/main.ts, chunkserver/main.ts): everything after
+// `gfs master` or `gfs chunkserver` is passed to them, --help included.
+function daemonCommand(name: 'master' | 'chunkserver', description: string): Command {
+  return program
+    .command(name)
+    .description(description)
+    .argument('[flags...]', `flags of gfs-${name} (gfs ${name} --help lists them)`)
+    .allowUnknownOption()
+    .action(async (flags: string[]) => {
+      // --master, wherever it is given, is gfs's own flag (commander takes it): the chunkserver gets it through GFS_MASTER.
+      const m = program.opts().master as string | undefined;
+      if (m) process.env.GFS_MASTER = m;
+      const { runDaemonChild } = await import('./daemon-child.js');
+      runDaemonChild(name, flags);
+    });
+}
 
-withEnv(masterCommand);
+const masterCommand = daemonCommand('master', 'run the master (gfs-master; or a shadow of one: --shadow-of); `gfs master promote` makes a shadow the master');
 
 masterCommand
   .command('promote')
   .description('make the shadow master at --master the master, with a higher epoch (the old master is then fenced off)')
   .option('--force', "promote even if the shadow's log may be incomplete")
-  .action(async (o: { force?: boolean }) => {
-    try {
-      const { rpcJson } = await import('../shared/rpc.js');
-      const url = masterUrl().split(',')[0]!;
-      const r = await rpcJson<{ epoch: number; appliedIndex: number }>(url, '/api/promote', { force: o.force === true });
-      process.stdout.write(`${url} is now the master, epoch ${r.epoch}, log index ${r.appliedIndex}\n`);
-    } catch (e) {
-      fail(e);
-    }
-  });
+  .action(run(async (o: { force?: boolean }) => {
+    const { rpcJson } = await import('../shared/rpc.js');
+    const url = masterUrl().split(',')[0]!;
+    const r = await rpcJson<{ epoch: number; appliedIndex: number }>(url, '/api/promote', { force: o.force === true });
+    process.stdout.write(`${url} is now the master, epoch ${r.epoch}, log index ${r.appliedIndex}\n`);
+  }));
+// Set after promote is made, which would inherit it: `gfs master --help` is gfs-master's help.
+masterCommand.helpOption(false);
 
-const chunkserverCommand = program
-  .command('chunkserver')
-  .description('run a chunkserver')
-  .option('--config <file>', 'JSON file of settings: keys are these flags without dashes plus "master", e.g. {"port": 7071, "rack": "r1"}; flags and env variables win over it')
-  .option('--dir <dir>', 'directory for chunk replicas (required)')
-  .option('--port <port>', 'port to listen on (0 picks a free one)', int('--port', 0, 65535), 0)
-  .option('--host <host>', 'address to bind (0.0.0.0: every interface)', '127.0.0.1')
-  .option('--advertise <url>', 'URL other machines use to reach this one (default http://HOST:PORT, https:// with TLS; the machine name when HOST is 0.0.0.0)')
-  .option('--rack <rack>', 'rack label for placement', 'default')
-  .option('--id <id>', 'chunkserver id (default: kept in DIR/id, made up the first time)')
-  .option('--heartbeat-ms <ms>', 'heartbeat interval (default: the master\'s)', int('--heartbeat-ms', 50))
-  .option('--scrub-ms <ms>', 'verify one idle chunk in the background every this many ms (0: off)', int('--scrub-ms'), 10_000)
-  .option('--scrub-idle-ms <ms>', 'a chunk mutated within this many ms is not idle yet: the scrubber leaves it for later', int('--scrub-idle-ms'), 30_000)
-  .option('--push-buffer <bytes>', 'pushed data held at once, under way or waiting for its mutation; more gets 429 (default 512M)', size('--push-buffer'))
-  .option('--max-pushes <n>', 'data pushes received at once; more get 429 (default 64)', int('--max-pushes', 1))
-  .option('--push-idle-ms <ms>', 'drop a push that sends no data for this long (default 30000)', int('--push-idle-ms', 100))
-  .option('--max-requests <n>', 'requests handled at once; more get 503 (default 2048)', int('--max-requests', 1))
-  .action(async (_o, cmd: Command) => {
-    try {
-      const o = (await daemonOptions(cmd)) as Record<string, any>;
-      const { startChunkserver } = await import('../chunkserver/server.js');
-      const cs = await startChunkserver({ dir: o.dir, port: o.port, host: o.host, advertiseUrl: o.advertise, rack: o.rack, id: o.id, masterUrl: masterUrl(), heartbeatMs: o.heartbeatMs, scrubIntervalMs: o.scrubMs, scrubIdleMs: o.scrubIdleMs, pushBufferBytes: o.pushBuffer, maxPushes: o.maxPushes, pushIdleMs: o.pushIdleMs, maxInFlight: o.maxRequests });
-      process.stdout.write(`chunkserver ${cs.id} ${cs.url}\n`);
-      const stop = async () => {
-        await cs.close().catch(() => undefined);
-        process.exit(0);
-      };
-      process.once('SIGTERM', stop);
-      process.once('SIGINT', stop);
-    } catch (e) {
-      fail(e);
-    }
-  });
-
-withEnv(chunkserverCommand);
+daemonCommand('chunkserver', 'run a chunkserver (gfs-chunkserver)').helpOption(false);
 
 program
   .command('web-token')
@@ -245,7 +116,7 @@ cluster
       const { clusterUp } = await import('./cluster.js');
       await clusterUp({ dir: o.dir, port: o.port, chunkservers: o.chunkservers, chunkSizeBytes: o.chunkSize, leaseMs: o.leaseMs, heartbeatMs: o.heartbeatMs, racks: o.racks, tls: o.tls === true });
     } catch (e) {
-      fail(e);
+      await fail(e);
     }
   });
 
@@ -357,10 +228,7 @@ program
     const healthy = s.underReplicated === 0 && s.missing === 0 && s.corrupt === 0;
     lines.push(`The filesystem under '${path}' is ${healthy ? 'HEALTHY' : 'NOT HEALTHY'}`);
     process.stdout.write(lines.join('\n') + '\n');
-    if (!healthy) {
-      process.stderr.write('gfs: the filesystem is not healthy\n');
-      process.exit(2);
-    }
+    if (!healthy) await failAndExit('gfs', 'the filesystem is not healthy', 2);
   }));
 
 program
@@ -440,7 +308,8 @@ program
       safeMode: boolean;
       files: number;
       chunks: { total: number; healthy: number; underReplicated: number; overReplicated: number; missing: number };
-      chunkservers: { id: string; url: string; rack: string; alive: boolean; chunks: number; usedBytes: number; freeBytes: number }[];
+      chunkservers: { id: string; url: string; rack: string; alive: boolean; chunks: number; usedBytes: number; freeBytes: number; full?: boolean }[];
+      oplog?: { noSpace?: boolean; noSpaceRefusals?: number };
     };
     if (o.json) {
       process.stdout.write(JSON.stringify(s, null, 2) + '\n');
@@ -463,11 +332,12 @@ program
             ...m.logReplicas.replicas.map((r) => `  ${r.url.padEnd(24)} ${r.synced ? 'in sync' : 'BEHIND '} index=${r.lastIndex}${r.lastError ? ` (${r.lastError})` : ''}`),
           ]
         : []),
+      ...(s.oplog?.noSpace ? [`operation log: DISK FULL, mutations refused with NO_SPACE (${s.oplog.noSpaceRefusals ?? 0} so far); resumes by itself when space is freed`] : []),
       `safe mode: ${s.safeMode ? 'ON' : 'off'}`,
       `files: ${s.files}`,
       `chunks: ${s.chunks.total} total, ${s.chunks.healthy} healthy, ${s.chunks.underReplicated} under-replicated, ${s.chunks.overReplicated} over-replicated, ${s.chunks.missing} missing`,
       `chunkservers: ${s.chunkservers.filter((x) => x.alive).length} alive of ${s.chunkservers.length}`,
-      ...s.chunkservers.map((x) => `  ${x.id.padEnd(12)} ${x.url.padEnd(24)} rack=${x.rack.padEnd(8)} ${x.alive ? 'alive' : 'DEAD '} chunks=${String(x.chunks).padStart(6)} used=${fmtBytes(x.usedBytes)} free=${fmtBytes(x.freeBytes)}`),
+      ...s.chunkservers.map((x) => `  ${x.id.padEnd(12)} ${x.url.padEnd(24)} rack=${x.rack.padEnd(8)} ${x.alive ? 'alive' : 'DEAD '} chunks=${String(x.chunks).padStart(6)} used=${fmtBytes(x.usedBytes)} free=${fmtBytes(x.freeBytes)}${x.full ? ' FULL (below its reserve: no new chunks)' : ''}`),
     ];
     process.stdout.write(lines.join('\n') + '\n');
   }));

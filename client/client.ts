@@ -5,14 +5,23 @@ import { defaults } from '../shared/config.js';
 import { GfsError } from '../shared/errors.js';
 import { rpcJson, rpcStream, setRpcSelf } from '../shared/rpc.js';
 import { inlineMaxBytes } from '../shared/wire.js';
-import type { AppendAnswer, ChunkLocation, ChunksAnswer, FileInfo, LeaseAnswer, ListEntry, PushAnswer, ReplicaRef, WriteAnswer } from '../shared/wire.js';
+import type { AppendAnswer, ChunkInfoAnswer, ChunkLocation, ChunksAnswer, FileInfo, LeaseAnswer, ListEntry, PushAnswer, ReplicaRef, WriteAnswer } from '../shared/wire.js';
 import { withRetry, type RetryOptions } from './retry.js';
-import { frameRecord, parseRecords, recordHeaderBytes } from './records.js';
+import { LocationCache, covers, type CachedFile } from './location-cache.js';
+import { closestFirst, readFromReplicas } from './replica-read.js';
+import { runLimited } from './run-limited.js';
+
+export type { CachedFile } from './location-cache.js';
+export { closestFirst } from './replica-read.js';
+export { appendRecord, maxRecordPayloadBytes, readRecords, type RecordRead } from './records.js';
 
 // The client library. Metadata goes to the master; data goes straight to
-// chunkservers. Chunk locations and leases are cached with expiry and
-// dropped on error; mutations are retried with the same request id, so a
-// primary that already applied one answers with its earlier result.
+// chunkservers. Chunk locations, file sizes and leases are cached with
+// expiry and dropped on error; mutations are retried with the same request
+// id, so a primary that already applied one answers with its earlier result.
+// Reads go back to the master only on an error, a version refusal, or at
+// the end of what is known, and then ask a replica of the last chunk for its
+// length first (the master's figure comes from heartbeats and may lag).
 
 export interface ClientOptions {
   /** The master, or `URL,URL,...`: the master and its shadows (reads fall back to a shadow; mutations follow a promotion). */
@@ -20,27 +29,13 @@ export interface ClientOptions {
   clientId?: string;
   /** How long cached chunk locations are trusted. */
   locationTtlMs?: number;
+  /** Files whose locations are cached at most (least recently used dropped first). */
+  locationCacheFiles?: number;
   /** Largest piece pushed and mutated at once. */
   pieceBytes?: number;
   /** Pieces in flight at once for large reads and writes. */
   concurrency?: number;
   retry?: Partial<RetryOptions>;
-}
-
-interface CachedFile {
-  chunkSizeBytes: number;
-  chunkCount: number;
-  sizeBytes: number;
-  chunks: Map<number, ChunkLocation>;
-  fetchedAtMs: number;
-}
-
-/** Orders replicas for a push chain or a read: closest first. On one host all are equally close; prefer the client's rack, then keep racks together. */
-export function closestFirst(replicas: ReplicaRef[], clientRack?: string): ReplicaRef[] {
-  return replicas
-    .map((r, i) => ({ r, i }))
-    .sort((a, b) => (a.r.rack === clientRack ? 0 : 1) - (b.r.rack === clientRack ? 0 : 1) || (a.r.rack < b.r.rack ? -1 : a.r.rack > b.r.rack ? 1 : 0) || a.i - b.i)
-    .map((x) => x.r);
 }
 
 function leaseKey(handle: string, path: string, index: number): string {
@@ -63,9 +58,8 @@ export class GfsClient {
   /** When the last read was answered by a shadow: how stale it said it was (ms), else undefined. */
   lastShadowRead: { url: string; stalenessMs: number | undefined } | undefined;
   readonly clientId: string;
-  private readonly files = new Map<string, CachedFile>();
+  private readonly files: LocationCache;
   private readonly leases = new Map<string, { lease: LeaseAnswer; validUntilMs: number }>();
-  private readonly locationTtlMs: number;
   readonly pieceBytes: number;
   readonly concurrency: number;
   private readonly retry: Partial<RetryOptions>;
@@ -81,7 +75,7 @@ export class GfsClient {
     if (this.masterUrls.length === 0) throw new GfsError('BAD_REQUEST', 'no master URL');
     this.masterUrl = this.masterUrls[0]!;
     this.clientId = o.clientId ?? `c${nanoid(12).replace(/[^A-Za-z0-9_-]/g, '_')}`;
-    this.locationTtlMs = o.locationTtlMs ?? 30_000;
+    this.files = new LocationCache(o.locationTtlMs ?? 30_000, o.locationCacheFiles ?? 1024);
     this.pieceBytes = o.pieceBytes ?? defaults.pushPieceBytes;
     this.concurrency = o.concurrency ?? 4;
     this.retry = o.retry ?? {};
@@ -213,26 +207,56 @@ export class GfsClient {
   /** Locations for chunks [startIndex, startIndex+count) plus the file's size, from cache or the master. */
   async locate(path: string, startIndex: number, count: number, fresh = false): Promise<CachedFile> {
     const now = Date.now();
-    let f = this.files.get(path);
-    const covered = (c: CachedFile) => {
-      for (let i = startIndex; i < Math.min(c.chunkCount, startIndex + count); i++) if (!c.chunks.has(i)) return false;
-      return true;
-    };
-    if (!fresh && f && now - f.fetchedAtMs < this.locationTtlMs && covered(f)) return f;
+    let f = fresh ? undefined : this.files.get(path, now);
+    if (f && covers(f, startIndex, count)) return f;
     const a = await this.master<ChunksAnswer>('/api/chunks', { path, startIndex, count: Math.max(1, Math.min(count, 10_000)) });
-    if (!f || fresh || now - f.fetchedAtMs >= this.locationTtlMs) {
-      f = { chunkSizeBytes: a.chunkSizeBytes, chunkCount: a.chunkCount, sizeBytes: a.sizeBytes, chunks: new Map(), fetchedAtMs: now };
-      this.files.set(path, f);
-    }
+    // A fresh answer replaces the entry; one filling gaps in a live entry keeps the larger size a replica or our own write taught us.
+    f = f ?? { chunkSizeBytes: a.chunkSizeBytes, chunkCount: a.chunkCount, sizeBytes: a.sizeBytes, chunks: new Map(), fetchedAtMs: now };
     f.chunkCount = a.chunkCount;
-    f.sizeBytes = a.sizeBytes;
+    f.sizeBytes = Math.max(f.sizeBytes, a.sizeBytes);
     for (const c of a.chunks) f.chunks.set(c.index, c);
+    this.files.set(path, f);
     return f;
   }
 
+  /**
+   * The file's entry, its size known at least as far as `wantEnd` if the file
+   * reaches that far. Past what the cache knows, a replica of the last chunk
+   * is asked for its length; only when that chunk is full (the file may go on
+   * in a chunk the cache has not heard of) or unreadable is the master asked.
+   */
+  async extent(path: string, wantEnd: number): Promise<CachedFile> {
+    let f = await this.locate(path, 0, 1);
+    if (wantEnd <= f.sizeBytes) return f;
+    const tailFull = (g: CachedFile) => g.chunkCount === 0 || g.sizeBytes >= g.chunkCount * g.chunkSizeBytes;
+    if (f.chunkCount > 0 && (await this.learnTail(path, f)) && (wantEnd <= f.sizeBytes || !tailFull(f))) return f;
+    f = await this.locate(path, 0, 1, true);
+    if (wantEnd > f.sizeBytes && f.chunkCount > 0) await this.learnTail(path, f);
+    return f;
+  }
+
+  /** Asks replicas of the file's last chunk (closest first) for its length; false when none answered at the cached version or later. */
+  private async learnTail(path: string, f: CachedFile): Promise<boolean> {
+    const index = f.chunkCount - 1;
+    const g = await this.locate(path, index, 1);
+    const loc = g.chunks.get(index);
+    if (!loc) return false;
+    for (const r of closestFirst(loc.replicas, this.rack)) {
+      try {
+        const info = await rpcJson<ChunkInfoAnswer>(r.url, '/chunk/info', undefined, { query: { handle: loc.handle }, targetName: r.id, timeoutMs: 2_000 });
+        if (info.version < loc.version) continue; // a stale replica's length means nothing
+        // g is the cached entry; f may be an older one a caller holds (the cache refilled meanwhile).
+        for (const x of [f, g]) x.sizeBytes = Math.max(x.sizeBytes, index * f.chunkSizeBytes + info.sizeBytes);
+        return true;
+      } catch {
+        // the next replica may answer
+      }
+    }
+    return false;
+  }
+
   private async chunkForWrite(path: string, index: number): Promise<ChunkLocation> {
-    const f = this.files.get(path);
-    const cached = f && Date.now() - f.fetchedAtMs < this.locationTtlMs ? f.chunks.get(index) : undefined;
+    const cached = this.files.get(path)?.chunks.get(index);
     if (cached) return cached;
     const loc = await this.callMaster<ChunkLocation>('/api/allocate', { path, index });
     const g = this.files.get(path);
@@ -254,10 +278,13 @@ export class GfsClient {
     const c = this.leases.get(leaseKey(handle, path, index));
     if (c && c.validUntilMs > Date.now()) return c.lease;
     const lease = await this.callMaster<LeaseAnswer>('/api/lease', { handle, path, index });
-    if (lease.handle !== handle) {
-      // The file's chunk moved (copy-on-write, or our location was stale).
-      const f = this.files.get(path);
-      f?.chunks.set(index, { index, handle: lease.handle, version: lease.version, replicas: [lease.primary, ...lease.secondaries] });
+    // The file's chunk moved (copy-on-write, or our location was stale), or its version moved on (a new
+    // lease): reads from now on go to the replicas that took this version, never to one left behind at
+    // the old one (which would still serve the old bytes at the old version: read-your-writes).
+    const f = this.files.get(path);
+    const cached = f?.chunks.get(index);
+    if (f && (!cached || cached.handle !== lease.handle || cached.version < lease.version)) {
+      f.chunks.set(index, { index, handle: lease.handle, version: lease.version, replicas: [lease.primary, ...lease.secondaries] });
     }
     // Trust the cached lease for a fraction of its remaining time; the primary checks it for real.
     this.leases.set(leaseKey(lease.handle, path, index), { lease, validUntilMs: Date.now() + Math.min(lease.leaseRemainingMs / 2, 30_000) });
@@ -313,7 +340,7 @@ export class GfsClient {
   async writePiece(path: string, index: number, offsetInChunk: number, data: Buffer): Promise<WriteAnswer> {
     const requestId = this.nextRequestId();
     let handle: string | undefined;
-    return withRetry(
+    const a = await withRetry(
       async () => {
         const loc = await this.chunkForWrite(path, index);
         handle = loc.handle;
@@ -335,6 +362,8 @@ export class GfsClient {
         },
       },
     );
+    this.files.grew(path, index, offsetInChunk + data.length);
+    return a;
   }
 
   /**
@@ -365,7 +394,10 @@ export class GfsClient {
             { handle: lease.handle, version: lease.version, ...src, sizeBytes: data.length, clientId: this.clientId, requestId: `${requestId}_${padded}` },
             { targetName: lease.primary.id, timeoutMs: defaults.dataTimeoutMs },
           );
-          if (a.status === 'ok') return index * f.chunkSizeBytes + a.offset;
+          if (a.status === 'ok') {
+            this.files.grew(path, index, a.offset + data.length);
+            return index * f.chunkSizeBytes + a.offset;
+          }
           // The chunk was full and is now padded on every replica: go on to the next one.
           if (++padded > 64) throw new GfsError('UNAVAILABLE', 'record append kept finding full chunks');
           await this.chunkForWrite(path, index + 1);
@@ -384,20 +416,15 @@ export class GfsClient {
     );
   }
 
-  /** Reads up to `length` bytes at `offset` (short at end of file). */
+  /** Reads up to `length` bytes at `offset`: short only at the end of the file, never padded where a replica came up short. */
   async read(path: string, offset: number, length: number): Promise<Buffer> {
-    const f0 = await this.locate(path, 0, 1, true);
-    const cs = f0.chunkSizeBytes;
-    // The master's size is an estimate for the last chunk (its replicas know
-    // best, and one may be unreachable or mid-version-change when the master
-    // asks), so a read may reach into the last chunk as far as the caller
-    // asks: the replica answers with what it holds. Earlier chunks are full.
-    const end = Math.min(offset + length, Math.max(f0.sizeBytes, f0.chunkCount * cs));
+    if (length <= 0) return Buffer.alloc(0);
+    const f = await this.extent(path, offset + length);
+    const cs = f.chunkSizeBytes;
+    const end = Math.min(offset + length, f.sizeBytes);
     if (end <= offset) return Buffer.alloc(0);
-    const lastChunk = f0.chunkCount - 1;
     const first = Math.floor(offset / cs);
-    const last = Math.floor((end - 1) / cs);
-    await this.locate(path, first, last - first + 1);
+    await this.locate(path, first, Math.floor((end - 1) / cs) - first + 1);
     const out = Buffer.alloc(end - offset);
     const pieces: { index: number; inChunk: number; len: number; at: number }[] = [];
     for (let pos = offset; pos < end; ) {
@@ -407,18 +434,22 @@ export class GfsClient {
       pieces.push({ index, inChunk, len, at: pos - offset });
       pos += len;
     }
-    // Where the data ends: at least the master's size, or further if the last chunk's replica holds more.
-    let dataEnd = Math.min(end, f0.sizeBytes) - offset;
+    // Only the last chunk's pieces can come back short (its replicas hold less than the size said): the data ends at the first such.
+    let dataEnd = out.length;
     await this.runLimited(pieces, async (p) => {
       const b = await this.readPiece(path, p.index, p.inChunk, p.len);
-      b.copy(out, p.at); // bytes past a replica's end (holes) stay zero
-      if (p.index < lastChunk) dataEnd = Math.max(dataEnd, p.at + p.len);
-      else if (b.length > 0) dataEnd = Math.max(dataEnd, p.at + b.length);
+      b.copy(out, p.at);
+      if (b.length < p.len) dataEnd = Math.min(dataEnd, p.at + b.length);
     });
-    return dataEnd >= out.length ? out : out.subarray(0, Math.max(0, dataEnd));
+    return dataEnd === out.length ? out : out.subarray(0, dataEnd);
   }
 
-  /** One piece of one chunk, from the closest replica, failing over to the next. */
+  /**
+   * One piece of one chunk: all `len` bytes, except in the file's last chunk,
+   * whose data may end sooner. Tries the closest replica first and fails over
+   * to the next on an error or a short answer; when none serves the piece,
+   * asks the master for fresh locations once, then fails.
+   */
   async readPiece(path: string, index: number, inChunk: number, len: number): Promise<Buffer> {
     let lastErr: unknown;
     for (let round = 0; round < 3; round++) {
@@ -426,6 +457,7 @@ export class GfsClient {
       const loc = f.chunks.get(index);
       if (!loc) throw new GfsError('NOT_FOUND', `chunk ${index} of ${path} vanished`);
       if (loc.replicas.length === 0) {
+        // Replicas may be re-registering (a restarted chunkserver): a short wait, bounded by the rounds.
         lastErr = new GfsError('NO_REPLICAS', `no live replica of chunk ${index} of ${path}`);
         await new Promise((r) => setTimeout(r, 200 * (round + 1)));
         continue;
@@ -433,14 +465,14 @@ export class GfsClient {
       // Spread reads over replicas, closest first.
       const ordered = closestFirst(loc.replicas, this.rack);
       const start = this.readCursor++ % ordered.length;
-      for (let i = 0; i < ordered.length; i++) {
-        const r = ordered[(start + i) % ordered.length]!;
-        try {
-          return await this.readReplica(r, loc.handle, loc.version, inChunk, len);
-        } catch (e) {
-          lastErr = e;
-        }
-      }
+      const rotated = ordered.map((_, i) => ordered[(start + i) % ordered.length]!);
+      const lastTry = round > 0;
+      const outcome = await readFromReplicas(rotated, { len, tail: index >= f.chunkCount - 1, lastTry, what: `chunk ${index} of ${path}` }, (r) =>
+        this.readReplica(r, loc.handle, loc.version, inChunk, len),
+      );
+      if (outcome.kind === 'data') return outcome.data;
+      lastErr = outcome.error;
+      if (lastTry) break;
     }
     throw lastErr instanceof Error ? lastErr : new GfsError('UNAVAILABLE', `cannot read chunk ${index} of ${path}`);
   }
@@ -474,57 +506,11 @@ export class GfsClient {
   }
 
   /** Runs fn over items with at most `limit` in flight; the first error fails the whole run. */
-  async runLimited<T>(items: T[], fn: (item: T) => Promise<unknown>, limit = this.concurrency): Promise<void> {
-    let next = 0;
-    let failed: unknown;
-    const worker = async () => {
-      while (failed === undefined && next < items.length) {
-        const item = items[next++]!;
-        try {
-          await fn(item);
-        } catch (e) {
-          failed ??= e;
-        }
-      }
-    };
-    await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
-    if (failed !== undefined) throw failed;
+  runLimited<T>(items: T[], fn: (item: T) => Promise<unknown>, limit = this.concurrency): Promise<void> {
+    return runLimited(items, fn, limit);
   }
 
   static newRecordId(): Buffer {
     return randomBytes(16);
-  }
-}
-
-// ---- records: framing on top of record append ----
-
-export interface RecordRead {
-  /** Offset of the record's frame in the file. */
-  offset: number;
-  id: string;
-  payload: Buffer;
-}
-
-/** Appends one framed record; returns the file offset of its frame. */
-export async function appendRecord(client: GfsClient, path: string, payload: Buffer): Promise<number> {
-  return client.appendRaw(path, frameRecord(payload));
-}
-
-export function maxRecordPayloadBytes(chunkSizeBytes: number): number {
-  return Math.floor(chunkSizeBytes / 4) - recordHeaderBytes;
-}
-
-/** Every appended record once, in file order: padding, torn fragments and duplicates skipped. */
-export async function* readRecords(client: GfsClient, path: string): AsyncGenerator<RecordRead> {
-  const f = await client.locate(path, 0, 1, true);
-  const seen = new Set<string>();
-  for (let index = 0; index * f.chunkSizeBytes < f.sizeBytes; index++) {
-    const start = index * f.chunkSizeBytes;
-    const bytes = await client.read(path, start, Math.min(f.chunkSizeBytes, f.sizeBytes - start));
-    for (const r of parseRecords(bytes)) {
-      if (seen.has(r.id)) continue;
-      seen.add(r.id);
-      yield { offset: start + r.offset, id: r.id, payload: r.payload };
-    }
   }
 }

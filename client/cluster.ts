@@ -1,14 +1,17 @@
-import { spawn, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdirSync, openSync, writeFileSync } from 'node:fs';
+import type { ChildProcess } from 'node:child_process';
+import { closeSync, existsSync, mkdirSync, openSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { newSecret, reloadSecret } from '../shared/auth.js';
+import { exitWhenFlushed } from '../shared/exit.js';
+import { spawnDaemon } from '../shared/programs.js';
 import { rpcJson } from '../shared/rpc.js';
 import { listenScheme, makeLocalCertificates } from '../shared/tls.js';
 import { webToken } from '../shared/webauth.js';
 
 // `gfs cluster up`: one master and N chunkservers as separate processes on
-// 127.0.0.1, data and logs under DIR, stopped together on Ctrl-C. Requests
+// 127.0.0.1 (the gfs-master and gfs-chunkserver programs), data and logs
+// under DIR, stopped together on Ctrl-C; they also stop on their own if this
+// process is killed outright (shared/programs.ts). Requests
 // are authenticated with a random cluster secret kept in DIR/secret (made
 // the first time, mode 0600) unless --secret-file names another.
 
@@ -23,8 +26,6 @@ export interface ClusterOptions {
   /** HTTPS everywhere with a private CA made in DIR/tls (shared/tls.ts), unless GFS_TLS_CERT already names a certificate. */
   tls?: boolean;
 }
-
-const cli = fileURLToPath(new URL('./cli.js', import.meta.url));
 
 async function waitFor<T>(what: string, fn: () => Promise<T | undefined>, deadlineMs: number): Promise<T> {
   const until = Date.now() + deadlineMs;
@@ -68,14 +69,15 @@ export async function clusterUp(o: ClusterOptions): Promise<void> {
     const deadline = Date.now() + 5_000;
     while (children.some((c) => c.proc.exitCode === null && c.proc.signalCode === null) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
     for (const c of children) if (c.proc.exitCode === null && c.proc.signalCode === null) c.proc.kill('SIGKILL');
-    process.exit(code);
+    await exitWhenFlushed(code);
   };
   process.once('SIGINT', () => void stopAll(0));
   process.once('SIGTERM', () => void stopAll(0));
 
-  const start = (name: string, args: string[]) => {
+  const start = (name: string, program: 'master' | 'chunkserver', args: string[]) => {
     const log = openSync(join(dir, 'logs', `${name}.log`), 'a');
-    const proc = spawn(process.execPath, [cli, ...args], { stdio: ['ignore', 'ignore', log], env: childEnv });
+    const proc = spawnDaemon(program, args, { stdio: ['ignore', 'ignore', log], env: childEnv });
+    closeSync(log);
     children.push({ name, proc });
     proc.once('exit', (code, signal) => {
       if (stopping) return;
@@ -92,17 +94,16 @@ export async function clusterUp(o: ClusterOptions): Promise<void> {
   const masterUrl = `${listenScheme()}://127.0.0.1:${o.port}`;
   // Children inherit GFS_SECRET from the environment; a file is passed explicitly.
   const secretArgs = secretFile ? ['--secret-file', secretFile] : [];
-  const masterArgs = [...secretArgs, 'master', '--dir', join(dir, 'master'), '--port', String(o.port)];
+  const masterArgs = [...secretArgs, '--dir', join(dir, 'master'), '--port', String(o.port)];
   if (o.chunkSizeBytes) masterArgs.push('--chunk-size', String(o.chunkSizeBytes));
   if (o.leaseMs) masterArgs.push('--lease-ms', String(o.leaseMs));
   if (o.heartbeatMs) masterArgs.push('--heartbeat-ms', String(o.heartbeatMs));
-  start('master', masterArgs);
+  start('master', 'master', masterArgs);
   await waitFor('the master', async () => (await rpcJson(masterUrl, '/healthz', undefined, { timeoutMs: 1_000 })) as unknown, 15_000);
   process.stdout.write(`master ${masterUrl}\n`);
   for (let i = 0; i < o.chunkservers; i++) {
-    start(`chunkserver-${i + 1}`, [
+    start(`chunkserver-${i + 1}`, 'chunkserver', [
       ...secretArgs,
-      'chunkserver',
       '--master', masterUrl,
       '--dir', join(dir, `cs${i + 1}`),
       '--port', String(o.port + 1 + i),

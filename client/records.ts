@@ -1,5 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { crc32c } from '../shared/checksum.js';
+import type { GfsClient } from './client.js';
 
 // Record framing on top of record append. GFS appends are at-least-once and
 // may leave padding, torn fragments and duplicates between records; each
@@ -41,6 +42,40 @@ export function* parseRecords(buf: Buffer): Generator<ParsedRecord> {
       pos = buf.indexOf(recordMagic, end);
     } else {
       pos = buf.indexOf(recordMagic, pos + 1);
+    }
+  }
+}
+
+// ---- records over a client ----
+
+export interface RecordRead {
+  /** Offset of the record's frame in the file. */
+  offset: number;
+  id: string;
+  payload: Buffer;
+}
+
+/** Appends one framed record; returns the file offset of its frame. */
+export async function appendRecord(client: GfsClient, path: string, payload: Buffer): Promise<number> {
+  return client.appendRaw(path, frameRecord(payload));
+}
+
+export function maxRecordPayloadBytes(chunkSizeBytes: number): number {
+  return Math.floor(chunkSizeBytes / 4) - recordHeaderBytes;
+}
+
+/** Every appended record once, in file order: padding, torn fragments and duplicates skipped. */
+export async function* readRecords(client: GfsClient, path: string): AsyncGenerator<RecordRead> {
+  // As far as the file goes now: past what the client knew, a replica of the last chunk (or the master) says.
+  const f = await client.extent(path, Number.MAX_SAFE_INTEGER);
+  const { chunkSizeBytes, sizeBytes } = f;
+  const seen = new Set<string>();
+  for (let start = 0; start < sizeBytes; start += chunkSizeBytes) {
+    const bytes = await client.read(path, start, Math.min(chunkSizeBytes, sizeBytes - start));
+    for (const r of parseRecords(bytes)) {
+      if (seen.has(r.id)) continue;
+      seen.add(r.id);
+      yield { offset: start + r.offset, id: r.id, payload: r.payload };
     }
   }
 }

@@ -106,35 +106,38 @@ export async function putFile(c: GfsClient, local: string, remote: string, o: { 
 }
 
 export async function getFile(c: GfsClient, remote: string, local: string, o: { progress?: boolean }): Promise<number> {
-  const f = await c.locate(remote, 0, 1, true);
   if (local === '-') return catFile(c, remote, process.stdout, {});
+  const { chunkSizeBytes, sizeBytes } = await c.extent(remote, Number.MAX_SAFE_INTEGER);
   const fh = await open(local, 'w');
   try {
-    const bar = await progressBar(f.sizeBytes, !!o.progress, 'get');
+    const bar = await progressBar(sizeBytes, !!o.progress, 'get');
     const jobs: { at: number; len: number }[] = [];
-    for (let at = 0; at < f.sizeBytes; ) {
-      const len = Math.min(c.pieceBytes, f.chunkSizeBytes - (at % f.chunkSizeBytes), f.sizeBytes - at);
+    for (let at = 0; at < sizeBytes; ) {
+      const len = Math.min(c.pieceBytes, chunkSizeBytes - (at % chunkSizeBytes), sizeBytes - at);
       jobs.push({ at, len });
       at += len;
     }
     let done = 0;
+    // readPiece answers whole pieces except in the last chunk, where the replicas may hold less than the size said: the file ends there.
+    let dataEnd = sizeBytes;
     await c.runLimited(jobs, async (j) => {
-      const b = await c.readPiece(remote, Math.floor(j.at / f.chunkSizeBytes), j.at % f.chunkSizeBytes, j.len);
-      const full = b.length === j.len ? b : Buffer.concat([b, Buffer.alloc(j.len - b.length)]);
-      await fh.write(full, 0, full.length, j.at);
-      done += full.length;
+      const b = await c.readPiece(remote, Math.floor(j.at / chunkSizeBytes), j.at % chunkSizeBytes, j.len);
+      if (b.length < j.len) dataEnd = Math.min(dataEnd, j.at + b.length);
+      await fh.write(b, 0, b.length, j.at);
+      done += b.length;
       bar.update(done);
     });
     bar.stop();
-    if (f.sizeBytes === 0) await fh.truncate(0);
-    return f.sizeBytes;
+    await fh.truncate(dataEnd);
+    return dataEnd;
   } finally {
     await fh.close();
   }
 }
 
 export async function catFile(c: GfsClient, remote: string, out: Writable, o: { replica?: string; offset?: number; length?: number }): Promise<number> {
-  const f = await c.locate(remote, 0, 10_000, true);
+  const f = await c.extent(remote, Number.MAX_SAFE_INTEGER);
+  const located = o.replica ? await c.locate(remote, 0, 10_000) : f;
   const start = o.offset ?? 0;
   const end = Math.min(f.sizeBytes, o.length !== undefined ? start + o.length : f.sizeBytes);
   let written = 0;
@@ -144,18 +147,19 @@ export async function catFile(c: GfsClient, remote: string, out: Writable, o: { 
     const len = Math.min(c.pieceBytes, f.chunkSizeBytes - inChunk, end - at);
     let b: Buffer;
     if (o.replica) {
-      const loc = f.chunks.get(index);
+      const loc = located.chunks.get(index);
       const r = loc?.replicas.find((x) => x.id === o.replica);
       if (!loc || !r) throw new GfsError('NOT_FOUND', `chunkserver ${o.replica} holds no current replica of chunk ${index} of ${remote}`);
       b = await c.readReplica(r, loc.handle, loc.version, inChunk, len);
-      // A replica shorter than the file (a hole, or an inconsistent region) is shown as zeros.
-      if (b.length < len) b = Buffer.concat([b, Buffer.alloc(len - b.length)]);
+      // This replica lacks bytes the file has: say so rather than show zeros or stop as if the file ended.
+      if (b.length < len && index < f.chunkCount - 1) throw new GfsError('UNAVAILABLE', `${o.replica}'s replica of chunk ${index} of ${remote} holds ${inChunk + b.length} bytes, short of the chunk's ${f.chunkSizeBytes}`);
     } else {
       b = await c.read(remote, at, len);
     }
     if (!out.write(b)) await new Promise((r) => out.once('drain', r));
     written += b.length;
     at += len;
+    if (b.length < len) break; // the last chunk's replicas hold less than the size said: the file ends here
   }
   return written;
 }

@@ -120,7 +120,7 @@ export class Files {
     const path = normalizePath(rawPath);
     const n = this.m.ns.get(path);
     if (!n) throw new GfsError('NOT_FOUND', `no such file or directory: ${path}`);
-    return this.fileInfo(path, n, await this.fileSize(n));
+    return this.fileInfo(path, n, await this.fileSize(n, true));
   }
 
   private fileInfo(path: string, n: Node, sizeBytes: number): FileInfo {
@@ -164,11 +164,11 @@ export class Files {
   }
 
   /**
-   * A file's length is that of its full chunks plus its last chunk, whose
-   * length the replicas know best: ask them (as GFS does), falling back to
-   * what heartbeats reported.
+   * A file's length is that of its full chunks plus its last chunk, whose length the replicas know
+   * best. `stat` asks them; a chunks lookup answers from heartbeats only (a reader that reaches the
+   * end of that asks a replica itself, client/client.ts extent), so reads never fan out to replicas.
    */
-  private async fileSize(n: Node): Promise<number> {
+  private async fileSize(n: Node, askReplicas: boolean): Promise<number> {
     if (n.type !== 'file' || n.chunks.length === 0) return 0;
     const last = n.chunks[n.chunks.length - 1]!;
     const meta = this.m.ns.chunks.get(last);
@@ -179,6 +179,7 @@ export class Files {
       throw new GfsError('SAFE_MODE', 'master is in safe mode, waiting for chunkserver reports', { retryAfterMs: 500 });
     }
     let size = this.m.servers.reportedSize(last, this.m.now());
+    if (!askReplicas) return base + size;
     const asks = this.m.servers.liveLocations(last, this.m.now()).map(async (id) => {
       const ref = this.m.servers.ref(id)!;
       const info = await rpcJson<ChunkInfoAnswer>(ref.url, '/chunk/info', undefined, { query: { handle: last }, targetName: id, timeoutMs: 2_000 });
@@ -204,7 +205,7 @@ export class Files {
   async chunks(rawPath: string, startIndex: number, count: number): Promise<ChunksAnswer> {
     const path = normalizePath(rawPath);
     const f = this.m.ns.getFile(path);
-    const sizeBytes = await this.fileSize(f);
+    const sizeBytes = await this.fileSize(f, false);
     const chunks: ChunkLocation[] = [];
     for (let i = startIndex; i < Math.min(f.chunks.length, startIndex + count); i++) chunks.push(this.locationOf(i, f.chunks[i]!));
     return { path, sizeBytes, chunkSizeBytes: this.m.opts.chunkSizeBytes, chunkCount: f.chunks.length, chunks };

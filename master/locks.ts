@@ -1,4 +1,5 @@
 import { invariant } from '../shared/errors.js';
+import { RwLock, type LockMode } from '../shared/rwlock.js';
 import { ancestorsOf } from '../shared/paths.js';
 
 // Namespace locks, as in GFS: a mutation takes read locks on every ancestor
@@ -8,58 +9,7 @@ import { ancestorsOf } from '../shared/paths.js';
 // lock on /a). Locks are taken in one global order (sorted path strings) so
 // no two operations can deadlock. Locks exist only while held or awaited.
 
-export type LockMode = 'r' | 'w';
-
-interface Waiter {
-  mode: LockMode;
-  grant: () => void;
-}
-
-class RwLock {
-  readers = 0;
-  writer = false;
-  readonly waiters: Waiter[] = [];
-
-  idle(): boolean {
-    return this.readers === 0 && !this.writer && this.waiters.length === 0;
-  }
-
-  acquire(mode: LockMode): Promise<void> | undefined {
-    // FIFO among waiters keeps writers from starving behind a stream of readers.
-    if (this.waiters.length === 0) {
-      if (mode === 'r' && !this.writer) {
-        this.readers++;
-        return undefined;
-      }
-      if (mode === 'w' && !this.writer && this.readers === 0) {
-        this.writer = true;
-        return undefined;
-      }
-    }
-    return new Promise((resolve) => this.waiters.push({ mode, grant: resolve }));
-  }
-
-  release(mode: LockMode): void {
-    if (mode === 'r') {
-      invariant(this.readers > 0, 'read lock released but not held');
-      this.readers--;
-    } else {
-      invariant(this.writer, 'write lock released but not held');
-      this.writer = false;
-    }
-    while (this.waiters.length > 0) {
-      const w = this.waiters[0]!;
-      if (w.mode === 'r' && !this.writer) {
-        this.readers++;
-      } else if (w.mode === 'w' && !this.writer && this.readers === 0) {
-        this.writer = true;
-      } else break;
-      this.waiters.shift();
-      w.grant();
-      if (w.mode === 'w') break;
-    }
-  }
-}
+export type { LockMode };
 
 export interface LockRequest {
   path: string;

@@ -185,6 +185,8 @@ export class Master implements MasterContext {
       },
       // Only a master ships; a shadow (or one not yet constructed) has no shipper.
       replicate: (records) => master?.shipper?.ship(records) ?? Promise.resolve(),
+      // Whether a failed local write may already be on a log replica (then it is held, not dropped).
+      hasLogReplicas: () => master?.shipper !== undefined,
       onFsync: opts.onFsync,
     });
     const ns = recovery.checkpoint ? Namespace.fromSnapshot(recovery.checkpoint as NamespaceSnapshot) : new Namespace();

@@ -68,5 +68,7 @@ export function registerMasterMetrics(m: Metrics, master: Master): void {
   m.counterFrom('gfs_oplog_records_total', 'Records made durable in the operation log by this process', () => log().records);
   m.counterFrom('gfs_oplog_batches_total', 'Group-commit batches written (one fdatasync each)', () => log().batches);
   m.counterFrom('gfs_oplog_fsyncs_total', 'Every fsync/fdatasync of the operation log and checkpoints', () => log().fsyncs);
+  m.gaugeFrom('gfs_oplog_no_space', '1 while the operation log refuses mutations because its disk is full (NO_SPACE)', () => (log().noSpace ? 1 : 0));
+  m.counterFrom('gfs_oplog_no_space_refusals_total', 'Mutations refused with NO_SPACE because the operation log disk was full', () => log().noSpaceRefusals);
   m.gaugeFrom('gfs_oplog_last_checkpoint_timestamp_seconds', 'When the newest checkpoint was written (0: none yet)', () => (log().lastCheckpointAtMs ?? 0) / 1000);
 }

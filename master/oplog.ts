@@ -9,23 +9,20 @@
 // the caller's synchronous apply() has run, so the in-memory state never shows
 // a mutation that a crash could lose.
 
-import { open as openFile, mkdir, readdir, unlink, type FileHandle } from 'node:fs/promises';
-import { dirname, join } from 'node:path';
-import { DataFile, TextFile } from 'lowdb/node';
+import { open as openFile, readdir, unlink, type FileHandle } from 'node:fs/promises';
+import { join } from 'node:path';
+import { TextFile } from 'lowdb/node';
 import { crc32c } from '../shared/checksum.js';
 import { GfsError, invariant } from '../shared/errors.js';
 import type { Logger } from '../shared/log.js';
 import { timedFsync } from '../shared/metrics.js';
+import { checkpointFileName, CHECKPOINT_NAME_RE, createDurableFile, fsyncDir, LOG_NAME_RE, logFileName, recoverDir, type Recovery } from './oplog-recovery.js';
+import { errorMessage, FRAME_HEADER_BYTES, MAX_RECORD_BYTES } from './oplog-scan.js';
+
+export { MAX_RECORD_BYTES };
+export { checkpointFileName, LOG_NAME_RE, logFileName, truncateToolPath, type Recovery } from './oplog-recovery.js';
 
 const MiB = 1024 * 1024;
-const FRAME_HEADER_BYTES = 8;
-/** Upper bound of one record's payload, enforced on write and on read (a larger length field is corruption). */
-export const MAX_RECORD_BYTES = 16 * MiB;
-const READ_CHUNK_BYTES = 1 * MiB;
-const SEQ_DIGITS = 8;
-
-const LOG_NAME_RE = /^oplog\.(\d{8,})\.log$/;
-const CHECKPOINT_NAME_RE = /^checkpoint\.(\d{8,})\.json$/;
 
 export interface OpLogOptions {
   dir: string;
@@ -54,18 +51,15 @@ export interface OpLogOptions {
    * but their appends reject: the caller learns the outcome is unknown, as with a lost answer.
    */
   replicate?: (records: string[]) => Promise<void>;
+  /**
+   * Whether a batch given to replicate may now be on a log replica (default: whenever replicate is
+   * given). On a full disk such a batch is held and retried rather than dropped (see refuseForSpace).
+   */
+  hasLogReplicas?: () => boolean;
   /** Told how long each batch's fdatasync ('oplog') and each checkpoint's fsync ('checkpoint') took (metrics). */
   onFsync?: (kind: 'oplog' | 'checkpoint', seconds: number) => void;
 }
 
-export interface Recovery {
-  /** The `state` of the newest complete checkpoint, or undefined if none. */
-  checkpoint: unknown | undefined;
-  /** Every record logged after that checkpoint, in log order. */
-  records: unknown[];
-  /** Bytes cut off the newest log's torn or corrupt tail (0 if it was clean). */
-  droppedTailBytes: number;
-}
 
 export interface OpLogStats {
   /** Every fsync/fdatasync this instance issued: batches, new files, directories. */
@@ -78,14 +72,14 @@ export interface OpLogStats {
   logSeq: number;
   lastCheckpointSeq: number | undefined;
   lastCheckpointAtMs: number | undefined;
+  /** The disk is full: appends are refused with NO_SPACE until a write succeeds again. */
+  noSpace: boolean;
+  /** Since when (epoch ms), while noSpace. */
+  noSpaceSinceMs: number | undefined;
+  /** Records refused with NO_SPACE by this instance. */
+  noSpaceRefusals: number;
 }
 
-interface CheckpointFile {
-  complete: true;
-  logSeq: number;
-  createdAtMs: number;
-  state: unknown;
-}
 
 interface Entry {
   frame: Buffer;
@@ -94,31 +88,44 @@ interface Entry {
   reject: (err: unknown) => void;
 }
 
-export function logFileName(seq: number): string {
-  return `oplog.${String(seq).padStart(SEQ_DIGITS, '0')}.log`;
-}
-
-export function checkpointFileName(seq: number): string {
-  return `checkpoint.${String(seq).padStart(SEQ_DIGITS, '0')}.json`;
-}
-
-// Compact on purpose: checkpoints can be large and are read by a machine.
-function checkpointReader(path: string): DataFile<CheckpointFile> {
-  return new DataFile<CheckpointFile>(path, { parse: JSON.parse, stringify: (d) => JSON.stringify(d) });
-}
 
 /** The checkpoint document around an already-serialised state (same shape as CheckpointFile). */
 function checkpointText(logSeq: number, createdAtMs: number, stateJson: string): string {
   return `{"complete":true,"logSeq":${logSeq},"createdAtMs":${createdAtMs},"state":${stateJson}}`;
 }
 
-function errorMessage(e: unknown): string {
-  return e instanceof Error ? e.message : String(e);
+function errnoCode(e: unknown): unknown {
+  return typeof e === 'object' && e !== null ? (e as { code?: unknown }).code : undefined;
 }
 
 function isEnoent(e: unknown): boolean {
-  return typeof e === 'object' && e !== null && (e as { code?: unknown }).code === 'ENOENT';
+  return errnoCode(e) === 'ENOENT';
 }
+
+/** A full disk or an exhausted quota: nothing wrong with the log, just no room for more of it. */
+function isNoSpace(e: unknown): boolean {
+  return errnoCode(e) === 'ENOSPC' || errnoCode(e) === 'EDQUOT';
+}
+
+/** Errors the op log itself refuses an append with (as opposed to what the caller's apply threw). */
+const refusals = new WeakSet<object>();
+
+function refusal(e: GfsError): GfsError {
+  refusals.add(e);
+  return e;
+}
+
+/**
+ * True when an append was refused by the log (not written: full disk, full queue, closed, unusable),
+ * false when the record is in the log and only apply() failed. A log replica must pass the first
+ * kind on to its master and may ignore the second (the master's apply failed the same way).
+ */
+export function isOpLogRefusal(e: unknown): boolean {
+  return typeof e === 'object' && e !== null && refusals.has(e);
+}
+
+/** How long a batch already shipped to log replicas waits before its local write is tried again. */
+const NO_SPACE_RETRY_MS = 1_000;
 
 function positiveIntOr(value: number | undefined, fallback: number, name: string): number {
   const v = value ?? fallback;
@@ -126,82 +133,12 @@ function positiveIntOr(value: number | undefined, fallback: number, name: string
   return v;
 }
 
-type ScanResult =
-  | { ok: true; goodBytes: number; totalBytes: number }
-  | { ok: false; goodBytes: number; totalBytes: number; reason: string };
-
-/**
- * Reads frames from the start of a log, handing each decoded record to
- * onRecord, and stops at the first bad frame. Reads in bounded chunks so a log
- * that grew large (e.g. checkpoints kept failing) does not need one huge buffer.
- */
-async function scanLog(path: string, onRecord: (record: unknown) => void): Promise<ScanResult> {
-  const fh = await openFile(path, 'r');
-  try {
-    const totalBytes = (await fh.stat()).size;
-    let buf: Buffer = Buffer.alloc(0);
-    let bufStart = 0; // file offset of buf[0]
-    let pos = 0; // file offset of the next frame
-
-    // Makes [pos, pos+n) available in buf; false if the file ends first.
-    const ensure = async (n: number): Promise<boolean> => {
-      if (pos + n > totalBytes) return false;
-      const have = bufStart + buf.length - pos;
-      if (have >= n) return true;
-      const keep = buf.subarray(pos - bufStart);
-      const want = Math.max(n - keep.length, READ_CHUNK_BYTES);
-      const readLen = Math.min(want, totalBytes - (bufStart + buf.length));
-      const next = Buffer.allocUnsafe(keep.length + readLen);
-      keep.copy(next, 0);
-      let filled = 0;
-      while (filled < readLen) {
-        const { bytesRead } = await fh.read(next, keep.length + filled, readLen - filled, bufStart + buf.length + filled);
-        // The file shrank under us: nobody else may touch the log directory.
-        invariant(bytesRead > 0, `log ${path} shrank while being read`);
-        filled += bytesRead;
-      }
-      buf = next;
-      bufStart = pos;
-      return bufStart + buf.length - pos >= n;
-    };
-
-    for (;;) {
-      if (pos === totalBytes) return { ok: true, goodBytes: pos, totalBytes };
-      if (!(await ensure(FRAME_HEADER_BYTES))) {
-        return { ok: false, goodBytes: pos, totalBytes, reason: `incomplete frame header at offset ${pos}` };
-      }
-      const at = pos - bufStart;
-      const len = buf.readUInt32LE(at);
-      const crc = buf.readUInt32LE(at + 4);
-      if (len === 0 || len > MAX_RECORD_BYTES) {
-        return { ok: false, goodBytes: pos, totalBytes, reason: `bad payload length ${len} at offset ${pos}` };
-      }
-      if (!(await ensure(FRAME_HEADER_BYTES + len))) {
-        return { ok: false, goodBytes: pos, totalBytes, reason: `incomplete frame of ${len} payload bytes at offset ${pos}` };
-      }
-      const payload = buf.subarray(pos - bufStart + FRAME_HEADER_BYTES, pos - bufStart + FRAME_HEADER_BYTES + len);
-      if (crc32c(payload) !== crc) {
-        return { ok: false, goodBytes: pos, totalBytes, reason: `crc mismatch at offset ${pos}` };
-      }
-      let record: unknown;
-      try {
-        record = JSON.parse(payload.toString('utf8'));
-      } catch (e) {
-        return { ok: false, goodBytes: pos, totalBytes, reason: `unparsable JSON at offset ${pos}: ${errorMessage(e)}` };
-      }
-      onRecord(record);
-      pos += FRAME_HEADER_BYTES + len;
-    }
-  } finally {
-    await fh.close();
-  }
-}
-
 export class OpLog {
   private readonly dir: string;
   private readonly checkpointLogBytes: number;
   private readonly applyFn: (record: unknown) => unknown;
   private readonly replicate: ((records: string[]) => Promise<void>) | undefined;
+  private readonly hasLogReplicas: () => boolean;
   private readonly logger: Logger | undefined;
   private readonly onFsync: OpLogOptions['onFsync'];
   private readonly maxBatchRecords: number;
@@ -232,6 +169,14 @@ export class OpLog {
   private batchCount = 0;
   private lastCheckpointSeq: number | undefined;
   private lastCheckpointAtMs: number | undefined;
+  private noSpaceSinceMs: number | undefined;
+  private noSpaceRefusals = 0;
+  /**
+   * A batch the log replicas may already hold but this disk had no room for. It must reach this
+   * log too (dropping it would leave the replicas ahead, skipping later records as resent ones),
+   * so it is retried, without shipping again, before anything else is written.
+   */
+  private held: { batch: Entry[]; shipError: Error | undefined; timer: NodeJS.Timeout | undefined } | undefined;
 
   private constructor(
     opts: OpLogOptions,
@@ -246,6 +191,7 @@ export class OpLog {
     this.checkpointLogBytes = opts.checkpointLogBytes;
     this.applyFn = opts.apply;
     this.replicate = opts.replicate;
+    this.hasLogReplicas = opts.hasLogReplicas ?? (() => opts.replicate !== undefined);
     this.logger = opts.log;
     this.onFsync = opts.onFsync;
     this.maxBatchRecords = positiveIntOr(opts.maxBatchRecords, 100_000, 'maxBatchRecords');
@@ -271,134 +217,14 @@ export class OpLog {
       Number.isFinite(opts.checkpointLogBytes) && opts.checkpointLogBytes > 0,
       `checkpointLogBytes must be positive, got ${opts.checkpointLogBytes}`,
     );
-    const dir = opts.dir;
-    const log = opts.log;
-    let fsyncs = 0;
-
-    const created = await mkdir(dir, { recursive: true });
-    if (created !== undefined) {
-      // The directory itself must survive a crash, or so would nothing in it.
-      await fsyncDir(dirname(created));
-      fsyncs++;
-    }
-
-    const names = await readdir(dir);
-    const logSeqs: number[] = [];
-    const checkpointSeqs: number[] = [];
-    for (const name of names) {
-      const l = LOG_NAME_RE.exec(name);
-      if (l) logSeqs.push(Number(l[1]));
-      const c = CHECKPOINT_NAME_RE.exec(name);
-      if (c) checkpointSeqs.push(Number(c[1]));
-    }
-    logSeqs.sort((a, b) => a - b);
-    checkpointSeqs.sort((a, b) => b - a);
-
-    // Newest checkpoint that is whole. A broken one is what a crash between
-    // lowdb's rename and our fsync can leave; older logs are only deleted after
-    // the new checkpoint is durable, so falling back to an older one is safe.
-    let checkpoint: CheckpointFile | undefined;
-    for (const seq of checkpointSeqs) {
-      const path = join(dir, checkpointFileName(seq));
-      try {
-        const data = await checkpointReader(path).read();
-        if (
-          data !== null &&
-          typeof data === 'object' &&
-          data.complete === true &&
-          data.logSeq === seq &&
-          'state' in data &&
-          typeof data.createdAtMs === 'number'
-        ) {
-          checkpoint = data;
-          break;
-        }
-        log?.warn({ path }, 'oplog: ignoring incomplete checkpoint');
-      } catch (e) {
-        log?.warn({ path, err: errorMessage(e) }, 'oplog: ignoring unreadable checkpoint');
-      }
-    }
-
-    // Which logs to replay. Both checks below refuse to start rather than
-    // silently come up without acknowledged mutations.
-    const baseSeq = checkpoint?.logSeq ?? 1;
-    const replaySeqs = logSeqs.filter((s) => s >= baseSeq);
-    if (checkpoint === undefined && replaySeqs.length > 0 && replaySeqs[0] !== 1) {
-      throw new GfsError(
-        'CORRUPT',
-        `oplog ${dir}: no complete checkpoint, but the oldest log is ${logFileName(replaySeqs[0]!)}: ` +
-          `logs before it were deleted after a checkpoint that is now missing or broken (${checkpointSeqs.map(checkpointFileName).join(', ') || 'none found'}); refusing to start without them`,
-      );
-    }
-    if (replaySeqs.length > 0 && replaySeqs[0] !== baseSeq) {
-      throw new GfsError(
-        'CORRUPT',
-        `oplog ${dir}: ${checkpointFileName(baseSeq)} needs ${logFileName(baseSeq)}, but the oldest following log is ${logFileName(replaySeqs[0]!)}`,
-      );
-    }
-    for (let i = 1; i < replaySeqs.length; i++) {
-      if (replaySeqs[i] !== replaySeqs[i - 1]! + 1) {
-        throw new GfsError(
-          'CORRUPT',
-          `oplog ${dir}: log files are not contiguous: ${logFileName(replaySeqs[i - 1]!)} is followed by ${logFileName(replaySeqs[i]!)}`,
-        );
-      }
-    }
-
-    const records: unknown[] = [];
-    let droppedTailBytes = 0;
-    let fd: FileHandle;
-    let logSeq: number;
-    let logBytes: number;
-
-    for (let i = 0; i < replaySeqs.length; i++) {
-      const seq = replaySeqs[i]!;
-      const path = join(dir, logFileName(seq));
-      const newest = i === replaySeqs.length - 1;
-      // Collect per file so a bad older log cannot leave a partial array behind.
-      const fileRecords: unknown[] = [];
-      const scan = await scanLog(path, (r) => fileRecords.push(r));
-      if (!scan.ok) {
-        if (!newest) {
-          // Older logs were complete and fsync'ed before the next one was
-          // created, so damage here is not a torn write but lost acknowledged data.
-          throw new GfsError('CORRUPT', `oplog ${path} is corrupt and is not the newest log (${scan.reason}); refusing to start`);
-        }
-        // A torn tail is a batch whose fdatasync never returned, so none of
-        // it was acknowledged: cut it off so new records follow good ones.
-        droppedTailBytes = scan.totalBytes - scan.goodBytes;
-        log?.warn({ path, reason: scan.reason, goodBytes: scan.goodBytes, droppedTailBytes }, 'oplog: dropping torn tail');
-        const fh = await openFile(path, 'r+');
-        try {
-          await fh.truncate(scan.goodBytes);
-          await fh.sync();
-          fsyncs++;
-        } finally {
-          await fh.close();
-        }
-      }
-      for (const r of fileRecords) records.push(r);
-    }
-
-    if (replaySeqs.length > 0) {
-      logSeq = replaySeqs[replaySeqs.length - 1]!;
-      fd = await openFile(join(dir, logFileName(logSeq)), 'r+');
-      logBytes = (await fd.stat()).size;
-    } else {
-      logSeq = baseSeq;
-      fd = await createDurableFile(join(dir, logFileName(logSeq)));
-      fsyncs += 2;
-      logBytes = 0;
-    }
-
-    log?.info(
-      { dir, logSeq, checkpointSeq: checkpoint?.logSeq, records: records.length, droppedTailBytes },
+    const r = await recoverDir(opts.dir, opts.log);
+    opts.log?.info(
+      { dir: opts.dir, logSeq: r.logSeq, checkpointSeq: r.checkpoint?.logSeq, records: r.records.length, droppedTailBytes: r.droppedTailBytes },
       'oplog: recovered',
     );
-    const oplog = new OpLog(opts, fd, logSeq, logBytes, checkpoint?.logSeq, checkpoint?.createdAtMs, fsyncs);
-    return { oplog, recovery: { checkpoint: checkpoint?.state, records, droppedTailBytes } };
+    const oplog = new OpLog(opts, r.fd, r.logSeq, r.logBytes, r.checkpoint?.logSeq, r.checkpoint?.createdAtMs, r.fsyncs);
+    return { oplog, recovery: { checkpoint: r.checkpoint?.state, records: r.records, droppedTailBytes: r.droppedTailBytes } };
   }
-
   /**
    * Logs a record. Resolves with apply(record)'s return value once the record
    * is written and fdatasync'ed and apply has run. Rejects if the write fails
@@ -408,29 +234,33 @@ export class OpLog {
    */
   append(record: unknown): Promise<unknown> {
     if (this.failure) return Promise.reject(this.failedError());
-    if (this.closed) return Promise.reject(new GfsError('UNAVAILABLE', 'oplog is closed'));
+    if (this.closed) return Promise.reject(refusal(new GfsError('UNAVAILABLE', 'oplog is closed')));
+    if (this.held) {
+      this.noSpaceRefusals++;
+      return Promise.reject(this.noSpaceError());
+    }
 
     // Serialise now, not at write time: the caller may mutate the object later.
     let json: string | undefined;
     try {
       json = JSON.stringify(record);
     } catch (e) {
-      return Promise.reject(new GfsError('BAD_REQUEST', `oplog record is not JSON-serializable: ${errorMessage(e)}`));
+      return Promise.reject(refusal(new GfsError('BAD_REQUEST', `oplog record is not JSON-serializable: ${errorMessage(e)}`)));
     }
     if (typeof json !== 'string') {
-      return Promise.reject(new GfsError('BAD_REQUEST', 'oplog record is not JSON-serializable'));
+      return Promise.reject(refusal(new GfsError('BAD_REQUEST', 'oplog record is not JSON-serializable')));
     }
     const payloadBytes = Buffer.byteLength(json, 'utf8');
     if (payloadBytes > MAX_RECORD_BYTES) {
       return Promise.reject(
-        new GfsError('RECORD_TOO_LARGE', `oplog record of ${payloadBytes} bytes exceeds ${MAX_RECORD_BYTES}`),
+        refusal(new GfsError('RECORD_TOO_LARGE', `oplog record of ${payloadBytes} bytes exceeds ${MAX_RECORD_BYTES}`)),
       );
     }
     const frameBytes = FRAME_HEADER_BYTES + payloadBytes;
     // The hard bound: past it, waiting longer would only grow memory.
     if (this.queue.length >= this.maxQueuedRecords || this.queuedBytes + frameBytes > this.maxQueuedBytes) {
       return Promise.reject(
-        new GfsError('TOO_BUSY', `oplog queue is full (${this.queue.length} records, ${this.queuedBytes} bytes)`),
+        refusal(new GfsError('TOO_BUSY', `oplog queue is full (${this.queue.length} records, ${this.queuedBytes} bytes)`)),
       );
     }
 
@@ -507,6 +337,9 @@ export class OpLog {
       logSeq: this.logSeq,
       lastCheckpointSeq: this.lastCheckpointSeq,
       lastCheckpointAtMs: this.lastCheckpointAtMs,
+      noSpace: this.noSpaceSinceMs !== undefined,
+      noSpaceSinceMs: this.noSpaceSinceMs,
+      noSpaceRefusals: this.noSpaceRefusals,
     };
   }
 
@@ -526,44 +359,56 @@ export class OpLog {
       await new Promise<void>((resolve) => this.idleWaiters.push(resolve));
     }
     invariant(this.queue.length === 0 && this.inFlight === undefined, 'oplog idle at close');
+    this.clearHeld();
     await this.fd.close();
   }
 
   // ---- internals ----
 
   private failedError(): GfsError {
-    return new GfsError('INTERNAL', `oplog is unusable after a failed write: ${errorMessage(this.failure)}`);
+    return refusal(new GfsError('INTERNAL', `oplog is unusable after a failed write: ${errorMessage(this.failure)}`));
   }
 
   /** Starts the next batch if nothing is in flight; the single writer keeps frames in order. */
   private kick(): void {
-    if (this.inFlight || this.paused || this.failure || this.queue.length === 0) return;
+    if (this.inFlight || this.paused || this.failure || (this.queue.length === 0 && !this.held)) return;
     this.inFlight = this.runBatch();
   }
 
   private async runBatch(): Promise<void> {
-    // Take a bounded prefix: the rest waits for the next batch (backpressure).
-    let n = 0;
-    let bytes = 0;
-    while (n < this.queue.length && n < this.maxBatchRecords) {
-      const size = this.queue[n]!.frame.length;
-      if (n > 0 && bytes + size > this.maxBatchBytes) break;
-      bytes += size;
-      n++;
+    const held = this.held;
+    let batch: Entry[];
+    let bytes: number;
+    if (held) {
+      // Its records are on the log replicas already: written here first, not shipped again.
+      batch = held.batch;
+      bytes = batch.reduce((sum, e) => sum + e.frame.length, 0);
+    } else {
+      // Take a bounded prefix: the rest waits for the next batch (backpressure).
+      let n = 0;
+      bytes = 0;
+      while (n < this.queue.length && n < this.maxBatchRecords) {
+        const size = this.queue[n]!.frame.length;
+        if (n > 0 && bytes + size > this.maxBatchBytes) break;
+        bytes += size;
+        n++;
+      }
+      batch = this.queue.splice(0, n);
+      this.queuedBytes -= bytes;
     }
-    const batch = this.queue.splice(0, n);
-    this.queuedBytes -= bytes;
     invariant(batch.length > 0 && this.queuedBytes >= 0, 'batch non-empty and queue accounting sane');
 
     const fd = this.fd;
     const position = this.logBytes;
     // Started before the local write so both proceed together; its failure is handled after the apply.
-    const shipped: Promise<unknown> = this.replicate
-      ? this.replicate(batch.map((e) => e.json)).then(
-          () => undefined,
-          (e: unknown) => (e instanceof Error ? e : new Error(String(e))),
-        )
-      : Promise.resolve(undefined);
+    const shipped: Promise<Error | undefined> = held
+      ? Promise.resolve(held.shipError)
+      : this.replicate
+        ? this.replicate(batch.map((e) => e.json)).then(
+            () => undefined,
+            (e: unknown) => (e instanceof Error ? e : new Error(String(e))),
+          )
+        : Promise.resolve(undefined);
     try {
       const buf = batch.length === 1 ? batch[0]!.frame : Buffer.concat(batch.map((e) => e.frame), bytes);
       let off = 0;
@@ -575,16 +420,11 @@ export class OpLog {
       await timedFsync(this.onFsync && ((seconds) => this.onFsync!('oplog', seconds)), () => fd.datasync());
       this.fsyncCount++;
     } catch (e) {
-      // After a failed write or fsync the file's contents (and the page
-      // cache's) are unknown; appending more could ack records behind a hole.
-      this.failure = e instanceof Error ? e : new Error(String(e));
-      await shipped;
-      this.logger?.error({ err: errorMessage(e), logSeq: this.logSeq }, 'oplog: write failed; log unusable');
-      for (const entry of batch) entry.reject(e);
-      const rest = this.queue.splice(0);
-      this.queuedBytes = 0;
-      for (const entry of rest) entry.reject(this.failedError());
+      if (isNoSpace(e) && (await this.cutBackTo(fd, position))) await this.refuseForSpace(batch, e, await shipped);
+      else await this.failWrite(batch, e, shipped);
       this.inFlight = undefined;
+      // The next batch tries the disk again (a held batch waits for its timer instead).
+      if (!this.held) this.kick();
       this.notifyIdle();
       return;
     }
@@ -594,6 +434,11 @@ export class OpLog {
     this.logBytes = position + bytes;
     this.batchCount++;
     this.recordCount += batch.length;
+    if (held) this.held = undefined;
+    if (this.noSpaceSinceMs !== undefined) {
+      this.logger?.info({ dir: this.dir, fullForMs: Date.now() - this.noSpaceSinceMs, refused: this.noSpaceRefusals }, 'oplog: space again; accepting mutations');
+      this.noSpaceSinceMs = undefined;
+    }
     // Durable now: apply in log order, synchronously, so no other code can
     // observe a state with only part of the batch applied.
     for (const entry of batch) {
@@ -608,6 +453,86 @@ export class OpLog {
     this.inFlight = undefined;
     this.kick();
     this.notifyIdle();
+  }
+
+  /** After a failed write or fsync the file's contents (and the page cache's) are unknown; appending more could ack records behind a hole. */
+  private async failWrite(batch: Entry[], e: unknown, shipped: Promise<unknown>): Promise<void> {
+    this.failure = e instanceof Error ? e : new Error(String(e));
+    await shipped;
+    this.logger?.error({ err: errorMessage(e), logSeq: this.logSeq }, 'oplog: write failed; log unusable');
+    const err = this.failedError();
+    for (const entry of batch) entry.reject(err);
+    this.clearHeld();
+    this.rejectQueued(this.failedError());
+  }
+
+  /**
+   * Removes a failed batch's bytes, so the file again ends with the last acknowledged record. A
+   * shorter file needs no new space. False when even that fails: then the log is unusable.
+   */
+  private async cutBackTo(fd: FileHandle, position: number): Promise<boolean> {
+    try {
+      await fd.truncate(position);
+      return true;
+    } catch (e) {
+      this.logger?.error({ err: errorMessage(e), logSeq: this.logSeq, position }, 'oplog: cannot cut a failed batch off the log');
+      return false;
+    }
+  }
+
+  /**
+   * The disk is full. Without log replicas the batch is refused (NO_SPACE) and the next batch simply
+   * tries again. With them the batch may be on a replica already, so it is held and retried every
+   * second until it fits, and new appends are refused meanwhile; its callers are answered at once
+   * (NO_SPACE, outcomeUnknown: it will be logged and applied once space returns). Logged once per full spell.
+   */
+  private async refuseForSpace(batch: Entry[], e: unknown, shipError: Error | undefined): Promise<void> {
+    if (this.noSpaceSinceMs === undefined) {
+      this.noSpaceSinceMs = Date.now();
+      this.logger?.error(
+        { dir: this.dir, err: errorMessage(e), logSeq: this.logSeq, logReplicas: this.replicate !== undefined && this.hasLogReplicas() },
+        'oplog: disk full; mutations are refused with NO_SPACE until space returns',
+      );
+    }
+    if (!this.held) this.noSpaceRefusals += batch.length;
+    if (!this.held && !(this.replicate && this.hasLogReplicas())) {
+      for (const entry of batch) entry.reject(this.noSpaceError());
+      return;
+    }
+    if (!this.held) {
+      this.held = { batch, shipError, timer: undefined };
+      const unknown = refusal(new GfsError('NO_SPACE', `the master's disk is full (${this.dir}); this mutation may be on the log replicas already and will then be logged and applied here once space returns: outcome unknown until then`, { retryAfterMs: NO_SPACE_RETRY_MS, outcomeUnknown: true }));
+      for (const entry of batch) entry.reject(unknown);
+    }
+    const held = this.held;
+    invariant(held.batch === batch, 'only the held batch runs while one is held');
+    this.noSpaceRefusals += this.queue.length;
+    this.rejectQueued(this.noSpaceError());
+    if (held.timer) clearTimeout(held.timer);
+    held.timer = setTimeout(() => {
+      held.timer = undefined;
+      if (!this.closed) this.kick();
+    }, NO_SPACE_RETRY_MS);
+  }
+
+  private rejectQueued(err: GfsError): void {
+    const rest = this.queue.splice(0);
+    this.queuedBytes = 0;
+    for (const entry of rest) entry.reject(err);
+  }
+
+  /** Gives up on a held batch (closing, or the log failed): its outcome is unknown to its callers. */
+  private clearHeld(): void {
+    const held = this.held;
+    if (!held) return;
+    this.held = undefined;
+    if (held.timer) clearTimeout(held.timer);
+    const err = refusal(new GfsError('UNAVAILABLE', 'oplog closed while waiting for disk space; the record may be on the log replicas, outcome unknown'));
+    for (const entry of held.batch) entry.reject(err);
+  }
+
+  private noSpaceError(): GfsError {
+    return refusal(new GfsError('NO_SPACE', `the master's disk is full: no room to log the mutation in ${this.dir}; free space there and retry`, { retryAfterMs: NO_SPACE_RETRY_MS }));
   }
 
   private notifyIdle(): void {
@@ -657,7 +582,14 @@ export class OpLog {
     // (4) Appends run again; the checkpoint is written beside them. lowdb
     // writes a temp file and renames it, but does not fsync: do it here.
     const path = join(this.dir, checkpointFileName(newSeq));
-    await new TextFile(path).write(checkpointText(newSeq, createdAtMs, stateJson));
+    try {
+      await new TextFile(path).write(checkpointText(newSeq, createdAtMs, stateJson));
+    } catch (e) {
+      // On a full disk a half-written temp file would keep the space the log needs. Its name is
+      // lowdb's (steno's): .<name>.tmp beside the file.
+      await unlink(join(this.dir, `.${checkpointFileName(newSeq)}.tmp`)).catch(() => undefined);
+      throw e;
+    }
     const fh = await openFile(path, 'r');
     const syncStart = process.hrtime.bigint();
     try {
@@ -707,27 +639,3 @@ export class OpLog {
   }
 }
 
-async function fsyncDir(dir: string): Promise<void> {
-  const fh = await openFile(dir, 'r');
-  try {
-    await fh.sync();
-  } finally {
-    await fh.close();
-  }
-}
-
-/** Creates an empty file (failing if it exists) and makes it and its directory entry durable. */
-async function createDurableFile(path: string): Promise<FileHandle> {
-  const fh = await openFile(path, 'wx+');
-  try {
-    await fh.sync();
-    await fsyncDir(dirname(path));
-  } catch (e) {
-    // Leave no empty newer log behind (recovery would append to it), and
-    // delete only what this call created: 'wx' guarantees that.
-    await fh.close().catch(() => undefined);
-    await unlink(path).catch(() => undefined);
-    throw e;
-  }
-  return fh;
-}

@@ -1,6 +1,6 @@
 import type { Express } from 'express';
 import { z } from 'zod';
-import { boolString, jsonRoute } from '../shared/http.js';
+import { admissionOf, boolString, jsonRoute } from '../shared/http.js';
 import {
   allocateReq,
   chunksReq,
@@ -99,7 +99,11 @@ export function replicaRoutes(app: Express, master: Master): void {
 
 /** What chunkservers call: registration, heartbeats, lease confirmation, corruption reports. */
 export function chunkserverRoutes(app: Express, master: Master): void {
-  app.post('/api/cs/register', jsonRoute({ body: registerReq }, ({ body }) => master.register(body)));
+  app.post('/api/cs/register', jsonRoute({ body: registerReq }, ({ body, req }) => {
+    // A registered chunkserver's address is a known peer: exempt from the per-address connection cap.
+    if (req.socket.remoteAddress) admissionOf(app).allowPeer(req.socket.remoteAddress);
+    return master.register(body);
+  }));
   app.post('/api/cs/heartbeat', jsonRoute({ body: heartbeatReq }, ({ body }) => master.heartbeat(body)));
   app.post('/api/cs/lease-confirm', jsonRoute({ body: leaseConfirmReq }, ({ body }) => master.leaseConfirm(body.id, body.handle)));
   app.post('/api/cs/report-corrupt', jsonRoute({ body: reportCorruptReq }, ({ body }) => {

@@ -33,25 +33,16 @@ export interface RunningMaster {
   close(): Promise<void>;
 }
 
-export async function startMaster(o: MasterServerOptions): Promise<RunningMaster> {
-  // Checked before anything starts: a bad address is a one-line error, not a half-started master.
-  const advertise = o.advertiseUrl === undefined ? undefined : checkAdvertiseUrl(o.advertiseUrl);
-  const log = o.log ?? makeLogger('master');
-  setRpcSelf('master');
-  loadFaultsFromEnv();
-  const leaseMs = o.leaseMs ?? defaults.leaseMs;
+/** The Master's options: what the server was given, defaults for the rest. */
+function masterOptions(o: MasterServerOptions, log: Logger): MasterOptions {
   const heartbeatMs = o.heartbeatMs ?? defaults.heartbeatMs;
-  let url = '';
-  const metrics = masterMetrics();
-  const master = await Master.open({
-    onFsync: (kind, seconds) => metrics.observeFsync(kind, seconds),
-    selfUrl: () => url,
+  return {
     logReplicas: o.logReplicas,
     allowFewerLogReplicas: o.allowFewerLogReplicas,
     shadowOf: o.shadowOf,
     dir: o.dir,
     chunkSizeBytes: o.chunkSizeBytes ?? defaults.chunkSizeBytes,
-    leaseMs,
+    leaseMs: o.leaseMs ?? defaults.leaseMs,
     heartbeatMs,
     deadMs: o.deadMs ?? Math.max(defaults.chunkserverDeadMs, heartbeatMs * 5),
     safeModeMs: o.safeModeMs ?? defaults.safeModeMs,
@@ -65,7 +56,18 @@ export async function startMaster(o: MasterServerOptions): Promise<RunningMaster
     reserveFraction: o.reserveFraction,
     log,
     clock: o.clock ?? monotonicClock(),
-  });
+  };
+}
+
+export async function startMaster(o: MasterServerOptions): Promise<RunningMaster> {
+  // Checked before anything starts: a bad address is a one-line error, not a half-started master.
+  const advertise = o.advertiseUrl === undefined ? undefined : checkAdvertiseUrl(o.advertiseUrl);
+  const log = o.log ?? makeLogger('master');
+  setRpcSelf('master');
+  loadFaultsFromEnv();
+  let url = '';
+  const metrics = masterMetrics();
+  const master = await Master.open({ ...masterOptions(o, log), onFsync: (kind, seconds) => metrics.observeFsync(kind, seconds), selfUrl: () => url });
   registerMasterMetrics(metrics, master);
   const app = makeApp({
     names: () => ['master', url],

@@ -2,7 +2,7 @@ import { GfsError } from '../shared/errors.js';
 import type { Logger } from '../shared/log.js';
 import type { LogAppendAnswer, LogAppendReq, LogInstallReq } from '../shared/wire.js';
 import { Namespace, type NamespaceSnapshot, type Op } from './core/namespace.js';
-import type { OpLog } from './oplog.js';
+import { isOpLogRefusal, type OpLog } from './oplog.js';
 
 // A shadow master follows its master's shipped log (master/replicas.ts is
 // the sending side): each batch is made durable in the shadow's own log and
@@ -76,8 +76,9 @@ export class Follower {
     for (const op of parsed) {
       this.loggedIndex++;
       // An operation the master could not apply fails here the same way: the log still holds it.
+      // A record the log refused (a full disk, a broken log) is not here: the batch fails and is resent.
       this.tail = this.host.oplog.append(op).catch((e: unknown) => {
-        if (e instanceof GfsError && e.code === 'INTERNAL') throw e;
+        if (isOpLogRefusal(e)) throw e;
       });
     }
     await this.tail;

@@ -5,6 +5,7 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { parseArgs } from 'node:util';
 import { GfsClient, appendRecord } from '../client/client.js';
+import { rng } from '../shared/rng.js';
 
 const { values } = parseArgs({
   options: {
@@ -20,18 +21,6 @@ const { values } = parseArgs({
     skew: { type: 'string', default: '1' },
   },
 });
-
-/** Deterministic sizes from a seed (mulberry32), so a run can be repeated. */
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 async function main(): Promise<void> {
   if (!values.master || !values.path) throw new Error('--master and --path are required');

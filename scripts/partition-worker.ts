@@ -25,7 +25,7 @@ import { GfsClient } from '../client/client.js';
 import { GfsError } from '../shared/errors.js';
 import { closeRpc } from '../shared/rpc.js';
 import { opId, parseHistory, type HistoryEntry, type OpKind, type OpStatus } from './partition/history.js';
-import { randInt, rng } from './partition/rng.js';
+import { randInt, rng } from '../shared/rng.js';
 
 const { values } = parseArgs({
   options: {

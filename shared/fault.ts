@@ -14,7 +14,9 @@
 // time, with POST /admin/faults {rules: [...]} on a live process, or at start
 // from the GFS_FAULTS environment variable (a JSON array). A dropped request
 // fails like a lost connection: the sender sees UNAVAILABLE, the receiver
-// destroys the socket without answering.
+// destroys the socket without answering. A JSON request delayed by its
+// sender longer than its timeout times out there but still goes out late
+// (shared/rpc.ts), as over a slow link.
 //
 // With no rules (production) each check is one array-length test.
 import { z } from 'zod';

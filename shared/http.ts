@@ -3,6 +3,7 @@ import { createServer as createHttpServer, type Server } from 'node:http';
 import { createServer as createHttpsServer } from 'node:https';
 import type { AddressInfo } from 'node:net';
 import { z } from 'zod';
+import { Admission, type AdmissionOptions } from './admission.js';
 import { authEnabled, authMiddleware, jsonDigestVerify, secretSource, unverifiedBodyCheck } from './auth.js';
 import { GfsError } from './errors.js';
 import { faultFor, faultRulesSchema, getFaultRules, setFaultRules } from './fault.js';
@@ -114,6 +115,8 @@ export interface AppOptions {
   metrics?: Metrics;
   /** GET paths a browser or Prometheus may read with the web token instead of a signature (shared/webauth.ts); /metrics always is. */
   webPaths?: string[];
+  /** Connection and unauthenticated-request limits per remote address (shared/admission.ts). */
+  admission?: AdmissionOptions;
 }
 
 /** Default JSON body limit: paths and small objects, nothing more. */
@@ -128,7 +131,13 @@ export function makeApp(opts: AppOptions): Express {
   app.set('query parser', 'simple');
   const maxInFlight = opts.maxInFlight ?? defaultMaxInFlight;
   let inFlight = 0;
-  if (opts.metrics) app.use(opts.metrics.middleware());
+  // listen() applies its connection limits to the server; the app applies the request ones.
+  const admission = new Admission(opts.log, opts.admission);
+  app.locals.admission = admission;
+  if (opts.metrics) {
+    app.use(opts.metrics.middleware());
+    opts.metrics.admission(() => admission.stats);
+  }
   // An access log at debug level (GFS_LOG_LEVEL=debug): one line per answered request.
   if (opts.log.isLevelEnabled('debug')) {
     app.use((req, res, next) => {
@@ -155,12 +164,24 @@ export function makeApp(opts: AppOptions): Express {
   const isWebPath = (path: string) => webPaths.has(path);
   app.use(webTokenLogin(isWebPath));
   const token = webToken();
-  app.use(
-    authMiddleware({
-      publicPaths: new Set(['/healthz', ...(opts.publicPaths ?? [])]),
-      otherwiseAllowed: (req) => token !== undefined && (req.method === 'GET' || req.method === 'HEAD') && isWebPath(req.path) && hasWebToken(req, token),
-    }),
-  );
+  const auth = authMiddleware({
+    publicPaths: new Set(['/healthz', ...(opts.publicPaths ?? [])]),
+    otherwiseAllowed: (req) => token !== undefined && (req.method === 'GET' || req.method === 'HEAD') && isWebPath(req.path) && hasWebToken(req, token),
+  });
+  // An address that keeps failing authentication is refused before its credentials (or body) are
+  // looked at, so guessing costs it a 429 and us almost nothing.
+  app.use((req, res, next) => {
+    const addr = req.socket.remoteAddress ?? 'unknown';
+    if (!admission.mayAuthenticate(addr)) {
+      res.setHeader('connection', 'close');
+      next(new GfsError('TOO_BUSY', 'too many unauthenticated requests from this address; slow down', { retryAfterMs: 1_000 }));
+      return;
+    }
+    auth(req, res, (err?: unknown) => {
+      if (err instanceof GfsError && err.code === 'UNAUTHENTICATED') admission.authFailed(addr);
+      next(err);
+    });
+  });
   // The request id a client gives its call (x-gfs-request-id): the master's retry cache keys mutations
   // by it (master/namespace.ts), and every log line written while serving the call carries it (shared/log.ts).
   app.use((req, _res, next) => {
@@ -219,25 +240,38 @@ export function finishApp(app: Express, log: Logger): void {
   });
 }
 
-/** Listens with HTTPS when TLS is configured (shared/tls.ts), else plain HTTP; `scheme` says which. */
-export async function listen(app: Express, port: number, host: string): Promise<{ server: Server; port: number; scheme: 'http' | 'https' }> {
+/** The connection limits of an app made by makeApp: add known peers to it at run time (allowPeer). */
+export function admissionOf(app: Express): Admission {
+  const a = app.locals.admission as Admission | undefined;
+  if (!a) throw new Error('admissionOf: app was not made by makeApp');
+  return a;
+}
+
+/**
+ * Listens with HTTPS when TLS is configured (shared/tls.ts), else plain HTTP; `scheme` says which.
+ * `admission` is the app's connection limits (shared/admission.ts): call its allowPeer() as peers become known.
+ */
+export async function listen(app: Express, port: number, host: string): Promise<{ server: Server; port: number; scheme: 'http' | 'https'; admission: Admission }> {
+  const admission = admissionOf(app);
   const tls = serverTlsOptions();
   return new Promise((resolve, reject) => {
     // An https.Server has every member used here and by callers (close, closeAllConnections, timeouts);
     // node's typings just do not derive it from http.Server.
     const server = tls ? (createHttpsServer({ ...tls, minVersion: 'TLSv1.2' }, app) as unknown as Server) : createHttpServer(app);
+    admission.attach(server);
     server.listen(port, host);
     server.once('error', reject);
     server.once('listening', () => {
-      // Bounds on slow or silent peers: headers must arrive within 30 s, a whole
-      // request (a 64 MiB push included) within 5 min, and a socket with no
-      // traffic at all is closed after 2 min. Pushes have a tighter idle timeout.
+      // Bounds on slow or silent peers: a new connection's first headers within
+      // admission.firstHeadersMs (5 s), later ones within 30 s, a whole request
+      // (a 64 MiB push included) within 5 min, and a socket with no traffic at
+      // all is closed after 2 min. Pushes have a tighter idle timeout.
+      // Connection counts are admission's (maxTotal, per address).
       server.keepAliveTimeout = 25_000;
       server.headersTimeout = 30_000;
       server.requestTimeout = Number(process.env.GFS_REQUEST_TIMEOUT_MS) || 300_000;
       server.timeout = 120_000;
-      server.maxConnections = 8192;
-      resolve({ server, port: (server.address() as AddressInfo).port, scheme: tls ? 'https' : 'http' });
+      resolve({ server, port: (server.address() as AddressInfo).port, scheme: tls ? 'https' : 'http', admission });
     });
   });
 }

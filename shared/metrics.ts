@@ -1,4 +1,5 @@
 import type { NextFunction, Request, Response } from 'express';
+import type { AdmissionStats } from './admission.js';
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
 
 // Prometheus metrics (GET /metrics) of one daemon. Each server gets its own
@@ -108,6 +109,14 @@ export class Metrics {
         else for (const [k, x] of Object.entries(v)) this.set({ [label!]: k }, x);
       },
     });
+  }
+
+  /** Connection admission (shared/admission.ts): refusals by reason, open connections, failed authentications. */
+  admission(stats: () => AdmissionStats): void {
+    this.countersFrom('gfs_connections_refused_total', 'Connections closed before their first request: over the per-address cap, over the total cap, or first headers too slow', 'reason', () => stats().refused);
+    this.gaugeFrom('gfs_open_connections', 'Open client and peer connections', () => stats().openConnections);
+    this.counterFrom('gfs_unauthenticated_requests_total', 'Requests that failed authentication', () => stats().unauthenticated);
+    this.counterFrom('gfs_auth_rate_limited_requests_total', 'Requests refused (429) because their address failed authentication too often', () => stats().authRateLimited);
   }
 
   /** GET /metrics handler. */

@@ -107,9 +107,22 @@ function networkError(e: unknown, url: string): GfsError {
 
 /** JSON request; the answer is validated with `schema` when given. */
 export async function rpcJson<T = unknown>(base: string, path: string, body?: unknown, opts: RpcOptions = {}, schema?: z.ZodType<T>): Promise<T> {
-  const url = buildUrl(base, path, opts.query);
   const timeoutMs = opts.timeoutMs ?? defaults.rpcTimeoutMs;
+  const f = faultFor(self, opts.targetName ? [opts.targetName, base] : [base]);
+  if (f.delayMs > timeoutMs && !f.drop) {
+    // A link this slow: the sender gives up at its timeout, but the request
+    // still arrives, late (as a slow network delivers it), so receivers meet
+    // requests their senders have written off.
+    setTimeout(() => void sendJson(base, path, body, opts, timeoutMs).catch(() => undefined), f.delayMs).unref();
+    await new Promise((r) => setTimeout(r, timeoutMs));
+    throw new GfsError('TIMEOUT', `${buildUrl(base, path, opts.query)}: no answer within ${timeoutMs} ms (fault layer: ${f.delayMs} ms late)`, { fault: true });
+  }
   await applyFault(base, opts);
+  return sendJson(base, path, body, opts, timeoutMs, schema);
+}
+
+async function sendJson<T>(base: string, path: string, body: unknown, opts: RpcOptions, timeoutMs: number, schema?: z.ZodType<T>): Promise<T> {
+  const url = buildUrl(base, path, opts.query);
   const method = opts.method ?? (body === undefined ? 'GET' : 'POST');
   const text = body === undefined ? undefined : JSON.stringify(body);
   const headers: Record<string, string> = { 'content-type': 'application/json', 'x-gfs-from': self, ...processHeaders, ...(opts.headers ?? {}) };

@@ -103,8 +103,8 @@ export const registerReq = z
     chunks: z.array(chunkReportSchema).max(10_000_000),
     /** The highest master epoch this server has seen, and from where: tells a failed-over master it is fenced. */
     maxEpoch: z.number().int().min(0).max(1e12).optional(),
-    /** Replicas this server marked corrupt: reported until the master orders them deleted (never listed). */
-    corruptChunks: z.array(handleSchema).max(1_000_000).optional(),
+    /** Replicas this server found corrupt (kept out of `chunks`), listed until the master orders their deletion. */
+    corruptChunks: z.array(handleSchema).max(100_000).optional(),
   })
   .strict();
 export type RegisterReq = z.infer<typeof registerReq>;
@@ -208,7 +208,17 @@ export const applyOp = z.discriminatedUnion('kind', [
   z.object({ kind: z.literal('pad'), serial: z.number().int().min(0), toSizeBytes: bytes }),
 ]);
 export type ApplyOp = z.infer<typeof applyOp>;
-export const applyReq = z.object({ handle: handleSchema, version, ops: z.array(applyOp).min(1).max(10_000) }).strict();
+export const applyReq = z
+  .object({
+    handle: handleSchema,
+    version,
+    ops: z.array(applyOp).min(1).max(10_000),
+    /** The primary's serial space (one per primary process): serials count from 1 per (handle, version, stream). */
+    stream: idSchema.optional(),
+    /** Every serial up to this one the secondary has already answered (a restarted secondary resumes after it). */
+    ackedThrough: z.number().int().min(0).optional(),
+  })
+  .strict();
 export type ApplyReq = z.infer<typeof applyReq>;
 export const syncReq = z.object({ handle: handleSchema, version, forward: z.boolean().optional() }).strict();
 export const readQuery = z.object({ handle: handleSchema, offset: z.string(), length: z.string(), version: z.string().optional() }).strict();

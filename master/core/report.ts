@@ -158,10 +158,14 @@ export function processReport(st: ChunkState, ns: Namespace, r: ReportInput, ctx
   // A corrupt replica goes once a good one exists elsewhere (re-replication restores the count);
   // until then it is kept, in case it is the only copy of most of the data.
   for (const h of corruptHere) if (!ctx.safe && ctx.role === 'master' && st.servers.liveLocations(h, ctx.nowMs).length > 0) st.orderDelete(r.server, h);
-  // Gone from the server: no location, and a corrupt mark on it is forgotten.
+  // Gone from the server: no location, and a corrupt mark on it is forgotten. A corrupt replica is
+  // not in the chunk list (its server lists it apart until told to delete it): its mark goes when
+  // neither list names it any more.
   for (const h of before) {
     st.servers.removeLocation(h, r.server);
     st.forgetCorrupt(r.server, h);
   }
+  const reported = new Set(r.chunks.map((c) => c.handle));
+  for (const [h, servers] of [...st.corrupt]) if (servers.has(r.server) && !corruptHere.has(h) && !reported.has(h)) st.forgetCorrupt(r.server, h);
   return out;
 }

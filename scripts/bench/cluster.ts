@@ -86,10 +86,12 @@ export interface Daemon {
   log: string;
 }
 
+/** Runs gfs-master or gfs-chunkserver (args[0]: 'master' or 'chunkserver') itself, so that its PID is the daemon's. */
 function startDaemon(name: string, args: string[], logDir: string, nodeArgs: string[] = []): Promise<Daemon> {
   const log = join(logDir, `${name}.log`);
   const logFd = openSync(log, 'a');
-  const proc = spawn(process.execPath, [...nodeArgs, appPath('client/cli.js'), ...args], {
+  const [program, ...flags] = args;
+  const proc = spawn(process.execPath, [...nodeArgs, appPath(program === 'master' ? 'master/main.js' : 'chunkserver/main.js'), ...flags], {
     stdio: ['ignore', 'pipe', logFd],
     env: { ...process.env, GFS_LOG_LEVEL: process.env.GFS_LOG_LEVEL ?? 'warn' },
   });

@@ -25,7 +25,8 @@ async function freePort(): Promise<number> {
 
 function start(name: string, args: string[], logDir: string): Promise<ChildProcess> {
   const fd = openSync(join(logDir, `${name}.log`), 'a');
-  const p = spawn(process.execPath, [appPath('client/cli.js'), ...args], { stdio: ['ignore', 'pipe', fd], env: { ...process.env, GFS_LOG_LEVEL: process.env.GFS_LOG_LEVEL ?? 'warn' } });
+  // Every process here is a master: gfs-master itself, so its PID is the daemon's.
+  const p = spawn(process.execPath, [appPath('master/main.js'), ...args], { stdio: ['ignore', 'pipe', fd], env: { ...process.env, GFS_LOG_LEVEL: process.env.GFS_LOG_LEVEL ?? 'warn' } });
   closeSync(fd);
   trackChild(p);
   return new Promise((resolve, reject) => {
@@ -72,9 +73,9 @@ export async function createsWithLogReplicas(dir: string, replicas: number, tota
     const shadowPorts: number[] = [];
     for (let i = 0; i < replicas; i++) shadowPorts.push(await freePort());
     for (let i = 0; i < replicas; i++) {
-      procs.push(await start(`shadow${i}`, ['master', '--dir', join(base, `shadow${i}`), '--port', String(shadowPorts[i]), '--shadow-of', `http://127.0.0.1:${masterPort}`], base));
+      procs.push(await start(`shadow${i}`, ['--dir', join(base, `shadow${i}`), '--port', String(shadowPorts[i]), '--shadow-of', `http://127.0.0.1:${masterPort}`], base));
     }
-    const margs = ['master', '--dir', join(base, 'master'), '--port', String(masterPort)];
+    const margs = ['--dir', join(base, 'master'), '--port', String(masterPort)];
     if (replicas > 0) margs.push('--log-replicas', shadowPorts.map((p) => `http://127.0.0.1:${p}`).join(','));
     procs.push(await start('master', margs, base));
     const url = `http://127.0.0.1:${masterPort}`;

@@ -5,20 +5,15 @@ import { join } from 'node:path';
 import { GfsClient } from '../../client/client.js';
 import { fuseUnavailable, mountedAt } from '../../client/mount.js';
 import { appPath } from './cluster.js';
+import type { Result } from './report.js';
 
 // The benchmark's mount workloads: `dd` write (conv=fsync) and read of one
 // file through `gfs mount`, in the same run as the native client's figures.
 // The mount point lives outside the benchmark's data dir (so removing that
 // dir never walks into a live mount) and is unmounted on every way out.
 
-export interface BenchRecord {
-  workload: string;
-  value: number | null;
-  unit: string;
-  limit: number | null;
-  ratio: number | null;
-  [extra: string]: unknown;
-}
+/** One figure, as scripts/bench/report.ts keeps it. */
+export type BenchRecord = Result;
 
 export interface MountDdContext {
   masterUrl: string;

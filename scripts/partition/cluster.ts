@@ -3,6 +3,7 @@ import { closeSync, openSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { FaultRule } from '../../shared/fault.js';
+import { programPath } from '../../shared/programs.js';
 import { rpcJson } from '../../shared/rpc.js';
 
 // The partition suite's cluster: a master and chunkservers as separate OS
@@ -13,7 +14,9 @@ import { rpcJson } from '../../shared/rpc.js';
 // Every process is tracked: stop() resumes paused ones and kills the rest by
 // PID, and a process exit handler does the same if the run crashes.
 
-export const cliPath = fileURLToPath(new URL('../../client/cli.js', import.meta.url));
+/** The daemons' own programs, not `gfs master`: the nemesis's signals must reach the daemon's PID. */
+const masterPath = programPath('master');
+const chunkserverPath = programPath('chunkserver');
 export const workerPath = fileURLToPath(new URL('../partition-worker.js', import.meta.url));
 
 const live = new Set<ChildProcess>();
@@ -165,8 +168,8 @@ export class PartitionCluster {
     const replication = name === 'master' ? (c.shadow ? ['--log-replicas', this.urlOf('shadow')] : []) : this.leader === 'shadow' ? [] : ['--shadow-of', this.urlOf('master')];
     const args =
       name === 'master' || name === 'shadow'
-        ? [cliPath, 'master', '--dir', dir, '--host', n.spec.host, '--port', String(n.spec.port), '--chunk-size', String(c.chunkSizeBytes), '--lease-ms', String(c.leaseMs), '--heartbeat-ms', String(c.heartbeatMs), '--dead-ms', String(c.deadMs), '--safe-mode-ms', String(c.safeModeMs), ...replication]
-        : [cliPath, 'chunkserver', '--master', this.masterUrls, '--dir', dir, '--host', n.spec.host, '--port', String(n.spec.port), '--id', name, '--rack', `rack${(Number(name.replace(/\D/g, '')) % 3) + 1}`, '--scrub-ms', '0'];
+        ? [masterPath, '--dir', dir, '--host', n.spec.host, '--port', String(n.spec.port), '--chunk-size', String(c.chunkSizeBytes), '--lease-ms', String(c.leaseMs), '--heartbeat-ms', String(c.heartbeatMs), '--dead-ms', String(c.deadMs), '--safe-mode-ms', String(c.safeModeMs), ...replication]
+        : [chunkserverPath, '--master', this.masterUrls, '--dir', dir, '--host', n.spec.host, '--port', String(n.spec.port), '--id', name, '--rack', `rack${(Number(name.replace(/\D/g, '')) % 3) + 1}`, '--scrub-ms', '0'];
     const { proc, ready } = startProcess(name, n.spec.netns, args, this.env(n), join(c.dir, `${name}.log`), c.startTimeoutMs);
     n.proc = proc;
     n.paused = false;

@@ -1,5 +1,5 @@
 import type { FaultRule } from '../../shared/fault.js';
-import { randInt, rng, shuffle, type Rand } from './rng.js';
+import { randInt, rng, shuffle, type Rand } from '../../shared/rng.js';
 
 // The nemesis: a seeded random schedule of faults, one at a time, each
 // healed before the next. The schedule is a pure function of (seed,

@@ -1,5 +1,7 @@
 import { closeSync, openSync, readdirSync, readSync, statSync } from 'node:fs';
 import { join } from 'node:path';
+import { LOG_NAME_RE } from '../../master/oplog.js';
+import { FRAME_HEADER_BYTES, MAX_RECORD_BYTES } from '../../master/oplog-scan.js';
 
 // Watches a master's op log on disk (master/oplog.ts: files oplog.<seq>.log
 // of frames [u32 LE length][u32 LE crc][JSON]) for version bumps under way:
@@ -8,10 +10,8 @@ import { join } from 'node:path';
 // replica and the second after they answered, so a SIGKILL while one is
 // pending lands inside the bump (the 'bump' nemesis).
 
-const LOG_NAME_RE = /^oplog\.(\d{8,})\.log$/;
-const FRAME_HEADER_BYTES = 8;
-/** A length past this is a torn or foreign frame: stop reading there. */
-const MAX_FRAME_BYTES = 16 * 1024 * 1024;
+// Read incrementally (scanLog in master/oplog-scan.ts reads a log from its start): the nemesis polls
+// every few ms while the master runs.
 
 export class OpLogWatch {
   private file: string | undefined;
@@ -53,7 +53,7 @@ export class OpLogWatch {
     let at = 0;
     while (at + FRAME_HEADER_BYTES <= buf.length) {
       const len = buf.readUInt32LE(at);
-      if (len > MAX_FRAME_BYTES || at + FRAME_HEADER_BYTES + len > buf.length) break;
+      if (len > MAX_RECORD_BYTES || at + FRAME_HEADER_BYTES + len > buf.length) break;
       this.note(buf.subarray(at + FRAME_HEADER_BYTES, at + FRAME_HEADER_BYTES + len).toString('utf8'));
       at += FRAME_HEADER_BYTES + len;
     }

@@ -3,17 +3,21 @@ import { randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync, openSync, closeSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { GfsClient } from '../../client/client.js';
+import { programPath, spawnDaemon } from '../../shared/programs.js';
 import { rpcJson } from '../../shared/rpc.js';
 import type { FaultRule } from '../../shared/fault.js';
 
 // Real clusters for tests: a master and chunkservers as separate OS
 // processes on 127.0.0.1, on ports they pick themselves, data in a temp dir.
 // Everything is stopped by PID and removed in stop(), which tests call from
-// after()/finally; a process exit handler kills leftovers if a test crashes.
+// after()/finally; a process exit handler kills leftovers if a test crashes,
+// and a daemon stops on its own when the test process dies outright (its IPC
+// channel closes, shared/programs.ts). Daemons are their own programs
+// (master/main.js, chunkserver/main.js), not `gfs master`, so a signal sent to
+// a Proc's PID reaches the daemon itself.
 
-export const cliPath = fileURLToPath(new URL('../../client/cli.js', import.meta.url));
+export const cliPath = programPath('gfs');
 
 // Test clusters are authenticated (shared/auth.ts), so every test exercises
 // the signing path: a random secret per test process, in the environment
@@ -91,9 +95,9 @@ export async function waitFor<T>(what: string, cond: () => Promise<T | undefined
   }
 }
 
-function startProc(name: string, args: string[], dir: string, env: Record<string, string>, logDir: string): Promise<Proc> {
+function startProc(name: string, program: 'master' | 'chunkserver', args: string[], dir: string, env: Record<string, string>, logDir: string): Promise<Proc> {
   const logFd = openSync(join(logDir, `${name}.log`), 'a');
-  const proc = spawn(process.execPath, [cliPath, ...args], {
+  const proc = spawnDaemon(program, args, {
     stdio: ['ignore', 'pipe', logFd],
     env: { ...process.env, GFS_LOG_LEVEL: process.env.GFS_LOG_LEVEL ?? 'warn', ...env },
   });
@@ -102,7 +106,11 @@ function startProc(name: string, args: string[], dir: string, env: Record<string
   proc.once('exit', () => live.delete(proc));
   return new Promise((resolve, reject) => {
     let out = '';
-    const timer = setTimeout(() => reject(new Error(`${name} did not start within 20 s (log: ${join(logDir, name + '.log')})`)), 20_000);
+    // A hang guard, generous for a loaded machine; a daemon that did not start is killed, or it would keep this process alive.
+    const timer = setTimeout(() => {
+      proc.kill('SIGKILL');
+      reject(new Error(`${name} did not start within 60 s (log: ${join(logDir, name + '.log')})`));
+    }, 60_000);
     proc.stdout!.on('data', (d: Buffer) => {
       out += d.toString();
       const line = out.split('\n')[0]!;
@@ -110,7 +118,7 @@ function startProc(name: string, args: string[], dir: string, env: Record<string
       clearTimeout(timer);
       const parts = line.trim().split(' ');
       const url = parts[parts.length - 1]!;
-      const id = parts[0] === 'chunkserver' ? parts[1]! : 'master';
+      const id = program === 'chunkserver' ? parts[1]! : 'master';
       resolve({ name, proc, url, id, dir, port: Number(new URL(url).port), args });
     });
     proc.once('exit', (code, sig) => {
@@ -162,15 +170,15 @@ export class TestCluster {
   /** Shadow i: a read-only follower of the master's log, on its fixed port. */
   async startShadow(i: number): Promise<Proc> {
     const dir = join(this.dir, `shadow${i}`);
-    const args = ['master', '--dir', dir, '--port', String(this.shadowPorts[i]!), '--shadow-of', `${this.scheme}://127.0.0.1:${this.masterPort}`, ...this.timingArgs()];
-    const p = await startProc(`shadow${i}`, args, dir, this.o.env ?? {}, this.dir);
+    const args = ['--dir', dir, '--port', String(this.shadowPorts[i]!), '--shadow-of', `${this.scheme}://127.0.0.1:${this.masterPort}`, ...this.timingArgs()];
+    const p = await startProc(`shadow${i}`, 'master', args, dir, this.o.env ?? {}, this.dir);
     this.shadows[i] = p;
     return p;
   }
 
   async startMaster(port = 0): Promise<Proc> {
     if (this.masterPort) port = this.masterPort;
-    const args = ['master', '--dir', join(this.dir, 'master'), '--port', String(port)];
+    const args = ['--dir', join(this.dir, 'master'), '--port', String(port)];
     if (this.shadowPorts.length > 0) args.push('--log-replicas', this.shadowPorts.map((p) => `${this.scheme}://127.0.0.1:${p}`).join(','), ...(this.o.masterArgs ?? []));
     if (this.o.chunkSizeBytes) args.push('--chunk-size', String(this.o.chunkSizeBytes));
     if (this.o.leaseMs) args.push('--lease-ms', String(this.o.leaseMs));
@@ -181,7 +189,7 @@ export class TestCluster {
     if (this.o.trashGraceMs !== undefined) args.push('--trash-grace-ms', String(this.o.trashGraceMs));
     // Rebalancing moves replicas around on its own; tests that count replicas opt in.
     args.push('--rebalance-imbalance', String(this.o.rebalanceImbalance ?? 1_000_000));
-    this.master = await startProc('master', args, join(this.dir, 'master'), this.o.env ?? {}, this.dir);
+    this.master = await startProc('master', 'master', args, join(this.dir, 'master'), this.o.env ?? {}, this.dir);
     return this.master;
   }
 
@@ -193,10 +201,10 @@ export class TestCluster {
   async startChunkserver(i: number): Promise<Proc> {
     const dir = join(this.dir, `cs${i}`);
     const prev = this.chunkservers[i];
-    const args = ['chunkserver', '--master', this.shadowPorts.length > 0 ? this.masterUrls : this.masterUrl, '--dir', dir, '--port', String(prev?.port ?? 0), '--rack', `rack${(i % (this.o.racks ?? 3)) + 1}`, '--id', `cs${i}`, '--scrub-ms', String(this.o.scrubMs ?? 0)];
+    const args = ['--master', this.shadowPorts.length > 0 ? this.masterUrls : this.masterUrl, '--dir', dir, '--port', String(prev?.port ?? 0), '--rack', `rack${(i % (this.o.racks ?? 3)) + 1}`, '--id', `cs${i}`, '--scrub-ms', String(this.o.scrubMs ?? 0)];
     if (this.o.scrubIdleMs !== undefined) args.push('--scrub-idle-ms', String(this.o.scrubIdleMs));
     args.push(...(this.o.chunkserverArgs ?? []));
-    const p = await startProc(`cs${i}`, args, dir, this.o.env ?? {}, this.dir);
+    const p = await startProc(`cs${i}`, 'chunkserver', args, dir, this.o.env ?? {}, this.dir);
     this.chunkservers[i] = p;
     return p;
   }

@@ -4,6 +4,7 @@ import { watch, type FSWatcher } from 'node:fs';
 import { readdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { GfsError } from '../../shared/errors.js';
+import { rng } from '../../shared/rng.js';
 import { closeRpc, rpcJson } from '../../shared/rpc.js';
 import type { FileInfo, ListEntry } from '../../shared/wire.js';
 import { startCluster, waitFor, type TestCluster } from '../helpers/cluster.js';
@@ -119,18 +120,6 @@ function makeItem(base: string, variant: number): Item {
   return { base, steps, states, acked: 0, inDoubt: false, refused: false };
 }
 
-/** Small seeded PRNG (mulberry32) so a failing schedule can be replayed with GFS_TEST_SEED. */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
 type KillPoint = 'before-checkpoint' | 'checkpoint-log-switch' | 'checkpoint-write' | 'checkpoint-random' | 'after-checkpoint' | 'idle';
 
 /** Rejects with a clear message if p has not settled within ms. */
@@ -158,7 +147,7 @@ describe('master SIGKILL under concurrent namespace mutations', { timeout: 150_0
   it('keeps every acknowledged mutation and half-applies none, at several kill points', async (t) => {
     const seed = Number(process.env.GFS_TEST_SEED ?? Math.floor(Math.random() * 2 ** 31));
     t.diagnostic(`seed ${seed} (set GFS_TEST_SEED to replay)`);
-    const rand = prng(seed);
+    const rand = rng(seed);
     const between = (lo: number, hi: number) => lo + Math.floor(rand() * (hi - lo + 1));
 
     cluster = await startCluster({ chunkservers: 1, checkpointBytes: CHECKPOINT_BYTES });

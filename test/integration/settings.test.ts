@@ -4,6 +4,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { spawnDaemon } from '../../shared/programs.js';
 import { closeRpc, rpcJson } from '../../shared/rpc.js';
 import { cliPath, freePort, waitFor } from '../helpers/cluster.js';
 
@@ -13,9 +14,9 @@ import { cliPath, freePort, waitFor } from '../helpers/cluster.js';
 const dir = mkdtempSync(join(tmpdir(), 'gfs-settings-'));
 const procs: ChildProcess[] = [];
 
-/** Starts `gfs ARGS` and resolves with its first stdout line (the URL it prints once listening). */
-function daemon(args: string[], env: Record<string, string> = {}): Promise<{ proc: ChildProcess; line: string }> {
-  const proc = spawn(process.execPath, [cliPath, ...args], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, GFS_LOG_LEVEL: 'warn', ...env } });
+/** Starts gfs-master or gfs-chunkserver with ARGS and resolves with its first stdout line (the URL it prints once listening). */
+function daemon(program: 'master' | 'chunkserver', args: string[], env: Record<string, string> = {}): Promise<{ proc: ChildProcess; line: string }> {
+  const proc = spawnDaemon(program, args, { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, GFS_LOG_LEVEL: 'warn', ...env } });
   procs.push(proc);
   let err = '';
   proc.stderr!.on('data', (d: Buffer) => (err += d.toString()));
@@ -25,11 +26,11 @@ function daemon(args: string[], env: Record<string, string> = {}): Promise<{ pro
       out += d.toString();
       if (out.includes('\n')) resolve({ proc, line: out.split('\n')[0]! });
     });
-    proc.once('exit', (code) => reject(new Error(`gfs ${args.join(' ')} exited ${code}: ${err}`)));
+    proc.once('exit', (code) => reject(new Error(`gfs-${program} ${args.join(' ')} exited ${code}: ${err}`)));
   });
 }
 
-/** Runs `gfs ARGS` to completion (killed after 15 s). */
+/** Runs `gfs ARGS` to completion (killed after 15 s): `gfs master` passes its flags to gfs-master and its exit code back. */
 function run(args: string[], env: Record<string, string> = {}): Promise<{ code: number; stderr: string }> {
   return new Promise((resolve) => {
     const p = spawn(process.execPath, [cliPath, ...args], { stdio: ['ignore', 'ignore', 'pipe'], env: { ...process.env, ...env } });
@@ -69,7 +70,7 @@ describe('daemon settings: flags, env, config file', { timeout: 60_000 }, () => 
     const file = join(dir, 'master.json');
     // "dir" is relative to the file's directory; "chunk-size" goes through the flag's parser.
     writeFileSync(file, JSON.stringify({ dir: 'master-data', port, 'lease-ms': 1111, 'heartbeat-ms': 300, 'chunk-size': '128k', advertise: `http://gfs-master.example:${port}` }));
-    const { line } = await daemon(['master', '--config', file, '--heartbeat-ms', '500', '--safe-mode-ms', '0'], { GFS_LEASE_MS: '2222', GFS_HEARTBEAT_MS: '400' });
+    const { line } = await daemon('master', ['--config', file, '--heartbeat-ms', '500', '--safe-mode-ms', '0'], { GFS_LEASE_MS: '2222', GFS_HEARTBEAT_MS: '400' });
     assert.equal(line, `master http://gfs-master.example:${port}`, 'prints the advertised URL');
     assert.ok(existsSync(join(dir, 'master-data')), 'dir resolved against the config file');
     // It binds 127.0.0.1 (the default host) while advertising another name.
@@ -79,7 +80,7 @@ describe('daemon settings: flags, env, config file', { timeout: 60_000 }, () => 
     // A chunkserver configured by GFS_CONFIG alone, with the global "master" in the file.
     const csFile = join(dir, 'cs.json');
     writeFileSync(csFile, JSON.stringify({ master: `http://127.0.0.1:${port}`, dir: 'cs-data', rack: 'r9', id: 'csx', host: '127.0.0.1' }));
-    const cs = await daemon(['chunkserver'], { GFS_CONFIG: csFile, GFS_RACK: 'r7' });
+    const cs = await daemon('chunkserver', [], { GFS_CONFIG: csFile, GFS_RACK: 'r7' });
     assert.match(cs.line, /^chunkserver csx http:\/\/127\.0\.0\.1:\d+$/);
     const s = await waitFor('the chunkserver to register', async () => {
       const st = await rpcJson<{ chunkservers: { id: string; rack: string; url: string }[] }>(`http://127.0.0.1:${port}`, '/api/status');

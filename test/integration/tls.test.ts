@@ -7,10 +7,11 @@ import { get as httpsGet } from 'node:https';
 import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { programPath } from '../../shared/programs.js';
 import { closeRpc, rpcJson } from '../../shared/rpc.js';
 import { makeLocalCertificates, type LocalCertificates } from '../../shared/tls.js';
 import type { ChunksAnswer } from '../../shared/wire.js';
-import { cliPath, startCluster, type TestCluster } from '../helpers/cluster.js';
+import { startCluster, type TestCluster } from '../helpers/cluster.js';
 
 // TLS on every listener (shared/tls.ts): a cluster whose master and
 // chunkservers serve HTTPS with a private CA's certificate. Data put through
@@ -103,7 +104,7 @@ describe('TLS on every listener', { timeout: 120_000, skip: haveOpenssl ? false 
   it('a daemon given a certificate without its key refuses to start, in one line', async () => {
     const mdir = join(dir, 'half');
     const r = await new Promise<{ code: number | null; stderr: string }>((resolve) => {
-      const p = spawn(process.execPath, [cliPath, 'master', '--dir', mdir, '--port', '0'], { env: { ...process.env, GFS_TLS_CERT: certs.certFile, GFS_TLS_KEY: '' }, stdio: ['ignore', 'ignore', 'pipe'] });
+      const p = spawn(process.execPath, [programPath('master'), '--dir', mdir, '--port', '0'], { env: { ...process.env, GFS_TLS_CERT: certs.certFile, GFS_TLS_KEY: '' }, stdio: ['ignore', 'ignore', 'pipe'] });
       let stderr = '';
       p.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
       const killer = setTimeout(() => p.kill('SIGKILL'), 20_000);

@@ -173,46 +173,116 @@ describe('ReplicaStore', () => {
     await fh.close();
     const corrupt: string[] = [];
     store = await openStore(dir, { onCorrupt: (h) => corrupt.push(h) });
+    assert.ok((await store.read(H1, 1000, 1000)).equals(data.subarray(0, 1000)));
     await assertCode(store.read(H1, 150_000, 10), 'CORRUPT');
     assert.deepEqual(corrupt, [H1]);
-    assert.ok((await store.read(H1, 1000, 1000)).equals(data.subarray(0, 1000)));
     await store.close();
   });
 
-  it('detects a flipped byte: CORRUPT on reads of that block only, verify() false, partial overwrite refused', async () => {
+  /** A store holding H1 (6 blocks and a bit) with one byte of block 2 flipped behind its back. */
+  async function damagedStore(seed: number, extra: Partial<StoreOptions> = {}) {
     const dir = await freshDir();
-    const corrupt: string[] = [];
-    const store = await openStore(dir, { onCorrupt: (h) => corrupt.push(h) });
+    const store = await openStore(dir, extra);
     await store.create(H1, 1);
-    const data = randomBytes(rng(4), 6 * 64 * KiB + 777);
+    const data = randomBytes(rng(seed), 6 * 64 * KiB + 777);
     await store.write(H1, 0, data);
-    // Flip one byte in block 2 behind the store's back.
     const at = 2 * 64 * KiB + 100;
     const fh = await fsp.open(path.join(dir, 'chunks', `${H1}.chunk`), 'r+');
     await fh.write(Buffer.from([data[at]! ^ 0x01]), 0, 1, at);
     await fh.close();
+    return { dir, store, data, at };
+  }
 
-    // Even a one-byte read elsewhere in the block verifies the whole block.
-    await assertCode(store.read(H1, 2 * 64 * KiB + 60_000, 1), 'CORRUPT');
-    await assertCode(store.read(H1, 64 * KiB, 3 * 64 * KiB), 'CORRUPT');
-    assert.deepEqual(corrupt, [H1, H1]);
+  it('detects a flipped byte on a read of that block only, then serves the replica no more', async () => {
+    const corrupt: string[] = [];
+    const { store, data } = await damagedStore(4, { onCorrupt: (h) => corrupt.push(h) });
+    // Blocks other than the damaged one verify fine.
     assert.ok((await store.read(H1, 0, 64 * KiB)).equals(data.subarray(0, 64 * KiB)));
     assert.ok((await store.read(H1, 3 * 64 * KiB, 3 * 64 * KiB + 777)).equals(data.subarray(3 * 64 * KiB)));
+    assert.deepEqual(corrupt, []);
+    // Even a one-byte read elsewhere in the block verifies the whole block.
+    await assertCode(store.read(H1, 2 * 64 * KiB + 60_000, 1), 'CORRUPT');
+    assert.deepEqual(corrupt, [H1]);
+    // From now on the replica is out of service: no reads, no mutations, not in the chunk report.
+    await assertCode(store.read(H1, 0, 64 * KiB), 'CORRUPT');
+    await assertCode(store.write(H1, 0, Buffer.from('x')), 'CORRUPT');
+    await assertCode(store.pad(H1, data.length + 10), 'CORRUPT');
+    await assertCode(store.setVersion(H1, 2), 'CORRUPT');
+    assert.equal(store.info(H1), undefined);
+    assert.equal(store.has(H1), false);
+    assert.deepEqual(store.list(), []);
+    assert.deepEqual(store.corruptList(), [H1]);
+    assert.throws(() => store.require(H1), (e: unknown) => e instanceof GfsError && e.code === 'CORRUPT');
+    await store.close();
+  });
+
+  it('verify() finds a flipped byte and marks the replica', async () => {
+    const corrupt: string[] = [];
+    const { store } = await damagedStore(6, { onCorrupt: (h) => corrupt.push(h) });
     assert.equal(await store.verify(H1), false);
-    assert.equal(corrupt.length, 3);
+    assert.deepEqual(corrupt, [H1]);
+    assert.deepEqual(store.corruptList(), [H1]);
+    await store.close();
+  });
 
-    // A partial overwrite of the bad block must not launder it into a fresh crc.
+  it('refuses a partial overwrite of a damaged block rather than laundering it into a fresh crc', async () => {
+    const { dir, store, data, at } = await damagedStore(7);
+    const crcBefore = await crcFile(dir, H1);
     await assertCode(store.write(H1, 2 * 64 * KiB + 10, Buffer.from('xyz')), 'CORRUPT');
-    await assertCode(store.write(H1, 2 * 64 * KiB - 5, Buffer.alloc(10, 7)), 'CORRUPT');
-    await assertCode(store.read(H1, at, 1), 'CORRUPT');
-    assert.equal(store.info(H1)!.sizeBytes, data.length);
+    assert.deepEqual(await crcFile(dir, H1), crcBefore);
+    await store.close();
+    // Reopened (the mark survives), and the damaged byte is still there: nothing was written.
+    const again = await openStore(dir);
+    assert.deepEqual(again.corruptList(), [H1]);
+    const raw = await fsp.readFile(path.join(dir, 'chunks', `${H1}.chunk`));
+    assert.equal(raw[at], data[at]! ^ 0x01);
+    await again.close();
+  });
 
-    // A write covering the whole block replaces it without reading it.
+  it('a write covering a whole damaged block replaces it without reading it', async () => {
+    const { store } = await damagedStore(8);
     const fresh = Buffer.alloc(64 * KiB, 0x5a);
     await store.write(H1, 2 * 64 * KiB, fresh);
     assert.equal(await store.verify(H1), true);
     assert.ok((await store.read(H1, 2 * 64 * KiB, 64 * KiB)).equals(fresh));
     await store.close();
+  });
+
+  it('keeps a corrupt mark on disk across restarts until the replica is deleted', async () => {
+    const { dir, store } = await damagedStore(9);
+    await store.create(H2, 1);
+    await assertCode(store.read(H1, 2 * 64 * KiB, 1), 'CORRUPT');
+    await store.close(); // waits for the marker write
+    const marker = path.join(dir, 'chunks', `${H1}.corrupt`);
+    assert.ok(existsSync(marker), 'no corrupt marker on disk');
+    assert.match(JSON.parse(await fsp.readFile(marker, 'utf8')).reason, /block 2/);
+
+    const again = await openStore(dir);
+    assert.deepEqual(again.corruptList(), [H1]);
+    assert.deepEqual(again.list().map((c) => c.handle), [H2]);
+    await assertCode(again.read(H1, 0, 10), 'CORRUPT');
+    // The master's deletion order removes the replica and its mark.
+    await again.delete(H1);
+    assert.deepEqual(again.corruptList(), []);
+    assert.deepEqual(readdirSync(path.join(dir, 'chunks')).filter((n) => n.startsWith(H1)), []);
+    await again.close();
+    const third = await openStore(dir);
+    assert.deepEqual(third.corruptList(), []);
+    assert.equal(third.has(H1), false);
+    // A fresh copy may take the handle again, and a fresh copy replaces a corrupt one.
+    await third.create(H1, 3);
+    assert.deepEqual(third.info(H1), { version: 3, sizeBytes: 0 });
+    await third.close();
+  });
+
+  it('a create of a handle held corrupt replaces the corrupt replica', async () => {
+    const { dir, store } = await damagedStore(10);
+    await assertCode(store.read(H1, 2 * 64 * KiB, 1), 'CORRUPT');
+    await store.create(H1, 5);
+    assert.deepEqual(store.info(H1), { version: 5, sizeBytes: 0 });
+    assert.deepEqual(store.corruptList(), []);
+    await store.close();
+    assert.equal(existsSync(path.join(dir, 'chunks', `${H1}.corrupt`)), false);
   });
 
   it('treats blocks the crc file does not cover (crash between data and crc writes) as corrupt', async () => {

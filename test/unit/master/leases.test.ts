@@ -2,6 +2,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { decideLease, extendLease, type Lease, type LeaseInput } from '../../../master/core/leases.js';
 import { primaryExpiryMs } from '../../../shared/lease-time.js';
+import { rng } from '../../../shared/rng.js';
 
 const leaseMs = 1000;
 
@@ -11,18 +12,6 @@ function lease(primary: string, expiresAtMs: number, version = 7, secondaries = 
 
 function input(over: Partial<LeaseInput>): LeaseInput {
   return { nowMs: 5000, lease: undefined, upToDate: ['s1', 's2', 's3'], grantsAllowedAtMs: 0, version: 7, ...over };
-}
-
-/** A seeded PRNG (mulberry32) so failures can be reproduced. */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
 }
 
 test('decideLease: the current lease while it is valid and its holder up to date', () => {
@@ -94,7 +83,7 @@ test('extendLease: only the current holder, only before expiry, only at the curr
 });
 
 test('primaryExpiryMs: never later than the master expiry, whatever the delay (property)', () => {
-  const rnd = prng(42);
+  const rnd = rng(42);
   const drift = 0.01;
   for (let i = 0; i < 20_000; i++) {
     const masterNow = rnd() * 1e9;
@@ -154,7 +143,7 @@ type DistOmit<T, K extends PropertyKey> = T extends unknown ? Omit<T, K> : never
 type EvBody = DistOmit<Ev, 'at' | 'seq'>;
 
 function simulate(seed: number) {
-  const rnd = prng(seed);
+  const rnd = rng(seed);
   const drift = 0.01;
   const servers = ['s1', 's2', 's3', 's4'];
   const clock = new Map(servers.map((s) => [s, { rate: 1 + (rnd() * 2 - 1) * drift, offset: rnd() * 1e6 }]));

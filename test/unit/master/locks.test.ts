@@ -1,6 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { LockManager, lockSet, type LockMode } from '../../../master/locks.js';
+import { rng } from '../../../shared/rng.js';
 
 type Leaves = { path: string; mode: LockMode }[];
 
@@ -18,18 +19,6 @@ function start(lm: LockManager, leaves: Leaves) {
     return rel;
   });
   return { state, p };
-}
-
-/** A seeded PRNG (mulberry32) so failures can be reproduced. */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
 }
 
 test('lockSet: read locks on every ancestor, the leaf mode on leaves, sorted, write wins', () => {
@@ -168,7 +157,7 @@ test('rename-like requests in opposite orders never deadlock and keep mutual exc
   const deadline = Date.now() + 3000;
   const paths = ['/a', '/b', '/a/x', '/b/y', '/c', '/a/x/z'];
   for (let seed = 1; seed <= 60; seed++) {
-    const rnd = prng(seed);
+    const rnd = rng(seed);
     const lm = new LockManager();
     // our own model of who holds what, to check that grants never conflict
     const readers = new Map<string, number>();

@@ -1,6 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { chooseReplicas, rankServers, type ServerView, type PlacementOptions } from '../../../master/core/placement.js';
+import { rng } from '../../../shared/rng.js';
 
 const GiB = 1024 ** 3;
 const chunk = 64 * 1024 * 1024;
@@ -10,20 +11,8 @@ function server(id: string, rack: string, usedFraction = 0.5, recentCreates = 0,
   return { id, rack, usedBytes, capacityBytes, freeBytes: capacityBytes - usedBytes, recentCreates };
 }
 
-/** A seeded PRNG (mulberry32). */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
 function opts(seed = 1, over: Partial<PlacementOptions> = {}): PlacementOptions {
-  return { chunkSizeBytes: chunk, recentCreatesLimit: 10, random: prng(seed), ...over };
+  return { chunkSizeBytes: chunk, recentCreatesLimit: 10, random: rng(seed), ...over };
 }
 
 const rackOf = (servers: ServerView[], id: string) => servers.find((s) => s.id === id)!.rack;

@@ -106,6 +106,10 @@ test('report: corrupt replicas listed by the server are marked, never listed, an
   assert.equal(out.corruptNew, 0, 'reported again, not counted again');
   assert.deepEqual(f.st.takePendingDeletes('a'), [h]);
   assert.equal(f.st.servers.locations.get(h!)?.has('a') ?? false, false);
+  // Deleted on the server: neither list names it any more, so the mark goes and the server may take a clone again.
+  processReport(f.st, f.ns, { server: 'a', chunks: [] }, ctx);
+  assert.equal(f.st.corrupt.has(h!), false, 'the corrupt mark outlived the replica');
+  processReport(f.st, f.ns, { server: 'a', chunks: [], corruptChunks: [h!] }, ctx);
   // After a master restart the mark comes back with the first report: never listed.
   const g = f.restart(nowMs);
   g.beat(nowMs);

@@ -1,4 +1,4 @@
-// A small seeded PRNG (mulberry32): the same seed gives the same sequence on
+// The one seeded PRNG (mulberry32) of tests and scripts: the same seed gives the same sequence on
 // every machine, so a nemesis schedule or a workload can be replayed.
 
 export type Rand = () => number;

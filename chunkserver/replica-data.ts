@@ -1,0 +1,100 @@
+import { crc32c } from '../shared/checksum.js';
+import { overlayBlock, planChecksums, zeroBlockOf, type ZeroBlock } from './checksum-plan.js';
+import type { FdCache } from './fd-cache.js';
+import type { Replica } from './replica.js';
+import { crcBytes, preadFull, pwriteFull } from './replica-files.js';
+
+// A replica's data with its checksums: reads verified block by block
+// against the in-memory crc table, and mutations (write, pad) that verify
+// what they keep, write data and crcs, and update the table. The caller
+// holds the replica's lock.
+
+export class ReplicaData {
+  private readonly zero: ZeroBlock;
+
+  constructor(
+    private readonly blockBytes: number,
+    private readonly maxBlocks: number,
+    private readonly fds: FdCache,
+    /** A block failed verification: reports it and throws CORRUPT. */
+    private readonly mismatch: (rep: Replica, block: number) => never,
+    /** A mutation reached the data file: the replica grew by grownBytes, writtenBytes came from the caller. */
+    private readonly applied: (grownBytes: number, writtenBytes: number) => void,
+  ) {
+    this.zero = zeroBlockOf(blockBytes);
+  }
+
+  /**
+   * Applies data at offset (for pad: offset = target length, data empty).
+   * All crcs are computed, and partially covered blocks verified, before
+   * anything is written, so a CORRUPT error leaves the replica untouched.
+   */
+  async mutate(rep: Replica, offset: number, data: Buffer): Promise<number> {
+    const B = this.blockBytes;
+    const oldSize = rep.sizeBytes;
+    const plan = planChecksums(B, this.zero, oldSize, rep.crcs, offset, data);
+    const { firstBlock, lastBlock, newCrcs, needRead } = plan;
+    const newSize = plan.newSizeBytes;
+
+    return this.fds.with(rep.handle, true, async (dataFh, crcFh) => {
+      for (const b of needRead) {
+        const bs = b * B;
+        const oldEnd = Math.min(bs + B, oldSize);
+        const buf = Buffer.allocUnsafe(Math.min(bs + B, newSize) - bs);
+        const got = await preadFull(dataFh, buf, 0, oldEnd - bs, bs);
+        // Verify before overlaying, so an overwrite never launders corruption into a fresh crc.
+        if (got !== oldEnd - bs || crc32c(buf.subarray(0, oldEnd - bs)) !== rep.crcs[b]) this.mismatch(rep, b);
+        overlayBlock(buf, B, b, offset, data);
+        newCrcs[b - firstBlock] = crc32c(buf);
+      }
+
+      // Data and crc writes go out together (they are unordered on disk until
+      // sync() anyway), which roughly halves the latency of small appends.
+      const [dataDone, crcDone] = await Promise.allSettled([
+        // pad: truncate extends with a hole, which reads as zeros
+        data.length > 0 ? pwriteFull(dataFh, data, offset) : dataFh.truncate(newSize),
+        pwriteFull(crcFh!, crcBytes(newCrcs, 0, newCrcs.length), 4 * firstBlock),
+      ]);
+      // Failed data write: the old table still describes whatever survived, or
+      // reads report the damage as CORRUPT.
+      if (dataDone.status === 'rejected') throw dataDone.reason;
+      // The data file holds the new bytes now, so the table must describe them
+      // even if the crc file could not be updated (a restart would then find
+      // the mismatch and the replica is re-replicated).
+      this.ensureBlocks(rep, lastBlock + 1);
+      rep.crcs.set(newCrcs, firstBlock);
+      rep.sizeBytes = newSize;
+      this.applied(newSize - oldSize, data.length);
+      rep.dirty = true;
+      if (crcDone.status === 'rejected') throw crcDone.reason;
+      return newSize;
+    });
+  }
+
+  /** Reads blocks [firstBlock, lastBlock] (clamped at the chunk's end) in one pread and verifies each. */
+  async readVerified(rep: Replica, firstBlock: number, lastBlock: number): Promise<Buffer> {
+    const B = this.blockBytes;
+    const start = firstBlock * B;
+    const stop = Math.min((lastBlock + 1) * B, rep.sizeBytes);
+    const buf = Buffer.allocUnsafe(stop - start);
+    const got = await this.fds.with(rep.handle, false, (fh) => preadFull(fh, buf, 0, buf.length, start));
+    // A file shorter than recorded reads as zeros here; the crcs decide whether that is right.
+    if (got < buf.length) buf.fill(0, got);
+    for (let b = firstBlock; b <= lastBlock; b++) {
+      const bs = b * B - start;
+      const be = Math.min(bs + B, buf.length);
+      if (crc32c(buf.subarray(bs, be)) !== rep.crcs[b]) this.mismatch(rep, b);
+    }
+    return buf;
+  }
+
+  // Tables grow geometrically (bounded by the chunk's block count), so
+  // sequential appends reallocate O(log n) times and a part-filled chunk only
+  // costs memory for what it holds.
+  private ensureBlocks(rep: Replica, blocks: number): void {
+    if (rep.crcs.length >= blocks) return;
+    const grown = new Uint32Array(Math.max(blocks, Math.min(this.maxBlocks, 2 * rep.crcs.length)));
+    grown.set(rep.crcs);
+    rep.crcs = grown;
+  }
+}
