@@ -146,11 +146,11 @@ async function main(): Promise<number> {
       });
       const c = r.result.counts;
       const k = r.result.checked;
-      const verdict = r.ok
-        ? 'PASS'
-        : r.result.violations.length > 0
-          ? `FAIL (${r.result.violations.length} violations: ${[...new Set(r.result.violations.map((v) => v.kind))].join(', ')})`
-          : `FAIL (too little checked: ${r.tooLittle.join(', ')})`;
+      const why = [
+        ...(r.result.violations.length > 0 ? [`${r.result.violations.length} violations: ${[...new Set(r.result.violations.map((v) => v.kind))].join(', ')}`] : []),
+        ...(r.tooLittle.length > 0 ? [`too little checked: ${r.tooLittle.join(', ')}`] : []),
+      ];
+      const verdict = r.ok ? 'PASS' : `FAIL (${why.join('; ')})`;
       const line = `seed ${s}: ${verdict}, ${r.schedule.faults.length} faults, acked ${c.write.ok} writes ${c.append.ok} appends ${c.create.ok + c.mkdir.ok} creates ${c.delete.ok} deletes ${c.undelete.ok} undeletes, checked ${k.deletedPaths} deleted ${k.undeletedPaths} undeleted paths ${k.constrainedReads} reads, ${((Date.now() - t0) / 1000).toFixed(0)}s`;
       summary.push(line);
       if (!r.ok) failed++;
