@@ -1,6 +1,7 @@
 // A workload process for the partition suite (scripts/partition.ts): one
 // gfs client doing, concurrently, writes at offsets to files it alone owns,
-// record appends to files every process shares, creates, and reads of
+// record appends to files every process shares, creates, lazy deletes and
+// undeletes, and reads of
 // ranges that it or another process had acknowledged. It records a history
 // (scripts/partition/history.ts) as JSON lines, one per operation, appended
 // to --out as each completes, so a killed worker loses nothing acknowledged.
@@ -10,6 +11,11 @@
 // Ranges never overlap: each write goes to a fresh range of the process's
 // own file (never crossing a chunk boundary), so an acknowledged range holds
 // exactly what was acknowledged, and the checker can compare byte for byte.
+//
+// A deleter makes files and directories under /part/d and lazily deletes
+// (to the trash) and undeletes them in turn; after an operation with an
+// unknown outcome it leaves that path alone (its state may be either) and
+// starts a fresh one, so most paths keep a last acknowledged state to check.
 //
 //   node dist/scripts/partition-worker.js --master URL --proc N --out FILE --duration-ms MS --seed S --chunk-size BYTES [--peers F1,F2]
 import { createHash, randomBytes } from 'node:crypto';
@@ -44,6 +50,7 @@ const durationMs = Number(values['duration-ms']);
 const opTimeoutMs = Number(values['op-timeout-ms']);
 const rand = rng(Number(values.seed) * 1000 + proc);
 const root = '/part';
+const deleteDir = `${root}/d`;
 const appendFiles = Array.from({ length: Number(values['append-files']) }, (_, i) => `${root}/a-${i}`);
 
 /** Errors after which the operation certainly took no effect. */
@@ -145,6 +152,32 @@ async function creator(deadline: number): Promise<void> {
   }
 }
 
+/** How many delete/undelete turns one deleter path goes through before a fresh one is started. */
+const maxTurnsPerPath = 6;
+
+async function deleter(deadline: number): Promise<void> {
+  let n = 0;
+  while (Date.now() < deadline) {
+    const path = `${deleteDir}/w${proc}-${n++}`;
+    // Now and then a directory, deleted recursively: the whole subtree goes to the trash and comes back.
+    const dir = rand() < 0.3;
+    const c = dir ? await run('mkdir', path, {}, () => client.mkdir(path)) : await run('create', path, {}, () => client.create(path));
+    if (c.entry.status !== 'ok') {
+      await sleep(200);
+      continue;
+    }
+    let present = true;
+    const turns = randInt(rand, 1, maxTurnsPerPath);
+    for (let k = 0; k < turns && Date.now() < deadline; k++) {
+      await sleep(randInt(rand, 50, 250));
+      const r = present ? await run('delete', path, {}, () => client.delete(path, { recursive: dir })) : await run('undelete', path, {}, () => client.undelete(path));
+      // Refused or unknown: this path's state is no longer known for sure; the checker treats it so.
+      if (r.entry.status !== 'ok') break;
+      present = !present;
+    }
+  }
+}
+
 async function reader(deadline: number): Promise<void> {
   while (Date.now() < deadline) {
     await sleep(randInt(rand, 20, 120));
@@ -185,7 +218,8 @@ async function setup(): Promise<void> {
   const until = Date.now() + 30_000;
   for (;;) {
     const m = await run('mkdir', `${root}/m`, {}, () => client.mkdir(`${root}/m`, { parents: true }));
-    let ok = m.entry.status === 'ok';
+    const d = await run('mkdir', deleteDir, {}, () => client.mkdir(deleteDir, { parents: true }));
+    let ok = m.entry.status === 'ok' && d.entry.status === 'ok';
     for (const p of appendFiles) {
       const c = await run('create', p, {}, () => client.create(p, { exclusive: false }));
       ok &&= c.entry.status === 'ok';
@@ -197,10 +231,11 @@ async function setup(): Promise<void> {
 
 async function main(): Promise<void> {
   if (!values.master || !out) throw new Error('--master and --out are required');
-  const deadline = Date.now() + durationMs;
   const stopTail = tailPeers();
   await setup();
-  await Promise.all([writer(deadline), appender(deadline), appender(deadline), creator(deadline), reader(deadline), reader(deadline)]);
+  // The workload's time counts from the end of set-up, as the nemesis's counts from the first operation.
+  const deadline = Date.now() + durationMs;
+  await Promise.all([writer(deadline), appender(deadline), appender(deadline), creator(deadline), deleter(deadline), reader(deadline), reader(deadline)]);
   stopTail();
 }
 

@@ -2,11 +2,15 @@
 // recording a history, a seeded nemesis, and a checker of the invariants of
 // docs/architecture.md (see scripts/partition/*.ts).
 //
-//   npm run test:partition -- --seed N --duration S [--mode layer|netns] [--nemesis partition,kill,pause,clock]
+//   npm run test:partition -- --seed N --duration S [--mode layer|netns] [--nemesis partition,kill,pause,clock,bump,promote]
 //                             [--unsafe master-no-lease-wait|primary-ignores-lease] [--seeds N] [--keep]
+//                             [--min-writes N] [--min-appends N] [--min-creates N] [--min-deletes N] [--min-undeletes N] [--min-reads N]
 //
 // Prints the schedule, what the nemesis did, the counts of operations and
-// the verdict; exits 1 on any violation (2 on a harness error). --seeds N
+// the verdict; exits 1 on any violation, or when too little was checked
+// (replication did not settle, or fewer operations of a kind than the
+// minimums, which default to figures scaled to the duration; 0 turns one
+// off), 2 on a harness error. --seeds N
 // runs seeds N, N+1, ... one after the other and prints a summary. The
 // netns mode needs root (and `ip`, `nft`); elsewhere it is skipped with a
 // message and exit code 0.
@@ -14,6 +18,7 @@ import { randomBytes } from 'node:crypto';
 import { parseArgs } from 'node:util';
 import { closeRpc } from '../shared/rpc.js';
 import { unsafeOptions } from '../shared/unsafe.js';
+import { defaultMinimums, type Minimums } from './partition/checker.js';
 import { nemesisKinds, type NemesisKind } from './partition/nemesis.js';
 import { defaultRunOptions, layerNetwork, runPartition } from './partition/run.js';
 import { netnsUnavailable, runInNetns, innerNetwork } from './partition/netns.js';
@@ -21,8 +26,13 @@ import { netnsUnavailable, runInNetns, innerNetwork } from './partition/netns.js
 const usage = `usage: npm run test:partition -- --seed N --duration S [--seeds K] [--mode layer|netns]
        [--nemesis ${nemesisKinds.join(',')}] [--unsafe ${unsafeOptions.join('|')}]
        [--chunkservers 5] [--workers 3] [--lease-ms 3000] [--keep]
+       [--min-writes N] [--min-appends N] [--min-creates N] [--min-deletes N] [--min-undeletes N] [--min-reads N]
 Runs seeds N..N+K-1 (K=1 by default) for S seconds of workload each; prints the schedule,
-what the nemesis did, the operation counts and the verdict; exit 1 on any violation.`;
+what the nemesis did, the operation counts and the verdict; exit 1 on any violation or when
+too little was checked (replication unsettled, or fewer acknowledged and checked operations of
+a kind than its minimum: defaults scale with S, 0 turns one off).`;
+
+const minimumKeys = ['writes', 'appends', 'creates', 'deletes', 'undeletes', 'reads'] as const;
 
 function parse() {
   return parseArgs({
@@ -37,6 +47,12 @@ function parse() {
       workers: { type: 'string', default: String(defaultRunOptions.workers) },
       'lease-ms': { type: 'string', default: String(defaultRunOptions.leaseMs) },
       keep: { type: 'boolean', default: false },
+      'min-writes': { type: 'string' },
+      'min-appends': { type: 'string' },
+      'min-creates': { type: 'string' },
+      'min-deletes': { type: 'string' },
+      'min-undeletes': { type: 'string' },
+      'min-reads': { type: 'string' },
       help: { type: 'boolean', short: 'h', default: false },
       /** Internal: set when this process was re-run inside the suite's control namespace. */
       'netns-inner': { type: 'string' },
@@ -94,6 +110,19 @@ async function main(): Promise<number> {
     return runInNetns(process.argv.slice(2), { chunkservers, workers, log: (l) => process.stdout.write(l + '\n') });
   }
   const network = mode === 'netns' ? innerNetwork(values['netns-inner']!) : layerNetwork;
+  const minimums: Minimums = defaultMinimums(durationMs);
+  for (const k of minimumKeys) {
+    const v = values[`min-${k}`];
+    if (v === undefined) continue;
+    const n = Number(v);
+    if (!Number.isSafeInteger(n) || n < 0) fail(`--min-${k} must be a whole number >= 0`);
+    minimums[k] = n;
+  }
+  // The network namespaces are made for the master and chunkservers only: no room for a log replica there.
+  if (mode === 'netns' && nemeses.includes('promote')) {
+    nemeses.splice(nemeses.indexOf('promote'), 1);
+    process.stdout.write('netns mode: the promote nemesis needs a log replica, which this mode does not set up; left out\n');
+  }
 
   const summary: string[] = [];
   let failed = 0;
@@ -112,10 +141,17 @@ async function main(): Promise<number> {
         leaseMs: Number(values['lease-ms']),
         network,
         keep: values.keep!,
+        minimums,
         log: (l) => process.stdout.write(l + '\n'),
       });
       const c = r.result.counts;
-      const line = `seed ${s}: ${r.ok ? 'PASS' : `FAIL (${r.result.violations.length} violations: ${[...new Set(r.result.violations.map((v) => v.kind))].join(', ')})`}, ${r.schedule.faults.length} faults, acked ${c.write.ok} writes ${c.append.ok} appends ${c.create.ok} creates, ${r.result.checked.constrainedReads} checked reads, ${((Date.now() - t0) / 1000).toFixed(0)}s`;
+      const k = r.result.checked;
+      const why = [
+        ...(r.result.violations.length > 0 ? [`${r.result.violations.length} violations: ${[...new Set(r.result.violations.map((v) => v.kind))].join(', ')}`] : []),
+        ...(r.tooLittle.length > 0 ? [`too little checked: ${r.tooLittle.join(', ')}`] : []),
+      ];
+      const verdict = r.ok ? 'PASS' : `FAIL (${why.join('; ')})`;
+      const line = `seed ${s}: ${verdict}, ${r.schedule.faults.length} faults, acked ${c.write.ok} writes ${c.append.ok} appends ${c.create.ok + c.mkdir.ok} creates ${c.delete.ok} deletes ${c.undelete.ok} undeletes, checked ${k.deletedPaths} deleted ${k.undeletedPaths} undeleted paths ${k.constrainedReads} reads, ${((Date.now() - t0) / 1000).toFixed(0)}s`;
       summary.push(line);
       if (!r.ok) failed++;
     } catch (e) {

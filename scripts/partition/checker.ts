@@ -20,7 +20,13 @@ import { opId, type HistoryEntry, type OpKind, type OpStatus } from './history.j
 //   3. no stale data served: a read of an acknowledged range, invoked after the
 //      acknowledgement, returns exactly the acknowledged bytes.
 //   4. every acknowledged create or mkdir exists at the end (after a master
-//      SIGKILL + restart).
+//      SIGKILL + restart, and across the promotion of a shadow master).
+//   5. deletes and undeletes: a path's final state (on the final master) is
+//      the one its last acknowledged create/mkdir, delete or undelete left,
+//      unless an operation on it had an unknown outcome (it may yet have taken
+//      effect: then either state is accepted and the path is not counted).
+// A run also checks that it checked enough (minimums()): a run in which
+// nothing was acknowledged proves nothing.
 // Pure but for final.readChunk, so tests can hand it made-up states.
 
 export interface ServerActs extends PrimaryActs {
@@ -58,7 +64,7 @@ export interface CheckInput {
 }
 
 export interface Violation {
-  invariant: 1 | 2 | 3 | 4;
+  invariant: 1 | 2 | 3 | 4 | 5;
   kind: string;
   message: string;
   /** Operations ("proc:seq") or primary records ("server handle@version") involved. */
@@ -68,7 +74,20 @@ export interface Violation {
 export interface CheckResult {
   violations: Violation[];
   counts: Record<OpKind, Record<OpStatus, number>>;
-  checked: { primaryRecords: number; grants: number; ackedMutations: number; replicaChunksRead: number; reads: number; constrainedReads: number; ackedMetadata: number };
+  checked: {
+    primaryRecords: number;
+    grants: number;
+    ackedMutations: number;
+    replicaChunksRead: number;
+    reads: number;
+    constrainedReads: number;
+    ackedMetadata: number;
+    /** Paths whose final state was checked against their last acknowledged delete / undelete. */
+    deletedPaths: number;
+    undeletedPaths: number;
+    /** Paths left unchecked because an operation on them had an unknown outcome. */
+    eitherPaths: number;
+  };
 }
 
 const sha256 = (b: Buffer) => createHash('sha256').update(b).digest('hex');
@@ -163,17 +182,20 @@ function isMutation(e: HistoryEntry): boolean {
 
 export async function check(input: CheckInput): Promise<CheckResult> {
   const violations: Violation[] = [];
-  const kinds: OpKind[] = ['mkdir', 'create', 'write', 'append', 'read'];
+  const kinds: OpKind[] = ['mkdir', 'create', 'write', 'append', 'read', 'delete', 'undelete'];
   const counts = Object.fromEntries(kinds.map((k) => [k, { ok: 0, fail: 0, unknown: 0 }])) as CheckResult['counts'];
   for (const e of input.history) if (counts[e.op]) counts[e.op][e.status]++;
-  const checked = { primaryRecords: input.primaryActs.length, grants: input.grants?.length ?? 0, ackedMutations: 0, replicaChunksRead: 0, reads: 0, constrainedReads: 0, ackedMetadata: 0 };
+  const checked = { primaryRecords: input.primaryActs.length, grants: input.grants?.length ?? 0, ackedMutations: 0, replicaChunksRead: 0, reads: 0, constrainedReads: 0, ackedMetadata: 0, deletedPaths: 0, undeletedPaths: 0, eitherPaths: 0 };
 
   // 1. primaries
   checkPrimaries(input.primaryActs, input.grants ?? [], input.grantSlackMs ?? 0, violations);
 
+  // 5. deletes and undeletes; their paths are checked there, not by 4
+  const deleted = checkDeletes(input.history, input.final, checked, violations);
+
   // 4. acknowledged metadata
   for (const e of input.history) {
-    if ((e.op !== 'create' && e.op !== 'mkdir') || e.status !== 'ok') continue;
+    if ((e.op !== 'create' && e.op !== 'mkdir') || e.status !== 'ok' || deleted.has(e.path)) continue;
     checked.ackedMetadata++;
     if (!input.final.files[e.path]?.exists) violations.push({ invariant: 4, kind: 'metadata-lost', message: `acknowledged ${e.op} of ${e.path} (op ${opId(e)}, acked ${iso(e.completeMs)}) is gone`, ops: [opId(e)] });
   }
@@ -268,6 +290,86 @@ export async function check(input: CheckInput): Promise<CheckResult> {
     }
   }
   return { violations, counts, checked };
+}
+
+const effect: Partial<Record<OpKind, boolean>> = { create: true, mkdir: true, undelete: true, delete: false };
+
+/**
+ * Invariant 5. Each path's operations come from one workload process, one at a time, so its
+ * sequence numbers order them. Returns the paths any delete or undelete touched.
+ */
+function checkDeletes(history: HistoryEntry[], final: FinalState, checked: CheckResult['checked'], out: Violation[]): Set<string> {
+  const touched = new Set(history.filter((e) => e.op === 'delete' || e.op === 'undelete').map((e) => e.path));
+  const byPath = new Map<string, HistoryEntry[]>();
+  for (const e of history) {
+    if (!touched.has(e.path) || effect[e.op] === undefined) continue;
+    let l = byPath.get(e.path);
+    if (!l) byPath.set(e.path, (l = []));
+    l.push(e);
+  }
+  for (const [path, ops] of byPath) {
+    ops.sort((x, y) => x.proc - y.proc || x.seq - y.seq);
+    // An unknown outcome may take effect at any later time (its retries run on): either state is possible.
+    if (ops.some((e) => e.status === 'unknown')) {
+      checked.eitherPaths++;
+      continue;
+    }
+    const last = ops.filter((e) => e.status === 'ok').pop();
+    if (!last) continue;
+    const want = effect[last.op]!;
+    if (last.op === 'delete') checked.deletedPaths++;
+    if (last.op === 'undelete') checked.undeletedPaths++;
+    const exists = final.files[path]?.exists ?? false;
+    if (exists !== want) {
+      out.push({
+        invariant: 5,
+        kind: want ? 'undone-create-or-undelete' : 'undone-delete',
+        message: `${path} ${exists ? 'exists' : 'is gone'} at the end, but its last acknowledged operation was ${last.op} ${opId(last)} (acked ${iso(last.completeMs)})`,
+        ops: ops.filter((e) => e.status === 'ok').slice(-5).map(opId),
+      });
+    }
+  }
+  return touched;
+}
+
+/** The least a run must have acknowledged and checked to count (0: no minimum). */
+export interface Minimums {
+  writes: number;
+  appends: number;
+  creates: number;
+  deletes: number;
+  undeletes: number;
+  reads: number;
+}
+
+/**
+ * Defaults scaled to the workload's duration: a small fraction of what three workload processes do even
+ * on a loaded two-core machine with the master down for a while, so a run falls short only when the
+ * cluster was unavailable most of the time (or the workload did not run).
+ */
+export function defaultMinimums(durationMs: number): Minimums {
+  const s = durationMs / 1000;
+  const at = (perSecond: number) => Math.max(1, Math.floor(perSecond * s));
+  return { writes: at(0.1), appends: at(0.1), creates: at(0.1), deletes: at(0.03), undeletes: at(0.02), reads: at(0.05) };
+}
+
+export function formatMinimums(m: Minimums): string {
+  return `at least ${m.writes} writes, ${m.appends} appends, ${m.creates} creates/mkdirs, ${m.deletes} deleted and ${m.undeletes} undeleted paths, ${m.reads} reads of acknowledged data checked`;
+}
+
+/** What falls short of the minimums ([] when enough was checked). */
+export function shortfalls(r: CheckResult, history: HistoryEntry[], m: Minimums): string[] {
+  // Every acknowledged write and append is checked on every listed replica (invariant 2).
+  const acked = (op: OpKind) => history.filter((e) => e.op === op && e.status === 'ok' && isMutation(e)).length;
+  const got: Record<keyof Minimums, number> = {
+    writes: acked('write'),
+    appends: acked('append'),
+    creates: r.checked.ackedMetadata,
+    deletes: r.checked.deletedPaths,
+    undeletes: r.checked.undeletedPaths,
+    reads: r.checked.constrainedReads,
+  };
+  return (Object.keys(m) as (keyof Minimums)[]).filter((k) => got[k] < m[k]).map((k) => `${got[k]} ${k} < ${m[k]}`);
 }
 
 /** One line per violation kind with its count, then up to `limit` violations in full. */

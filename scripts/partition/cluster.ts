@@ -57,6 +57,13 @@ export interface ClusterConfig {
   /** GFS_UNSAFE for every node (deliberately broken builds). */
   unsafe: string;
   nodes: NodeSpec[];
+  /**
+   * A log replica: the node named "shadow" (its port fixed up front) runs `--shadow-of` the master,
+   * which runs with `--log-replicas`; chunkservers and workload processes get both URLs.
+   */
+  shadow?: boolean;
+  /** How long a process may take to print its address (default 30 s; a loaded machine needs more). */
+  startTimeoutMs?: number;
 }
 
 export interface RunningNode {
@@ -72,7 +79,7 @@ export function nodeCommand(netns: string | undefined, args: string[]): { cmd: s
   return netns ? { cmd: 'ip', args: ['netns', 'exec', netns, process.execPath, ...args] } : { cmd: process.execPath, args };
 }
 
-function startProcess(name: string, netns: string | undefined, args: string[], env: Record<string, string>, logFile: string): { proc: ChildProcess; ready: Promise<string> } {
+function startProcess(name: string, netns: string | undefined, args: string[], env: Record<string, string>, logFile: string, startTimeoutMs = 30_000): { proc: ChildProcess; ready: Promise<string> } {
   const logFd = openSync(logFile, 'a');
   const c = nodeCommand(netns, args);
   const proc = spawn(c.cmd, c.args, { stdio: ['ignore', 'pipe', logFd], env: { ...process.env, GFS_LOG_LEVEL: process.env.GFS_LOG_LEVEL ?? 'warn', ...env } });
@@ -84,7 +91,7 @@ function startProcess(name: string, netns: string | undefined, args: string[], e
   });
   const ready = new Promise<string>((resolve, reject) => {
     let out = '';
-    const timer = setTimeout(() => reject(new Error(`${name} did not start within 30 s (log: ${logFile})`)), 30_000);
+    const timer = setTimeout(() => reject(new Error(`${name} did not start within ${startTimeoutMs / 1000} s (log: ${logFile})`)), startTimeoutMs);
     proc.stdout!.on('data', (d: Buffer) => {
       out += d.toString();
       if (!out.includes('\n')) return;
@@ -104,6 +111,8 @@ export class PartitionCluster {
   readonly nodes = new Map<string, RunningNode>();
   /** The fault rules in force (layer mode): installed on every start. */
   faults: FaultRule[] = [];
+  /** The node acting as master: "shadow" once promoted (it then restarts as a master, without --shadow-of). */
+  leader: 'master' | 'shadow' = 'master';
 
   constructor(readonly cfg: ClusterConfig) {
     for (const spec of cfg.nodes) this.nodes.set(spec.name, { spec, proc: undefined, url: '', paused: false, starts: 0 });
@@ -117,8 +126,26 @@ export class PartitionCluster {
     return `http://${this.master.spec.host}:${this.master.spec.port}`;
   }
 
+  /** Every master URL, comma-separated (chunkservers and clients find the one acting as master). */
+  get masterUrls(): string {
+    return this.masterNames().map((n) => this.urlOf(n)).join(',');
+  }
+
+  get leaderUrl(): string {
+    return this.urlOf(this.leader);
+  }
+
+  urlOf(name: string): string {
+    const s = this.nodes.get(name)!.spec;
+    return `http://${s.host}:${s.port}`;
+  }
+
+  masterNames(): string[] {
+    return this.cfg.shadow ? ['master', 'shadow'] : ['master'];
+  }
+
   chunkserverNames(): string[] {
-    return [...this.nodes.keys()].filter((n) => n !== 'master');
+    return [...this.nodes.keys()].filter((n) => n !== 'master' && n !== 'shadow');
   }
 
   isUp(name: string): boolean {
@@ -138,11 +165,12 @@ export class PartitionCluster {
     if (this.isUp(name)) return;
     const c = this.cfg;
     const dir = join(c.dir, name);
+    const replication = name === 'master' ? (c.shadow ? ['--log-replicas', this.urlOf('shadow')] : []) : this.leader === 'shadow' ? [] : ['--shadow-of', this.urlOf('master')];
     const args =
-      name === 'master'
-        ? [masterPath, '--dir', dir, '--host', n.spec.host, '--port', String(n.spec.port), '--chunk-size', String(c.chunkSizeBytes), '--lease-ms', String(c.leaseMs), '--heartbeat-ms', String(c.heartbeatMs), '--dead-ms', String(c.deadMs), '--safe-mode-ms', String(c.safeModeMs)]
-        : [chunkserverPath, '--master', this.masterUrl, '--dir', dir, '--host', n.spec.host, '--port', String(n.spec.port), '--id', name, '--rack', `rack${(Number(name.replace(/\D/g, '')) % 3) + 1}`, '--scrub-ms', '0'];
-    const { proc, ready } = startProcess(name, n.spec.netns, args, this.env(n), join(c.dir, `${name}.log`));
+      name === 'master' || name === 'shadow'
+        ? [masterPath, '--dir', dir, '--host', n.spec.host, '--port', String(n.spec.port), '--chunk-size', String(c.chunkSizeBytes), '--lease-ms', String(c.leaseMs), '--heartbeat-ms', String(c.heartbeatMs), '--dead-ms', String(c.deadMs), '--safe-mode-ms', String(c.safeModeMs), ...replication]
+        : [chunkserverPath, '--master', this.masterUrls, '--dir', dir, '--host', n.spec.host, '--port', String(n.spec.port), '--id', name, '--rack', `rack${(Number(name.replace(/\D/g, '')) % 3) + 1}`, '--scrub-ms', '0'];
+    const { proc, ready } = startProcess(name, n.spec.netns, args, this.env(n), join(c.dir, `${name}.log`), c.startTimeoutMs);
     n.proc = proc;
     n.paused = false;
     n.starts++;
@@ -151,6 +179,7 @@ export class PartitionCluster {
   }
 
   async startAll(): Promise<void> {
+    if (this.cfg.shadow) await this.start('shadow');
     await this.start('master');
     await Promise.all(this.chunkserverNames().map((n) => this.start(n)));
   }

@@ -3,7 +3,7 @@
 // scripts/partition-worker.ts and read by the checker.
 
 export type OpStatus = 'ok' | 'fail' | 'unknown';
-export type OpKind = 'mkdir' | 'create' | 'write' | 'append' | 'read';
+export type OpKind = 'mkdir' | 'create' | 'write' | 'append' | 'read' | 'delete' | 'undelete';
 
 export interface HistoryEntry {
   /** Workload process number, and the operation's number within it. */

@@ -18,13 +18,22 @@ import { randInt, rng, shuffle, type Rand } from '../../shared/rng.js';
 //   kill       SIGKILL a chunkserver (the primary or a random one) or the
 //              master, restart it after a while
 //   pause      SIGSTOP the primary for 1.5-3 lease periods, then SIGCONT
+//   bump       SIGKILL the master inside a version bump: between its
+//              {op:'version', pendingFrom} record and the matching 'bumped'
+//              (its /chunk/version calls to the chunkservers are delayed so
+//              the window is long; the harness watches the master's op log),
+//              restart it after a while
+//   promote    the run has one log replica (a shadow master); once, about
+//              half-way, SIGKILL the master and promote the shadow
+//              (POST /api/promote {force:false}); the old master then either
+//              stays dead or is restarted as it was and must be fenced off
 //   clock      a per-node clock RATE skew within the drift bound (set at each
 //              start through GFS_CLOCK_SKEW, see shared/clock.ts). Clock
 //              OFFSETS are not injected: leases are measured only with
 //              monotonic durations (master/leases.ts), so an offset between
 //              nodes is absorbed by design; only the rate matters.
 
-export const nemesisKinds = ['partition', 'kill', 'pause', 'clock'] as const;
+export const nemesisKinds = ['partition', 'kill', 'pause', 'clock', 'bump', 'promote'] as const;
 export type NemesisKind = (typeof nemesisKinds)[number];
 
 export type FaultAction =
@@ -35,7 +44,9 @@ export type FaultAction =
   | { type: 'slow-primary'; pick: number; delayMs: number }
   | { type: 'kill-chunkserver'; pick: number; primary: boolean }
   | { type: 'kill-master' }
-  | { type: 'pause-primary'; pick: number };
+  | { type: 'pause-primary'; pick: number }
+  | { type: 'kill-master-in-bump'; delayMs: number }
+  | { type: 'promote-shadow'; restartOld: boolean };
 
 export interface ScheduledFault {
   /** Start, ms after the workload started, and how long the fault lasts. */
@@ -98,11 +109,21 @@ export function makeSchedule(i: ScheduleInput): Schedule {
   if (i.nemeses.includes('pause')) {
     menu.push(() => ({ holdMs: randInt(r, Math.round(1.5 * L), 3 * L), action: { type: 'pause-primary', pick: r() } }));
   }
+  if (i.nemeses.includes('bump')) {
+    // Delayed well inside the master's 5 s /chunk/version timeout, so the replicas still take the bump.
+    menu.push(() => ({ holdMs: randInt(r, 500, 2 * L), action: { type: 'kill-master-in-bump', delayMs: randInt(r, 1_500, 2_500) } }));
+  }
   const faults: ScheduledFault[] = [];
-  if (menu.length > 0) {
+  let promoted = !i.nemeses.includes('promote');
+  if (menu.length > 0 || !promoted) {
     let t = randInt(r, 1_000, 2_500);
     for (let k = 0; k < 10_000; k++) {
-      const f = menu[Math.floor(r() * menu.length)]!();
+      // The promotion comes once, the first slot past half the run (workload processes take a while to start) (the hold: until the old master is restarted, or the next fault).
+      if (promoted && menu.length === 0) break;
+      if (menu.length === 0) t = Math.max(t, Math.round(i.durationMs / 2));
+      const promoteNow = !promoted && t >= i.durationMs / 2;
+      const f = promoteNow ? { holdMs: randInt(r, L, 2 * L), action: { type: 'promote-shadow' as const, restartOld: r() < 0.5 } } : menu[Math.floor(r() * menu.length)]!();
+      if (promoteNow) promoted = true;
       if (t + f.holdMs > i.durationMs - 1_000) break;
       faults.push({ atMs: t, ...f });
       t += f.holdMs + randInt(r, 300, 2_000);
@@ -137,6 +158,10 @@ export function describeAction(a: FaultAction): string {
       return 'SIGKILL the master, restart after';
     case 'pause-primary':
       return `SIGSTOP the primary (pick ${a.pick.toFixed(3)}), SIGCONT after`;
+    case 'kill-master-in-bump':
+      return `SIGKILL the master inside a version bump (its /chunk/version calls ${a.delayMs} ms late), restart after`;
+    case 'promote-shadow':
+      return `SIGKILL the master, promote the shadow${a.restartOld ? ', restart the old master as it was (must be fenced off)' : ', the old master stays dead'}`;
   }
 }
 

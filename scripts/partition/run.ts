@@ -8,8 +8,9 @@ import { GfsError } from '../../shared/errors.js';
 import type { FaultRule } from '../../shared/fault.js';
 import { rpcJson, rpcStream, setRpcSelf } from '../../shared/rpc.js';
 import type { ChunksAnswer, FileInfo } from '../../shared/wire.js';
-import { check, formatViolations, type CheckResult, type FileState, type ServerActs } from './checker.js';
+import { check, formatMinimums, formatViolations, shortfalls, type CheckResult, type FileState, type Minimums, type ServerActs, type Violation } from './checker.js';
 import { PartitionCluster, startWorker, type NodeSpec } from './cluster.js';
+import { freePort, killMasterInBump, promoteShadow } from './failover.js';
 import { parseHistory, type HistoryEntry } from './history.js';
 import { cut, describeAction, formatSchedule, makeSchedule, type FaultAction, type NemesisKind, type Schedule } from './nemesis.js';
 
@@ -53,6 +54,8 @@ export interface RunOptions {
   dir?: string;
   /** Keep the run's directory (logs, histories) even when it passed. */
   keep: boolean;
+  /** The least that must be acknowledged and checked for the run to pass. */
+  minimums: Minimums;
   log: (line: string) => void;
 }
 
@@ -74,6 +77,8 @@ export interface RunResult {
   actions: string[];
   result: CheckResult;
   settled: boolean;
+  /** What fell short of the minimums, or that replication did not settle ([]: enough was checked). */
+  tooLittle: string[];
 }
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -112,9 +117,14 @@ class Evidence {
     }
   }
 
+  /** Every master node: after a promotion both may have granted leases. */
   async pollMaster(): Promise<void> {
-    const n = this.cluster.master;
-    if (!this.cluster.isUp('master') || n.paused || !n.url) return;
+    await Promise.all(this.cluster.masterNames().map((m) => this.pollMasterNode(m)));
+  }
+
+  private async pollMasterNode(name: string): Promise<void> {
+    const n = this.cluster.nodes.get(name)!;
+    if (!this.cluster.isUp(name) || n.paused || !n.url) return;
     try {
       const r = await rpcJson<{ grants: GrantRecord[] }>(n.url, '/debug/leases', undefined, { timeoutMs: 2_000 });
       this.polls++;
@@ -148,8 +158,13 @@ export async function runPartition(o: RunOptions): Promise<RunResult> {
   const clientNames = Array.from({ length: o.workers }, (_, i) => `w${i}`);
   const schedule = makeSchedule({ seed: o.seed, durationMs: o.durationMs, nemeses: o.nemeses, chunkservers: csNames, clients: clientNames, leaseMs: o.leaseMs, driftFraction: defaults.clockDriftFraction });
   o.log(formatSchedule(schedule));
-  const nodes: NodeSpec[] = ['master', ...csNames].map((name) => ({ name, host: o.network.host(name), port: o.network.port(name), netns: o.network.netns(name), clockSkew: schedule.clockSkew[name] ?? 0 }));
-  const cluster = new PartitionCluster({ dir, chunkservers: o.chunkservers, chunkSizeBytes: o.chunkSizeBytes, leaseMs: o.leaseMs, heartbeatMs: o.heartbeatMs, deadMs: o.deadMs, safeModeMs: 2_000, unsafe: o.unsafe, nodes });
+  // With the promote nemesis, a log replica; the master and it must know each other's port up front.
+  const shadow = o.nemeses.includes('promote');
+  const masters = shadow ? ['master', 'shadow'] : ['master'];
+  const nodes: NodeSpec[] = [...masters, ...csNames].map((name) => ({ name, host: o.network.host(name), port: o.network.port(name), netns: o.network.netns(name), clockSkew: schedule.clockSkew[name] ?? 0 }));
+  if (shadow) for (const n of nodes.slice(0, 2)) if (n.port === 0) n.port = await freePort();
+  const cluster = new PartitionCluster({ dir, chunkservers: o.chunkservers, chunkSizeBytes: o.chunkSizeBytes, leaseMs: o.leaseMs, heartbeatMs: o.heartbeatMs, deadMs: o.deadMs, safeModeMs: 2_000, unsafe: o.unsafe, nodes, shadow, startTimeoutMs: 90_000 });
+  const harnessViolations: Violation[] = [];
   const evidence = new Evidence(cluster);
   const actions: string[] = [];
   const workers: ReturnType<typeof startWorker>[] = [];
@@ -161,7 +176,8 @@ export async function runPartition(o: RunOptions): Promise<RunResult> {
       const s = await rpcJson<{ safeMode: boolean; chunkservers: { alive: boolean }[] }>(cluster.masterUrl, '/api/status', undefined, { timeoutMs: 2_000 });
       return !s.safeMode && s.chunkservers.filter((c) => c.alive).length === o.chunkservers;
     }, 30_000);
-    o.log(`cluster up in ${dir}: master ${cluster.masterUrl}, ${o.chunkservers} chunkservers, chunk ${o.chunkSizeBytes / 1024} KiB, lease ${o.leaseMs} ms, heartbeat ${o.heartbeatMs} ms, dead after ${o.deadMs} ms${o.unsafe ? `, GFS_UNSAFE=${o.unsafe}` : ''}, mode ${o.network.mode}`);
+    o.log(formatMinimums(o.minimums));
+    o.log(`cluster up in ${dir}: master ${cluster.masterUrl}${shadow ? ` with log replica (shadow) ${cluster.urlOf('shadow')}` : ''}, ${o.chunkservers} chunkservers, chunk ${o.chunkSizeBytes / 1024} KiB, lease ${o.leaseMs} ms, heartbeat ${o.heartbeatMs} ms, dead after ${o.deadMs} ms${o.unsafe ? `, GFS_UNSAFE=${o.unsafe}` : ''}, mode ${o.network.mode}`);
 
     let polling = false;
     poller = setInterval(() => {
@@ -170,11 +186,14 @@ export async function runPartition(o: RunOptions): Promise<RunResult> {
       void evidence.pollAll().finally(() => (polling = false));
     }, 250);
 
-    const start = Date.now();
     const histories = clientNames.map((w) => join(dir, `history-${w}.jsonl`));
     for (let i = 0; i < o.workers; i++) {
-      workers.push(startWorker({ proc: i, masterUrl: cluster.masterUrl, out: histories[i]!, peers: histories.filter((_, k) => k !== i), durationMs: o.durationMs, seed: o.seed, chunkSizeBytes: o.chunkSizeBytes, netns: o.network.netns(clientNames[i]!), logFile: join(dir, `${clientNames[i]}.log`) }));
+      workers.push(startWorker({ proc: i, masterUrl: cluster.masterUrls, out: histories[i]!, peers: histories.filter((_, k) => k !== i), durationMs: o.durationMs, seed: o.seed, chunkSizeBytes: o.chunkSizeBytes, netns: o.network.netns(clientNames[i]!), logFile: join(dir, `${clientNames[i]}.log`) }));
     }
+    // The schedule counts from when every workload process has done its first operation: on a loaded
+    // machine a process takes many seconds to start, and faults before then would hit an idle cluster.
+    await waitFor('every workload process to record its first operation', async () => histories.every((h) => existsSync(h)) || workers.some((w) => w.child.exitCode !== null), 90_000).catch((e: Error) => o.log(`  ${e.message}: starting the nemesis anyway`));
+    const start = Date.now();
 
     // The nemesis, one fault at a time.
     const at = (ms: number) => `t+${((ms - start) / 1000).toFixed(1).padStart(5)}s`;
@@ -230,10 +249,18 @@ export async function runPartition(o: RunOptions): Promise<RunResult> {
           await cluster.kill(t.primary);
           return { desc: `SIGKILL ${t.primary}${a.primary ? ` (${t.what})` : ''}`, heal: () => cluster.start(t.primary) };
         }
-        case 'kill-master':
+        case 'kill-master': {
+          const leader = cluster.leader;
           await evidence.pollMaster();
-          await cluster.kill('master');
-          return { desc: 'SIGKILL the master', heal: () => cluster.start('master') };
+          await cluster.kill(leader);
+          return { desc: `SIGKILL the master (${leader})`, heal: () => cluster.start(leader) };
+        }
+        case 'kill-master-in-bump':
+          await evidence.pollMaster();
+          return killMasterInBump(cluster, (rules) => o.network.setFaults(cluster, rules), a.delayMs, 4 * o.leaseMs);
+        case 'promote-shadow':
+          await evidence.pollMaster();
+          return promoteShadow(cluster, a.restartOld, 30_000, harnessViolations);
         case 'pause-primary': {
           const t = (await hot(a.pick)) ?? anyServer(a.pick);
           await evidence.pollServer(t.primary);
@@ -276,14 +303,14 @@ export async function runPartition(o: RunOptions): Promise<RunResult> {
     // Heal everything, then restart the master: acknowledged metadata must survive it.
     await healAll(cluster, o.network);
     await evidence.pollAll();
-    await cluster.kill('master');
-    await cluster.start('master');
+    await cluster.kill(cluster.leader);
+    await cluster.start(cluster.leader);
     await waitFor('the restarted master to hear from every chunkserver and leave safe mode', async () => {
-      const s = await rpcJson<{ safeMode: boolean; chunkservers: { alive: boolean }[] }>(cluster.masterUrl, '/api/status', undefined, { timeoutMs: 2_000 });
+      const s = await rpcJson<{ safeMode: boolean; chunkservers: { alive: boolean }[] }>(cluster.leaderUrl, '/api/status', undefined, { timeoutMs: 2_000 });
       return !s.safeMode && s.chunkservers.filter((c) => c.alive).length === o.chunkservers;
     }, 60_000);
     const settleStart = Date.now();
-    const settled = await settle(cluster.masterUrl, 60_000);
+    const settled = await settle(cluster.leaderUrl, 60_000, o.log);
     o.log(settled ? `replication settled ${((Date.now() - settleStart) / 1000).toFixed(1)}s after the master restart` : 'replication did NOT settle within 60 s (checking anyway)');
     clearInterval(poller);
     poller = undefined;
@@ -293,12 +320,14 @@ export async function runPartition(o: RunOptions): Promise<RunResult> {
     const history: HistoryEntry[] = histories.flatMap((h) => (existsSync(h) ? parseHistory(readFileSync(h, 'utf8')) : []));
     const final = await finalState(cluster, history, o.chunkSizeBytes);
     const result = await check({ history, primaryActs: [...evidence.acts.values()], grants: [...evidence.grants.values()], final, grantSlackMs: 2 * o.heartbeatMs + 50 });
+    result.violations.push(...harnessViolations);
+    const tooLittle = [...(settled ? [] : ['replication did not settle']), ...shortfalls(result, history, o.minimums)];
     const counters = await serverCounters(cluster);
-    o.log(report(result, counters, evidence));
-    writeFileSync(join(dir, 'result.json'), JSON.stringify({ seed: o.seed, schedule, actions, result, counters }, null, 1));
+    o.log(report(result, counters, evidence, tooLittle));
+    writeFileSync(join(dir, 'result.json'), JSON.stringify({ seed: o.seed, schedule, actions, result, counters, tooLittle }, null, 1));
     writeFileSync(join(dir, 'evidence.json'), JSON.stringify({ primaryActs: [...evidence.acts.values()], grants: [...evidence.grants.values()], files: final.files }));
-    passed = result.violations.length === 0;
-    return { ok: passed, dir, schedule, actions, result, settled };
+    passed = result.violations.length === 0 && tooLittle.length === 0;
+    return { ok: passed, dir, schedule, actions, result, settled, tooLittle };
   } finally {
     if (poller) clearInterval(poller);
     for (const w of workers) if (w.child.exitCode === null && w.child.signalCode === null) w.child.kill('SIGKILL');
@@ -312,7 +341,8 @@ export async function runPartition(o: RunOptions): Promise<RunResult> {
 async function healAll(cluster: PartitionCluster, network: Network): Promise<void> {
   await network.setFaults(cluster, []);
   for (const n of cluster.nodes.keys()) cluster.resume(n);
-  if (!cluster.isUp('master')) await cluster.start('master');
+  // After a promotion the old master stays as the nemesis left it (dead, or restarted and fenced off).
+  if (!cluster.isUp(cluster.leader)) await cluster.start(cluster.leader);
   await Promise.all(cluster.chunkserverNames().filter((n) => !cluster.isUp(n)).map((n) => cluster.start(n)));
 }
 
@@ -335,21 +365,24 @@ async function waitFor<T>(what: string, cond: () => Promise<T | false | undefine
  * Waits until the cluster is quiet, twice in a row: no chunk under- or over-replicated or missing,
  * and no clone (repair or rebalancing) under way, so the final state is not read mid-move.
  */
-async function settle(masterUrl: string, deadlineMs: number): Promise<boolean> {
+async function settle(masterUrl: string, deadlineMs: number, log: (line: string) => void): Promise<boolean> {
   const until = Date.now() + deadlineMs;
   let good = 0;
+  let last = 'no answer';
   while (Date.now() < until) {
     try {
       const f = await rpcJson<{ summary: { underReplicated: number; overReplicated: number; missing: number } }>(masterUrl, '/api/fsck', undefined, { query: { path: '/' }, timeoutMs: 5_000 });
       const st = await rpcJson<{ counters: { clonesStarted: number; clonesDone: number; clonesFailed: number } }>(masterUrl, '/api/status', undefined, { timeoutMs: 5_000 });
       const cloning = st.counters.clonesStarted - st.counters.clonesDone - st.counters.clonesFailed;
       good = f.summary.underReplicated === 0 && f.summary.overReplicated === 0 && f.summary.missing === 0 && cloning === 0 ? good + 1 : 0;
+      last = `${f.summary.underReplicated} under-replicated, ${f.summary.overReplicated} over-replicated, ${f.summary.missing} missing, ${cloning} clones under way`;
       if (good >= 2) return true;
     } catch {
       good = 0;
     }
     await sleep(500);
   }
+  log(`  last fsck: ${last}`);
   return false;
 }
 
@@ -368,7 +401,7 @@ async function retrying<T>(fn: () => Promise<T>, attempts = 5): Promise<T> {
 }
 
 async function finalState(cluster: PartitionCluster, history: HistoryEntry[], chunkSizeBytes: number): Promise<{ files: Record<string, FileState>; readChunk: (replica: string, handle: string, version: number) => Promise<Buffer | { error: string }> }> {
-  const masterUrl = cluster.masterUrl;
+  const masterUrl = cluster.leaderUrl;
   const urls = new Map<string, string>();
   const files: Record<string, FileState> = {};
   for (const path of new Set(history.map((e) => e.path))) {
@@ -425,15 +458,17 @@ async function serverCounters(cluster: PartitionCluster): Promise<{ servers: Ser
   return { servers };
 }
 
-function report(r: CheckResult, counters: { servers: ServerCounters[] }, ev: Evidence): string {
+function report(r: CheckResult, counters: { servers: ServerCounters[] }, ev: Evidence, tooLittle: string[]): string {
   const lines = ['operations (ok / fail / unknown):'];
   for (const [k, c] of Object.entries(r.counts)) lines.push(`  ${k.padEnd(7)} ${String(c.ok).padStart(6)} ${String(c.fail).padStart(6)} ${String(c.unknown).padStart(6)}`);
   const c = r.checked;
-  lines.push(`checked: ${c.primaryRecords} primary records from ${ev.polls} polls (${ev.pollFailures} failed), ${c.grants} lease grants, ${c.ackedMutations} acknowledged mutations on ${c.replicaChunksRead} replica chunks, ${c.constrainedReads} of ${c.reads} reads against acknowledged data, ${c.ackedMetadata} acknowledged creates/mkdirs`);
+  lines.push(`checked: ${c.primaryRecords} primary records from ${ev.polls} polls (${ev.pollFailures} failed), ${c.grants} lease grants, ${c.ackedMutations} acknowledged mutations on ${c.replicaChunksRead} replica chunks, ${c.constrainedReads} of ${c.reads} reads against acknowledged data, ${c.ackedMetadata} acknowledged creates/mkdirs, ${c.deletedPaths} deleted and ${c.undeletedPaths} undeleted paths (${c.eitherPaths} left either way by unknown outcomes)`);
   const served = counters.servers.reduce((s, x) => s + (x.reads?.served ?? 0), 0);
   const refused = counters.servers.reduce((s, x) => s + (x.reads?.refusedStale ?? 0), 0);
   const noLease = counters.servers.reduce((s, x) => s + (x.refusedNoLease ?? 0), 0);
   lines.push(`chunkservers since their last start: ${served} reads served, ${refused} refused as stale, ${noLease} mutations refused for want of a lease`);
-  lines.push(r.violations.length === 0 ? 'verdict: PASS (no invariant violated)' : `verdict: FAIL, ${r.violations.length} violations\n${formatViolations(r.violations)}`);
+  if (r.violations.length > 0) lines.push(`verdict: FAIL, ${r.violations.length} violations\n${formatViolations(r.violations)}`);
+  if (tooLittle.length > 0) lines.push(`verdict: FAIL, too little checked: ${tooLittle.join(', ')}`);
+  if (r.violations.length === 0 && tooLittle.length === 0) lines.push('verdict: PASS (no invariant violated, enough checked)');
   return lines.join('\n');
 }

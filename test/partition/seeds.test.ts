@@ -48,7 +48,7 @@ function removeKeptDirs(out: string): void {
 function summary(out: string): string {
   return out
     .split('\n')
-    .filter((l) => /^(seed \d+:|netns mode skipped|verdict|  invariant|  - \[)/.test(l))
+    .filter((l) => /^(seed \d+:|netns mode skipped|verdict|at least|  invariant|  - \[)/.test(l))
     .join('\n');
 }
 
@@ -57,6 +57,16 @@ describe('partition suite, fixed seeds', { timeout: 600_000 }, () => {
     const r = await run(['--seed', '1', '--seeds', '2', '--duration', '20'], 240_000);
     console.log(summary(r.out).replace(/^/gm, '# '));
     assert.equal(r.code, 0, `partition suite failed:\n${r.out.split('\n').slice(-80).join('\n')}`);
+  });
+
+  it('a seed that checked too little fails, saying what fell short', async () => {
+    // No nemesis, a few seconds: everything passes but an append minimum no run of 5 s can meet.
+    const r = await run(['--seed', '1', '--duration', '5', '--nemesis', '', '--min-appends', '1000000'], 180_000);
+    console.log(summary(r.out).replace(/^/gm, '# '));
+    assert.equal(r.code, 1, `a run short of its minimums passed:\n${summary(r.out)}`);
+    assert.match(r.out, /^at least \d+ writes, 1000000 appends/m);
+    assert.match(r.out, /^verdict: FAIL, too little checked: \d+ appends < 1000000$/m);
+    assert.match(r.out, /^seed 1: FAIL \(.*too little checked: \d+ appends < 1000000\)/m);
   });
 
   it('netns mode: seed 3, 15 s (root only)', async (t) => {
@@ -82,7 +92,8 @@ describe('partition suite against deliberately broken builds', { timeout: 600_00
   });
 
   it('a master that does not wait for lease expiry: overlapping grants are found', async () => {
-    const r = await run(['--seed', '1', '--duration', '30', '--unsafe', 'master-no-lease-wait'], 240_000);
+    // The nemeses this seed was chosen with (bump and promote would change its schedule).
+    const r = await run(['--seed', '1', '--duration', '30', '--nemesis', 'partition,kill,pause,clock', '--unsafe', 'master-no-lease-wait'], 240_000);
     console.log(summary(r.out).replace(/^/gm, '# '));
     assert.equal(r.code, 1, `the broken build was not caught:\n${summary(r.out)}`);
     assert.match(r.out, /overlapping-grants|overlapping-primaries|two-primaries-one-version|acted-without-grant/);

@@ -1,7 +1,7 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
-import { check, type CheckInput, type FileState, type ServerActs } from '../../../scripts/partition/checker.js';
+import { check, defaultMinimums, shortfalls, type CheckInput, type FileState, type ServerActs } from '../../../scripts/partition/checker.js';
 import type { HistoryEntry } from '../../../scripts/partition/history.js';
 import { GrantLog, LeaseMap, type GrantRecord } from '../../../master/core/leases.js';
 
@@ -118,6 +118,86 @@ describe('partition checker', () => {
     assert.equal(r.checked.constrainedReads, 2);
     assert.equal(r.checked.replicaChunksRead, 9);
     assert.equal(r.checked.ackedMetadata, 3);
+  });
+
+  describe('invariant 5: deletes and undeletes stay as last acknowledged', () => {
+    /** A clean run plus deleter paths, each with its final state given. */
+    function withDeletes(paths: { ops: Partial<HistoryEntry>[]; exists: boolean }[]): CheckInput {
+      const i = clean();
+      paths.forEach((p, k) => {
+        const path = `/del/p${k}`;
+        for (const o of p.ops) i.history.push(op({ op: 'create', path, proc: 1, ...o }));
+        i.final.files[path] = { exists: p.exists, chunkSizeBytes: CS, chunks: [] };
+      });
+      return i;
+    }
+
+    it('passes paths in their last acknowledged state, and counts what it checked', async () => {
+      const r = await check(
+        withDeletes([
+          { ops: [{ op: 'create' }, { op: 'delete' }], exists: false },
+          { ops: [{ op: 'mkdir' }, { op: 'delete' }, { op: 'undelete' }], exists: true },
+          // A refused undelete changes nothing: the delete stands.
+          { ops: [{ op: 'create' }, { op: 'delete' }, { op: 'undelete', status: 'fail' }], exists: false },
+        ]),
+      );
+      assert.deepEqual(r.violations, []);
+      assert.equal(r.checked.deletedPaths, 2);
+      assert.equal(r.checked.undeletedPaths, 1);
+      assert.deepEqual(r.counts.delete, { ok: 3, fail: 0, unknown: 0 });
+      // A deleted path is not "an acknowledged create that is gone" (invariant 4).
+      assert.equal(r.checked.ackedMetadata, 3);
+    });
+
+    it('flags an acknowledged delete undone, and an acknowledged undelete lost, naming the operations', async () => {
+      const i = withDeletes([
+        { ops: [{ op: 'create' }, { op: 'delete' }], exists: true },
+        { ops: [{ op: 'create' }, { op: 'delete' }, { op: 'undelete' }], exists: false },
+      ]);
+      const r = await check(i);
+      assert.deepEqual(r.violations.map((v) => `${v.invariant} ${v.kind}`), ['5 undone-delete', '5 undone-create-or-undelete']);
+      const del = i.history.find((e) => e.path === '/del/p0' && e.op === 'delete')!;
+      assert.ok(r.violations[0]!.ops.includes(`${del.proc}:${del.seq}`));
+      assert.match(r.violations[0]!.message, /\/del\/p0 exists at the end, but its last acknowledged operation was delete/);
+    });
+
+    it('accepts either state after an operation with an unknown outcome, and does not count the path', async () => {
+      const r = await check(
+        withDeletes([
+          { ops: [{ op: 'create' }, { op: 'delete', status: 'unknown' }], exists: true },
+          { ops: [{ op: 'create' }, { op: 'delete' }, { op: 'undelete', status: 'unknown' }], exists: false },
+          // An unknown delete early on may still land after a later acknowledged undelete.
+          { ops: [{ op: 'create' }, { op: 'delete', status: 'unknown' }, { op: 'undelete' }], exists: false },
+        ]),
+      );
+      assert.deepEqual(r.violations, []);
+      assert.equal(r.checked.eitherPaths, 3);
+      assert.equal(r.checked.deletedPaths + r.checked.undeletedPaths, 0);
+    });
+  });
+
+  describe('minimums: a run that checked too little does not pass', () => {
+    it('scales the defaults with the duration, never below 1', () => {
+      const short = defaultMinimums(3_000);
+      const long = defaultMinimums(60_000);
+      for (const k of Object.keys(short) as (keyof typeof short)[]) {
+        assert.ok(short[k] >= 1, `${k} minimum ${short[k]}`);
+        assert.ok(long[k] >= short[k], `${k}: ${long[k]} for 60 s < ${short[k]} for 3 s`);
+      }
+      assert.ok(long.appends > short.appends);
+    });
+
+    it('names every kind that fell short, and nothing when all are met', async () => {
+      const i = clean();
+      const r = await check(i);
+      const none = { writes: 0, appends: 0, creates: 0, deletes: 0, undeletes: 0, reads: 0 };
+      assert.deepEqual(shortfalls(r, i.history, none), []);
+      assert.deepEqual(shortfalls(r, i.history, { ...none, writes: 2, appends: 2, creates: 3, reads: 2 }), []);
+      assert.deepEqual(shortfalls(r, i.history, { ...none, writes: 3, deletes: 1 }), ['2 writes < 3', '0 deletes < 1']);
+      // Nothing acknowledged at all: every minimum falls short.
+      const empty = await check({ history: [], primaryActs: [], final: i.final });
+      assert.equal(shortfalls(empty, [], defaultMinimums(20_000)).length, 6);
+    });
   });
 
   describe('invariant 1: never two primaries at once', () => {
