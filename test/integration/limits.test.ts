@@ -88,7 +88,12 @@ describe('bounded push buffer and request limits', { timeout: 120_000 }, () => {
     assert.ok(s.push.usedBytes <= pushBufferBytes, `push buffer ${s.push.usedBytes} <= ${pushBufferBytes}`);
     assert.equal(s.push.active, pushBufferBytes / declared);
     const growthBytes = s.rssBytes - baseline.rssBytes;
-    assert.ok(growthBytes < pushBufferBytes + 32 * MiB, `RSS grew by ${(growthBytes / MiB).toFixed(1)} MiB with ${n} pushes of ${declared / MiB} MiB open (bound ${pushBufferBytes / MiB} MiB + slack)`);
+    // Bounded: less than everything offered (n x declared = 64 MiB). The slack covers the refused pushes'
+    // bodies, which are read and discarded (so their answers survive, shared/http.ts lingerBeforeClose)
+    // and are garbage until the next collection, plus socket buffers: 30-50 MiB seen on a loaded machine.
+    const slackBytes = 40 * MiB;
+    assert.ok(pushBufferBytes + slackBytes < n * declared, 'the bound still proves the refused pushes are not kept');
+    assert.ok(growthBytes < pushBufferBytes + slackBytes, `RSS grew by ${(growthBytes / MiB).toFixed(1)} MiB with ${n} pushes of ${declared / MiB} MiB open (bound ${pushBufferBytes / MiB} MiB + ${slackBytes / MiB} MiB slack)`);
     await drained();
     const all = await Promise.all(answers);
     assert.equal(all.filter((a) => a.status === 429).length, n - pushBufferBytes / declared, JSON.stringify(all.map((a) => a.status ?? 'closed')));
