@@ -167,17 +167,18 @@ export const mutationIds = {
   clientId: idSchema,
   requestId: idSchema,
 };
+/** What a write and an append both carry: the chunk at its version, the data (pushed or inline), and the ids. */
+const mutationData = {
+  handle: handleSchema,
+  version,
+  dataId: dataIdSchema.optional(),
+  inline: inlineSchema.optional(),
+  sizeBytes: bytes,
+  crc32c: z.number().int().min(0).max(0xffffffff),
+  ...mutationIds,
+};
 export const writeReq = z
-  .object({
-    handle: handleSchema,
-    version,
-    offset: bytes,
-    dataId: dataIdSchema.optional(),
-    inline: inlineSchema.optional(),
-    sizeBytes: bytes,
-    crc32c: z.number().int().min(0).max(0xffffffff),
-    ...mutationIds,
-  })
+  .object({ ...mutationData, offset: bytes })
   .strict()
   .refine(oneDataSource, oneDataSourceMsg);
 export type WriteReq = z.infer<typeof writeReq>;
@@ -187,15 +188,7 @@ export interface WriteAnswer {
   chunkSizeBytes: number;
 }
 export const appendReq = z
-  .object({
-    handle: handleSchema,
-    version,
-    dataId: dataIdSchema.optional(),
-    inline: inlineSchema.optional(),
-    sizeBytes: bytes,
-    crc32c: z.number().int().min(0).max(0xffffffff),
-    ...mutationIds,
-  })
+  .object(mutationData)
   .strict()
   .refine(oneDataSource, oneDataSourceMsg);
 export type AppendReq = z.infer<typeof appendReq>;
