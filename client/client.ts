@@ -227,9 +227,12 @@ export class GfsClient {
    * length, since the master's figure comes from heartbeats and may lag.
    */
   async extent(path: string, wantEnd: number): Promise<CachedFile> {
-    const f = await this.locate(path, 0, 1);
-    if (wantEnd <= f.sizeBytes) return f;
-    const fresh = await this.locate(path, 0, 1, true);
+    const known = await this.locate(path, 0, 1);
+    if (wantEnd <= known.sizeBytes) return known;
+    // One call: the chunk count, the size the master has, and the chunks from our last one on.
+    const fresh = await this.locate(path, Math.max(0, known.chunkCount - 1), 16, true);
+    // Locations of the earlier chunks stay good (a read at a stale version is refused and refetched).
+    for (const [i, c] of known.chunks) if (!fresh.chunks.has(i)) fresh.chunks.set(i, c);
     if (wantEnd > fresh.sizeBytes && fresh.chunkCount > 0) await this.learnTail(path, fresh);
     return fresh;
   }
