@@ -205,7 +205,7 @@ export class Files {
   async chunks(rawPath: string, startIndex: number, count: number): Promise<ChunksAnswer> {
     const path = normalizePath(rawPath);
     const f = this.m.ns.getFile(path);
-    const sizeBytes = await this.fileSize(f, false);
+    const sizeBytes = await this.fileSize(f, true);
     const chunks: ChunkLocation[] = [];
     for (let i = startIndex; i < Math.min(f.chunks.length, startIndex + count); i++) chunks.push(this.locationOf(i, f.chunks[i]!));
     return { path, sizeBytes, chunkSizeBytes: this.m.opts.chunkSizeBytes, chunkCount: f.chunks.length, chunks };

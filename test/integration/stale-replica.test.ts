@@ -131,7 +131,9 @@ describe('stale replicas', { timeout: 150_000 }, () => {
       const lease2 = await rpcJson<LeaseAnswer>(cluster!.masterUrl, '/api/lease', { handle });
       assert.notEqual(lease2.primary.id, victim);
       assert.ok(!lease2.secondaries.some((r) => r.id === victim), `the dead ${victim} is a secondary of the new lease`);
-      assert.equal(lease2.version, loc2.version);
+      // Re-replication may already have taken the lease back and bumped the version (it revokes a leased,
+      // under-replicated chunk's lease and bumps before it clones), so the lease is at this version or later.
+      assert.ok(lease2.version >= loc2.version, `lease at v${lease2.version}, chunk listed at v${loc2.version}`);
       if (role === 'primary') {
         // Another primary only once the old lease has expired: the write finished no earlier than that.
         const oldExpiryNoEarlierThan = askedAt + lease1.leaseRemainingMs;
