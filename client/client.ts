@@ -233,7 +233,11 @@ export class GfsClient {
     const fresh = await this.locate(path, Math.max(0, known.chunkCount - 1), 16, true);
     // Locations of the earlier chunks stay good (a read at a stale version is refused and refetched).
     for (const [i, c] of known.chunks) if (!fresh.chunks.has(i)) fresh.chunks.set(i, c);
-    if (wantEnd > fresh.sizeBytes && fresh.chunkCount > 0) await this.learnTail(path, fresh);
+    // The end of the file is only where a replica of the last chunk says it is: without an answer the
+    // length is unknown (a partition, replicas re-registering), never taken to be the master's figure.
+    if (wantEnd > fresh.sizeBytes && fresh.chunkCount > 0 && !(await this.learnTail(path, fresh))) {
+      throw new GfsError('UNAVAILABLE', `cannot learn the length of ${path}: no replica of its last chunk answered`, { retryAfterMs: 200 });
+    }
     return fresh;
   }
 

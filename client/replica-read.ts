@@ -51,8 +51,9 @@ function settleShort(shorts: { id: string; data: Buffer }[], errors: { id: strin
     data.copy(out);
     return { kind: 'data', data: out };
   }
-  if (p.tail && p.lastTry && shorts.length > 0) {
-    // The last chunk's length is what its replicas hold: the longest answer is the most that was written.
+  if (p.tail && p.lastTry && shorts.length > 0 && errors.length === 0) {
+    // The last chunk's length is what its replicas hold: the longest answer is the most that was written
+    // (only when every replica answered: one that failed may hold more).
     return { kind: 'data', data: shorts.reduce((a, b) => (b.data.length > a.data.length ? b : a)).data };
   }
   // Only failures: the last one says why (NOT_FOUND for a deleted chunk, STALE_VERSION, ...).
