@@ -109,10 +109,16 @@ export class ChunkState {
     if (bad?.delete(server) && bad.size === 0) this.corrupt.delete(handle);
   }
 
-  /** Live servers holding the current version, best primary first: the longest replica, then the least loaded. */
+  /**
+   * Live servers holding the current version, best primary first: the last primary of the chunk if it
+   * is among them (a new lease after an expiry or a revocation stays where the mutations were), then
+   * the least loaded. Reported lengths are not used: heartbeats report them at different moments, so
+   * a current replica often looks shorter than another; a replica that missed mutations is already
+   * out of the list (ChunkState.took, report.ts).
+   */
   upToDate(handle: string, nowMs: number): string[] {
-    const size = (id: string) => this.servers.servers.get(id)?.held.get(handle)?.sizeBytes ?? 0;
+    const last = this.grantLog.latestPrimary(handle);
     const load = (id: string) => this.servers.servers.get(id)?.load ?? 0;
-    return this.servers.liveLocations(handle, nowMs).sort((a, b) => size(b) - size(a) || load(a) - load(b) || (a < b ? -1 : 1));
+    return this.servers.liveLocations(handle, nowMs).sort((a, b) => Number(b === last) - Number(a === last) || load(a) - load(b) || (a < b ? -1 : 1));
   }
 }

@@ -6,9 +6,8 @@ import type { Namespace } from './namespace.js';
 // pure rules of a single lease are in leases.ts): wait while the chunk is
 // being placed or cloned, note a client blocked on an under-replicated chunk
 // (its repair goes first), pick the primary among the up-to-date replicas
-// (longest first: a replica shorter than another at the same version missed
-// mutations and must never order new ones), and make the lease once a bump
-// is settled. Extensions, asked by primaries, are here too.
+// (the chunk's last primary first, then the least loaded; ChunkState.upToDate),
+// and make the lease once a bump is settled. Extensions, asked by primaries, are here too.
 
 export type LeaseStep = LeaseDecision | { kind: 'busy'; reason: string; retryAfterMs: number };
 

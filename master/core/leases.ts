@@ -126,6 +126,12 @@ export class GrantLog {
     if (e && e.expiresAtMs > nowWallMs) e.expiresAtMs = nowWallMs;
   }
 
+  /** The primary of the handle's latest grant, if it is still remembered. */
+  latestPrimary(handle: string): string | undefined {
+    const key = this.latest.get(handle);
+    return key === undefined ? undefined : this.entries.get(key)?.primary;
+  }
+
   list(): GrantRecord[] {
     return [...this.entries.values()].map((e) => ({ ...e, secondaries: [...e.secondaries] }));
   }

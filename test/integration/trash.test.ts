@@ -68,7 +68,7 @@ function helpers(get: () => TestCluster) {
   return { gfs, gfsFails, handles, onDisk, counters, put, getSha };
 }
 
-describe('trash with the default grace period: delete, undelete, rm --now', { timeout: 90_000 }, () => {
+describe('trash with the default grace period: delete, undelete, rm --now', { timeout: 180_000 }, () => {
   let cluster: TestCluster | undefined;
   const h = helpers(() => cluster!);
 
@@ -162,7 +162,7 @@ describe('trash with the default grace period: delete, undelete, rm --now', { ti
   });
 });
 
-describe(`trash reclaimed after a ${graceMs} ms grace period`, { timeout: 90_000 }, () => {
+describe(`trash reclaimed after a ${graceMs} ms grace period`, { timeout: 180_000 }, () => {
   let cluster: TestCluster | undefined;
   let client: GfsClient;
   const h = helpers(() => cluster!);

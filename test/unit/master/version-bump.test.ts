@@ -95,18 +95,17 @@ test('a clone of a chunk never bumped (no took set) does not make the other repl
   assert.deepEqual([...g.st.servers.locations.get(h!)!].sort(), ['a', 'b', 'd']);
 });
 
-test('lease choice: the primary is the longest up-to-date replica, then the least loaded', () => {
+test('lease choice: the chunk\'s last primary again if it is up to date, else the least loaded', () => {
   const f = new CoreFixture();
   const [h] = f.file('/f');
   f.beat(nowMs);
   f.hold(h!);
-  for (const [id, size, load] of [['a', 100, 0], ['b', 300, 5], ['c', 300, 1]] as const) {
-    const s = f.st.servers.servers.get(id)!;
-    s.held.set(h!, { version: 1, sizeBytes: size });
-    s.load = load;
-  }
-  const d = chooseLease(f.st, f.ns, { handle: h!, goal: 3, nowMs, grantsAllowedAtMs: 0 });
-  assert.deepEqual(d, { kind: 'grant', primary: 'c' });
+  for (const [id, load] of [['a', 3], ['b', 5], ['c', 1]] as const) f.st.servers.servers.get(id)!.load = load;
+  assert.deepEqual(chooseLease(f.st, f.ns, { handle: h!, goal: 3, nowMs, grantsAllowedAtMs: 0 }), { kind: 'grant', primary: 'c' });
+  f.st.grantLog.granted(h!, 2, 'b', ['a', 'c'], 1_000);
+  assert.deepEqual(chooseLease(f.st, f.ns, { handle: h!, goal: 3, nowMs, grantsAllowedAtMs: 0 }), { kind: 'grant', primary: 'b' });
+  f.st.servers.removeLocation(h!, 'b');
+  assert.deepEqual(chooseLease(f.st, f.ns, { handle: h!, goal: 3, nowMs, grantsAllowedAtMs: 0 }), { kind: 'grant', primary: 'c' });
 });
 
 test('lease choice: busy while placing or cloning (a clone notes the blocked client), waits out a restart', () => {
