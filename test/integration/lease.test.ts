@@ -152,8 +152,11 @@ describe('leases', { timeout: 120_000 }, () => {
     assert.ok(proc.pid);
     // Lower bound on the old lease's expiry by the master's clock, raised by every answer that shows it still running.
     let expiryNoEarlierThan = askedAtMs + old.leaseRemainingMs;
-    const pending: { retryAfterMs: number; expiresNoEarlierThan: number }[] = [];
+    // Each LEASE_PENDING answer bounds the expiry on both sides: the master computed retryAfterMs somewhere between
+    // sending and receiving, so expiry lies in [sentAt + retryAfterMs, receivedAt + retryAfterMs].
+    const pending: { retryAfterMs: number; expiresNoEarlierThan: number; expiresNoLaterThan: number }[] = [];
     const others: string[] = [];
+    const busy: string[] = [];
     let granted: LeaseAnswer | undefined;
     let grantedBy = 0;
 
@@ -175,10 +178,15 @@ describe('leases', { timeout: 120_000 }, () => {
             grantedBy = performance.now();
             return a;
           } catch (e) {
+            if (e instanceof GfsError && e.code === 'LEASE_PENDING' && !e.message.startsWith('no lease for')) {
+              // Busy for another reason (the silent primary's chunk is being re-replicated): says nothing of the expiry.
+              busy.push(e.message);
+              return undefined;
+            }
             if (e instanceof GfsError && e.code === 'LEASE_PENDING') {
               const retryAfterMs = Number(e.detail?.retryAfterMs);
               const lo = sentAt + retryAfterMs - 1;
-              pending.push({ retryAfterMs, expiresNoEarlierThan: lo });
+              pending.push({ retryAfterMs, expiresNoEarlierThan: lo, expiresNoLaterThan: performance.now() + retryAfterMs + 1 });
               expiryNoEarlierThan = Math.max(expiryNoEarlierThan, lo);
               return undefined;
             }
@@ -195,14 +203,16 @@ describe('leases', { timeout: 120_000 }, () => {
     assert.ok(granted);
     console.log(
       `# stopped ${old.primary.id}; ${pending.length} LEASE_PENDING answers, new lease to ${granted.primary.id} after ${Math.round(grantedBy - stoppedAt)} ms, ` +
-        `${Math.round(grantedBy - expiryNoEarlierThan)} ms after the old lease's expiry; other errors: ${others.length}`,
+        `${Math.round(grantedBy - expiryNoEarlierThan)} ms after the old lease's expiry; ${busy.length} busy answers; other errors: ${others.length}`,
     );
     assert.deepEqual(others, [], 'the master answered with errors other than LEASE_PENDING');
     assert.ok(pending.length > 0, 'the master never answered LEASE_PENDING while the old lease ran');
     for (const p of pending) assert.ok(p.retryAfterMs > 0 && p.retryAfterMs <= leaseMs + 100, `retryAfterMs ${p.retryAfterMs}`);
-    // The pending answers all point at one expiry: nothing extended a lease whose holder is silent.
-    const los = pending.map((p) => p.expiresNoEarlierThan);
-    assert.ok(Math.max(...los) - Math.min(...los) < leaseMs / 2, `pending answers disagree on the expiry by ${Math.round(Math.max(...los) - Math.min(...los))} ms`);
+    // The pending answers all point at one expiry: nothing extended a lease whose holder is silent. Their intervals
+    // must share a point (a slow answer widens its own interval instead of failing the check on a loaded machine).
+    const latestLo = Math.max(...pending.map((p) => p.expiresNoEarlierThan));
+    const earliestHi = Math.min(...pending.map((p) => p.expiresNoLaterThan));
+    assert.ok(latestLo <= earliestHi + 20, `pending answers disagree on the expiry: one says no earlier than ${Math.round(latestLo - earliestHi)} ms after another's latest`);
     assert.notEqual(granted.primary.id, old.primary.id, 'the new lease went to the silent primary');
     assert.ok(granted.version > old.version, `version not bumped: ${old.version} -> ${granted.version}`);
     assert.ok(grantedBy >= expiryNoEarlierThan, `new lease granted ${Math.round(expiryNoEarlierThan - grantedBy)} ms before the old one expired`);
