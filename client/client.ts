@@ -4,7 +4,7 @@ import { crc32c } from '../shared/checksum.js';
 import { defaults } from '../shared/config.js';
 import { GfsError } from '../shared/errors.js';
 import { rpcJson, rpcStream, setRpcSelf } from '../shared/rpc.js';
-import { inlineMaxBytes } from '../shared/wire.js';
+import { initialChunkVersion, inlineMaxBytes } from '../shared/wire.js';
 import type { AppendAnswer, ChunkInfoAnswer, ChunkLocation, ChunksAnswer, FileInfo, LeaseAnswer, ListEntry, PushAnswer, ReplicaRef, WriteAnswer } from '../shared/wire.js';
 import { withRetry, type RetryOptions } from './retry.js';
 import { LocationCache, covers, type CachedFile } from './location-cache.js';
@@ -247,6 +247,8 @@ export class GfsClient {
     const g = await this.locate(path, index, 1);
     const loc = g.chunks.get(index);
     if (!loc) return false;
+    // Never mutated, so empty: no replica needs to answer (its creation may have failed everywhere).
+    if (loc.version === initialChunkVersion) return true;
     for (const r of closestFirst(loc.replicas, this.rack)) {
       try {
         const info = await rpcJson<ChunkInfoAnswer>(r.url, '/chunk/info', undefined, { query: { handle: loc.handle }, targetName: r.id, timeoutMs: 2_000 });

@@ -180,6 +180,7 @@ export class Files {
     }
     let size = this.m.servers.reportedSize(last, this.m.now());
     if (!askReplicas) return base + size;
+    this.m.counters.replicaSizeAsks++;
     const asks = this.m.servers.liveLocations(last, this.m.now()).map(async (id) => {
       const ref = this.m.servers.ref(id)!;
       const info = await rpcJson<ChunkInfoAnswer>(ref.url, '/chunk/info', undefined, { query: { handle: last }, targetName: id, timeoutMs: 2_000 });
@@ -205,7 +206,8 @@ export class Files {
   async chunks(rawPath: string, startIndex: number, count: number): Promise<ChunksAnswer> {
     const path = normalizePath(rawPath);
     const f = this.m.ns.getFile(path);
-    const sizeBytes = await this.fileSize(f, true);
+    // From heartbeats only: a reader that needs more asks a replica itself (client/client.ts extent), so reads never fan out.
+    const sizeBytes = await this.fileSize(f, false);
     const chunks: ChunkLocation[] = [];
     for (let i = startIndex; i < Math.min(f.chunks.length, startIndex + count); i++) chunks.push(this.locationOf(i, f.chunks[i]!));
     return { path, sizeBytes, chunkSizeBytes: this.m.opts.chunkSizeBytes, chunkCount: f.chunks.length, chunks };

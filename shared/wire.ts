@@ -159,6 +159,9 @@ export interface PushAnswer {
  * first: for a 1 KiB record the push chain costs three extra HTTP hops, the
  * inline path none. Data flow stays decoupled for everything larger.
  */
+/** A chunk's version at creation; a chunk still at it was never mutated (every mutation needs a lease, and a lease bumps the version), so it is empty. */
+export const initialChunkVersion = 1;
+
 export const inlineMaxBytes = 64 * 1024;
 const inlineSchema = z.string().max(Math.ceil(inlineMaxBytes / 3) * 4);
 const oneDataSource = (v: { dataId?: string; inline?: string }) => (v.dataId === undefined) !== (v.inline === undefined);

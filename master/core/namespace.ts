@@ -1,5 +1,6 @@
 import { GfsError, invariant } from '../../shared/errors.js';
 import { ancestorsOf, baseName, isUnder, joinPath, parentOf } from '../../shared/paths.js';
+import { initialChunkVersion } from '../../shared/wire.js';
 import { handleFromBigInt } from '../../shared/handles.js';
 
 // The master's metadata: a lookup table from full path to node, each file an
@@ -85,7 +86,7 @@ export interface NamespaceSnapshot {
 /** Mutations remembered by request id, so a client's retry of one whose answer was lost is not done twice. */
 export const maxRememberedRequests = 100_000;
 
-export const initialChunkVersion = 1;
+export { initialChunkVersion } from '../../shared/wire.js';
 
 export class Namespace {
   readonly nodes = new Map<string, Node>();

@@ -67,6 +67,27 @@ describe('reads from cached locations', { timeout: 120_000 }, () => {
     assert.equal((await reader.read('/rc/a', data.length + more.length, 100)).length, 0, 'end of file');
   });
 
+  it('reads never make the master ask replicas for the length of a last chunk', async () => {
+    const asks = async () => (await rpcJson<{ counters: { replicaSizeAsks: number } }>(cluster!.masterUrl, '/api/status')).counters.replicaSizeAsks;
+    const writer = cluster!.client();
+    const data = randomBytes(chunkSizeBytes + 3000);
+    await put(writer, '/rc/fan', data);
+    const before = await asks();
+    // Fresh readers (empty caches), reads within and past the end, and a tail that grows under them.
+    for (let k = 0; k < 3; k++) {
+      const reader = cluster!.client();
+      assert.ok((await reader.read('/rc/fan', 0, data.length + 100)).equals(data), `read ${k}`);
+      assert.equal((await reader.read('/rc/fan', data.length, 10)).length, 0, 'end of file');
+    }
+    const more = randomBytes(777);
+    await writer.appendRaw('/rc/fan', more);
+    assert.ok((await cluster!.client().read('/rc/fan', data.length, 1000)).equals(more), 'a fresh reader sees the append');
+    assert.equal(await asks(), before, 'the master fanned out to replicas while serving reads');
+    // stat still asks the replicas (its size must be exact), which shows the counter counts.
+    assert.equal((await writer.stat('/rc/fan')).sizeBytes, data.length + more.length);
+    assert.ok((await asks()) > before, 'stat asked the replicas');
+  });
+
   it('a tail reader follows an append that filled the last chunk into a new one', async () => {
     const writer = cluster!.client();
     const data = randomBytes(chunkSizeBytes - 1000);
