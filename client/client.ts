@@ -4,8 +4,8 @@ import { crc32c } from '../shared/checksum.js';
 import { defaults } from '../shared/config.js';
 import { GfsError } from '../shared/errors.js';
 import { rpcJson, rpcStream, setRpcSelf } from '../shared/rpc.js';
-import { initialChunkVersion, inlineMaxBytes } from '../shared/wire.js';
-import type { AppendAnswer, ChunkInfoAnswer, ChunkLocation, ChunksAnswer, FileInfo, LeaseAnswer, ListEntry, PushAnswer, ReplicaRef, WriteAnswer } from '../shared/wire.js';
+import { initialChunkVersion, inlineMaxBytes, maxBatchOps } from '../shared/wire.js';
+import type { AppendAnswer, BatchAnswer, BatchOp, BatchResult, ChunkInfoAnswer, ChunkLocation, ChunksAnswer, FileInfo, LeaseAnswer, ListEntry, PushAnswer, ReplicaRef, WriteAnswer } from '../shared/wire.js';
 import { withRetry, type RetryOptions } from './retry.js';
 import { LocationCache, covers, type CachedFile } from './location-cache.js';
 import { closestFirst, readFromReplicas } from './replica-read.js';
@@ -82,9 +82,9 @@ export class GfsClient {
     setRpcSelf(this.clientId);
   }
 
-  private master<T>(path: string, body?: unknown, query?: Record<string, string>): Promise<T> {
+  private master<T>(path: string, body?: unknown, query?: Record<string, string>, readOnly = readOnlyRoutes.has(path)): Promise<T> {
     // One id for every attempt of a mutation: the master's retry cache answers a retry of one already done.
-    const rid = readOnlyRoutes.has(path) ? undefined : `${this.clientId}:${this.nextRequestId()}`;
+    const rid = readOnly ? undefined : `${this.clientId}:${this.nextRequestId()}`;
     return withRetry(() => this.callMaster<T>(path, body, query, rid), { ...this.retry, attempts: 6 });
   }
 
@@ -170,6 +170,24 @@ export class GfsClient {
   async delete(path: string, opts: { recursive?: boolean; now?: boolean } = {}): Promise<void> {
     this.files.delete(path);
     await this.master('/api/delete', { path, recursive: opts.recursive ?? false, now: opts.now ?? false });
+  }
+
+  /**
+   * Many namespace operations in one call (at most maxBatchOps), each answered on its own: one that
+   * fails leaves the others standing. Operations on unrelated paths share the master's fsyncs;
+   * related ones (a path under another's) run in the order given. Retried as a whole: the master
+   * skips the operations a lost first attempt already logged.
+   */
+  async batch(ops: BatchOp[]): Promise<BatchResult[]> {
+    if (ops.length === 0) return [];
+    const out: BatchResult[] = [];
+    for (let i = 0; i < ops.length; i += maxBatchOps) {
+      const part = ops.slice(i, i + maxBatchOps);
+      for (const op of part) for (const p of op.op === 'rename' ? [op.src, op.dst] : [op.path]) this.files.delete(p);
+      const readOnly = part.every((op) => op.op === 'stat');
+      out.push(...(await this.master<BatchAnswer>('/api/batch', { ops: part }, undefined, readOnly)).results);
+    }
+    return out;
   }
 
   async undelete(path: string): Promise<void> {

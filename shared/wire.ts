@@ -26,6 +26,24 @@ export const createReq = z.object({ path: pathSchema, replication: replicationSc
 export const deleteReq = z.object({ path: pathSchema, recursive: z.boolean().optional(), now: z.boolean().optional() }).strict();
 export const undeleteReq = z.object({ path: pathSchema }).strict();
 export const renameReq = z.object({ src: pathSchema, dst: pathSchema }).strict();
+/** Most operations one batch may carry: bounds the request body, the work one call holds the master to, and the answer. */
+export const maxBatchOps = 1000;
+/** One namespace operation of a batch (POST /api/batch); each is answered on its own. */
+export const batchOpSchema = z.discriminatedUnion('op', [
+  z.object({ op: z.literal('mkdir'), path: pathSchema, parents: z.boolean().optional() }).strict(),
+  z.object({ op: z.literal('create'), path: pathSchema, replication: replicationSchema.optional(), exclusive: z.boolean().optional() }).strict(),
+  z.object({ op: z.literal('delete'), path: pathSchema, recursive: z.boolean().optional(), now: z.boolean().optional() }).strict(),
+  z.object({ op: z.literal('undelete'), path: pathSchema }).strict(),
+  z.object({ op: z.literal('rename'), src: pathSchema, dst: pathSchema }).strict(),
+  z.object({ op: z.literal('stat'), path: pathSchema }).strict(),
+]);
+export type BatchOp = z.infer<typeof batchOpSchema>;
+export const batchReq = z.object({ ops: z.array(batchOpSchema).min(1).max(maxBatchOps) }).strict();
+/** Per operation, in the order asked: done (with the file's info for create and stat) or why not. */
+export type BatchResult = { ok: true; info?: FileInfo } | { ok: false; error: string; code: string };
+export interface BatchAnswer {
+  results: BatchResult[];
+}
 export const snapshotReq = z.object({ src: pathSchema, dst: pathSchema }).strict();
 export const pathQuery = z.object({ path: pathSchema }).strict();
 
