@@ -1,6 +1,6 @@
 import { GfsError } from '../shared/errors.js';
 import { requestContext } from '../shared/log.js';
-import { isUnder, normalizePath } from '../shared/paths.js';
+import { ancestorsOf, normalizePath } from '../shared/paths.js';
 import type { BatchOp, BatchResult } from '../shared/wire.js';
 import type { Files } from './files.js';
 
@@ -18,10 +18,6 @@ import type { Files } from './files.js';
 
 function pathsOf(op: BatchOp): string[] {
   return op.op === 'rename' ? [op.src, op.dst] : [op.path];
-}
-
-function related(a: string[], b: string[]): boolean {
-  return a.some((x) => b.some((y) => isUnder(x, y) || isUnder(y, x)));
 }
 
 async function runOne(files: Files, op: BatchOp): Promise<BatchResult> {
@@ -56,23 +52,34 @@ function failure(e: unknown): BatchResult {
 export async function runBatch(files: Files, ops: BatchOp[], checkWritable: () => void): Promise<BatchResult[]> {
   if (ops.some((op) => op.op !== 'stat')) checkWritable();
   const outer = requestContext.getStore();
-  // Normalised once, for the ordering below; a path that does not normalise is refused by its own operation.
-  const paths = ops.map((op) => {
-    try {
-      return pathsOf(op).map((p) => normalizePath(p));
-    } catch {
-      return [];
-    }
-  });
-  const settled: Promise<unknown>[] = [];
+  // Per path, the operations of this batch exactly at it and anywhere under it (itself included), as
+  // they settle: an operation waits for those at its paths or their ancestors, and those under its
+  // paths. Found through the maps in O(depth) per path, where comparing every pair costs O(n²).
+  const at = new Map<string, Promise<unknown>[]>();
+  const under = new Map<string, Promise<unknown>[]>();
+  const add = (m: Map<string, Promise<unknown>[]>, k: string, p: Promise<unknown>) => {
+    const list = m.get(k);
+    if (list) list.push(p);
+    else m.set(k, [p]);
+  };
   const results = ops.map((op, i) => {
-    const before = paths.flatMap((p, j) => (j < i && related(p, paths[i]!) ? [settled[j]!] : []));
+    let paths: string[];
+    try {
+      paths = pathsOf(op).map((p) => normalizePath(p));
+    } catch {
+      paths = []; // refused by its own operation
+    }
+    const before = paths.flatMap((p) => [...[...ancestorsOf(p), p].flatMap((a) => at.get(a) ?? []), ...(under.get(p) ?? [])]);
     const run = async (): Promise<BatchResult> => {
-      await Promise.all(before);
+      if (before.length > 0) await Promise.all(before);
       return runOne(files, op).catch(failure);
     };
     const p = outer ? requestContext.run({ rid: `${outer.rid}/${i}`, mutations: 0 }, run) : run();
-    settled.push(p.catch(() => undefined));
+    const settled = p.catch(() => undefined);
+    for (const path of paths) {
+      add(at, path, settled);
+      for (const a of [...ancestorsOf(path), path]) add(under, a, settled);
+    }
     return p;
   });
   return Promise.all(results);
