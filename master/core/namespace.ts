@@ -280,8 +280,10 @@ export class Namespace {
         this.touch(parentOf(op.path), op.t);
         return;
       case 'delete': {
-        for (const t of this.trash.keys()) if (isUnder(t, op.path)) this.trash.delete(t);
+        // Trash entries are paths of nodes (the trash record moves a node there), so the ones going are in
+        // the subtree: looked up there, not by scanning a trash that may hold a million entries.
         for (const p of this.subtree(op.path).reverse()) {
+          this.trash.delete(p);
           const n = this.nodes.get(p)!;
           if (n.type === 'file') for (const h of n.chunks) this.unref(h);
           this.dropNode(p);
@@ -290,9 +292,11 @@ export class Namespace {
         return;
       }
       case 'rename': {
-        for (const t of [...this.trash.keys()]) if (isUnder(t, op.src)) this.trash.delete(t);
         const moved = this.subtree(op.src).map((p) => [p, this.nodes.get(p)!] as const);
-        for (const [p] of [...moved].reverse()) this.dropNode(p);
+        for (const [p] of [...moved].reverse()) {
+          this.trash.delete(p);
+          this.dropNode(p);
+        }
         for (const [p, n] of moved) this.putNode(op.dst + p.slice(op.src.length), n);
         this.touch(parentOf(op.src), op.t);
         this.touch(parentOf(op.dst), op.t);

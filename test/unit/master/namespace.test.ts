@@ -516,3 +516,24 @@ test('every record moves the log index by exactly one, a lazy delete (trash) inc
   assert.equal(replay.appliedIndex, log.length);
   assert.deepEqual(state(replay), state(ns));
 });
+
+test('trash entries leave with their nodes (reclaim, undelete, deleting a directory above them) and no others do', () => {
+  const ns = new Namespace();
+  run(ns, ns.checkMkdir('/d', false, 1));
+  for (let i = 0; i < 4; i++) run(ns, ns.checkCreate(`/d/f${i}`, 3, 2));
+  for (let i = 0; i < 4; i++) run(ns, ns.checkTrash(`/d/f${i}`, `/.trash/${i}_x/f${i}`, false, 3));
+  assert.deepEqual([...ns.trash.keys()].sort(), ['/.trash/0_x/f0', '/.trash/1_x/f1', '/.trash/2_x/f2', '/.trash/3_x/f3']);
+  // Reclaim of one entry's directory.
+  run(ns, ns.checkDelete('/.trash/0_x', true, 4));
+  // Undelete of another (a rename out of the trash).
+  run(ns, ns.checkRename('/.trash/1_x/f1', '/d/f1', 5));
+  assert.deepEqual([...ns.trash.keys()].sort(), ['/.trash/2_x/f2', '/.trash/3_x/f3']);
+  // A rename of a directory holding an entry would carry it out of the trash's bookkeeping with it.
+  run(ns, ns.checkMkdir('/.trash/3_x/sub', false, 6));
+  run(ns, ns.checkDelete('/.trash/3_x', true, 7));
+  assert.deepEqual([...ns.trash.keys()], ['/.trash/2_x/f2']);
+  for (const k of ns.trash.keys()) assert.ok(ns.get(k), `trash entry ${k} names no node`);
+  // Deleting a path outside the trash leaves the trash alone.
+  run(ns, ns.checkDelete('/d', true, 8));
+  assert.deepEqual([...ns.trash.keys()], ['/.trash/2_x/f2']);
+});
