@@ -3,7 +3,7 @@ import { reloadSecret } from '../shared/auth.js';
 import { GfsError } from '../shared/errors.js';
 import type { BatchOp, BatchResult, ChunkLocation, FileInfo, ListEntry } from '../shared/wire.js';
 import { GfsClient } from './client.js';
-import { appendRecord, readRecords, type RecordRead } from './records.js';
+import { frameRecord, readRecords, recordIdBytes, type RecordRead } from './records.js';
 
 // The library applications import (`import { connect } from 'gfs'`): a client
 // shaped like node:fs/promises where that fits (mkdir, readdir, stat, rename,
@@ -273,9 +273,14 @@ export class Gfs {
     });
   }
 
-  /** Appends one record atomically (at least once, whole, at an offset gfs chooses); returns that offset. */
-  appendRecord(path: string, record: Buffer | Uint8Array | string): Promise<number> {
-    return appendRecord(this.client, path, toBuffer(record));
+  /**
+   * Appends one record atomically (at least once, whole, at an offset gfs chooses); returns that offset.
+   * `id` (16 bytes) names the record: records() yields one record per id, so a producer that may send
+   * the same record twice (a restart after a crash) gives it the same id and readers see it once.
+   */
+  appendRecord(path: string, record: Buffer | Uint8Array | string, o: { id?: Buffer } = {}): Promise<number> {
+    if (o.id !== undefined && o.id.length !== recordIdBytes) throw new GfsError('BAD_REQUEST', `a record id is ${recordIdBytes} bytes, got ${o.id.length}`);
+    return this.client.appendRaw(path, frameRecord(toBuffer(record), o.id));
   }
 
   /** Every record appended to the file, once each, in file order (padding and duplicates skipped). */
