@@ -10,6 +10,7 @@ import { addConnectionOptions, exportConnectionOptions, intArg as int, sizeArg a
 import { formatBytes as fmtBytes } from '../shared/config.js';
 import { exitWhenFlushed, failAndExit, quietOnClosedPipe } from '../shared/exit.js';
 import type { BatchOp } from '../shared/wire.js';
+import { registerTools } from './cli-tools.js';
 
 const defaultMaster = 'http://127.0.0.1:7070';
 
@@ -385,5 +386,7 @@ program
     const { unmount } = await import('./mount.js');
     await unmount(mountpoint, { lazy: !!o.lazy });
   }));
+
+registerTools(program, { client, run });
 
 program.parseAsync(process.argv).catch(fail);
