@@ -66,6 +66,8 @@ export interface ListEntry {
   replication: number;
   chunkCount: number;
   mtimeMs: number;
+  /** Absent from masters before it was added. */
+  ctimeMs?: number;
 }
 
 // ---- chunk locations (client -> master) ----
