@@ -9,6 +9,11 @@ import { cpuPer, ratio, record, round, skipped } from './report.js';
 
 type Creates1 = { paths: string[]; value: number };
 
+/** A metadata figure in ops/s against the disk's one-op-per-fsync rate measured in this run. */
+function recordAgainstFsync(workload: string, value: number, fr: { opsPerSec: number }, fields: Record<string, unknown>): void {
+  record({ workload, value, unit: 'ops/s', limit: fr.opsPerSec, ratio: ratio(value, fr.opsPerSec), ...fields });
+}
+
 /** `clients` concurrent loops (one GfsClient each) creating `total` empty files between them. */
 async function createMany(masterUrl: string, dir: string, total: number, clients: number): Promise<{ seconds: number; paths: string[] }> {
   const cs = Array.from({ length: clients }, () => new GfsClient({ masterUrl }));
@@ -53,12 +58,7 @@ export async function metaBench(ctx: BenchContext): Promise<void> {
     const after = (await client.status()) as unknown as { oplog: { fsyncs: number; records: number } };
     const value = total / r.seconds;
     const fsyncs = after.oplog.fsyncs - before.oplog.fsyncs;
-    record({
-      workload: name,
-      value,
-      unit: 'ops/s',
-      limit: fr.opsPerSec,
-      ratio: ratio(value, fr.opsPerSec),
+    recordAgainstFsync(name, value, fr, {
       files: total,
       clients: n,
       fsyncs,
@@ -102,12 +102,7 @@ async function batchedBench(ctx: BenchContext, fr: { opsPerSec: number }): Promi
     const after = (await ctx.client.status()) as unknown as { oplog: { fsyncs: number } };
     const fsyncs = after.oplog.fsyncs - before.oplog.fsyncs;
     const value = (total - refused) / seconds;
-    record({
-      workload: name,
-      value,
-      unit: 'ops/s',
-      limit: fr.opsPerSec,
-      ratio: ratio(value, fr.opsPerSec),
+    recordAgainstFsync(name, value, fr, {
       files: total,
       refused,
       perBatch,
@@ -157,12 +152,7 @@ async function statDeleteBench(ctx: BenchContext, creates1: Creates1 | undefined
     const after = (await client.status()) as unknown as { oplog: { fsyncs: number } };
     const value = creates1.paths.length / s;
     const fsyncs = after.oplog.fsyncs - before.oplog.fsyncs;
-    record({
-      workload: 'delete-1',
-      value,
-      unit: 'ops/s',
-      limit: fr.opsPerSec,
-      ratio: ratio(value, fr.opsPerSec),
+    recordAgainstFsync('delete-1', value, fr, {
       files: creates1.paths.length,
       fsyncs,
       opsPerFsync: round(fsyncs > 0 ? creates1.paths.length / fsyncs : null, 2),
