@@ -6,7 +6,8 @@ import type { GfsClient } from '../../client/client.js';
 import { GfsError } from '../../shared/errors.js';
 import { closeRpc, rpcJson, rpcStream } from '../../shared/rpc.js';
 import type { ChunkInfoAnswer, ChunkLocation, ChunksAnswer, LeaseAnswer, ReplicaRef, WriteAnswer } from '../../shared/wire.js';
-import { startCluster, waitFor, type TestCluster } from '../helpers/cluster.js';
+import { startCluster, type TestCluster } from '../helpers/cluster.js';
+import { waitFor } from '../helpers/wait.js';
 
 // Leases with real processes on 127.0.0.1: a primary cut off from the master
 // stops by its own clock; the master waits out a primary that does not

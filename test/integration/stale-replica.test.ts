@@ -8,7 +8,8 @@ import type { GfsClient } from '../../client/client.js';
 import { GfsError } from '../../shared/errors.js';
 import { closeRpc, rpcJson, rpcStream } from '../../shared/rpc.js';
 import type { ChunkLocation, ChunksAnswer, LeaseAnswer } from '../../shared/wire.js';
-import { startCluster, waitFor, type TestCluster } from '../helpers/cluster.js';
+import { startCluster, type TestCluster } from '../helpers/cluster.js';
+import { waitFor } from '../helpers/wait.js';
 
 // Stale replicas with real processes: a chunkserver that misses a mutation
 // while it is down comes back with an old version. The master must never
