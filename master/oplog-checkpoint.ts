@@ -7,7 +7,8 @@ import { open as openFile, readdir, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import { TextFile } from 'lowdb/node';
 import type { Logger } from '../shared/log.js';
-import { checkpointFileName, CHECKPOINT_NAME_RE, fsyncDir, LOG_NAME_RE } from './oplog-recovery.js';
+import { fsyncDir } from '../shared/atomic-file.js';
+import { checkpointFileName, CHECKPOINT_NAME_RE, LOG_NAME_RE } from './oplog-recovery.js';
 import { isEnoent } from './oplog-refusals.js';
 import { errorMessage } from './oplog-scan.js';
 

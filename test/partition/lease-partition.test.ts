@@ -8,6 +8,7 @@ import { GfsError } from '../../shared/errors.js';
 import { closeRpc, rpcJson, rpcStream } from '../../shared/rpc.js';
 import type { ChunkLocation, ChunksAnswer, LeaseAnswer, ReplicaRef, WriteAnswer } from '../../shared/wire.js';
 import { startCluster, type TestCluster } from '../helpers/cluster.js';
+import { firstChunk } from '../helpers/chunks.js';
 import { waitFor } from '../helpers/wait.js';
 
 // Partitions around a primary, with real processes on 127.0.0.1 and the
@@ -44,11 +45,7 @@ async function rawWrite(primary: ReplicaRef, handle: string, version: number, of
   }
 }
 
-async function chunk0(c: TestCluster, path: string): Promise<ChunkLocation> {
-  const a = await rpcJson<ChunksAnswer>(c.masterUrl, '/api/chunks', { path, startIndex: 0, count: 1 });
-  assert.equal(a.chunks.length, 1);
-  return a.chunks[0]!;
-}
+const chunk0 = (c: TestCluster, path: string): Promise<ChunkLocation> => firstChunk(c.masterUrl, path);
 
 async function replicaBytes(r: { url: string }, handle: string, offset: number, length: number): Promise<Buffer> {
   const res = await rpcStream(r.url, '/chunk/read', undefined, { query: { handle, offset, length } });
