@@ -141,7 +141,9 @@ export class Healer {
     try {
       const src = st.servers.ref(source);
       const dst = st.servers.ref(target);
-      if (!src || !dst) return;
+      // Every clone started ends as done or failed (status and the partition suite count the ones
+      // under way as started - done - failed).
+      if (!src || !dst) throw new GfsError('UNAVAILABLE', `clone of ${handle}: chunkserver ${src ? target : source} is unknown`);
       version = await this.bumpBeforeClone(handle, version, source);
       const bytesPerSec = this.m.opts.cloneBytesPerSec;
       const r = await this.rpc<{ sizeBytes: number }>(
@@ -150,12 +152,12 @@ export class Healer {
         { handle, version, sourceUrl: src.url, sourceId: source, bytesPerSec },
         { targetName: target, timeoutMs: Math.max(60_000, bytesPerSec > 0 ? (2 * this.m.opts.chunkSizeBytes * 1000) / bytesPerSec : 0) },
       );
-      // Counts only if nothing changed meanwhile (no lease could be granted during the clone).
+      // Counts only if nothing changed meanwhile (no lease could be granted during the clone): a copy
+      // of an older version is no replica (its target's next report has it deleted as stale).
       const record = settleClone(st, this.m.ns, handle, version, target, r.sizeBytes);
-      if (this.m.ns.chunks.get(handle)?.version === version) {
-        this.m.counters.clonesDone++;
-        this.m.counters.clonedBytes += r.sizeBytes;
-      }
+      if (this.m.ns.chunks.get(handle)?.version !== version) throw new GfsError('STALE_VERSION', `chunk ${handle} moved past version ${version} during the clone`);
+      this.m.counters.clonesDone++;
+      this.m.counters.clonedBytes += r.sizeBytes;
       // The clone is still in ChunkState.clones here, so reports of the target wait for the record.
       if (record) await this.logTook(record, target);
     } catch (e) {

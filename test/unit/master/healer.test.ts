@@ -81,3 +81,29 @@ test('a clone that failed is counted as failed', async () => {
   await runClone('a', 'd');
   assert.deepEqual({ started: counters.clonesStarted, done: counters.clonesDone, failed: counters.clonesFailed, recordFailed: counters.cloneRecordsFailed }, { started: 1, done: 0, failed: 1, recordFailed: 0 });
 });
+
+test('a clone overtaken by a new version is counted as failed, not left as under way for ever', async () => {
+  let fx: CoreFixture | undefined;
+  const { f, h, counters, runClone } = harness(
+    async (x, op) => {
+      fx = x;
+      return x.apply(op);
+    },
+    async () => {
+      // A version record lands while the copy is made (an adopted version, say).
+      const meta = fx!.ns.chunks.get(h)!;
+      fx!.apply({ op: 'version', handle: h, version: meta.version + 1 });
+      return { sizeBytes: 4096 };
+    },
+  );
+  fx = f;
+  await runClone('a', 'd');
+  assert.deepEqual({ started: counters.clonesStarted, done: counters.clonesDone, failed: counters.clonesFailed, recordFailed: counters.cloneRecordsFailed }, { started: 1, done: 0, failed: 1, recordFailed: 0 });
+  assert.equal(f.st.servers.locations.get(h)!.has('d'), false, 'the copy of the old version is not listed');
+});
+
+test('a clone to or from a chunkserver the master does not know is counted as failed', async () => {
+  const { counters, runClone } = harness(async (fx, op) => fx.apply(op));
+  await runClone('a', 'zz');
+  assert.deepEqual({ started: counters.clonesStarted, done: counters.clonesDone, failed: counters.clonesFailed }, { started: 1, done: 0, failed: 1 });
+});
