@@ -112,7 +112,10 @@ export class Namespace {
   readonly requests = new Set<string>();
   /**
    * Per chunk, the replicas logged as having taken its version (a bump's 'bumped', a clone's 'took').
-   * The master's live view (master/core/chunk-state.ts) starts from it after a restart or promotion.
+   * One that reports that version without being named applied the bump late (it was paused, or the
+   * answer was lost): it is no lease's secondary and missed the mutations since, so it is stale
+   * (master/core/report.ts). The only copy: logged, so a restarted master or a promoted shadow
+   * has it as the log says, and read by the live view where it judges replicas.
    */
   readonly took = new Map<string, { version: number; servers: Set<string> }>();
 

@@ -8,7 +8,8 @@ import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import type { GfsClient } from '../../client/client.js';
 import { fuseUnavailable, mountedAt } from '../../client/mount.js';
-import { cliPath, startCluster, waitFor, type TestCluster } from '../helpers/cluster.js';
+import { cliPath, startCluster, type TestCluster } from '../helpers/cluster.js';
+import { waitFor } from '../helpers/wait.js';
 import { scrape } from '../helpers/metrics.js';
 
 // A real FUSE mount (`gfs mount / MNT`, a child process) over a real
