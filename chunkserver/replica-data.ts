@@ -1,5 +1,5 @@
 import { crc32c } from '../shared/checksum.js';
-import { overlayBlock, planChecksums, zeroBlockOf, type ZeroBlock } from './checksum-plan.js';
+import { overlayBlock, planChecksums, zeroBlockOf, type GivenCrcs, type ZeroBlock } from './checksum-plan.js';
 import type { FdCache } from './fd-cache.js';
 import type { Replica } from './replica.js';
 import { crcBytes, preadFull, pwriteFull } from './replica-files.js';
@@ -29,10 +29,10 @@ export class ReplicaData {
    * All crcs are computed, and partially covered blocks verified, before
    * anything is written, so a CORRUPT error leaves the replica untouched.
    */
-  async mutate(rep: Replica, offset: number, data: Buffer): Promise<number> {
+  async mutate(rep: Replica, offset: number, data: Buffer, given?: GivenCrcs): Promise<number> {
     const B = this.blockBytes;
     const oldSize = rep.sizeBytes;
-    const plan = planChecksums(B, this.zero, oldSize, rep.crcs, offset, data);
+    const plan = planChecksums(B, this.zero, oldSize, rep.crcs, offset, data, given);
     const { firstBlock, lastBlock, newCrcs, needRead } = plan;
     const newSize = plan.newSizeBytes;
 

@@ -1,10 +1,11 @@
 import { randomBytes } from 'node:crypto';
 import { nanoid } from 'nanoid';
-import { crc32c } from '../shared/checksum.js';
+import { macBody } from '../shared/auth.js';
+import { blockCrcsOf, crc32c, crcOfBlocks, encodeBlockCrcs } from '../shared/checksum.js';
 import { defaults } from '../shared/config.js';
 import { GfsError } from '../shared/errors.js';
 import { rpcJson, rpcStream, setRpcSelf } from '../shared/rpc.js';
-import { inlineMaxBytes } from '../shared/wire.js';
+import { blockCrcsHeader, inlineMaxBytes, maxPushBlockCrcs, pushCrcBlockBytes } from '../shared/wire.js';
 import type { AppendAnswer, ChunkInfoAnswer, ChunkLocation, ChunksAnswer, FileInfo, LeaseAnswer, ListEntry, PushAnswer, ReplicaRef, WriteAnswer } from '../shared/wire.js';
 import { withRetry, type RetryOptions } from './retry.js';
 import { LocationCache, covers, type CachedFile } from './location-cache.js';
@@ -308,16 +309,26 @@ export class GfsClient {
     return { dataId, crc32c: crc };
   }
 
-  /** Pushes data along a pipelined chain of the given replicas, closest first. */
+  /**
+   * Pushes data along a pipelined chain of the given replicas, closest first. With it go the crc32c of
+   * each checksum block (every hop checks them as the bytes arrive, and the chunk keeps them) and, with
+   * authentication on, the body's MAC (shared/auth.ts). Resolves to the crc32c of the whole data.
+   */
   async push(replicas: ReplicaRef[], data: Buffer): Promise<{ dataId: string; crc: number }> {
     const chain = closestFirst(replicas, this.rack);
     const dataId = nanoid(21).replace(/[^A-Za-z0-9_-]/g, '_');
-    const crc = crc32c(data);
+    const blockBytes = pushCrcBlockBytes;
+    const blocks = blockCrcsOf(data, blockBytes);
+    const crc = crcOfBlocks(blocks, blockBytes, data.length);
+    const headers: Record<string, string> = { 'x-gfs-chain': JSON.stringify(chain.slice(1).map((r) => r.url)) };
+    // The list is 4 bytes a block; past maxPushBlockCrcs (a 64 MiB push) it is left out and each hop computes its own.
+    if (blocks.length <= maxPushBlockCrcs) headers[blockCrcsHeader] = encodeBlockCrcs(blocks);
     const res = await rpcStream(chain[0]!.url, `/push/${dataId}`, data, {
       method: 'PUT',
       contentLength: data.length,
       targetName: chain[0]!.id,
-      headers: { 'x-gfs-chain': JSON.stringify(chain.slice(1).map((r) => r.url)) },
+      headers,
+      bodyMac: macBody(data),
     });
     const a = (await res.body.json()) as PushAnswer;
     if (a.crc32c !== crc || a.sizeBytes !== data.length) throw new GfsError('UNAVAILABLE', 'pushed data arrived damaged');
