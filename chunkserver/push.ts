@@ -6,7 +6,9 @@ import { BlockCrcStream, decodeBlockCrcs } from '../shared/checksum.js';
 import { GfsError } from '../shared/errors.js';
 import { lingerBeforeClose, sendError } from '../shared/http.js';
 import type { Logger } from '../shared/log.js';
+import { defaults } from '../shared/config.js';
 import { rpcStream } from '../shared/rpc.js';
+import { BufferPool, type Lease } from './buffer-pool.js';
 import { blockCrcsHeader, dataIdSchema, maxPushBlockCrcs, pushChainSchema, pushCrcBlockBytes, type PushAnswer } from '../shared/wire.js';
 
 // Data push, decoupled from control flow. A client pushes a piece of data to
@@ -36,6 +38,8 @@ export interface PushedData {
   /** Of each pushCrcBlockBytes block of the data, computed once as it arrived (and equal to the sender's, when it sent them). */
   blockCrcs: Uint32Array;
   expiresAtMs: number;
+  /** Gives data's buffer back to the pool: whoever takes the entry calls it once done with data (idempotent). */
+  release(): void;
 }
 
 export interface PushRecord {
@@ -60,11 +64,17 @@ export class PushBuffer {
   /** Pushes refused because of the bounds, ever. */
   refused = 0;
 
+  /** Where pushes are received: reused slots (chunkserver/buffer-pool.ts). */
+  readonly pool: BufferPool;
+
   constructor(
     readonly maxBytes: number,
     readonly expiryMs: number,
     readonly maxActive = 64,
-  ) {}
+    pool?: BufferPool,
+  ) {
+    this.pool = pool ?? new BufferPool(defaults.pushPieceBytes, 0);
+  }
 
   get active(): number {
     return this.activePushes;
@@ -105,12 +115,12 @@ export class PushBuffer {
     return this.entries.has(dataId);
   }
 
-  put(dataId: string, data: Buffer, crc: number, blockCrcs: Uint32Array): void {
+  put(dataId: string, data: Buffer, crc: number, blockCrcs: Uint32Array, release: () => void): void {
     this.receivedBytes += data.length;
-    this.entries.set(dataId, { data, crc32c: crc, blockCrcs, expiresAtMs: Date.now() + this.expiryMs });
+    this.entries.set(dataId, { data, crc32c: crc, blockCrcs, expiresAtMs: Date.now() + this.expiryMs, release });
   }
 
-  /** Removes and returns pushed data; the mutation that takes it owns it. */
+  /** Removes and returns pushed data; the mutation that takes it owns it and must release() it. */
   take(dataId: string): PushedData | undefined {
     const e = this.entries.get(dataId);
     if (!e) return undefined;
@@ -133,11 +143,13 @@ export class PushBuffer {
       if (e.expiresAtMs <= nowMs) {
         this.entries.delete(id);
         this.release(e.data.length);
+        e.release();
       }
     }
   }
 
   clear(): void {
+    for (const e of this.entries.values()) e.release();
     this.entries.clear();
     this.reservedBytes = 0;
   }
@@ -216,8 +228,9 @@ interface Received {
  * block's crc32c computed (and checked against the sender's, when it sent them) and the MAC or sha256 fed,
  * all in the one pass. A sender silent for idleMs is dropped; a failing next hop ends the push at once.
  */
-function receiveBody(req: Request, sizeBytes: number, idleMs: number, checks: BodyChecks, next: { pass: PassThrough; downstream: Promise<PushAnswer>; url: string } | undefined): Promise<Received> {
-  const r: Received = { data: Buffer.allocUnsafe(sizeBytes), received: 0, crcs: new BlockCrcStream(sizeBytes, pushCrcBlockBytes, checks.expectedCrcs), firstByteAtMs: 0 };
+function receiveBody(req: Request, into: Buffer, idleMs: number, checks: BodyChecks, next: { pass: PassThrough; downstream: Promise<PushAnswer>; url: string } | undefined): Promise<Received> {
+  const sizeBytes = into.length;
+  const r: Received = { data: into, received: 0, crcs: new BlockCrcStream(sizeBytes, pushCrcBlockBytes, checks.expectedCrcs), firstByteAtMs: 0 };
   return new Promise<Received>((resolve, reject) => {
     let failed = false;
     let forwarded = 0;
@@ -310,6 +323,7 @@ function bodyChecks(req: Request, sizeBytes: number): { checks: BodyChecks; carr
 export function pushHandler(buffer: PushBuffer, maxPushBytes: number, log: Logger, idleMs = 30_000) {
   return async (req: Request, res: Response): Promise<void> => {
     let reserved = 0;
+    let lease: Lease | undefined;
     let pass: PassThrough | undefined;
     let began = false;
     /** A refusal before any body byte was read, of a body no larger than a push may be: see the catch. */
@@ -329,10 +343,11 @@ export function pushHandler(buffer: PushBuffer, maxPushBytes: number, log: Logge
         throw new GfsError('TOO_BUSY', 'push buffer full, retry later', { retryAfterMs: 200 });
       }
       reserved = sizeBytes;
+      lease = buffer.pool.lend(sizeBytes);
       const next = chain.length > 0 ? { ...startDownstream(chain, dataId, sizeBytes, carried), url: chain[0]! } : undefined;
       pass = next?.pass;
       drainOnRefusal = false;
-      const got = await receiveBody(req, sizeBytes, idleMs, checks, next);
+      const got = await receiveBody(req, lease.buf, idleMs, checks, next);
       const lastByteAtMs = Date.now();
       if (got.received !== sizeBytes) throw new GfsError('TRUNCATED', `push truncated: ${got.received} of ${sizeBytes} bytes`);
       // Checked before the data goes on to be acknowledged or kept: a body that is not the signed one is dropped here.
@@ -349,8 +364,9 @@ export function pushHandler(buffer: PushBuffer, maxPushBytes: number, log: Logge
         }
         if (d.sizeBytes !== sizeBytes || d.crc32c !== crc) throw new GfsError('UNAVAILABLE', `next hop ${next.url} received different bytes`);
       }
-      buffer.put(dataId, got.data, crc, got.crcs.crcs);
+      buffer.put(dataId, got.data, crc, got.crcs.crcs, lease.release);
       reserved = 0; // owned by the buffer now
+      lease = undefined;
       buffer.end();
       began = false;
       buffer.note({ dataId, sizeBytes, firstByteAtMs: got.firstByteAtMs, lastByteAtMs, forwardedTo: chain[0] });
@@ -360,6 +376,8 @@ export function pushHandler(buffer: PushBuffer, maxPushBytes: number, log: Logge
       if (reserved) buffer.release(reserved);
       if (began) buffer.end();
       pass?.destroy();
+      // No byte of it is used: the slot goes back (receiveBody ignores whatever still arrives after a failure).
+      lease?.release();
       if (!(e instanceof GfsError)) log.warn({ err: e }, 'push failed');
       // Refused before reading (busy, duplicate id): answer at once and let node read and discard the
       // body (at most one push, under the request timeouts) once the answer is out, also when the
