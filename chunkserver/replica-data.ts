@@ -71,12 +71,12 @@ export class ReplicaData {
     });
   }
 
-  /** Reads blocks [firstBlock, lastBlock] (clamped at the chunk's end) in one pread and verifies each. */
-  async readVerified(rep: Replica, firstBlock: number, lastBlock: number): Promise<Buffer> {
+  /** Reads blocks [firstBlock, lastBlock] (clamped at the chunk's end) in one pread and verifies each; into `scratch` when it is large enough. */
+  async readVerified(rep: Replica, firstBlock: number, lastBlock: number, scratch?: Buffer): Promise<Buffer> {
     const B = this.blockBytes;
     const start = firstBlock * B;
     const stop = Math.min((lastBlock + 1) * B, rep.sizeBytes);
-    const buf = Buffer.allocUnsafe(stop - start);
+    const buf = scratch && scratch.length >= stop - start ? scratch.subarray(0, stop - start) : Buffer.allocUnsafe(stop - start);
     const got = await this.fds.with(rep.handle, false, (fh) => preadFull(fh, buf, 0, buf.length, start));
     // A file shorter than recorded reads as zeros here; the crcs decide whether that is right.
     if (got < buf.length) buf.fill(0, got);

@@ -288,8 +288,12 @@ export class ReplicaStore {
     );
   }
 
-  /** Reads up to length bytes at offset, clamped at the chunk's end; every block touched is verified in full. */
-  async read(handle: string, offset: number, length: number): Promise<Buffer> {
+  /**
+   * Reads up to length bytes at offset, clamped at the chunk's end; every block touched is verified in full.
+   * `scratch`: a buffer to read into (a reused one, see chunkserver/buffer-pool.ts), used when it holds
+   * every block touched; the answer is then a part of it.
+   */
+  async read(handle: string, offset: number, length: number, scratch?: Buffer): Promise<Buffer> {
     checkHandle(handle);
     checkByteCount('offset', offset);
     checkByteCount('length', length);
@@ -302,7 +306,7 @@ export class ReplicaStore {
         const firstBlock = Math.floor(offset / B);
         const lastBlock = Math.floor((end - 1) / B);
         const start = firstBlock * B;
-        const buf = await this.io.readVerified(rep, firstBlock, lastBlock);
+        const buf = await this.io.readVerified(rep, firstBlock, lastBlock, scratch);
         return buf.subarray(offset - start, end - start);
       }),
     );

@@ -497,14 +497,26 @@ export class GfsClient {
   async readReplica(r: ReplicaRef, handle: string, version: number, offset: number, length: number): Promise<Buffer> {
     const res = await rpcStream(r.url, '/chunk/read', undefined, { query: { handle, offset, length, version }, targetName: r.id });
     const expected = Number(res.headers['content-length'] ?? -1);
-    const bufs: Buffer[] = [];
+    if (!(expected >= 0 && expected <= length)) {
+      const bufs: Buffer[] = [];
+      let got = 0;
+      for await (const c of res.body) {
+        bufs.push(c as Buffer);
+        got += (c as Buffer).length;
+      }
+      return Buffer.concat(bufs, got);
+    }
+    // The answer's length is known: each part is copied once, straight to its place.
+    const out = Buffer.allocUnsafe(expected);
     let got = 0;
     for await (const c of res.body) {
-      bufs.push(c as Buffer);
-      got += (c as Buffer).length;
+      const b = c as Buffer;
+      if (got + b.length > expected) throw new GfsError('TRUNCATED', `read from ${r.id} sent more than its ${expected} bytes`);
+      b.copy(out, got);
+      got += b.length;
     }
-    if (expected >= 0 && got !== expected) throw new GfsError('TRUNCATED', `short read from ${r.id}: ${got} of ${expected} bytes`);
-    return Buffer.concat(bufs, got);
+    if (got !== expected) throw new GfsError('TRUNCATED', `short read from ${r.id}: ${got} of ${expected} bytes`);
+    return out;
   }
 
   /** Makes every chunk of the file (or those in `range`) durable on every replica's disk (fsync). */

@@ -101,8 +101,9 @@ describe('push buffer slots come back on every path', { timeout: 180_000 }, () =
       const lent = s.push.pool.pooled - before[i]!.push.pool.pooled;
       assert.ok(lent >= 8, `hop ${i} lent only ${lent} slots: the pool was not exercised`);
       assert.equal(s.push.pool.released - before[i]!.push.pool.released, lent, `hop ${i}: every slot lent was released once`);
-      // Reused, not made afresh each time: a handful of slots served every push.
-      assert.ok(s.push.pool.made <= 4, `hop ${i} made ${s.push.pool.made} slots`);
+      // Reused, not made afresh each time: no more slots than pushes held at once (at most the four refused or
+      // unused ones waiting to expire, a torn one and the one arriving) served every push.
+      assert.ok(s.push.pool.made <= 6 && s.push.pool.made < lent, `hop ${i} made ${s.push.pool.made} slots for ${lent} pushes`);
     });
     // The data written through pooled slots reads back intact.
     assert.ok((await client.read('/pool', 0, big.length)).equals(big));
