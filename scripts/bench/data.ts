@@ -132,7 +132,8 @@ export async function seqBench(ctx: BenchContext): Promise<void> {
       pieceBytes: client.pieceBytes,
       concurrency: client.concurrency,
       cpuMsPerMB: cpu,
-      gcShareOfCpu: gc,
+      gcPausePerCpu: gc,
+      gcNote: 'GC pause time (wall clock, from /metrics) over CPU time, per process: the GC share of CPU on a quiet machine, inflated when the machine is loaded',
       auth: authEnabled() ? 'on' : 'off',
     });
   }
@@ -165,7 +166,8 @@ export async function seqBench(ctx: BenchContext): Promise<void> {
       cache: 'page cache warm (not dropped), for gfs and the raw read alike',
       concurrency: client.concurrency,
       cpuMsPerMB: cpu,
-      gcShareOfCpu: gc,
+      gcPausePerCpu: gc,
+      gcNote: 'GC pause time (wall clock, from /metrics) over CPU time, per process: the GC share of CPU on a quiet machine, inflated when the machine is loaded',
       auth: authEnabled() ? 'on' : 'off',
     });
     if (r.sha !== sha3) progress(`seq-read-1GiB: SHA256 MISMATCH (read ${r.sha}, wrote ${sha3})`);

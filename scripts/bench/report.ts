@@ -77,7 +77,7 @@ export function cpuPer(before: Record<string, number>, after: Record<string, num
   return out;
 }
 
-/** Per process: the share of its CPU time (from cpuMs) spent in GC (from gcMs), over the same interval. */
+/** Per process: GC pause time (gcMs, wall clock) over CPU time (cpuMs), over the same interval: the GC share of CPU on a quiet machine; a loaded one stretches pauses, so it reads high there. */
 export function gcShare(cpu0: Record<string, number>, cpu1: Record<string, number>, gc0: Record<string, number>, gc1: Record<string, number>): Record<string, number> {
   const out: Record<string, number> = {};
   for (const k of Object.keys(gc1)) {
