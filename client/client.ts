@@ -1,10 +1,11 @@
 import { randomBytes } from 'node:crypto';
 import { nanoid } from 'nanoid';
-import { crc32c } from '../shared/checksum.js';
+import { macBody } from '../shared/auth.js';
+import { blockCrcsOf, crc32c, crcOfBlocks, encodeBlockCrcs } from '../shared/checksum.js';
 import { defaults } from '../shared/config.js';
 import { GfsError } from '../shared/errors.js';
 import { rpcJson, rpcStream, setRpcSelf } from '../shared/rpc.js';
-import { initialChunkVersion, inlineMaxBytes, maxBatchOps } from '../shared/wire.js';
+import { blockCrcsHeader, initialChunkVersion, inlineMaxBytes, maxBatchOps, maxPushBlockCrcs, pushCrcBlockBytes } from '../shared/wire.js';
 import type { AppendAnswer, BatchAnswer, BatchOp, BatchResult, ChunkInfoAnswer, ChunkLocation, ChunksAnswer, FileInfo, LeaseAnswer, ListEntry, PushAnswer, ReplicaRef, WriteAnswer } from '../shared/wire.js';
 import { withRetry, type RetryOptions } from './retry.js';
 import { LocationCache, covers, type CachedFile } from './location-cache.js';
@@ -328,16 +329,26 @@ export class GfsClient {
     return { dataId, crc32c: crc };
   }
 
-  /** Pushes data along a pipelined chain of the given replicas, closest first. */
+  /**
+   * Pushes data along a pipelined chain of the given replicas, closest first. With it go the crc32c of
+   * each checksum block (every hop checks them as the bytes arrive, and the chunk keeps them) and, with
+   * authentication on, the body's MAC (shared/auth.ts). Resolves to the crc32c of the whole data.
+   */
   async push(replicas: ReplicaRef[], data: Buffer): Promise<{ dataId: string; crc: number }> {
     const chain = closestFirst(replicas, this.rack);
     const dataId = nanoid(21).replace(/[^A-Za-z0-9_-]/g, '_');
-    const crc = crc32c(data);
+    const blockBytes = pushCrcBlockBytes;
+    const blocks = blockCrcsOf(data, blockBytes);
+    const crc = crcOfBlocks(blocks, blockBytes, data.length);
+    const headers: Record<string, string> = { 'x-gfs-chain': JSON.stringify(chain.slice(1).map((r) => r.url)) };
+    // The list is 4 bytes a block; past maxPushBlockCrcs (a 64 MiB push) it is left out and each hop computes its own.
+    if (blocks.length <= maxPushBlockCrcs) headers[blockCrcsHeader] = encodeBlockCrcs(blocks);
     const res = await rpcStream(chain[0]!.url, `/push/${dataId}`, data, {
       method: 'PUT',
       contentLength: data.length,
       targetName: chain[0]!.id,
-      headers: { 'x-gfs-chain': JSON.stringify(chain.slice(1).map((r) => r.url)) },
+      headers,
+      bodyMac: macBody(data),
     });
     const a = (await res.body.json()) as PushAnswer;
     if (a.crc32c !== crc || a.sizeBytes !== data.length) throw new GfsError('UNAVAILABLE', 'pushed data arrived damaged');
@@ -506,14 +517,26 @@ export class GfsClient {
   async readReplica(r: ReplicaRef, handle: string, version: number, offset: number, length: number): Promise<Buffer> {
     const res = await rpcStream(r.url, '/chunk/read', undefined, { query: { handle, offset, length, version }, targetName: r.id });
     const expected = Number(res.headers['content-length'] ?? -1);
-    const bufs: Buffer[] = [];
+    if (!(expected >= 0 && expected <= length)) {
+      const bufs: Buffer[] = [];
+      let got = 0;
+      for await (const c of res.body) {
+        bufs.push(c as Buffer);
+        got += (c as Buffer).length;
+      }
+      return Buffer.concat(bufs, got);
+    }
+    // The answer's length is known: each part is copied once, straight to its place.
+    const out = Buffer.allocUnsafe(expected);
     let got = 0;
     for await (const c of res.body) {
-      bufs.push(c as Buffer);
-      got += (c as Buffer).length;
+      const b = c as Buffer;
+      if (got + b.length > expected) throw new GfsError('TRUNCATED', `read from ${r.id} sent more than its ${expected} bytes`);
+      b.copy(out, got);
+      got += b.length;
     }
-    if (expected >= 0 && got !== expected) throw new GfsError('TRUNCATED', `short read from ${r.id}: ${got} of ${expected} bytes`);
-    return Buffer.concat(bufs, got);
+    if (got !== expected) throw new GfsError('TRUNCATED', `short read from ${r.id}: ${got} of ${expected} bytes`);
+    return out;
   }
 
   /** Makes every chunk of the file (or those in `range`) durable on every replica's disk (fsync). */

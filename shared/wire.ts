@@ -169,6 +169,17 @@ export const csCopyReq = z.object({ handle: handleSchema, newHandle: handleSchem
 export const dataIdSchema = idSchema;
 /** PUT /push/:dataId  body: raw bytes; header x-gfs-chain: JSON array of the next hops' URLs. */
 export const pushChainSchema = z.array(urlSchema).max(16);
+/**
+ * Push header: the sender's crc32c of each checksum block of the body (blocks counted from the body's
+ * start), base64 of u32 big-endian values (shared/checksum.ts encodeBlockCrcs). Optional; at most
+ * maxPushBlockCrcs values (a 64 MiB push in 64 KiB blocks), so the header stays well under node's
+ * 16 KiB header limit.
+ */
+export const blockCrcsHeader = 'x-gfs-block-crcs';
+export const maxPushBlockCrcs = 1024;
+/** The block size of x-gfs-block-crcs: the chunk's checksum block size (shared/config.ts checksumBlockBytes). */
+export const pushCrcBlockBytes = 64 * 1024;
+/** crc32c: of the whole body (what the sender compares with its own). */
 export interface PushAnswer {
   dataId: string;
   sizeBytes: number;
