@@ -21,7 +21,7 @@ import { LeaseTable } from './leases.js';
 import { Mutator } from './mutations.js';
 import { applyBodyLimitBytes } from './forward.js';
 import { PushBuffer } from './push.js';
-import { chunkRoutes, debugRoutes, readRoute, type ChunkserverParts } from './routes.js';
+import { chunkRoutes, debugRoutes, isRawBody, readRoute, type ChunkserverParts } from './routes.js';
 import { Scrubber } from './scrub.js';
 import { ReplicaStore } from './store.js';
 
@@ -119,7 +119,7 @@ function chunkserverApp(o: ChunkserverOptions, id: string, url: () => string, lo
     // Small JSON everywhere but where mutations carry inline data (<= 64 KiB as
     // base64) and where the primary forwards batches of them (forward.ts bounds a batch).
     jsonLimits: { '/chunk/write': 256 * 1024, '/chunk/append': 256 * 1024, '/chunk/apply': applyBodyLimitBytes, '/admin/faults': 1024 * 1024 },
-    rawBody: (req) => req.method === 'PUT' && req.path.startsWith('/push/'),
+    rawBody: isRawBody,
   });
   // The masters' addresses are known peers: exempt from the per-address connection cap (shared/admission.ts).
   for (const m of masters.masters) {
