@@ -5,7 +5,7 @@ import { binaryRoute, intString, jsonRoute, parseOr400 } from '../shared/http.js
 import type { Logger } from '../shared/log.js';
 import { appendBatchHeaders, applyHeaders, binaryContentType, decodeOrderedOps, decodeRecordBatch, recordBatchMaxBytes, writeBytesHeaders, type OrderedOp } from '../shared/record-wire.js';
 import { crc32c } from '../shared/checksum.js';
-import { appendReq, applyReq, csCloneReq, csCopyReq, csCreateReq, csRevokeReq, csVersionReq, handleSchema, inlineMaxBytes, syncReq, writeReq, type ChunkInfoAnswer } from '../shared/wire.js';
+import { appendReq, applyReq, csCloneReq, csCopyReq, csCreateReq, csLeaseReq, csRevokeReq, csVersionReq, handleSchema, inlineMaxBytes, syncReq, writeReq, type ChunkInfoAnswer } from '../shared/wire.js';
 import { cloneChunk } from './clone.js';
 import { applyBodyLimitBytes, maxBatchOps, type Forwarder } from './forward.js';
 import type { LeaseTable } from './leases.js';
@@ -116,10 +116,17 @@ export function chunkRoutes(app: Express, d: ChunkserverParts): void {
     return { ok: true };
   }));
   app.post('/chunk/version', jsonRoute({ body: csVersionReq }, async ({ body }) => {
+    // Noted on arrival, before anything else: the lease that may follow starts no earlier than this.
+    const heardAtMs = d.leases.now();
     if (!d.store.has(body.handle)) throw new GfsError('NOT_FOUND', `no replica of ${body.handle} here`);
     d.leases.drop(body.handle); // a new version means a new lease, perhaps elsewhere
     await d.store.setVersion(body.handle, body.version);
+    if (body.primary) d.leases.offered(body.handle, body.version, heardAtMs);
     return { ok: true };
+  }));
+  app.post('/chunk/lease', jsonRoute({ body: csLeaseReq }, ({ body }) => {
+    const info = d.store.require(body.handle);
+    return { installed: info.version === body.version && d.leases.install(body.handle, body.version, body.secondaries, body.remainingMs) };
   }));
   app.post('/chunk/revoke', jsonRoute({ body: csRevokeReq }, async ({ body }) => {
     await d.mutator.revoke(body.handle, Math.min(10_000, d.leaseMs));
