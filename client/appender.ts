@@ -19,6 +19,8 @@ export interface AppenderOptions {
   maxInFlight?: number;
   /** Framed bytes waiting at most; append() waits for room beyond it (default 16 MiB). */
   maxPendingBytes?: number;
+  /** False: records go as given, without the record framing (the mount's O_APPEND writes). Default true. */
+  framed?: boolean;
 }
 
 /** What the appender needs of a client (GfsClient has it). */
@@ -37,12 +39,13 @@ export class RecordAppender {
   private pendingBytes = 0;
   private inFlight = 0;
   private timer: NodeJS.Timeout | undefined;
-  private readonly idle: (() => void)[] = [];
+  private readonly idleWaiters: (() => void)[] = [];
   private readonly room: (() => void)[] = [];
   private readonly lingerMs: number;
   private readonly maxBatchBytes: number;
   private readonly maxInFlight: number;
   private readonly maxPendingBytes: number;
+  private readonly framed: boolean;
   /** Batches sent and records acknowledged, ever. */
   readonly counters = { batches: 0, records: 0 };
 
@@ -55,12 +58,18 @@ export class RecordAppender {
     this.maxBatchBytes = Math.max(1, Math.min(o.maxBatchBytes ?? recordBatchMaxBytes, recordBatchMaxBytes - 4));
     this.maxInFlight = Math.max(1, o.maxInFlight ?? 1);
     this.maxPendingBytes = Math.max(this.maxBatchBytes, o.maxPendingBytes ?? 16 * 1024 * 1024);
+    this.framed = o.framed ?? true;
   }
 
-  /** Appends one record (framed, see client/records.ts); resolves to the file offset of its frame once every replica applied it. */
+  /** Nothing waiting and nothing in flight. */
+  get idle(): boolean {
+    return this.pending.length === 0 && this.inFlight === 0;
+  }
+
+  /** Appends one record (framed, see client/records.ts, unless framed: false); resolves to the file offset of its frame once every replica applied it. */
   async append(payload: Buffer): Promise<number> {
     while (this.pendingBytes >= this.maxPendingBytes) await new Promise<void>((r) => this.room.push(r));
-    const frame = frameRecord(payload);
+    const frame = this.framed ? frameRecord(payload) : payload;
     const p = new Promise<number>((resolve, reject) => this.pending.push({ frame, resolve, reject }));
     this.pendingBytes += frame.length;
     this.pump();
@@ -79,7 +88,7 @@ export class RecordAppender {
       this.timer = undefined;
     }
     this.pump(true);
-    while (this.pending.length > 0 || this.inFlight > 0) await new Promise<void>((r) => this.idle.push(r));
+    while (this.pending.length > 0 || this.inFlight > 0) await new Promise<void>((r) => this.idleWaiters.push(r));
   }
 
   /**
@@ -132,6 +141,6 @@ export class RecordAppender {
   private done(): void {
     this.inFlight--;
     this.pump(true);
-    if (this.pending.length === 0 && this.inFlight === 0) for (const r of this.idle.splice(0)) r();
+    if (this.pending.length === 0 && this.inFlight === 0) for (const r of this.idleWaiters.splice(0)) r();
   }
 }

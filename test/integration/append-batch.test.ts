@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { after, before, describe, test } from 'node:test';
 import { frameRecord, parseRecords, readRecords, recordHeaderBytes } from '../../client/records.js';
@@ -7,7 +8,7 @@ import { encodeRecordBatch } from '../../shared/record-wire.js';
 import { crc32c } from '../../shared/checksum.js';
 import { rpcBinary, rpcJson } from '../../shared/rpc.js';
 import type { ChunksAnswer, LeaseAnswer } from '../../shared/wire.js';
-import { startCluster, waitFor, type TestCluster } from '../helpers/cluster.js';
+import { cliPath, startCluster, waitFor, type TestCluster } from '../helpers/cluster.js';
 
 // Batched record appends (client/appender.ts, POST /chunk/append-batch) and
 // group commit at the primary (chunkserver/append-groups.ts): one offset per
@@ -95,6 +96,26 @@ describe('batched record appends', () => {
       const info = await rpcJson<{ sizeBytes: number }>(r.url, '/chunk/info', undefined, { query: { handle: chunks.chunks[0]!.handle } });
       assert.equal(info.sizeBytes, chunkSizeBytes, `replica ${r.id} of the second chunk is padded to its full size`);
     }
+  });
+
+  test('gfs append --lines: one record per line, in input order, an offset printed for each', async () => {
+    const lines = Array.from({ length: 600 }, (_, i) => `line ${i} ${'x'.repeat(i % 50)}`);
+    const r = await new Promise<{ code: number | null; stdout: string; stderr: string }>((resolve) => {
+      const p = spawn(process.execPath, [cliPath, '--master', cluster.masterUrl, 'append', '/lines', '--lines', '--create'], { stdio: ['pipe', 'pipe', 'pipe'] });
+      let stdout = '';
+      let stderr = '';
+      p.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
+      p.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+      p.once('close', (code) => resolve({ code, stdout, stderr }));
+      p.stdin.end(lines.join('\n') + '\n');
+    });
+    assert.equal(r.code, 0, r.stderr);
+    const offsets = r.stdout.trim().split('\n').map(Number);
+    assert.equal(offsets.length, lines.length, 'one offset per line');
+    for (let i = 1; i < offsets.length; i++) assert.ok(offsets[i]! > offsets[i - 1]!, `line ${i} lands after line ${i - 1}`);
+    const read: string[] = [];
+    for await (const rec of readRecords(cluster.client(), '/lines')) read.push(rec.payload.toString());
+    assert.deepEqual(read, lines, 'gfs records gives the lines back, in order');
   });
 
   test('a secondary failing mid-group: the group is not acknowledged, and the client retry lands every record', async () => {
