@@ -85,16 +85,23 @@ export function readSignedBody(req: Request, limitBytes: number): Promise<Buffer
 /** A binary endpoint: control headers validated, the body read whole (readSignedBody), the handler's result sent as JSON. */
 export function binaryRoute<H>(schemas: { headers: z.ZodType<H>; limitBytes: number }, handler: (input: { headers: H; body: Buffer; req: Request; res: Response }) => Promise<unknown> | unknown) {
   return async (req: Request, res: Response, next: NextFunction): Promise<void> => {
-    let read = false;
+    let body: Buffer;
+    try {
+      // The body first (it is small): answering before it is read would close the connection with the
+      // sender's bytes unread, and the kernel's reset can cost the sender the answer.
+      body = await readSignedBody(req, schemas.limitBytes);
+    } catch (e) {
+      if (!res.headersSent) res.setHeader('connection', 'close');
+      // Refused before reading (no length, too large): read and discard what comes for a while, then close.
+      if (e instanceof GfsError && (e.status === 411 || e.code === 'PAYLOAD_TOO_LARGE')) lingerBeforeClose(req, 5_000);
+      next(e);
+      return;
+    }
     try {
       const headers = parseOr400(schemas.headers, req.headers);
-      const body = await readSignedBody(req, schemas.limitBytes);
-      read = true;
       const out = await handler({ headers, body, req, res });
       if (!res.headersSent) res.json(out ?? { ok: true });
     } catch (e) {
-      // A body left unread (or half read) cannot be skipped reliably: close the connection after the answer.
-      if (!read && !res.headersSent) res.setHeader('connection', 'close');
       next(e);
     }
   };
