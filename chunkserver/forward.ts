@@ -1,7 +1,8 @@
 import { randomBytes } from 'node:crypto';
 import { GfsError, invariant } from '../shared/errors.js';
-import { rpcJson } from '../shared/rpc.js';
-import type { ApplyOp, ReplicaRef } from '../shared/wire.js';
+import { encodeOrderedOps, orderedOpBytes, type OrderedOp } from '../shared/record-wire.js';
+import { rpcBinary } from '../shared/rpc.js';
+import type { ReplicaRef } from '../shared/wire.js';
 import { notRunCodes, type OpResult } from './serial-order.js';
 
 // The primary forwards the mutation order to each secondary. Per secondary
@@ -15,8 +16,12 @@ import { notRunCodes, type OpResult } from './serial-order.js';
 // stay at the head of the lane and are sent again under the same serials
 // (with the next batch, or after a bounded backoff), so the secondary can
 // fill the gap; one it has run already is answered with its earlier result.
+// Batches travel as binary bodies (shared/record-wire.ts): the data of small
+// mutations raw, the rest by pushed data id.
 
 export type ApplyResult = OpResult;
+
+type ApplyOp = OrderedOp;
 
 interface Pending {
   op: ApplyOp;
@@ -38,10 +43,12 @@ interface Lane {
   failures: number;
 }
 
-const maxBatchOps = 1024;
-/** Largest /chunk/apply body a chunkserver accepts; a batch stops taking inline ops well before it. */
+/** Ops in one /chunk/apply at most (a secondary refuses more). */
+export const maxBatchOps = 1024;
+/** Largest /chunk/apply body a chunkserver accepts; a batch stops taking ops well before it. */
 export const applyBodyLimitBytes = 8 * 1024 * 1024;
-const maxBatchInlineChars = applyBodyLimitBytes / 2;
+/** A batch takes ops up to this many body bytes (always at least one: an append group is bounded well below it). */
+const maxBatchBytes = applyBodyLimitBytes / 2;
 /** Bound on operations per lane (queued and to re-send); beyond it the mutation fails before it is ordered and the client retries. */
 const maxQueuedOps = 100_000;
 /** Re-sends with nothing new to send: this many, backing off from resendBackoffMs; later ones wait for the next mutation. */
@@ -52,23 +59,19 @@ const maxCountedTargets = 1024;
 /** Failures of a whole request after which its ops may or may not have run: send them again (a secondary answers a serial it ran with its earlier result). */
 const retryableRpcCodes: ReadonlySet<string> = new Set(['TIMEOUT', 'TOO_BUSY', 'UNAVAILABLE']);
 
-function inlineChars(op: ApplyOp): number {
-  return op.kind === 'write' ? (op.inline?.length ?? 0) : 0;
-}
-
-/** Takes ops off the lane (re-sends first) up to maxBatchOps and maxBatchInlineChars of inline data (at least one op). */
+/** Takes ops off the lane (re-sends first) up to maxBatchOps and maxBatchBytes of body (at least one op). */
 function takeBatch(lane: Lane): { ops: ApplyOp[]; fresh: Pending[] } {
   const ops: ApplyOp[] = [];
   let chars = 0;
-  const fits = (op: ApplyOp): boolean => ops.length < maxBatchOps && (ops.length === 0 || chars + inlineChars(op) <= maxBatchInlineChars);
+  const fits = (op: ApplyOp): boolean => ops.length < maxBatchOps && (ops.length === 0 || chars + orderedOpBytes(op) <= maxBatchBytes);
   while (lane.resend.length > 0 && fits(lane.resend[0]!)) {
-    chars += inlineChars(lane.resend[0]!);
+    chars += orderedOpBytes(lane.resend[0]!);
     ops.push(lane.resend.shift()!);
   }
   let n = 0;
   // New ops only behind every re-send, or serial order would break.
   while (lane.resend.length === 0 && n < lane.queue.length && fits(lane.queue[n]!.op)) {
-    chars += inlineChars(lane.queue[n]!.op);
+    chars += orderedOpBytes(lane.queue[n]!.op);
     ops.push(lane.queue[n]!.op);
     n++;
   }
@@ -141,12 +144,11 @@ export class Forwarder {
     let retryAll = false;
     if (this.sentTo.size < maxCountedTargets || this.sentTo.has(lane.target.id)) this.sentTo.set(lane.target.id, (this.sentTo.get(lane.target.id) ?? 0) + 1);
     try {
-      const r = await rpcJson<{ results: ApplyResult[] }>(
-        lane.target.url,
-        '/chunk/apply',
-        { handle: lane.handle, version: lane.version, ops, stream: this.stream, ackedThrough: lane.ackedThrough },
-        { targetName: lane.target.id, timeoutMs: this.timeoutMs },
-      );
+      const r = await rpcBinary<{ results: ApplyResult[] }>(lane.target.url, '/chunk/apply', encodeOrderedOps(ops), {
+        targetName: lane.target.id,
+        timeoutMs: this.timeoutMs,
+        headers: { 'x-gfs-handle': lane.handle, 'x-gfs-version': String(lane.version), 'x-gfs-stream': this.stream, 'x-gfs-acked-through': String(lane.ackedThrough) },
+      });
       results = r.results;
     } catch (e) {
       const g = e instanceof GfsError ? e : new GfsError('UNAVAILABLE', (e as Error).message);

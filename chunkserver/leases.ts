@@ -3,9 +3,11 @@ import { primaryExpiryMs } from '../shared/lease-time.js';
 import { unsafe } from '../shared/unsafe.js';
 import type { LeaseConfirmAnswer, ReplicaRef } from '../shared/wire.js';
 
-// The primary's own record of its leases. A lease is learned only by asking
-// the master (lease confirm, or an extension in a heartbeat reply), and it
-// runs from the moment the question was SENT, shortened by the drift bound,
+// The primary's own record of its leases. A lease is learned from the master:
+// handed over with the grant (install, timed from when the version order that
+// named this server arrived, which precedes the grant), or by asking (lease
+// confirm, or an extension in a heartbeat reply), and it runs from the moment
+// the question was SENT, shortened by the drift bound,
 // so it always ends before the master's record of it (see master/leases.ts).
 // The primary refuses to act on a chunk once its lease has expired by its
 // own clock.
@@ -142,6 +144,33 @@ export class LeaseTable {
     if (lease.expiresAtMs - this.o.clock() <= this.o.minRemainingMs) throw new GfsError('LEASE_EXPIRED', `lease on ${handle} is about to expire`);
     this.leases.set(handle, lease);
     return lease;
+  }
+
+  /** When this server heard it would be primary of handle at a version (the version order said so), for install(). */
+  private readonly offers = new Map<string, { version: number; atMs: number; epoch: number }>();
+
+  /** The master's version order named this server primary-to-be: remember when (its lease can only start later). */
+  offered(handle: string, version: number, atMs = this.o.clock()): void {
+    this.offers.set(handle, { version, atMs, epoch: this.epochs.get(handle) ?? 0 });
+    // Bounded: an offer matters only until its lease arrives, moments later.
+    if (this.offers.size > 10_000) this.offers.delete(this.offers.keys().next().value!);
+  }
+
+  /**
+   * The lease the master granted after that version order: held from the moment the order
+   * arrived (before the master started the lease), shortened by the drift bound, as if confirmed
+   * then. False (and nothing held) without a matching offer, or after a revocation since.
+   */
+  install(handle: string, version: number, secondaries: ReplicaRef[], remainingMs: number): boolean {
+    const offer = this.offers.get(handle);
+    this.offers.delete(handle);
+    if (!offer || offer.version !== version || offer.epoch !== (this.epochs.get(handle) ?? 0)) return false;
+    const held = this.leases.get(handle);
+    if (held && held.version > version) return false;
+    const lease: HeldLease = { version, expiresAtMs: primaryExpiryMs(offer.atMs, remainingMs, this.o.driftFraction), secondaries, lastMutationAtMs: this.o.clock() };
+    if (this.expired(lease, this.o.minRemainingMs)) return false;
+    this.leases.set(handle, lease);
+    return true;
   }
 
   /** The master took the lease back (snapshot): stop acting as primary at once, and ignore answers asked before. */

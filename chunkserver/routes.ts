@@ -1,12 +1,14 @@
-import type { Express, Response } from 'express';
+import type { Express, Request, RequestHandler, Response } from 'express';
 import { z } from 'zod';
 import { GfsError } from '../shared/errors.js';
-import { intString, jsonRoute, parseOr400 } from '../shared/http.js';
+import { binaryRoute, intString, jsonRoute, parseOr400 } from '../shared/http.js';
 import type { Logger } from '../shared/log.js';
-import { appendReq, applyReq, csCloneReq, csCopyReq, csCreateReq, csRevokeReq, csVersionReq, handleSchema, syncReq, writeReq, type ChunkInfoAnswer } from '../shared/wire.js';
+import { appendBatchHeaders, applyHeaders, binaryContentType, decodeOrderedOps, decodeRecordBatch, recordBatchMaxBytes, writeBytesHeaders, type OrderedOp } from '../shared/record-wire.js';
+import { crc32c } from '../shared/checksum.js';
+import { appendReq, applyReq, csCloneReq, csCopyReq, csCreateReq, csLeaseReq, csRevokeReq, csVersionReq, handleSchema, inlineMaxBytes, syncReq, writeReq, type ChunkInfoAnswer } from '../shared/wire.js';
 import { BufferPool, type Lease } from './buffer-pool.js';
 import { cloneChunk } from './clone.js';
-import type { Forwarder } from './forward.js';
+import { applyBodyLimitBytes, maxBatchOps, type Forwarder } from './forward.js';
 import type { LeaseTable } from './leases.js';
 import type { Mutator } from './mutations.js';
 import { pushHandler, type PushBuffer } from './push.js';
@@ -46,12 +48,67 @@ export interface ChunkserverParts {
   heartbeatCounters: () => Record<string, number>;
 }
 
+/** Paths that take a binary body (shared/record-wire.ts) when sent as application/octet-stream. */
+const binaryPaths: ReadonlySet<string> = new Set(['/chunk/append-batch', '/chunk/write', '/chunk/apply']);
+
+/** Requests whose body a route reads raw (the JSON parser leaves them alone): pushes and binary mutations. */
+export function isRawBody(req: Request): boolean {
+  if (req.method === 'PUT') return req.path.startsWith('/push/');
+  return req.method === 'POST' && req.headers['content-type'] === binaryContentType && binaryPaths.has(req.path);
+}
+
+/** One path, two encodings: the binary body when the request says so, JSON otherwise. */
+function byEncoding(binary: RequestHandler, json: RequestHandler): RequestHandler {
+  return (req, res, next) => (req.headers['content-type'] === binaryContentType ? binary(req, res, next) : json(req, res, next));
+}
+
+function checkCrc(body: Buffer, crc: number): void {
+  if (crc32c(body) !== crc) throw new GfsError('BAD_REQUEST', 'body does not match its x-gfs-crc32c');
+}
+
+/** JSON ops (base64 data) as the mutator takes them. */
+function jsonOps(ops: ApplyOpJson[]): OrderedOp[] {
+  return ops.map((op) => {
+    if (op.kind === 'pad' || op.inline === undefined) return op as OrderedOp;
+    const { inline, ...rest } = op;
+    return { ...rest, data: Buffer.from(inline, 'base64') };
+  });
+}
+type ApplyOpJson = z.infer<typeof applyReq>['ops'][number];
+
 /** Pushes, mutations and the master's orders. */
 export function chunkRoutes(app: Express, d: ChunkserverParts): void {
   app.put('/push/:dataId', pushHandler(d.push, d.chunkSizeBytes, d.log, d.pushIdleMs));
-  app.post('/chunk/write', jsonRoute({ body: writeReq }, ({ body }) => (d.scrubber.touched(body.handle), d.mutator.write(body))));
+  app.post(
+    '/chunk/write',
+    byEncoding(
+      binaryRoute({ headers: writeBytesHeaders, limitBytes: inlineMaxBytes }, ({ headers: h, body }) => {
+        checkCrc(body, h['x-gfs-crc32c']);
+        d.scrubber.touched(h['x-gfs-handle']);
+        return d.mutator.write({ handle: h['x-gfs-handle'], version: h['x-gfs-version'], offset: h['x-gfs-offset'], sizeBytes: body.length, crc32c: h['x-gfs-crc32c'], clientId: h['x-gfs-client'], requestId: h['x-gfs-request'], data: body });
+      }),
+      jsonRoute({ body: writeReq }, ({ body }) => (d.scrubber.touched(body.handle), d.mutator.write(body))),
+    ),
+  );
   app.post('/chunk/append', jsonRoute({ body: appendReq }, ({ body }) => (d.scrubber.touched(body.handle), d.mutator.append(body))));
-  app.post('/chunk/apply', jsonRoute({ body: applyReq }, ({ body }) => (d.scrubber.touched(body.handle), d.mutator.apply(body))));
+  app.post(
+    '/chunk/append-batch',
+    binaryRoute({ headers: appendBatchHeaders, limitBytes: recordBatchMaxBytes }, ({ headers: h, body }) => {
+      checkCrc(body, h['x-gfs-crc32c']);
+      d.scrubber.touched(h['x-gfs-handle']);
+      return d.mutator.appendBatch({ handle: h['x-gfs-handle'], version: h['x-gfs-version'], clientId: h['x-gfs-client'], requestId: h['x-gfs-request'], records: decodeRecordBatch(body) });
+    }),
+  );
+  app.post(
+    '/chunk/apply',
+    byEncoding(
+      binaryRoute({ headers: applyHeaders, limitBytes: applyBodyLimitBytes }, ({ headers: h, body }) => {
+        d.scrubber.touched(h['x-gfs-handle']);
+        return d.mutator.apply({ handle: h['x-gfs-handle'], version: h['x-gfs-version'], stream: h['x-gfs-stream'], ackedThrough: h['x-gfs-acked-through'], ops: decodeOrderedOps(body, maxBatchOps) });
+      }),
+      jsonRoute({ body: applyReq }, ({ body }) => (d.scrubber.touched(body.handle), d.mutator.apply({ ...body, ops: jsonOps(body.ops) }))),
+    ),
+  );
   app.post('/chunk/sync', jsonRoute({ body: syncReq }, async ({ body }) => {
     const info = d.store.require(body.handle);
     await d.store.sync(body.handle);
@@ -64,10 +121,17 @@ export function chunkRoutes(app: Express, d: ChunkserverParts): void {
     return { ok: true };
   }));
   app.post('/chunk/version', jsonRoute({ body: csVersionReq }, async ({ body }) => {
+    // Noted on arrival, before anything else: the lease that may follow starts no earlier than this.
+    const heardAtMs = d.leases.now();
     if (!d.store.has(body.handle)) throw new GfsError('NOT_FOUND', `no replica of ${body.handle} here`);
     d.leases.drop(body.handle); // a new version means a new lease, perhaps elsewhere
     await d.store.setVersion(body.handle, body.version);
+    if (body.primary) d.leases.offered(body.handle, body.version, heardAtMs);
     return { ok: true };
+  }));
+  app.post('/chunk/lease', jsonRoute({ body: csLeaseReq }, ({ body }) => {
+    const info = d.store.require(body.handle);
+    return { installed: info.version === body.version && d.leases.install(body.handle, body.version, body.secondaries, body.remainingMs) };
   }));
   app.post('/chunk/revoke', jsonRoute({ body: csRevokeReq }, async ({ body }) => {
     await d.mutator.revoke(body.handle, Math.min(10_000, d.leaseMs));

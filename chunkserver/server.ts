@@ -22,13 +22,13 @@ import { Mutator } from './mutations.js';
 import { applyBodyLimitBytes } from './forward.js';
 import { BufferPool } from './buffer-pool.js';
 import { PushBuffer } from './push.js';
+import { chunkRoutes, debugRoutes, isRawBody, readRoute, type ChunkserverParts } from './routes.js';
+import { Scrubber } from './scrub.js';
+import { ReplicaStore } from './store.js';
 
 /** Free push slots kept (16 x 8 MiB): enough for several clients' pieces in flight; more are made when needed and dropped when returned. */
 const pushPoolKeepSlots = 16;
 const pushPoolPrefillSlots = 4;
-import { chunkRoutes, debugRoutes, readRoute, type ChunkserverParts } from './routes.js';
-import { Scrubber } from './scrub.js';
-import { ReplicaStore } from './store.js';
 
 export interface ChunkserverOptions {
   dir: string;
@@ -126,7 +126,7 @@ function chunkserverApp(o: ChunkserverOptions, id: string, url: () => string, lo
     // Small JSON everywhere but where mutations carry inline data (<= 64 KiB as
     // base64) and where the primary forwards batches of them (forward.ts bounds a batch).
     jsonLimits: { '/chunk/write': 256 * 1024, '/chunk/append': 256 * 1024, '/chunk/apply': applyBodyLimitBytes, '/admin/faults': 1024 * 1024 },
-    rawBody: (req) => req.method === 'PUT' && req.path.startsWith('/push/'),
+    rawBody: isRawBody,
   });
   // The masters' addresses are known peers: exempt from the per-address connection cap (shared/admission.ts).
   for (const m of masters.masters) {

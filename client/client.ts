@@ -4,10 +4,12 @@ import { macBody } from '../shared/auth.js';
 import { blockCrcsOf, crc32c, crcOfBlocks, encodeBlockCrcs } from '../shared/checksum.js';
 import { defaults } from '../shared/config.js';
 import { GfsError } from '../shared/errors.js';
-import { rpcJson, rpcStream, setRpcSelf } from '../shared/rpc.js';
+import { rpcBinary, rpcJson, rpcStream, setRpcSelf } from '../shared/rpc.js';
+import { encodeRecordBatch, recordBatchMaxBytes, recordBatchMaxRecords, type AppendBatchAnswer } from '../shared/record-wire.js';
 import { blockCrcsHeader, initialChunkVersion, inlineMaxBytes, maxBatchOps, maxPushBlockCrcs, pushCrcBlockBytes } from '../shared/wire.js';
 import type { AppendAnswer, BatchAnswer, BatchOp, BatchResult, ChunkInfoAnswer, ChunkLocation, ChunksAnswer, FileInfo, LeaseAnswer, ListEntry, PushAnswer, ReplicaRef, WriteAnswer } from '../shared/wire.js';
 import { withRetry, type RetryOptions } from './retry.js';
+import { RecordAppender, type AppenderOptions } from './appender.js';
 import { LocationCache, covers, type CachedFile } from './location-cache.js';
 import { closestFirst, readFromReplicas } from './replica-read.js';
 import { runLimited } from './run-limited.js';
@@ -15,6 +17,7 @@ import { runLimited } from './run-limited.js';
 export type { CachedFile } from './location-cache.js';
 export { closestFirst } from './replica-read.js';
 export { appendRecord, maxRecordPayloadBytes, readRecords, type RecordRead } from './records.js';
+export { RecordAppender, type AppenderOptions } from './appender.js';
 
 // The client library. Metadata goes to the master; data goes straight to
 // chunkservers. Chunk locations, file sizes and leases are cached with
@@ -383,6 +386,14 @@ export class GfsClient {
         handle = loc.handle;
         const lease = await this.leaseFor(loc.handle, path, index);
         handle = lease.handle;
+        if (data.length <= inlineMaxBytes) {
+          // Small: the bytes go raw in the request itself (shared/record-wire.ts), no push chain.
+          return rpcBinary<WriteAnswer>(lease.primary.url, '/chunk/write', data, {
+            targetName: lease.primary.id,
+            timeoutMs: defaults.dataTimeoutMs,
+            headers: { 'x-gfs-handle': lease.handle, 'x-gfs-version': String(lease.version), 'x-gfs-offset': String(offsetInChunk), 'x-gfs-client': this.clientId, 'x-gfs-request': requestId, 'x-gfs-crc32c': String(crc32c(data)) },
+          });
+        }
         const src = await this.dataFor([lease.primary, ...lease.secondaries], data);
         return rpcJson<WriteAnswer>(
           lease.primary.url,
@@ -409,6 +420,96 @@ export class GfsClient {
    */
   async appendRaw(path: string, data: Buffer): Promise<number> {
     if (data.length === 0) throw new GfsError('BAD_REQUEST', 'empty record');
+    if (data.length <= inlineMaxBytes) return (await this.appendRawBatch(path, [data]))[0]!;
+    return this.appendPushed(path, data);
+  }
+
+  /**
+   * Record append of many raw records in as few requests as fit
+   * (shared/record-wire.ts bounds a request): each record is placed on its
+   * own, never straddling a chunk, and the answer has one file offset per
+   * record, in order. Records above inlineMaxBytes go one by one through a
+   * data push. At least once, like appendRaw.
+   */
+  async appendRawBatch(path: string, records: Buffer[]): Promise<number[]> {
+    const out = new Array<number>(records.length);
+    let batch: number[] = [];
+    let batchBytes = 4;
+    const send = async () => {
+      const offs = await this.appendBatchRequest(path, batch.map((i) => records[i]!));
+      batch.forEach((i, k) => (out[i] = offs[k]!));
+      batch = [];
+      batchBytes = 4;
+    };
+    for (let i = 0; i < records.length; i++) {
+      const r = records[i]!;
+      if (r.length === 0) throw new GfsError('BAD_REQUEST', `record ${i} is empty`);
+      if (r.length > inlineMaxBytes) {
+        out[i] = await this.appendPushed(path, r);
+        continue;
+      }
+      if (batch.length > 0 && (batchBytes + 4 + r.length > recordBatchMaxBytes || batch.length >= recordBatchMaxRecords)) await send();
+      batch.push(i);
+      batchBytes += 4 + r.length;
+    }
+    if (batch.length > 0) await send();
+    return out;
+  }
+
+  /**
+   * One batch of small records to the primary of the file's last chunk. The
+   * records the primary placed come back with their offsets; the rest found
+   * the chunk full (padded now) and go on to the next chunk under a new
+   * request id. A retry of the same request keeps its id, so a primary that
+   * already placed it answers with the same offsets.
+   */
+  private async appendBatchRequest(path: string, records: Buffer[]): Promise<number[]> {
+    const requestId = this.nextRequestId();
+    const out: number[] = [];
+    let handle: string | undefined;
+    let leasedIndex = 0;
+    let padded = 0;
+    return withRetry(
+      async () => {
+        for (;;) {
+          const rest = records.slice(out.length);
+          const f = await this.locate(path, 0, 1);
+          const index = Math.max(0, f.chunkCount - 1);
+          for (const r of rest) if (r.length > f.chunkSizeBytes / 4) throw new GfsError('RECORD_TOO_LARGE', `record of ${r.length} bytes exceeds the limit of ${f.chunkSizeBytes / 4} (a quarter of the chunk size)`);
+          const loc = await this.chunkForWrite(path, index);
+          handle = loc.handle;
+          leasedIndex = index;
+          const lease = await this.leaseFor(loc.handle, path, index);
+          handle = lease.handle;
+          const body = encodeRecordBatch(rest);
+          const a = await rpcBinary<AppendBatchAnswer>(lease.primary.url, '/chunk/append-batch', body, {
+            targetName: lease.primary.id,
+            timeoutMs: defaults.dataTimeoutMs,
+            headers: { 'x-gfs-handle': lease.handle, 'x-gfs-version': String(lease.version), 'x-gfs-client': this.clientId, 'x-gfs-request': `${requestId}_${padded}`, 'x-gfs-crc32c': String(crc32c(body)) },
+          });
+          const placed = a.offsets.slice(0, rest.length);
+          for (const o of placed) out.push(index * f.chunkSizeBytes + o);
+          if (placed.length > 0) this.files.grew(path, index, placed[placed.length - 1]! + rest[placed.length - 1]!.length);
+          if (out.length === records.length) return out;
+          // The chunk was full and is now padded on every replica: the rest go on to the next one.
+          if (++padded > 64) throw new GfsError('UNAVAILABLE', 'record append kept finding full chunks');
+          await this.chunkForWrite(path, index + 1);
+          const g = this.files.get(path);
+          if (g && g.chunkCount < index + 2) g.chunkCount = index + 2;
+        }
+      },
+      {
+        ...this.retry,
+        onError: () => {
+          if (handle) this.dropLease(handle, path, leasedIndex);
+          this.invalidate(path);
+        },
+      },
+    );
+  }
+
+  /** Record append of one large record: the data is pushed along the chain first, then the primary places it. */
+  private async appendPushed(path: string, data: Buffer): Promise<number> {
     const requestId = this.nextRequestId();
     let handle: string | undefined;
     let leasedIndex = 0;
@@ -444,13 +545,21 @@ export class GfsClient {
       },
       {
         ...this.retry,
-        onError: (e) => {
+        onError: () => {
           if (handle) this.dropLease(handle, path, leasedIndex);
           this.invalidate(path);
-          void e;
         },
       },
     );
+  }
+
+  /**
+   * A batching appender of framed records to `path` (client/appender.ts):
+   * `append(record)` resolves to the record's file offset; records appended
+   * while a batch is in flight go together in the next request.
+   */
+  appender(path: string, o: AppenderOptions = {}): RecordAppender {
+    return new RecordAppender(this, path, o);
   }
 
   /** Reads up to `length` bytes at `offset`: short only at the end of the file, never padded where a replica came up short. */

@@ -2,6 +2,7 @@
 import type { GfsClient } from './client.js';
 import type { AttrCache } from './mount-attrs.js';
 import type { Handle, Piece } from './mount-handle.js';
+import { RecordAppender } from './appender.js';
 
 const KiB = 1024;
 
@@ -20,8 +21,23 @@ export function throwPendingError(h: Handle): void {
   throw e;
 }
 
+/** Paths with an appender kept at most (idle ones beyond it are dropped). */
+const maxAppenders = 256;
+
 export class WriteBuffers {
+  /** Per path, the O_APPEND writes of every shell and handle, batched together (client/appender.ts, unframed). */
+  private readonly appenders = new Map<string, RecordAppender>();
+
   constructor(private readonly m: MountShared) {}
+
+  private appenderFor(path: string): RecordAppender {
+    let a = this.appenders.get(path);
+    if (a) return a;
+    if (this.appenders.size >= maxAppenders) for (const [p, x] of this.appenders) if (x.idle) this.appenders.delete(p);
+    a = new RecordAppender(this.m.client, path, { framed: false, maxInFlight: 2 });
+    this.appenders.set(path, a);
+    return a;
+  }
 
   markDirty(h: Handle, firstIndex: number, lastIndex: number): void {
     h.dirty = true;
@@ -99,7 +115,8 @@ export class WriteBuffers {
     const cs = this.m.chunkSizeBytes;
     const limit = Math.floor(cs / 4);
     for (let at = 0; at < data.length; at += limit) {
-      const off = await this.m.client.appendRaw(h.path, data.subarray(at, at + limit));
+      // Appends to the same file from other shells that arrive meanwhile go in the same request.
+      const off = await this.appenderFor(h.path).append(data.subarray(at, at + limit));
       this.markDirty(h, Math.floor(off / cs), Math.floor(off / cs));
     }
     this.m.attrs.forget(h.path);

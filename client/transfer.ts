@@ -219,10 +219,25 @@ export async function appendCmd(c: GfsClient, remote: string, file: string, o: {
   }
   const { createInterface } = await import('node:readline');
   const rl = createInterface({ input, crlfDelay: Infinity });
+  // One batch in flight at a time, so lines land in input order; lines read while it is out go in the next.
+  const app = c.appender(remote, { maxInFlight: 1 });
+  let printed: Promise<void> = Promise.resolve();
+  let failure: unknown;
   for await (const line of rl) {
-    const offset = await appendRecord(c, remote, Buffer.from(line, 'utf8'));
-    process.stdout.write(`${offset}\n`);
+    // A failed line ends the command (its offsets so far printed), also when the input never ends (tail -f).
+    if (failure !== undefined) break;
+    const p = app.append(Buffer.from(line, 'utf8'));
+    p.catch((e: unknown) => (failure ??= e));
+    printed = printed.then(async () => {
+      const offset = await p;
+      if (!process.stdout.write(`${offset}\n`)) await new Promise((r) => process.stdout.once('drain', r));
+    });
+    printed.catch(() => undefined); // awaited at the end; the failure is in `failure` meanwhile
   }
+  rl.close();
+  await app.flush();
+  await printed;
+  if (failure !== undefined) throw failure;
 }
 
 export async function recordsCmd(c: GfsClient, remote: string, json: boolean): Promise<void> {

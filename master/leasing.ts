@@ -9,10 +9,13 @@ import { bumpLogged, settleBump, startBump } from './core/version-bump.js';
 
 // The runtime of leases: carries out what master/core/lease-choice.ts and
 // master/core/version-bump.ts decide (log the bump, tell the replicas, log
-// who took it, answer the client), one grant per chunk at a time.
+// who took it, hand the lease to the primary, answer the client), one grant
+// per chunk at a time.
 
 /** How long a replica is given to take a new version. */
 const versionRpcTimeoutMs = 5_000;
+/** How long the lease hand-over to a new primary may hold up the grant's answer. */
+const handOverTimeoutMs = 2_000;
 
 export class Leasing {
   private readonly grantsInFlight = new Map<string, Promise<LeaseAnswer>>();
@@ -81,21 +84,34 @@ export class Leasing {
   }
 
   private async grant(handle: string, preferred: string, upToDate: string[], samePrimaryOnly: boolean): Promise<LeaseAnswer> {
-    const { version, took } = await this.runBump(handle, upToDate);
+    const { version, took } = await this.runBump(handle, upToDate, preferred);
     if (took.length === 0) throw new GfsError('UNAVAILABLE', `no replica of ${handle} took version ${version}`);
     const nowMs = this.m.now();
     const g = makeLease(this.m.st, handle, version, preferred, took, samePrimaryOnly, nowMs, this.m.opts.leaseMs);
     if (g.kind === 'wait') throw new GfsError('LEASE_PENDING', `${handle}: ${g.reason}`, { retryAfterMs: Math.max(1, Math.ceil(g.untilMs - nowMs)) });
     this.m.counters.leaseGrants++;
     this.m.opts.log.debug({ handle, version, primary: g.lease.primary }, 'lease granted');
-    return this.answer(handle, g.lease, nowMs);
+    const answer = this.answer(handle, g.lease, nowMs);
+    if (g.lease.primary === preferred) await this.handOver(answer);
+    return answer;
+  }
+
+  /**
+   * Hands the lease to its primary before any client hears of it, so the primary's first mutation
+   * needs no lease-confirm round trip. Best effort: a primary that misses it confirms as before.
+   */
+  private async handOver(a: LeaseAnswer): Promise<void> {
+    const body = { handle: a.handle, version: a.version, secondaries: a.secondaries, remainingMs: Math.floor(a.leaseRemainingMs) };
+    await rpcJson(a.primary.url, '/chunk/lease', body, { targetName: a.primary.id, timeoutMs: handOverTimeoutMs }).catch((e: unknown) => {
+      this.m.opts.log.debug({ handle: a.handle, err: (e as Error).message }, 'lease hand-over failed; the primary will confirm');
+    });
   }
 
   /**
    * The version-bump protocol (master/core/version-bump.ts), for grants and clones: log the new
    * version, tell `targets`, settle who took it and log that. Returns the new version and who took it.
    */
-  async runBump(handle: string, targets: string[]): Promise<{ version: number; took: string[] }> {
+  async runBump(handle: string, targets: string[], primary?: string): Promise<{ version: number; took: string[] }> {
     const b = startBump(this.m.st, this.m.ns, handle);
     await this.m.logOp(b.record);
     bumpLogged(this.m.st, b, this.m.now());
@@ -103,7 +119,7 @@ export class Leasing {
       targets.map(async (id) => {
         const ref = this.m.servers.ref(id);
         if (!ref) throw new Error(`unknown chunkserver ${id}`);
-        await rpcJson(ref.url, '/chunk/version', { handle, version: b.version }, { targetName: id, timeoutMs: versionRpcTimeoutMs });
+        await rpcJson(ref.url, '/chunk/version', { handle, version: b.version, ...(id === primary ? { primary: true } : {}) }, { targetName: id, timeoutMs: versionRpcTimeoutMs });
         return id;
       }),
     );

@@ -15,8 +15,10 @@
 // limit = one 100-byte append + fdatasync at a time, so ratio > 1 means group
 // commit), stat-1 and delete-1 over the creates-1 files (stat has no disk ceiling:
 // limit/ratio null, vsCreates1 instead), append-1/4/16proc (scripts/append-worker.js
-// processes appending 1 KiB records to one file; limit = ext4 O_APPEND 1 KiB
-// writes; every acknowledged record is then read back with readRecords),
+// processes appending 1 KiB records to one file, one at a time each, timed from
+// "go" once every worker has started; limit = ext4 O_APPEND 1 KiB writes) and
+// append-batched (one worker with a batching appender, many records in flight);
+// every acknowledged record is then read back at its offset with readRecords,
 // mount-dd-*, snapshot-1MiB/1GiB (measured when POST /api/snapshot exists),
 // rereplicate-MBps. Each figure carries the CPU its processes spent per unit and
 // the load average, since the machine may be shared.

@@ -4,7 +4,7 @@ import { createServer as createHttpsServer } from 'node:https';
 import type { AddressInfo } from 'node:net';
 import { z } from 'zod';
 import { Admission, type AdmissionOptions } from './admission.js';
-import { authEnabled, authMiddleware, jsonDigestVerify, secretSource, unverifiedBodyCheck } from './auth.js';
+import { authEnabled, authMiddleware, jsonDigestVerify, secretSource, sha256Hex, unverifiedBodyCheck, type AuthedRequest } from './auth.js';
 import { GfsError } from './errors.js';
 import { faultFor, faultRulesSchema, getFaultRules, setFaultRules } from './fault.js';
 import { requestContext, type Logger } from './log.js';
@@ -38,6 +38,68 @@ export function jsonRoute<B, Q>(schemas: { body?: z.ZodType<B>; query?: z.ZodTyp
       const body = schemas.body ? parseOr400(schemas.body, req.body ?? {}) : (undefined as B);
       const query = schemas.query ? parseOr400(schemas.query, req.query ?? {}) : (undefined as Q);
       const out = await handler({ body, query, req, res });
+      if (!res.headersSent) res.json(out ?? { ok: true });
+    } catch (e) {
+      next(e);
+    }
+  };
+}
+
+/**
+ * Reads a raw request body whole: at most limitBytes (a larger Content-Length is refused before any
+ * byte is read), and, when the request is signed, only if its sha256 is the signed digest. For the
+ * small binary mutations (shared/record-wire.ts); data pushes stream instead (chunkserver/push.ts).
+ */
+export function readSignedBody(req: Request, limitBytes: number): Promise<Buffer> {
+  const lenHeader = req.headers['content-length'];
+  if (lenHeader === undefined || !/^\d+$/.test(lenHeader)) return Promise.reject(new GfsError('BAD_REQUEST', 'a binary body needs a Content-Length', undefined, 411));
+  const len = Number(lenHeader);
+  if (len > limitBytes) return Promise.reject(new GfsError('PAYLOAD_TOO_LARGE', `body of ${len} bytes exceeds ${limitBytes}`));
+  return new Promise<Buffer>((resolve, reject) => {
+    const body = Buffer.allocUnsafe(len);
+    let got = 0;
+    let failed = false;
+    const fail = (e: GfsError) => {
+      if (failed) return;
+      failed = true;
+      reject(e);
+    };
+    req.on('data', (c: Buffer) => {
+      if (failed) return;
+      if (got + c.length > len) return fail(new GfsError('BAD_REQUEST', 'body longer than its Content-Length'));
+      c.copy(body, got);
+      got += c.length;
+    });
+    req.once('end', () => {
+      if (failed) return;
+      if (got !== len) return fail(new GfsError('TRUNCATED', `body truncated: ${got} of ${len} bytes`));
+      const signed = (req as AuthedRequest).gfsAuth?.bodySha256;
+      if (signed !== undefined && sha256Hex(body) !== signed) return fail(new GfsError('UNAUTHENTICATED', 'body does not match its signed digest'));
+      resolve(body);
+    });
+    req.once('aborted', () => fail(new GfsError('TRUNCATED', 'body aborted by the sender')));
+    req.once('error', (e) => fail(new GfsError('TRUNCATED', `body failed: ${e.message}`)));
+  });
+}
+
+/** A binary endpoint: control headers validated, the body read whole (readSignedBody), the handler's result sent as JSON. */
+export function binaryRoute<H>(schemas: { headers: z.ZodType<H>; limitBytes: number }, handler: (input: { headers: H; body: Buffer; req: Request; res: Response }) => Promise<unknown> | unknown) {
+  return async (req: Request, res: Response, next: NextFunction): Promise<void> => {
+    let body: Buffer;
+    try {
+      // The body first (it is small): answering before it is read would close the connection with the
+      // sender's bytes unread, and the kernel's reset can cost the sender the answer.
+      body = await readSignedBody(req, schemas.limitBytes);
+    } catch (e) {
+      if (!res.headersSent) res.setHeader('connection', 'close');
+      // Refused before reading (no length, too large): read and discard what comes for a while, then close.
+      if (e instanceof GfsError && (e.status === 411 || e.code === 'PAYLOAD_TOO_LARGE')) lingerBeforeClose(req, 5_000);
+      next(e);
+      return;
+    }
+    try {
+      const headers = parseOr400(schemas.headers, req.headers);
+      const out = await handler({ headers, body, req, res });
       if (!res.headersSent) res.json(out ?? { ok: true });
     } catch (e) {
       next(e);

@@ -105,27 +105,39 @@ function networkError(e: unknown, url: string): GfsError {
   return new GfsError(timedOut ? 'TIMEOUT' : 'UNAVAILABLE', `${url}: ${err.code ?? err.name ?? 'error'} ${err.message ?? ''}`.trim() + hint);
 }
 
+/** A request body ready to send: JSON text, or raw bytes (shared/record-wire.ts). */
+type Payload = { type: 'application/json'; data: string } | { type: 'application/octet-stream'; data: Buffer } | undefined;
+
 /** JSON request; the answer is validated with `schema` when given. */
-export async function rpcJson<T = unknown>(base: string, path: string, body?: unknown, opts: RpcOptions = {}, schema?: z.ZodType<T>): Promise<T> {
+export function rpcJson<T = unknown>(base: string, path: string, body?: unknown, opts: RpcOptions = {}, schema?: z.ZodType<T>): Promise<T> {
+  return rpcSend(base, path, body === undefined ? undefined : { type: 'application/json', data: JSON.stringify(body) }, opts, schema);
+}
+
+/** A request with a small binary body (control fields in x-gfs-* headers, signed) and a JSON answer. */
+export function rpcBinary<T = unknown>(base: string, path: string, body: Buffer, opts: RpcOptions = {}): Promise<T> {
+  return rpcSend(base, path, { type: 'application/octet-stream', data: body }, opts);
+}
+
+async function rpcSend<T>(base: string, path: string, payload: Payload, opts: RpcOptions, schema?: z.ZodType<T>): Promise<T> {
   const timeoutMs = opts.timeoutMs ?? defaults.rpcTimeoutMs;
   const f = faultFor(self, opts.targetName ? [opts.targetName, base] : [base]);
   if (f.delayMs > timeoutMs && !f.drop) {
     // A link this slow: the sender gives up at its timeout, but the request
     // still arrives, late (as a slow network delivers it), so receivers meet
     // requests their senders have written off.
-    setTimeout(() => void sendJson(base, path, body, opts, timeoutMs).catch(() => undefined), f.delayMs).unref();
+    setTimeout(() => void sendJson(base, path, payload, opts, timeoutMs).catch(() => undefined), f.delayMs).unref();
     await new Promise((r) => setTimeout(r, timeoutMs));
     throw new GfsError('TIMEOUT', `${buildUrl(base, path, opts.query)}: no answer within ${timeoutMs} ms (fault layer: ${f.delayMs} ms late)`, { fault: true });
   }
   await applyFault(base, opts);
-  return sendJson(base, path, body, opts, timeoutMs, schema);
+  return sendJson(base, path, payload, opts, timeoutMs, schema);
 }
 
-async function sendJson<T>(base: string, path: string, body: unknown, opts: RpcOptions, timeoutMs: number, schema?: z.ZodType<T>): Promise<T> {
+async function sendJson<T>(base: string, path: string, payload: Payload, opts: RpcOptions, timeoutMs: number, schema?: z.ZodType<T>): Promise<T> {
   const url = buildUrl(base, path, opts.query);
-  const method = opts.method ?? (body === undefined ? 'GET' : 'POST');
-  const text = body === undefined ? undefined : JSON.stringify(body);
-  const headers: Record<string, string> = { 'content-type': 'application/json', 'x-gfs-from': self, ...processHeaders, ...(opts.headers ?? {}) };
+  const method = opts.method ?? (payload === undefined ? 'GET' : 'POST');
+  const text = payload?.data;
+  const headers: Record<string, string> = { 'content-type': payload?.type ?? 'application/json', 'x-gfs-from': self, ...processHeaders, ...(opts.headers ?? {}) };
   // Signed after the fault layer's delay, so a delayed request still carries a fresh time.
   sign(method, url, headers, text === undefined ? emptySha256 : sha256Hex(text));
   let res: Dispatcher.ResponseData;

@@ -160,7 +160,15 @@ export const reportCorruptReq = z.object({ id: nodeIdSchema, handle: handleSchem
 
 // ---- master -> chunkserver ----
 export const csCreateReq = z.object({ handle: handleSchema, version }).strict();
-export const csVersionReq = z.object({ handle: handleSchema, version }).strict();
+/** `primary`: the master means to make this server the chunk's primary at this version (it remembers when it heard so, for csLeaseReq). */
+export const csVersionReq = z.object({ handle: handleSchema, version, primary: z.boolean().optional() }).strict();
+const replicaRefSchema = z.object({ id: nodeIdSchema, url: urlSchema, rack: rackSchema }).strict();
+/**
+ * The lease itself, handed to the primary right after the grant (no lease-confirm round trip on
+ * its first mutation). Its time runs from when the primary heard the csVersionReq that named it,
+ * which was before the master started the lease.
+ */
+export const csLeaseReq = z.object({ handle: handleSchema, version, secondaries: z.array(replicaRefSchema).max(16), remainingMs: z.number().int().min(0).max(3_600_000) }).strict();
 export const csCloneReq = z.object({ handle: handleSchema, version, sourceUrl: urlSchema, sourceId: nodeIdSchema, bytesPerSec: bytes.optional() }).strict();
 export const csRevokeReq = z.object({ handle: handleSchema }).strict();
 export const csCopyReq = z.object({ handle: handleSchema, newHandle: handleSchema, version }).strict();
