@@ -246,7 +246,12 @@ export class Files {
         if (avoid.size > 0) await this.dropReported(handle, avoid, unwritten);
         if (unwritten && this.m.servers.liveLocations(handle, this.m.now()).length < f.replication) await this.placeNewChunk(handle, f.replication, avoid);
       }
-      return { ...this.locationOf(index, f.chunks[index]!), goal: f.replication };
+      const loc = this.locationOf(index, f.chunks[index]!);
+      // Not one replica, because no live server has room for a chunk: a full cluster, said as such.
+      if (loc.replicas.length === 0 && this.m.servers.views(this.m.now()).every((v) => v.freeBytes < this.m.opts.chunkSizeBytes)) {
+        throw new GfsError('NO_SPACE', `no chunkserver has room for a new chunk of ${path} (each is below its reserve or has less than a chunk free: gfs status shows FULL)`, { retryAfterMs: 1_000 });
+      }
+      return { ...loc, goal: f.replication };
     }).finally(() => this.m.checkpointSoon());
   }
 

@@ -88,6 +88,13 @@ test('gfs put beside a chunkserver on a 24 MiB disk: 3 replicas elsewhere, else 
     const got = await c.cli(['cat', '/b-big']);
     assert.equal(got.code, 0, got.stderr);
     assert.ok(got.stdout.equals(data), 'the under-replicated file reads back whole');
+
+    // Only the full chunkserver left: no chunk can be placed at all, and put says the cluster is full.
+    await Promise.all([c.kill(c.chunkservers[1]), c.kill(c.chunkservers[2])]);
+    await waitFor('only cs3 alive', async () => (await c.status()).chunkservers.filter((x) => x.alive).length === 1, 30_000);
+    const none = await c.cli(['put', '--replication', '3', local, '/c-big']);
+    assert.equal(none.code, exitStatus.error, none.stderr);
+    assert.match(none.stderr, /^gfs: no chunkserver has room for a new chunk of \/c-big .*\n$/);
   } finally {
     await cleanup();
   }
