@@ -247,8 +247,12 @@ export class Files {
         if (unwritten && this.m.servers.liveLocations(handle, this.m.now()).length < f.replication) await this.placeNewChunk(handle, f.replication, avoid);
       }
       const loc = this.locationOf(index, f.chunks[index]!);
-      // Not one replica, because no live server has room for a chunk: a full cluster, said as such.
-      if (loc.replicas.length === 0 && this.m.servers.views(this.m.now()).every((v) => v.freeBytes < this.m.opts.chunkSizeBytes)) {
+      // A chunk never written placed nowhere, because no live server has room for one: a full
+      // cluster, said as such (with no live server at all, the lease ask that follows says
+      // NO_REPLICAS, retried; a written chunk without live replicas is missing, not unplaceable).
+      const unplaced = loc.replicas.length === 0 && loc.version === initialChunkVersion;
+      const views = unplaced ? this.m.servers.views(this.m.now()) : [];
+      if (views.length > 0 && views.every((v) => v.freeBytes < this.m.opts.chunkSizeBytes)) {
         throw new GfsError('NO_SPACE', `no chunkserver has room for a new chunk of ${path} (each is below its reserve or has less than a chunk free: gfs status shows FULL)`, { retryAfterMs: 1_000 });
       }
       return { ...loc, goal: f.replication };
