@@ -10,8 +10,10 @@ import { withRetry, type RetryOptions } from './retry.js';
 import { LocationCache, covers, type CachedFile } from './location-cache.js';
 import { closestFirst, readFromReplicas } from './replica-read.js';
 import { runLimited } from './run-limited.js';
+import { fullServer, maxReplacements, reportOf, type ReplicationReport } from './write-report.js';
 
 export type { CachedFile } from './location-cache.js';
+export type { ReplicationReport } from './write-report.js';
 export { closestFirst } from './replica-read.js';
 export { appendRecord, maxRecordPayloadBytes, readRecords, type RecordRead } from './records.js';
 
@@ -36,31 +38,6 @@ export interface ClientOptions {
   /** Pieces in flight at once for large reads and writes. */
   concurrency?: number;
   retry?: Partial<RetryOptions>;
-}
-
-/** Where a file's chunks are against its replication goal: the library's answer to "did every chunk get all its replicas?". */
-export interface ReplicationReport {
-  /** Replicas the file asks for. */
-  goal: number;
-  /** Per chunk, the chunkservers holding it (ids). */
-  chunks: { index: number; replicas: string[] }[];
-  /** The chunks with fewer replicas than the goal (a subset of `chunks`). */
-  underReplicated: { index: number; replicas: string[] }[];
-}
-
-/** Re-placements one piece write asks for at most after full disks (NO_SPACE naming a server). */
-const maxReplacements = 3;
-
-/** The chunkserver a NO_SPACE answer names (a chunkserver's full disk), else undefined (the master's full disk names none). */
-function fullServer(e: unknown): string | undefined {
-  if (!(e instanceof GfsError) || e.code !== 'NO_SPACE') return undefined;
-  const s = e.detail?.server;
-  return typeof s === 'string' ? s : undefined;
-}
-
-function reportOf(goal: number, chunks: { index: number; replicas: string[] }[]): ReplicationReport {
-  chunks.sort((a, b) => a.index - b.index);
-  return { goal, chunks, underReplicated: chunks.filter((c) => c.replicas.length < goal) };
 }
 
 function leaseKey(handle: string, path: string, index: number): string {
