@@ -28,12 +28,21 @@ export function zeroBlockOf(blockBytes: number): ZeroBlock {
   return { bytes, crc: crc32c(bytes) };
 }
 
+/** The crc32c of each blockBytes block of a mutation's data, counted from its first byte, as its sender computed them (a push). */
+export interface GivenCrcs {
+  crcs: Uint32Array;
+  blockBytes: number;
+}
+
 /**
  * Plans data at offset onto a replica of oldSizeBytes whose crcs are oldCrcs
  * (for pad: offset = target length, data empty). Bytes between the old end
- * and offset become zeros.
+ * and offset become zeros. `given`: the data's own block crcs; a chunk block
+ * that is exactly one of the data's blocks takes its crc from there instead
+ * of computing it from the buffer again (the stored crc is then the one the
+ * sender computed and every hop checked).
  */
-export function planChecksums(blockBytes: number, zero: ZeroBlock, oldSizeBytes: number, oldCrcs: Uint32Array, offset: number, data: Buffer): ChecksumPlan {
+export function planChecksums(blockBytes: number, zero: ZeroBlock, oldSizeBytes: number, oldCrcs: Uint32Array, offset: number, data: Buffer, given?: GivenCrcs): ChecksumPlan {
   const B = blockBytes;
   const oldSize = oldSizeBytes;
   const end = offset + data.length;
@@ -44,14 +53,17 @@ export function planChecksums(blockBytes: number, zero: ZeroBlock, oldSizeBytes:
   invariant(end > Math.min(offset, oldSize), 'mutation changes nothing');
   const newCrcs = new Uint32Array(lastBlock - firstBlock + 1);
   const needRead: number[] = [];
+  // The data's blocks line up with the chunk's: same size, and the data starts on a block boundary.
+  const aligned = given !== undefined && given.blockBytes === B && offset % B === 0 && given.crcs.length === Math.ceil(data.length / B);
 
   for (let b = firstBlock; b <= lastBlock; b++) {
     const bs = b * B;
     const be = Math.min(bs + B, newSize);
     const hasOld = oldSize > bs;
     if (offset <= bs && end >= be) {
-      // Whole block comes from the caller's buffer.
-      newCrcs[b - firstBlock] = crc32c(data.subarray(bs - offset, be - offset));
+      // Whole block comes from the caller's buffer: with aligned given crcs, the chunk block [bs, be) is
+      // the data's block (bs - offset) / B in full (a whole block, or the data's short last block).
+      newCrcs[b - firstBlock] = aligned ? given.crcs[(bs - offset) / B]! : crc32c(data.subarray(bs - offset, be - offset));
     } else if (!hasOld || offset >= oldSize) {
       // The block's old bytes, if any, are exactly its prefix up to the old
       // end, followed by zeros (gap) and new bytes: continue the old crc

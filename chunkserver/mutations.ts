@@ -1,7 +1,8 @@
 import { crc32c } from '../shared/checksum.js';
 import { GfsError } from '../shared/errors.js';
-import type { AppendAnswer, AppendReq, ApplyOp, ApplyReq, WriteAnswer, WriteReq } from '../shared/wire.js';
+import { pushCrcBlockBytes, type AppendAnswer, type AppendReq, type ApplyOp, type ApplyReq, type WriteAnswer, type WriteReq } from '../shared/wire.js';
 import { placeRecord } from './append.js';
+import type { GivenCrcs } from './checksum-plan.js';
 import type { ApplyResult, Forwarder } from './forward.js';
 import type { LeaseTable } from './leases.js';
 import type { PushBuffer } from './push.js';
@@ -80,20 +81,24 @@ export class Mutator {
     return p;
   }
 
-  /** The mutation's data: inline in the request, or taken from the push buffer. */
-  private takeData(src: { dataId?: string; inline?: string }, sizeBytes: number, crc?: number): Buffer {
+  /** The mutation's data: inline in the request, or taken from the push buffer (with the block crcs it arrived with). */
+  private takeData(src: { dataId?: string; inline?: string }, sizeBytes: number, crc?: number): { data: Buffer; given?: GivenCrcs; release: () => void } {
     if (src.inline !== undefined) {
       const data = Buffer.from(src.inline, 'base64');
       if (data.length !== sizeBytes) throw new GfsError('BAD_REQUEST', `inline data has ${data.length} bytes, not ${sizeBytes}`);
       if (crc !== undefined && crc32c(data) !== crc) throw new GfsError('BAD_REQUEST', 'inline data does not match its checksum');
-      return data;
+      return { data, release: () => undefined };
     }
     const dataId = src.dataId!;
     const d = this.o.push.take(dataId);
     if (!d) throw new GfsError('UNKNOWN_DATA', `no pushed data ${dataId} (expired or never pushed)`);
-    if (d.data.length !== sizeBytes) throw new GfsError('BAD_REQUEST', `pushed data ${dataId} has ${d.data.length} bytes, not ${sizeBytes}`);
-    if (crc !== undefined && d.crc32c !== crc) throw new GfsError('BAD_REQUEST', `pushed data ${dataId} does not match its checksum`);
-    return d.data;
+    if (d.data.length !== sizeBytes || (crc !== undefined && d.crc32c !== crc)) {
+      d.release();
+      if (d.data.length !== sizeBytes) throw new GfsError('BAD_REQUEST', `pushed data ${dataId} has ${d.data.length} bytes, not ${sizeBytes}`);
+      throw new GfsError('BAD_REQUEST', `pushed data ${dataId} does not match its checksum`);
+    }
+    // Applied straight from the push buffer (no copy); the caller releases its slot once written.
+    return { data: d.data, given: { crcs: d.blockCrcs, blockBytes: pushCrcBlockBytes }, release: d.release };
   }
 
   private checkVersion(handle: string, version: number): void {
@@ -146,18 +151,23 @@ export class Mutator {
       this.checkVersion(req.handle, req.version);
       if (req.offset + req.sizeBytes > this.o.chunkSizeBytes) throw new GfsError('OUT_OF_RANGE', `write past the end of the chunk`);
       const lease = await this.o.leases.ensure(req.handle, req.version);
-      const data = this.takeData(req, req.sizeBytes, req.crc32c);
+      const { data, given, release } = this.takeData(req, req.sizeBytes, req.crc32c);
       let forwarded!: Promise<void>;
-      const chunkSizeBytes = await this.serialize(req.handle, async () => {
-        this.o.leases.check(req.handle, req.version);
-        this.o.leases.acted(req.handle, req.version); // the primary log (chunkserver/leases.ts)
-        this.checkRoom(req.handle, req.version, lease.secondaries);
-        const len = await this.o.store.write(req.handle, req.offset, data, req.version);
-        // Numbered only once applied here (a failure leaves no gap), and queued while still serialized.
-        const serial = this.nextSerial(req.handle, req.version);
-        forwarded = this.forwardAll(req.handle, req.version, lease.secondaries, { kind: 'write', serial, offset: req.offset, dataId: req.dataId, inline: req.inline, sizeBytes: req.sizeBytes });
-        return len;
-      });
+      let chunkSizeBytes: number;
+      try {
+        chunkSizeBytes = await this.serialize(req.handle, async () => {
+          this.o.leases.check(req.handle, req.version);
+          this.o.leases.acted(req.handle, req.version); // the primary log (chunkserver/leases.ts)
+          this.checkRoom(req.handle, req.version, lease.secondaries);
+          const len = await this.o.store.write(req.handle, req.offset, data, req.version, given);
+          // Numbered only once applied here (a failure leaves no gap), and queued while still serialized.
+          const serial = this.nextSerial(req.handle, req.version);
+          forwarded = this.forwardAll(req.handle, req.version, lease.secondaries, { kind: 'write', serial, offset: req.offset, dataId: req.dataId, inline: req.inline, sizeBytes: req.sizeBytes });
+          return len;
+        });
+      } finally {
+        release(); // written here (or failed): the secondaries apply their own copies
+      }
       await forwarded;
       this.counters.writes++;
       return { ok: true as const, chunkSizeBytes };
@@ -172,7 +182,7 @@ export class Mutator {
     {
       this.checkVersion(req.handle, req.version);
       const lease = await this.o.leases.ensure(req.handle, req.version);
-      const data = this.takeData(req, req.sizeBytes, req.crc32c);
+      const { data, given, release } = this.takeData(req, req.sizeBytes, req.crc32c);
       let forwarded!: Promise<void>;
       const answer = await this.serialize(req.handle, async (): Promise<AppendAnswer> => {
         this.o.leases.check(req.handle, req.version);
@@ -188,11 +198,11 @@ export class Mutator {
           this.counters.pads++;
           return { status: 'chunk-full' };
         }
-        await this.o.store.write(req.handle, place.offset, data, req.version);
+        await this.o.store.write(req.handle, place.offset, data, req.version, given);
         const serial = this.nextSerial(req.handle, req.version);
         forwarded = this.forwardAll(req.handle, req.version, lease.secondaries, { kind: 'write', serial, offset: place.offset, dataId: req.dataId, inline: req.inline, sizeBytes: data.length });
         return { status: 'ok', offset: place.offset };
-      });
+      }).finally(release); // written, padded past, or failed: the secondaries apply their own copies
       await forwarded;
       if (answer.status === 'ok') this.counters.appends++;
       return answer;
@@ -229,8 +239,12 @@ export class Mutator {
   private async applyOne(handle: string, version: number, op: ApplyOp): Promise<ApplyResult> {
     try {
       if (op.kind === 'write') {
-        const data = this.takeData(op, op.sizeBytes);
-        await this.o.store.write(handle, op.offset, data, version);
+        const { data, given, release } = this.takeData(op, op.sizeBytes);
+        try {
+          await this.o.store.write(handle, op.offset, data, version, given);
+        } finally {
+          release();
+        }
       } else {
         await this.o.store.pad(handle, op.toSizeBytes, version);
       }

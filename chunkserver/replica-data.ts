@@ -1,5 +1,5 @@
 import { crc32c } from '../shared/checksum.js';
-import { overlayBlock, planChecksums, zeroBlockOf, type ZeroBlock } from './checksum-plan.js';
+import { overlayBlock, planChecksums, zeroBlockOf, type GivenCrcs, type ZeroBlock } from './checksum-plan.js';
 import type { FdCache } from './fd-cache.js';
 import type { Replica } from './replica.js';
 import { crcBytes, preadFull, pwriteFull } from './replica-files.js';
@@ -29,10 +29,10 @@ export class ReplicaData {
    * All crcs are computed, and partially covered blocks verified, before
    * anything is written, so a CORRUPT error leaves the replica untouched.
    */
-  async mutate(rep: Replica, offset: number, data: Buffer): Promise<number> {
+  async mutate(rep: Replica, offset: number, data: Buffer, given?: GivenCrcs): Promise<number> {
     const B = this.blockBytes;
     const oldSize = rep.sizeBytes;
-    const plan = planChecksums(B, this.zero, oldSize, rep.crcs, offset, data);
+    const plan = planChecksums(B, this.zero, oldSize, rep.crcs, offset, data, given);
     const { firstBlock, lastBlock, newCrcs, needRead } = plan;
     const newSize = plan.newSizeBytes;
 
@@ -71,12 +71,12 @@ export class ReplicaData {
     });
   }
 
-  /** Reads blocks [firstBlock, lastBlock] (clamped at the chunk's end) in one pread and verifies each. */
-  async readVerified(rep: Replica, firstBlock: number, lastBlock: number): Promise<Buffer> {
+  /** Reads blocks [firstBlock, lastBlock] (clamped at the chunk's end) in one pread and verifies each; into `scratch` when it is large enough. */
+  async readVerified(rep: Replica, firstBlock: number, lastBlock: number, scratch?: Buffer): Promise<Buffer> {
     const B = this.blockBytes;
     const start = firstBlock * B;
     const stop = Math.min((lastBlock + 1) * B, rep.sizeBytes);
-    const buf = Buffer.allocUnsafe(stop - start);
+    const buf = scratch && scratch.length >= stop - start ? scratch.subarray(0, stop - start) : Buffer.allocUnsafe(stop - start);
     const got = await this.fds.with(rep.handle, false, (fh) => preadFull(fh, buf, 0, buf.length, start));
     // A file shorter than recorded reads as zeros here; the crcs decide whether that is right.
     if (got < buf.length) buf.fill(0, got);

@@ -1,9 +1,10 @@
-import type { Express } from 'express';
+import type { Express, Response } from 'express';
 import { z } from 'zod';
 import { GfsError } from '../shared/errors.js';
 import { intString, jsonRoute, parseOr400 } from '../shared/http.js';
 import type { Logger } from '../shared/log.js';
 import { appendReq, applyReq, csCloneReq, csCopyReq, csCreateReq, csRevokeReq, csVersionReq, handleSchema, syncReq, writeReq, type ChunkInfoAnswer } from '../shared/wire.js';
+import { BufferPool, type Lease } from './buffer-pool.js';
 import { cloneChunk } from './clone.js';
 import type { Forwarder } from './forward.js';
 import type { LeaseTable } from './leases.js';
@@ -21,6 +22,10 @@ const readQuery = z.object({ handle: handleSchema, offset: intString(0, 2 ** 48)
 const infoQuery = z.object({ handle: handleSchema }).strict();
 /** Pieces a read is streamed in: each verified before it is sent. */
 const readPieceBytes = 1024 * 1024;
+/** A piece read as whole checksum blocks: up to one block more on each side when the range is not block-aligned. */
+const readSlotBytes = readPieceBytes + 2 * 64 * 1024;
+/** Read buffers kept for reuse (a couple per read under way); more are made when needed. */
+const readPool = new BufferPool(readSlotBytes, 16, 2);
 
 export interface ChunkserverParts {
   id: string;
@@ -96,24 +101,66 @@ export function readRoute(app: Express, d: ChunkserverParts): void {
       d.reads.served++;
       const end = Math.min(info.sizeBytes, q.offset + q.length);
       const total = Math.max(0, end - q.offset);
+      // Pieces are read into reused buffers (no first-touch cost per piece), each given back once the
+      // socket has taken it; the next piece is read (and verified) while this one is sent.
+      const readInto = (at: number): { piece: Promise<Buffer>; lease: Lease } => {
+        const lease = readPool.lend(readSlotBytes);
+        const piece = d.store.read(q.handle, at, Math.min(readPieceBytes, end - at), lease.buf);
+        piece.catch(() => lease.release()); // awaited below; a failed read gives its buffer back
+        return { piece, lease };
+      };
+      // A connection that closes with data unsent: the write callbacks may never run.
+      const held = new Set<Lease>();
+      res.once('close', () => {
+        for (const l of held) l.release();
+        held.clear();
+      });
       // Verify the first piece before committing to a 200.
       let pos = q.offset;
-      let piece = total > 0 ? await d.store.read(q.handle, pos, Math.min(readPieceBytes, total)) : Buffer.alloc(0);
+      let cur = total > 0 ? readInto(pos) : undefined;
+      let piece = cur ? await cur.piece : Buffer.alloc(0);
       res.status(200).setHeader('content-type', 'application/octet-stream');
       res.setHeader('content-length', String(total));
       res.setHeader('x-gfs-version', String(info.version));
       for (;;) {
         pos += piece.length;
-        const more = pos < end;
+        const more = pos < end && piece.length > 0;
         d.bytes.readServed += piece.length;
-        if (!res.write(piece) && more) await new Promise((r) => res.once('drain', r));
-        if (!more || piece.length === 0) break;
-        piece = await d.store.read(q.handle, pos, Math.min(readPieceBytes, end - pos));
+        const nextRead = more ? readInto(pos) : undefined;
+        const sent = cur?.lease;
+        if (sent) held.add(sent);
+        const full = !res.write(piece, () => {
+          sent?.release();
+          if (sent) held.delete(sent);
+        });
+        if (full && more) await drainedOrClosed(res);
+        if (res.destroyed) {
+          // The reader went away: stop reading (and give back what the read ahead holds).
+          if (nextRead) void nextRead.piece.then(() => nextRead.lease.release(), () => undefined);
+          return;
+        }
+        if (!nextRead) break;
+        cur = nextRead;
+        piece = await nextRead.piece;
       }
       res.end();
     } catch (e) {
       next(e);
     }
+  });
+}
+
+/** Resolves on the response's next 'drain', or at once if it closed (no 'drain' ever comes then). */
+function drainedOrClosed(res: Response): Promise<void> {
+  if (res.destroyed) return Promise.resolve();
+  return new Promise((resolve) => {
+    const done = () => {
+      res.off('drain', done);
+      res.off('close', done);
+      resolve();
+    };
+    res.once('drain', done);
+    res.once('close', done);
   });
 }
 
@@ -126,6 +173,6 @@ export function debugRoutes(app: Express, d: ChunkserverParts): void {
     res.json({ id: d.id, nowMs: Date.now(), entries: d.leases.primaryLog.list() });
   });
   app.get('/debug/state', (_req, res) => {
-    res.json({ id: d.id, leases: d.leases.held(), counters: { ...d.mutator.counters, ...d.heartbeatCounters(), serials: d.mutator.order.counters, resent: d.forwarder.counters.resent }, forwardedTo: Object.fromEntries(d.forwarder.sentTo), reads: d.reads, push: { usedBytes: d.push.usedBytes, count: d.push.count, active: d.push.active, refused: d.push.refused, maxBytes: d.push.maxBytes, maxActive: d.push.maxActive }, rssBytes: process.memoryUsage.rss(), bytes: { pushReceived: d.push.receivedBytes, pushForwarded: d.push.forwardedBytes, readServed: d.bytes.readServed, written: d.store.writtenBytes }, chunks: d.store.list(), corruptChunks: d.store.corruptList() });
+    res.json({ id: d.id, leases: d.leases.held(), counters: { ...d.mutator.counters, ...d.heartbeatCounters(), serials: d.mutator.order.counters, resent: d.forwarder.counters.resent }, forwardedTo: Object.fromEntries(d.forwarder.sentTo), reads: d.reads, push: { usedBytes: d.push.usedBytes, count: d.push.count, active: d.push.active, refused: d.push.refused, maxBytes: d.push.maxBytes, maxActive: d.push.maxActive, pool: { inUse: d.push.pool.inUse, idle: d.push.pool.idle, made: d.push.pool.slotsMade, ...d.push.pool.counters } }, rssBytes: process.memoryUsage.rss(), bytes: { pushReceived: d.push.receivedBytes, pushForwarded: d.push.forwardedBytes, readServed: d.bytes.readServed, written: d.store.writtenBytes }, chunks: d.store.list(), corruptChunks: d.store.corruptList() });
   });
 }

@@ -20,7 +20,12 @@ import { MasterSet } from './masters.js';
 import { LeaseTable } from './leases.js';
 import { Mutator } from './mutations.js';
 import { applyBodyLimitBytes } from './forward.js';
+import { BufferPool } from './buffer-pool.js';
 import { PushBuffer } from './push.js';
+
+/** Free push slots kept (16 x 8 MiB): enough for several clients' pieces in flight; more are made when needed and dropped when returned. */
+const pushPoolKeepSlots = 16;
+const pushPoolPrefillSlots = 4;
 import { chunkRoutes, debugRoutes, readRoute, type ChunkserverParts } from './routes.js';
 import { Scrubber } from './scrub.js';
 import { ReplicaStore } from './store.js';
@@ -39,6 +44,8 @@ export interface ChunkserverOptions {
   pushBufferBytes?: number;
   /** Pushes received at once; beyond it pushes get 429. */
   maxPushes?: number;
+  /** Push buffer slots made and touched at start-up (chunkserver/buffer-pool.ts; default 4, GFS_PUSH_POOL_PREFILL). */
+  pushPoolPrefillSlots?: number;
   /** A push that sends no data for this long is dropped (default 30 s). */
   pushIdleMs?: number;
   /** Requests handled at once; beyond it 503. */
@@ -183,7 +190,12 @@ export async function startChunkserver(o: ChunkserverOptions): Promise<RunningCh
   const reportedCorrupt = new Set<string>();
   const store = await openStore(o.dir, id, cfg.chunkSizeBytes, log, metrics, masters, reportedCorrupt);
   const scrubber = new Scrubber(store, o.scrubIntervalMs ?? 10_000, o.scrubIdleMs ?? 30_000, log);
-  const push = new PushBuffer(o.pushBufferBytes ?? defaults.pushBufferBytes, defaults.pushExpiryMs, o.maxPushes ?? defaults.maxPushes);
+  const pushBufferBytes = o.pushBufferBytes ?? defaults.pushBufferBytes;
+  // Slots the size of a client's piece (or of a chunk, if smaller); as many kept as a few pieces in flight per client need.
+  const slotBytes = Math.min(defaults.pushPieceBytes, cfg.chunkSizeBytes);
+  const keepSlots = Math.max(0, Math.min(pushPoolKeepSlots, Math.floor(pushBufferBytes / slotBytes)));
+  const pool = new BufferPool(slotBytes, keepSlots, Math.min(keepSlots, o.pushPoolPrefillSlots ?? envInt('GFS_PUSH_POOL_PREFILL') ?? pushPoolPrefillSlots));
+  const push = new PushBuffer(pushBufferBytes, envInt('GFS_PUSH_EXPIRY_MS') ?? defaults.pushExpiryMs, o.maxPushes ?? defaults.maxPushes, pool);
   const clock = monotonicClock();
   const leases = new LeaseTable({
     clock,
@@ -220,7 +232,7 @@ export async function startChunkserver(o: ChunkserverOptions): Promise<RunningCh
   scrubber.start();
   await Promise.all(beaters.map((b) => b.register().catch((e) => log.warn({ err: (e as Error).message }, 'first registration failed; heartbeats will retry'))));
   for (const b of beaters) b.start();
-  const sweeper = setInterval(() => push.sweep(Date.now()), 5_000);
+  const sweeper = setInterval(() => push.sweep(Date.now()), Math.min(5_000, push.expiryMs));
   sweeper.unref();
   log.info({ id, url, bind: `${host}:${port}`, rack: o.rack ?? 'default' }, 'chunkserver listening');
   return {

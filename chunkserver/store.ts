@@ -4,6 +4,7 @@ import { GfsError, invariant } from '../shared/errors.js';
 import { checkHandle, isHandle } from '../shared/handles.js';
 import { RwLock } from '../shared/rwlock.js';
 import type { ChunkReport } from '../shared/wire.js';
+import type { GivenCrcs } from './checksum-plan.js';
 import { FdCache } from './fd-cache.js';
 import { ReplicaData } from './replica-data.js';
 import { recoverReplicas } from './recovery.js';
@@ -252,9 +253,10 @@ export class ReplicaStore {
   /**
    * Writes data at offset; returns the chunk's new length. `atVersion`: only while the replica is at this version, checked under the
    * replica's lock, which setVersion takes too: a mutation ordered under a lease at version v never
-   * lands after the replica moved on to v+1 (a clone copied from it then would miss it).
+   * lands after the replica moved on to v+1 (a clone copied from it then would miss it). `given`: the
+   * data's block crcs as its sender computed them (chunkserver/checksum-plan.ts), used where they line up.
    */
-  async write(handle: string, offset: number, data: Buffer, atVersion?: number): Promise<number> {
+  async write(handle: string, offset: number, data: Buffer, atVersion?: number, given?: GivenCrcs): Promise<number> {
     checkHandle(handle);
     checkByteCount('offset', offset);
     if (offset + data.length > this.chunkSizeBytes) {
@@ -265,7 +267,7 @@ export class ReplicaStore {
         checkAtVersion(rep, atVersion);
         // An empty write changes nothing, not even the length.
         if (data.length === 0) return rep.sizeBytes;
-        return this.io.mutate(rep, offset, data);
+        return this.io.mutate(rep, offset, data, given);
       }),
     );
   }
@@ -286,8 +288,12 @@ export class ReplicaStore {
     );
   }
 
-  /** Reads up to length bytes at offset, clamped at the chunk's end; every block touched is verified in full. */
-  async read(handle: string, offset: number, length: number): Promise<Buffer> {
+  /**
+   * Reads up to length bytes at offset, clamped at the chunk's end; every block touched is verified in full.
+   * `scratch`: a buffer to read into (a reused one, see chunkserver/buffer-pool.ts), used when it holds
+   * every block touched; the answer is then a part of it.
+   */
+  async read(handle: string, offset: number, length: number, scratch?: Buffer): Promise<Buffer> {
     checkHandle(handle);
     checkByteCount('offset', offset);
     checkByteCount('length', length);
@@ -300,7 +306,7 @@ export class ReplicaStore {
         const firstBlock = Math.floor(offset / B);
         const lastBlock = Math.floor((end - 1) / B);
         const start = firstBlock * B;
-        const buf = await this.io.readVerified(rep, firstBlock, lastBlock);
+        const buf = await this.io.readVerified(rep, firstBlock, lastBlock, scratch);
         return buf.subarray(offset - start, end - start);
       }),
     );

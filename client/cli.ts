@@ -9,6 +9,8 @@ import { Command, Option } from 'commander';
 import { addConnectionOptions, exportConnectionOptions, intArg as int, sizeArg as size } from '../shared/cli-options.js';
 import { formatBytes as fmtBytes } from '../shared/config.js';
 import { exitStatus, exitWhenFlushed, failAndExit, quietOnClosedPipe } from '../shared/exit.js';
+import type { BatchOp } from '../shared/wire.js';
+import { registerTools } from './cli-tools.js';
 
 const defaultMaster = 'http://127.0.0.1:7070';
 
@@ -47,6 +49,18 @@ function run<A extends unknown[]>(fn: (...args: A) => Promise<void>) {
     }
     await exitWhenFlushed(0);
   };
+}
+
+/**
+ * Many paths in one call to the master (POST /api/batch): every path is tried, as mkdir(1) and rm(1)
+ * do; each one refused gets its line on stderr and the command exits 1.
+ */
+async function batchOrFail(c: Awaited<ReturnType<typeof client>>, ops: BatchOp[]): Promise<void> {
+  const results = await c.batch(ops);
+  const failed = results.flatMap((r) => (r.ok ? [] : [r.error]));
+  if (failed.length === 0) return;
+  for (const msg of failed.slice(0, -1)) process.stderr.write(`gfs: ${msg.split('\n')[0]}\n`);
+  throw new Error(failed[failed.length - 1]);
 }
 
 // ---- daemons ----
@@ -128,7 +142,7 @@ program
   .argument('<paths...>')
   .action(run(async (paths: string[], o: { parents?: boolean }) => {
     const c = await client();
-    for (const p of paths) await c.mkdir(p, { parents: !!o.parents });
+    await batchOrFail(c, paths.map((path) => ({ op: 'mkdir' as const, path, parents: !!o.parents })));
   }));
 
 program
@@ -176,7 +190,7 @@ program
   .argument('<paths...>')
   .action(run(async (paths: string[], o: { recursive?: boolean; now?: boolean }) => {
     const c = await client();
-    for (const p of paths) await c.delete(p, { recursive: !!o.recursive, now: !!o.now });
+    await batchOrFail(c, paths.map((path) => ({ op: 'delete' as const, path, recursive: !!o.recursive, now: !!o.now })));
   }));
 
 program
@@ -376,5 +390,7 @@ program
     const { unmount } = await import('./mount.js');
     await unmount(mountpoint, { lazy: !!o.lazy });
   }));
+
+registerTools(program, { client, run });
 
 program.parseAsync(process.argv).catch(fail);

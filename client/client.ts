@@ -1,11 +1,12 @@
 import { randomBytes } from 'node:crypto';
 import { nanoid } from 'nanoid';
-import { crc32c } from '../shared/checksum.js';
+import { macBody } from '../shared/auth.js';
+import { blockCrcsOf, crc32c, crcOfBlocks, encodeBlockCrcs } from '../shared/checksum.js';
 import { defaults } from '../shared/config.js';
 import { GfsError } from '../shared/errors.js';
 import { rpcJson, rpcStream, setRpcSelf } from '../shared/rpc.js';
-import { initialChunkVersion, inlineMaxBytes } from '../shared/wire.js';
-import type { AllocateAnswer, AppendAnswer, ChunkInfoAnswer, ChunkLocation, ChunksAnswer, FileInfo, LeaseAnswer, ListEntry, PushAnswer, ReplicaRef, WriteAnswer } from '../shared/wire.js';
+import { blockCrcsHeader, initialChunkVersion, inlineMaxBytes, maxBatchOps, maxPushBlockCrcs, pushCrcBlockBytes } from '../shared/wire.js';
+import type { AllocateAnswer, AppendAnswer, BatchAnswer, BatchOp, BatchResult, ChunkInfoAnswer, ChunkLocation, ChunksAnswer, FileInfo, LeaseAnswer, ListEntry, PushAnswer, ReplicaRef, WriteAnswer } from '../shared/wire.js';
 import { withRetry, type RetryOptions } from './retry.js';
 import { LocationCache, covers, type CachedFile } from './location-cache.js';
 import { closestFirst, readFromReplicas } from './replica-read.js';
@@ -84,9 +85,9 @@ export class GfsClient {
     setRpcSelf(this.clientId);
   }
 
-  private master<T>(path: string, body?: unknown, query?: Record<string, string>): Promise<T> {
+  private master<T>(path: string, body?: unknown, query?: Record<string, string>, readOnly = readOnlyRoutes.has(path)): Promise<T> {
     // One id for every attempt of a mutation: the master's retry cache answers a retry of one already done.
-    const rid = readOnlyRoutes.has(path) ? undefined : `${this.clientId}:${this.nextRequestId()}`;
+    const rid = readOnly ? undefined : `${this.clientId}:${this.nextRequestId()}`;
     return withRetry(() => this.callMaster<T>(path, body, query, rid), { ...this.retry, attempts: 6 });
   }
 
@@ -172,6 +173,24 @@ export class GfsClient {
   async delete(path: string, opts: { recursive?: boolean; now?: boolean } = {}): Promise<void> {
     this.files.delete(path);
     await this.master('/api/delete', { path, recursive: opts.recursive ?? false, now: opts.now ?? false });
+  }
+
+  /**
+   * Many namespace operations in one call (at most maxBatchOps), each answered on its own: one that
+   * fails leaves the others standing. Operations on unrelated paths share the master's fsyncs;
+   * related ones (a path under another's) run in the order given. Retried as a whole: the master
+   * skips the operations a lost first attempt already logged.
+   */
+  async batch(ops: BatchOp[]): Promise<BatchResult[]> {
+    if (ops.length === 0) return [];
+    const out: BatchResult[] = [];
+    for (let i = 0; i < ops.length; i += maxBatchOps) {
+      const part = ops.slice(i, i + maxBatchOps);
+      for (const op of part) for (const p of op.op === 'rename' ? [op.src, op.dst] : [op.path]) this.files.delete(p);
+      const readOnly = part.every((op) => op.op === 'stat');
+      out.push(...(await this.master<BatchAnswer>('/api/batch', { ops: part }, undefined, readOnly)).results);
+    }
+    return out;
   }
 
   async undelete(path: string): Promise<void> {
@@ -340,16 +359,26 @@ export class GfsClient {
     return { dataId, crc32c: crc };
   }
 
-  /** Pushes data along a pipelined chain of the given replicas, closest first. */
+  /**
+   * Pushes data along a pipelined chain of the given replicas, closest first. With it go the crc32c of
+   * each checksum block (every hop checks them as the bytes arrive, and the chunk keeps them) and, with
+   * authentication on, the body's MAC (shared/auth.ts). Resolves to the crc32c of the whole data.
+   */
   async push(replicas: ReplicaRef[], data: Buffer): Promise<{ dataId: string; crc: number }> {
     const chain = closestFirst(replicas, this.rack);
     const dataId = nanoid(21).replace(/[^A-Za-z0-9_-]/g, '_');
-    const crc = crc32c(data);
+    const blockBytes = pushCrcBlockBytes;
+    const blocks = blockCrcsOf(data, blockBytes);
+    const crc = crcOfBlocks(blocks, blockBytes, data.length);
+    const headers: Record<string, string> = { 'x-gfs-chain': JSON.stringify(chain.slice(1).map((r) => r.url)) };
+    // The list is 4 bytes a block; past maxPushBlockCrcs (a 64 MiB push) it is left out and each hop computes its own.
+    if (blocks.length <= maxPushBlockCrcs) headers[blockCrcsHeader] = encodeBlockCrcs(blocks);
     const res = await rpcStream(chain[0]!.url, `/push/${dataId}`, data, {
       method: 'PUT',
       contentLength: data.length,
       targetName: chain[0]!.id,
-      headers: { 'x-gfs-chain': JSON.stringify(chain.slice(1).map((r) => r.url)) },
+      headers,
+      bodyMac: macBody(data),
     });
     const a = (await res.body.json()) as PushAnswer;
     if (a.crc32c !== crc || a.sizeBytes !== data.length) throw new GfsError('UNAVAILABLE', 'pushed data arrived damaged');
@@ -546,14 +575,26 @@ export class GfsClient {
   async readReplica(r: ReplicaRef, handle: string, version: number, offset: number, length: number): Promise<Buffer> {
     const res = await rpcStream(r.url, '/chunk/read', undefined, { query: { handle, offset, length, version }, targetName: r.id });
     const expected = Number(res.headers['content-length'] ?? -1);
-    const bufs: Buffer[] = [];
+    if (!(expected >= 0 && expected <= length)) {
+      const bufs: Buffer[] = [];
+      let got = 0;
+      for await (const c of res.body) {
+        bufs.push(c as Buffer);
+        got += (c as Buffer).length;
+      }
+      return Buffer.concat(bufs, got);
+    }
+    // The answer's length is known: each part is copied once, straight to its place.
+    const out = Buffer.allocUnsafe(expected);
     let got = 0;
     for await (const c of res.body) {
-      bufs.push(c as Buffer);
-      got += (c as Buffer).length;
+      const b = c as Buffer;
+      if (got + b.length > expected) throw new GfsError('TRUNCATED', `read from ${r.id} sent more than its ${expected} bytes`);
+      b.copy(out, got);
+      got += b.length;
     }
-    if (expected >= 0 && got !== expected) throw new GfsError('TRUNCATED', `short read from ${r.id}: ${got} of ${expected} bytes`);
-    return Buffer.concat(bufs, got);
+    if (got !== expected) throw new GfsError('TRUNCATED', `short read from ${r.id}: ${got} of ${expected} bytes`);
+    return out;
   }
 
   /** Makes every chunk of the file (or those in `range`) durable on every replica's disk (fsync). */

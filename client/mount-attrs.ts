@@ -1,6 +1,16 @@
 // The mount's attribute cache: file and directory attributes from the master, kept for a short while.
 import type { FuseStat } from 'fuse-native';
+import type { ListEntry } from '../shared/wire.js';
 import type { GfsClient } from './client.js';
+
+/**
+ * How long a path this mount changed is only ever cached from an exact stat, never from a listing:
+ * a listing's sizes come from chunkserver heartbeats (1 s apart by default) and may not show a write
+ * this mount just made yet.
+ */
+export const listingDistrustMs = 30_000;
+/** Bound on the paths remembered as recently changed (oldest dropped first). */
+const maxChangedPaths = 16_384;
 
 const S_IFDIR = 0o040000;
 const S_IFREG = 0o100000;
@@ -18,6 +28,14 @@ export class AttrCache {
   private readonly attrs = new Map<string, { attr: Attr; atMs: number }>();
   private readonly statting = new Map<string, Promise<Attr>>();
   private attrGen = 0;
+  /** Paths this mount changed, with when; a listing's attributes are not taken for them for listingDistrustMs. */
+  private readonly changed = new Map<string, number>();
+  /** When this mount last forgot everything: listings are not taken for listingDistrustMs after. */
+  private changedAllAtMs = -Infinity;
+  /** Trees this mount renamed, with when (bounded, oldest dropped first): nothing under them is taken from listings for listingDistrustMs. */
+  private readonly changedTrees: { path: string; atMs: number }[] = [];
+  /** Attributes taken from listings, and from stats (for the stats the mount saved). */
+  readonly counts = { fromListing: 0, stats: 0 };
 
   constructor(
     private readonly client: GfsClient,
@@ -27,12 +45,56 @@ export class AttrCache {
   /** Drops what is cached for path (everything when undefined): it changed. */
   forget(path?: string): void {
     this.attrGen++; // a stat already under way must not cache what it learned before this change
+    const nowMs = Date.now();
     if (path === undefined) {
       this.attrs.clear();
       this.statting.clear();
+      this.changedAllAtMs = nowMs;
     } else {
       this.attrs.delete(path);
       this.statting.delete(path);
+      this.changed.delete(path);
+      this.changed.set(path, nowMs);
+      if (this.changed.size > maxChangedPaths) this.changed.delete(this.changed.keys().next().value!);
+    }
+  }
+
+  /** Drops what is cached at or under each path (a renamed tree): it changed. */
+  forgetTrees(paths: string[]): void {
+    this.attrGen++;
+    const nowMs = Date.now();
+    const under = (p: string) => paths.some((t) => p === t || p.startsWith(t.endsWith('/') ? t : `${t}/`));
+    for (const k of [...this.attrs.keys()]) if (under(k)) this.attrs.delete(k);
+    for (const k of [...this.statting.keys()]) if (under(k)) this.statting.delete(k);
+    for (const path of paths) this.changedTrees.push({ path, atMs: nowMs });
+    while (this.changedTrees.length > 256) this.changedTrees.shift();
+  }
+
+  /** The generation to hand to fill(): a change between reading it and filling voids the fill. */
+  get generation(): number {
+    return this.attrGen;
+  }
+
+  /**
+   * Attributes of a directory's entries from its listing (`ls -l` is then one listing, not a stat per
+   * entry), except for paths this mount changed lately, which keep coming from exact stats.
+   */
+  fill(entries: ListEntry[], generation: number): void {
+    if (generation !== this.attrGen) return;
+    const nowMs = Date.now();
+    if (nowMs - this.changedAllAtMs < listingDistrustMs) return;
+    while (this.changedTrees.length > 0 && nowMs - this.changedTrees[0]!.atMs >= listingDistrustMs) this.changedTrees.shift();
+    const trees = this.changedTrees.map((t) => (t.path.endsWith('/') ? t.path : `${t.path}/`));
+    for (const e of entries) {
+      if (trees.length > 0 && trees.some((t) => e.path.startsWith(t) || `${e.path}/` === t)) continue;
+      const at = this.changed.get(e.path);
+      if (at !== undefined) {
+        if (nowMs - at < listingDistrustMs) continue;
+        this.changed.delete(e.path);
+      }
+      const attr: Attr = { type: e.type, sizeBytes: e.sizeBytes, replication: e.replication, mtimeMs: e.mtimeMs, ctimeMs: e.ctimeMs ?? e.mtimeMs };
+      this.attrs.set(e.path, { attr, atMs: nowMs });
+      this.counts.fromListing++;
     }
   }
 
@@ -44,6 +106,7 @@ export class AttrCache {
     if (!p) {
       const atMs = Date.now();
       const gen = this.attrGen;
+      this.counts.stats++;
       const q: Promise<Attr> = this.client.stat(path).then((i) => {
         const attr: Attr = { type: i.type, sizeBytes: i.sizeBytes, replication: i.replication, mtimeMs: i.mtimeMs, ctimeMs: i.ctimeMs };
         if (this.attrGen === gen) this.attrs.set(path, { attr, atMs });

@@ -66,7 +66,9 @@ export class GfsFuse {
 
   async readdir(p: string): Promise<string[]> {
     const path = this.gfs(p);
+    const generation = this.attrs.generation;
     const entries = await this.client.list(path);
+    this.attrs.fill(entries, generation);
     return ['.', '..', ...entries.map((e) => e.name)];
   }
 
@@ -128,7 +130,7 @@ export class GfsFuse {
     const s = this.gfs(src);
     const d = this.gfs(dst);
     await this.flushAll();
-    this.attrs.forget();
+    this.attrs.forgetTrees([s, d]);
     if (s === d) return;
     try {
       await this.client.rename(s, d);
@@ -145,7 +147,7 @@ export class GfsFuse {
       }
       await this.client.rename(s, d);
     } finally {
-      this.attrs.forget();
+      this.attrs.forgetTrees([s, d]);
     }
     for (const h of this.handles.values()) {
       if (h.path === s) h.path = d;

@@ -13,6 +13,7 @@ import type { CachedFile } from './location-cache.js';
 
 export const recordMagic = Buffer.from('GFR1', 'latin1');
 export const recordHeaderBytes = 28;
+export const recordIdBytes = 16;
 
 export function frameRecord(payload: Buffer, id: Buffer = randomBytes(16)): Buffer {
   const frame = Buffer.allocUnsafe(recordHeaderBytes + payload.length);

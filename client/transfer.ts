@@ -33,7 +33,27 @@ async function progressBar(totalBytes: number, enabled: boolean, label: string):
   };
 }
 
-/** Reads a stream into pieces of exactly `pieceBytes` (the last may be shorter). */
+/** Reads a local file in pieces of exactly `pieceBytes` (the last may be shorter), each read straight into its own buffer. */
+async function* filePieces(path: string, pieceBytes: number): AsyncGenerator<Buffer> {
+  const fh = await open(path, 'r');
+  try {
+    for (;;) {
+      const buf = Buffer.allocUnsafe(pieceBytes);
+      let n = 0;
+      while (n < pieceBytes) {
+        const { bytesRead } = await fh.read(buf, n, pieceBytes - n, null);
+        if (bytesRead === 0) break;
+        n += bytesRead;
+      }
+      if (n > 0) yield n === pieceBytes ? buf : buf.subarray(0, n);
+      if (n < pieceBytes) return;
+    }
+  } finally {
+    await fh.close();
+  }
+}
+
+/** Reads a stream (stdin) into pieces of exactly `pieceBytes` (the last may be shorter). */
 async function* pieces(stream: AsyncIterable<Buffer>, pieceBytes: number): AsyncGenerator<Buffer> {
   let parts: Buffer[] = [];
   let have = 0;
@@ -45,7 +65,7 @@ async function* pieces(stream: AsyncIterable<Buffer>, pieceBytes: number): Async
       have += take;
       chunk = chunk.subarray(take);
       if (have === pieceBytes) {
-        yield Buffer.concat(parts, have);
+        yield parts.length === 1 ? parts[0]! : Buffer.concat(parts, have);
         parts = [];
         have = 0;
       }
@@ -111,12 +131,12 @@ export async function putFile(c: GfsClient, local: string, remote: string, o: { 
   const f = await c.locate(remote, 0, 1, true);
   // Pieces never straddle a chunk boundary.
   const pieceBytes = Math.min(c.pieceBytes, f.chunkSizeBytes);
-  const stream = local === '-' ? (process.stdin as AsyncIterable<Buffer>) : createReadStream(local, { highWaterMark: 1024 * 1024 });
   let offset = 0;
   let done = 0;
   const inFlight = new Set<Promise<void>>();
   let failed: unknown;
-  for await (const piece of pieces(stream as AsyncIterable<Buffer>, pieceBytes)) {
+  const source = local === '-' ? pieces(process.stdin as AsyncIterable<Buffer>, pieceBytes) : filePieces(local, pieceBytes);
+  for await (const piece of source) {
     if (failed) break;
     const at = offset;
     offset += piece.length;
@@ -177,26 +197,43 @@ export async function catFile(c: GfsClient, remote: string, out: Writable, o: { 
   const located = o.replica ? await c.locate(remote, 0, 10_000) : f;
   const start = o.offset ?? 0;
   const end = Math.min(f.sizeBytes, o.length !== undefined ? start + o.length : f.sizeBytes);
-  let written = 0;
+  const jobs: { at: number; index: number; inChunk: number; len: number }[] = [];
   for (let at = start; at < end; ) {
     const index = Math.floor(at / f.chunkSizeBytes);
     const inChunk = at % f.chunkSizeBytes;
     const len = Math.min(c.pieceBytes, f.chunkSizeBytes - inChunk, end - at);
-    let b: Buffer;
-    if (o.replica) {
-      const loc = located.chunks.get(index);
-      const r = loc?.replicas.find((x) => x.id === o.replica);
-      if (!loc || !r) throw new GfsError('NOT_FOUND', `chunkserver ${o.replica} holds no current replica of chunk ${index} of ${remote}`);
-      b = await c.readReplica(r, loc.handle, loc.version, inChunk, len);
-      // This replica lacks bytes the file has: say so rather than show zeros or stop as if the file ended.
-      if (b.length < len && index < f.chunkCount - 1) throw new GfsError('UNAVAILABLE', `${o.replica}'s replica of chunk ${index} of ${remote} holds ${inChunk + b.length} bytes, short of the chunk's ${f.chunkSizeBytes}`);
-    } else {
-      b = await c.read(remote, at, len);
-    }
-    if (!out.write(b)) await new Promise((r) => out.once('drain', r));
-    written += b.length;
+    jobs.push({ at, index, inChunk, len });
     at += len;
-    if (b.length < len) break; // the last chunk's replicas hold less than the size said: the file ends here
+  }
+  const readJob = async (j: (typeof jobs)[number]): Promise<Buffer> => {
+    if (!o.replica) return c.readPiece(remote, j.index, j.inChunk, j.len);
+    const loc = located.chunks.get(j.index);
+    const r = loc?.replicas.find((x) => x.id === o.replica);
+    if (!loc || !r) throw new GfsError('NOT_FOUND', `chunkserver ${o.replica} holds no current replica of chunk ${j.index} of ${remote}`);
+    const b = await c.readReplica(r, loc.handle, loc.version, j.inChunk, j.len);
+    // This replica lacks bytes the file has: say so rather than show zeros or stop as if the file ended.
+    if (b.length < j.len && j.index < f.chunkCount - 1) throw new GfsError('UNAVAILABLE', `${o.replica}'s replica of chunk ${j.index} of ${remote} holds ${j.inChunk + b.length} bytes, short of the chunk's ${f.chunkSizeBytes}`);
+    return b;
+  };
+  // Several pieces in flight from the cached locations (no master call per piece), written out in order.
+  const pending = new Map<number, Promise<Buffer>>();
+  let launched = 0;
+  let written = 0;
+  try {
+    for (let next = 0; next < jobs.length; next++) {
+      while (launched < jobs.length && launched - next < c.concurrency) {
+        const p = readJob(jobs[launched]!);
+        p.catch(() => undefined); // awaited in order below
+        pending.set(launched++, p);
+      }
+      const b = await pending.get(next)!;
+      pending.delete(next);
+      if (!out.write(b)) await new Promise((r) => out.once('drain', r));
+      written += b.length;
+      if (b.length < jobs[next]!.len) break; // the last chunk's replicas hold less than the size said: the file ends here
+    }
+  } finally {
+    pending.clear();
   }
   return written;
 }

@@ -156,6 +156,7 @@ export class Files {
         replication: node.type === 'file' ? node.replication : 0,
         chunkCount: node.type === 'file' ? node.chunks.length : 0,
         mtimeMs: node.mtimeMs,
+        ctimeMs: node.ctimeMs,
       };
     });
   }

@@ -2,7 +2,7 @@ import { GfsError } from '../shared/errors.js';
 import { rpcJson } from '../shared/rpc.js';
 import type { MasterContext } from './context.js';
 import { planHealing } from './core/healing.js';
-import { initialChunkVersion } from './core/namespace.js';
+import { initialChunkVersion, type Op } from './core/namespace.js';
 import type { InFlightClone } from './core/replication.js';
 import { settleClone } from './core/version-bump.js';
 import type { Leasing } from './leasing.js';
@@ -25,6 +25,8 @@ export class Healer {
     private readonly leasing: Leasing,
     /** Deletes trash entries past their grace period (master.ts: it is a namespace mutation). */
     private readonly reclaimTrash: () => Promise<void>,
+    /** The chunkserver calls (a test gives its own). */
+    private readonly rpc: typeof rpcJson = rpcJson,
   ) {}
 
   start(periodMs: number): void {
@@ -82,7 +84,7 @@ export class Healer {
           return [...ub.servers]
             .filter((id) => st.servers.isAlive(st.servers.servers.get(id), nowMs))
             .map(async (id) => {
-              await rpcJson(st.servers.ref(id)!.url, '/chunk/version', { handle, version }, { targetName: id, timeoutMs: 5_000 });
+              await this.rpc(st.servers.ref(id)!.url, '/chunk/version', { handle, version }, { targetName: id, timeoutMs: 5_000 });
               if (st.unbumped.get(handle) !== ub || this.m.ns.chunks.get(handle)?.version !== version) return;
               ub.servers.delete(id);
               st.servers.addLocation(handle, id);
@@ -121,7 +123,7 @@ export class Healer {
     if (!ref) return;
     st.revoking.add(handle);
     try {
-      await rpcJson(ref.url, '/chunk/revoke', { handle }, { targetName: l.primary, timeoutMs: Math.min(10_000, this.m.opts.leaseMs) });
+      await this.rpc(ref.url, '/chunk/revoke', { handle }, { targetName: l.primary, timeoutMs: Math.min(10_000, this.m.opts.leaseMs) });
       if (st.leases.get(handle) === l) st.leases.delete(handle);
       this.m.counters.leasesRevokedForRepair++;
     } catch {
@@ -139,28 +141,46 @@ export class Healer {
     try {
       const src = st.servers.ref(source);
       const dst = st.servers.ref(target);
-      if (!src || !dst) return;
+      // Every clone started ends as done or failed (status and the partition suite count the ones
+      // under way as started - done - failed).
+      if (!src || !dst) throw new GfsError('UNAVAILABLE', `clone of ${handle}: chunkserver ${src ? target : source} is unknown`);
       version = await this.bumpBeforeClone(handle, version, source);
       const bytesPerSec = this.m.opts.cloneBytesPerSec;
-      const r = await rpcJson<{ sizeBytes: number }>(
+      const r = await this.rpc<{ sizeBytes: number }>(
         dst.url,
         '/chunk/clone',
         { handle, version, sourceUrl: src.url, sourceId: source, bytesPerSec },
         { targetName: target, timeoutMs: Math.max(60_000, bytesPerSec > 0 ? (2 * this.m.opts.chunkSizeBytes * 1000) / bytesPerSec : 0) },
       );
-      // Counts only if nothing changed meanwhile (no lease could be granted during the clone).
+      // Counts only if nothing changed meanwhile (no lease could be granted during the clone): a copy
+      // of an older version is no replica (its target's next report has it deleted as stale).
       const record = settleClone(st, this.m.ns, handle, version, target, r.sizeBytes);
-      if (this.m.ns.chunks.get(handle)?.version === version) {
-        this.m.counters.clonesDone++;
-        this.m.counters.clonedBytes += r.sizeBytes;
-      }
-      // Logged so that a restarted master still counts the clone among the replicas that took the version.
-      if (record) await this.m.logOp(record);
+      if (this.m.ns.chunks.get(handle)?.version !== version) throw new GfsError('STALE_VERSION', `chunk ${handle} moved past version ${version} during the clone`);
+      this.m.counters.clonesDone++;
+      this.m.counters.clonedBytes += r.sizeBytes;
+      // The clone is still in ChunkState.clones here, so reports of the target wait for the record.
+      if (record) await this.logTook(record, target);
     } catch (e) {
       this.m.counters.clonesFailed++;
       this.m.opts.log.warn({ handle, source, target, err: (e as Error).message }, 'clone failed');
     } finally {
       st.clones.splice(st.clones.indexOf(clone), 1);
+    }
+  }
+
+  /**
+   * Logs that a finished clone's target took the version, so that it stays among the replicas that
+   * took it (Namespace.took), after a restart too. The clone itself succeeded: a failure here is
+   * counted apart from failed clones. Unlogged (full disk, failed log), the target is judged to have
+   * taken the version late at its next report and dropped, as a restarted master would judge it;
+   * re-replication copies again. (Logged here but not shipped to every log replica: it counts.)
+   */
+  private async logTook(record: Op, target: string): Promise<void> {
+    try {
+      await this.m.logOp(record);
+    } catch (e) {
+      this.m.counters.cloneRecordsFailed++;
+      this.m.opts.log.warn({ record, target, err: (e as Error).message }, 'clone done, but its record could not be logged');
     }
   }
 }

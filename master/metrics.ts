@@ -23,7 +23,7 @@ export function registerMasterMetrics(m: Metrics, master: Master): void {
   m.counterFrom('gfs_lease_extensions_total', 'Lease extensions granted on heartbeats and confirmations', () => c.leaseExtensions);
   m.countersFrom('gfs_lease_revocations_total', 'Leases taken back before they ran out, by reason', 'reason', () => ({ repair: c.leasesRevokedForRepair, snapshot: master.snapshots.counters.leasesRevoked }));
   m.counterFrom('gfs_chunk_allocations_total', 'Chunks allocated', () => c.allocations);
-  m.countersFrom('gfs_clones_total', 'Re-replication and rebalancing clones, by outcome', 'result', () => ({ started: c.clonesStarted, done: c.clonesDone, failed: c.clonesFailed }));
+  m.countersFrom('gfs_clones_total', 'Re-replication and rebalancing clones, by outcome', 'result', () => ({ started: c.clonesStarted, done: c.clonesDone, failed: c.clonesFailed, record_failed: c.cloneRecordsFailed }));
   m.counterFrom('gfs_cloned_bytes_total', 'Bytes copied by finished clones', () => c.clonedBytes);
   m.counterFrom('gfs_rebalance_moves_total', 'Clones started to even out disk use', () => c.rebalanceMoves);
   m.countersFrom('gfs_replicas_deleted_total', 'Replicas ordered deleted, by reason', 'reason', () => ({ stale: c.staleReplicasDropped, orphan: c.orphansDeleted, excess: c.excessDeleted }));

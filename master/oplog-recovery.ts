@@ -6,6 +6,7 @@ import { open as openFile, mkdir, readdir, unlink, type FileHandle } from 'node:
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { DataFile } from 'lowdb/node';
+import { fsyncDir } from '../shared/atomic-file.js';
 import { GfsError } from '../shared/errors.js';
 import type { Logger } from '../shared/log.js';
 import { errorMessage, goodFrameAfter, scanLog } from './oplog-scan.js';
@@ -204,15 +205,6 @@ async function refuseCorruptTail(dir: string, path: string, badOffset: number, r
       `so the master will not start without them. Restore the directory from a log replica or backup, or, to start anyway and lose every record ` +
       `from offset ${badOffset} on, stop the master and run: node ${truncateToolPath} --dir ${dir} --at ${badOffset} (it keeps a copy of the cut bytes)`,
   );
-}
-
-export async function fsyncDir(dir: string): Promise<void> {
-  const fh = await openFile(dir, 'r');
-  try {
-    await fh.sync();
-  } finally {
-    await fh.close();
-  }
 }
 
 /** Creates an empty file (failing if it exists) and makes it and its directory entry durable. */

@@ -1,6 +1,6 @@
-// Reading operation log files (master/oplog.ts): frames are
+// The frames of operation log files (master/oplog.ts):
 //   [u32 LE payloadLength][u32 LE crc32c(payload)][payload = UTF-8 JSON]
-// scanLog reads them in order and stops at the first bad one. What follows a
+// encodeFrame makes one; scanLog reads them in order and stops at the first bad one. What follows a
 // bad frame tells a torn tail from corruption: a crash mid-write leaves
 // nothing decodable after the tear (the last batch was never acknowledged),
 // while a damaged record in the middle is followed by good ones, which were
@@ -22,6 +22,16 @@ const READ_CHUNK_BYTES = 1 * MiB;
 export const MAX_TAIL_SEARCH_BYTES = 128 * MiB;
 /** Bytes hashed while searching, at most (random garbage can look like many long frames). */
 const MAX_SEARCH_CRC_BYTES = 512 * MiB;
+
+/** One record's frame, for a payload already checked against MAX_RECORD_BYTES. */
+export function encodeFrame(json: string, payloadBytes: number): Buffer {
+  const frame = Buffer.allocUnsafe(FRAME_HEADER_BYTES + payloadBytes);
+  frame.writeUInt32LE(payloadBytes, 0);
+  const written = frame.write(json, FRAME_HEADER_BYTES, 'utf8');
+  invariant(written === payloadBytes, 'frame payload length matches its byteLength');
+  frame.writeUInt32LE(crc32c(frame.subarray(FRAME_HEADER_BYTES)), 4);
+  return frame;
+}
 
 export function errorMessage(e: unknown): string {
   return e instanceof Error ? e.message : String(e);

@@ -1,4 +1,4 @@
-// The master's write-ahead operation log: group commit, checkpoints, recovery.
+// The master's write-ahead operation log: the group-commit writer and its public API.
 //
 // Files in `dir`:
 //   oplog.<seq>.log        frames [u32 LE payloadLength][u32 LE crc32c(payload)][payload = UTF-8 JSON]
@@ -8,79 +8,33 @@
 // append() resolves) only after it has been written and fdatasync'ed, and after
 // the caller's synchronous apply() has run, so the in-memory state never shows
 // a mutation that a crash could lose.
+//
+// Here: the queue, the single writer that takes bounded batches (one write and
+// one fdatasync each, shipped to the log replicas meanwhile), applying them in
+// log order, checkpoints' switch to a new log, exclusive sections and close.
+// Beside it: the frame format and reading (oplog-scan.ts), recovery at start-up
+// (oplog-recovery.ts), the checkpoint files (oplog-checkpoint.ts), the full disk
+// (oplog-space.ts) and the log's refusals (oplog-refusals.ts); the shipping
+// itself is master/replicas.ts.
 
-import { open as openFile, readdir, unlink, type FileHandle } from 'node:fs/promises';
+import type { FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
-import { TextFile } from 'lowdb/node';
-import { crc32c } from '../shared/checksum.js';
 import { GfsError, invariant } from '../shared/errors.js';
 import type { Logger } from '../shared/log.js';
 import { timedFsync } from '../shared/metrics.js';
-import { checkpointFileName, CHECKPOINT_NAME_RE, createDurableFile, fsyncDir, LOG_NAME_RE, logFileName, recoverDir, type Recovery } from './oplog-recovery.js';
-import { errorMessage, FRAME_HEADER_BYTES, MAX_RECORD_BYTES } from './oplog-scan.js';
+import { deleteFilesBefore, writeCheckpointFile } from './oplog-checkpoint.js';
+import { oplogLimits, type OpLogLimits, type OpLogOptions, type OpLogStats } from './oplog-options.js';
+import { createDurableFile, logFileName, recoverDir, type Recovery } from './oplog-recovery.js';
+import { closedError, failedError, isNoSpace, refusal } from './oplog-refusals.js';
+import { encodeFrame, errorMessage, FRAME_HEADER_BYTES, MAX_RECORD_BYTES } from './oplog-scan.js';
+import { DiskSpace } from './oplog-space.js';
 
 export { MAX_RECORD_BYTES };
 export { checkpointFileName, LOG_NAME_RE, logFileName, truncateToolPath, type Recovery } from './oplog-recovery.js';
+export { isOpLogRefusal } from './oplog-refusals.js';
+export type { OpLogOptions, OpLogStats } from './oplog-options.js';
 
-const MiB = 1024 * 1024;
-
-export interface OpLogOptions {
-  dir: string;
-  /** A checkpoint is due when the current log file exceeds this. */
-  checkpointLogBytes: number;
-  /**
-   * Called synchronously, in log order, once a record is durable; its return
-   * value resolves append(). It receives a JSON round-tripped copy of the
-   * record, i.e. exactly what recovery will hand back after a restart.
-   */
-  apply: (record: unknown) => unknown;
-  log?: Logger;
-  /** One batch (one write + one fdatasync) holds at most this many records. Default 100_000. */
-  maxBatchRecords?: number;
-  /** One batch holds at most this many frame bytes (a single record may exceed it). Default 64 MiB. */
-  maxBatchBytes?: number;
-  /** Appends beyond this many queued (not yet durable) records are refused with TOO_BUSY. Default 400_000. */
-  maxQueuedRecords?: number;
-  /** Appends beyond this many queued frame bytes are refused with TOO_BUSY. Default 256 MiB. */
-  maxQueuedBytes?: number;
-  /**
-   * Ships a batch (records as JSON text, in log order) to the log replicas, while it is written
-   * here; called serially, so every earlier batch has been applied when it runs. A batch is
-   * acknowledged only when both this and the local fdatasync succeeded. If it fails the records
-   * are still applied here (they are in the local log, and recovery would apply them anyway),
-   * but their appends reject: the caller learns the outcome is unknown, as with a lost answer.
-   */
-  replicate?: (records: string[]) => Promise<void>;
-  /**
-   * Whether a batch given to replicate may now be on a log replica (default: whenever replicate is
-   * given). On a full disk such a batch is held and retried rather than dropped (see refuseForSpace).
-   */
-  hasLogReplicas?: () => boolean;
-  /** Told how long each batch's fdatasync ('oplog') and each checkpoint's fsync ('checkpoint') took (metrics). */
-  onFsync?: (kind: 'oplog' | 'checkpoint', seconds: number) => void;
-}
-
-
-export interface OpLogStats {
-  /** Every fsync/fdatasync this instance issued: batches, new files, directories. */
-  fsyncs: number;
-  /** Records made durable by this instance (recovered ones excluded). */
-  records: number;
-  batches: number;
-  /** Size of the current log file. */
-  logBytes: number;
-  logSeq: number;
-  lastCheckpointSeq: number | undefined;
-  lastCheckpointAtMs: number | undefined;
-  /** The disk is full: appends are refused with NO_SPACE until a write succeeds again. */
-  noSpace: boolean;
-  /** Since when (epoch ms), while noSpace. */
-  noSpaceSinceMs: number | undefined;
-  /** Records refused with NO_SPACE by this instance. */
-  noSpaceRefusals: number;
-}
-
-
+/** One append waiting in the queue (or in the batch being written). */
 interface Entry {
   frame: Buffer;
   json: string;
@@ -88,63 +42,16 @@ interface Entry {
   reject: (err: unknown) => void;
 }
 
-
-/** The checkpoint document around an already-serialised state (same shape as CheckpointFile). */
-function checkpointText(logSeq: number, createdAtMs: number, stateJson: string): string {
-  return `{"complete":true,"logSeq":${logSeq},"createdAtMs":${createdAtMs},"state":${stateJson}}`;
-}
-
-function errnoCode(e: unknown): unknown {
-  return typeof e === 'object' && e !== null ? (e as { code?: unknown }).code : undefined;
-}
-
-function isEnoent(e: unknown): boolean {
-  return errnoCode(e) === 'ENOENT';
-}
-
-/** A full disk or an exhausted quota: nothing wrong with the log, just no room for more of it. */
-function isNoSpace(e: unknown): boolean {
-  return errnoCode(e) === 'ENOSPC' || errnoCode(e) === 'EDQUOT';
-}
-
-/** Errors the op log itself refuses an append with (as opposed to what the caller's apply threw). */
-const refusals = new WeakSet<object>();
-
-function refusal(e: GfsError): GfsError {
-  refusals.add(e);
-  return e;
-}
-
-/**
- * True when an append was refused by the log (not written: full disk, full queue, closed, unusable),
- * false when the record is in the log and only apply() failed. A log replica must pass the first
- * kind on to its master and may ignore the second (the master's apply failed the same way).
- */
-export function isOpLogRefusal(e: unknown): boolean {
-  return typeof e === 'object' && e !== null && refusals.has(e);
-}
-
-/** How long a batch already shipped to log replicas waits before its local write is tried again. */
-const NO_SPACE_RETRY_MS = 1_000;
-
-function positiveIntOr(value: number | undefined, fallback: number, name: string): number {
-  const v = value ?? fallback;
-  invariant(Number.isSafeInteger(v) && v > 0, `${name} must be a positive integer, got ${v}`);
-  return v;
-}
-
 export class OpLog {
   private readonly dir: string;
   private readonly checkpointLogBytes: number;
   private readonly applyFn: (record: unknown) => unknown;
   private readonly replicate: ((records: string[]) => Promise<void>) | undefined;
-  private readonly hasLogReplicas: () => boolean;
   private readonly logger: Logger | undefined;
   private readonly onFsync: OpLogOptions['onFsync'];
-  private readonly maxBatchRecords: number;
-  private readonly maxBatchBytes: number;
-  private readonly maxQueuedRecords: number;
-  private readonly maxQueuedBytes: number;
+  private readonly limits: OpLogLimits;
+  /** The full disk: the held batch, the full spell, refusals (oplog-space.ts). */
+  private readonly space: DiskSpace<Entry>;
 
   private fd: FileHandle;
   private logSeq: number;
@@ -169,14 +76,6 @@ export class OpLog {
   private batchCount = 0;
   private lastCheckpointSeq: number | undefined;
   private lastCheckpointAtMs: number | undefined;
-  private noSpaceSinceMs: number | undefined;
-  private noSpaceRefusals = 0;
-  /**
-   * A batch the log replicas may already hold but this disk had no room for. It must reach this
-   * log too (dropping it would leave the replicas ahead, skipping later records as resent ones),
-   * so it is retried, without shipping again, before anything else is written.
-   */
-  private held: { batch: Entry[]; shipError: Error | undefined; timer: NodeJS.Timeout | undefined } | undefined;
 
   private constructor(
     opts: OpLogOptions,
@@ -191,13 +90,18 @@ export class OpLog {
     this.checkpointLogBytes = opts.checkpointLogBytes;
     this.applyFn = opts.apply;
     this.replicate = opts.replicate;
-    this.hasLogReplicas = opts.hasLogReplicas ?? (() => opts.replicate !== undefined);
+    const hasLogReplicas = opts.hasLogReplicas ?? (() => opts.replicate !== undefined);
     this.logger = opts.log;
     this.onFsync = opts.onFsync;
-    this.maxBatchRecords = positiveIntOr(opts.maxBatchRecords, 100_000, 'maxBatchRecords');
-    this.maxBatchBytes = positiveIntOr(opts.maxBatchBytes, 64 * MiB, 'maxBatchBytes');
-    this.maxQueuedRecords = positiveIntOr(opts.maxQueuedRecords, 400_000, 'maxQueuedRecords');
-    this.maxQueuedBytes = positiveIntOr(opts.maxQueuedBytes, 256 * MiB, 'maxQueuedBytes');
+    this.limits = oplogLimits(opts);
+    this.space = new DiskSpace<Entry>(
+      opts.dir,
+      opts.log,
+      () => opts.replicate !== undefined && hasLogReplicas(),
+      () => {
+        if (!this.closed) this.kick();
+      },
+    );
     this.fd = fd;
     this.logSeq = logSeq;
     this.logBytes = logBytes;
@@ -225,6 +129,7 @@ export class OpLog {
     const oplog = new OpLog(opts, r.fd, r.logSeq, r.logBytes, r.checkpoint?.logSeq, r.checkpoint?.createdAtMs, r.fsyncs);
     return { oplog, recovery: { checkpoint: r.checkpoint?.state, records: r.records, droppedTailBytes: r.droppedTailBytes } };
   }
+
   /**
    * Logs a record. Resolves with apply(record)'s return value once the record
    * is written and fdatasync'ed and apply has run. Rejects if the write fails
@@ -233,12 +138,9 @@ export class OpLog {
    * large, or with TOO_BUSY if the queue is full.
    */
   append(record: unknown): Promise<unknown> {
-    if (this.failure) return Promise.reject(this.failedError());
-    if (this.closed) return Promise.reject(refusal(new GfsError('UNAVAILABLE', 'oplog is closed')));
-    if (this.held) {
-      this.noSpaceRefusals++;
-      return Promise.reject(this.noSpaceError());
-    }
+    if (this.failure) return Promise.reject(failedError(this.failure));
+    if (this.closed) return Promise.reject(closedError());
+    if (this.space.held) return Promise.reject(this.space.refuseAppend());
 
     // Serialise now, not at write time: the caller may mutate the object later.
     let json: string | undefined;
@@ -258,18 +160,13 @@ export class OpLog {
     }
     const frameBytes = FRAME_HEADER_BYTES + payloadBytes;
     // The hard bound: past it, waiting longer would only grow memory.
-    if (this.queue.length >= this.maxQueuedRecords || this.queuedBytes + frameBytes > this.maxQueuedBytes) {
+    if (this.queue.length >= this.limits.maxQueuedRecords || this.queuedBytes + frameBytes > this.limits.maxQueuedBytes) {
       return Promise.reject(
         refusal(new GfsError('TOO_BUSY', `oplog queue is full (${this.queue.length} records, ${this.queuedBytes} bytes)`)),
       );
     }
 
-    const frame = Buffer.allocUnsafe(frameBytes);
-    frame.writeUInt32LE(payloadBytes, 0);
-    const written = frame.write(json, FRAME_HEADER_BYTES, 'utf8');
-    invariant(written === payloadBytes, 'frame payload length matches its byteLength');
-    frame.writeUInt32LE(crc32c(frame.subarray(FRAME_HEADER_BYTES)), 4);
-
+    const frame = encodeFrame(json, payloadBytes);
     return new Promise<unknown>((resolve, reject) => {
       this.queue.push({ frame, json, resolve, reject });
       this.queuedBytes += frameBytes;
@@ -291,7 +188,7 @@ export class OpLog {
    */
   checkpoint(snapshot: () => unknown): Promise<void> {
     if (this.checkpointing) return this.checkpointing;
-    if (this.failure) return Promise.reject(this.failedError());
+    if (this.failure) return Promise.reject(failedError(this.failure));
     if (this.closed) return Promise.reject(new GfsError('UNAVAILABLE', 'oplog is closed'));
     // Never inside an exclusive() section: both pause the writer, and the first to finish would unpause it.
     const run = (this.exclusiveRun ?? Promise.resolve()).then(() => this.runCheckpoint(snapshot)).finally(() => {
@@ -306,14 +203,14 @@ export class OpLog {
    * state it sees is exactly every logged record applied: a consistent point to copy.
    */
   async exclusive<T>(fn: () => Promise<T>): Promise<T> {
-    if (this.failure) throw this.failedError();
+    if (this.failure) throw failedError(this.failure);
     if (this.closed) throw new GfsError('UNAVAILABLE', 'oplog is closed');
     while (this.paused) await (this.checkpointing ?? new Promise((r) => setTimeout(r, 5)));
     this.paused = true;
     const run = (async () => {
       try {
         if (this.inFlight) await this.inFlight;
-        if (this.failure) throw this.failedError();
+        if (this.failure) throw failedError(this.failure);
         return await fn();
       } finally {
         this.paused = false;
@@ -337,9 +234,9 @@ export class OpLog {
       logSeq: this.logSeq,
       lastCheckpointSeq: this.lastCheckpointSeq,
       lastCheckpointAtMs: this.lastCheckpointAtMs,
-      noSpace: this.noSpaceSinceMs !== undefined,
-      noSpaceSinceMs: this.noSpaceSinceMs,
-      noSpaceRefusals: this.noSpaceRefusals,
+      noSpace: this.space.full,
+      noSpaceSinceMs: this.space.sinceMs,
+      noSpaceRefusals: this.space.refused,
     };
   }
 
@@ -359,72 +256,77 @@ export class OpLog {
       await new Promise<void>((resolve) => this.idleWaiters.push(resolve));
     }
     invariant(this.queue.length === 0 && this.inFlight === undefined, 'oplog idle at close');
-    this.clearHeld();
+    this.space.abandon();
     await this.fd.close();
   }
 
-  // ---- internals ----
-
-  private failedError(): GfsError {
-    return refusal(new GfsError('INTERNAL', `oplog is unusable after a failed write: ${errorMessage(this.failure)}`));
-  }
+  // ---- the writer ----
 
   /** Starts the next batch if nothing is in flight; the single writer keeps frames in order. */
   private kick(): void {
-    if (this.inFlight || this.paused || this.failure || (this.queue.length === 0 && !this.held)) return;
+    if (this.inFlight || this.paused || this.failure || (this.queue.length === 0 && !this.space.held)) return;
     this.inFlight = this.runBatch();
   }
 
-  private async runBatch(): Promise<void> {
-    const held = this.held;
-    let batch: Entry[];
-    let bytes: number;
-    if (held) {
-      // Its records are on the log replicas already: written here first, not shipped again.
-      batch = held.batch;
-      bytes = batch.reduce((sum, e) => sum + e.frame.length, 0);
-    } else {
-      // Take a bounded prefix: the rest waits for the next batch (backpressure).
-      let n = 0;
-      bytes = 0;
-      while (n < this.queue.length && n < this.maxBatchRecords) {
-        const size = this.queue[n]!.frame.length;
-        if (n > 0 && bytes + size > this.maxBatchBytes) break;
-        bytes += size;
-        n++;
-      }
-      batch = this.queue.splice(0, n);
-      this.queuedBytes -= bytes;
+  /** The next batch: the held one (its records are on the log replicas already), else a bounded prefix of the queue. */
+  private takeBatch(): { batch: Entry[]; bytes: number } {
+    const held = this.space.held;
+    if (held) return { batch: held.batch, bytes: held.batch.reduce((sum, e) => sum + e.frame.length, 0) };
+    // The rest waits for the next batch (backpressure).
+    let n = 0;
+    let bytes = 0;
+    while (n < this.queue.length && n < this.limits.maxBatchRecords) {
+      const size = this.queue[n]!.frame.length;
+      if (n > 0 && bytes + size > this.limits.maxBatchBytes) break;
+      bytes += size;
+      n++;
     }
-    invariant(batch.length > 0 && this.queuedBytes >= 0, 'batch non-empty and queue accounting sane');
+    const batch = this.queue.splice(0, n);
+    this.queuedBytes -= bytes;
+    return { batch, bytes };
+  }
 
+  /** Ships a batch to the log replicas (a held batch was shipped already); resolves with the failure, if any. */
+  private ship(batch: Entry[]): Promise<Error | undefined> {
+    const held = this.space.held;
+    if (held) return Promise.resolve(held.shipError);
+    if (!this.replicate) return Promise.resolve(undefined);
+    return this.replicate(batch.map((e) => e.json)).then(
+      () => undefined,
+      (e: unknown) => (e instanceof Error ? e : new Error(String(e))),
+    );
+  }
+
+  /** Writes the batch's frames at `position` and fdatasyncs them. */
+  private async writeBatch(fd: FileHandle, batch: Entry[], bytes: number, position: number): Promise<void> {
+    const buf = batch.length === 1 ? batch[0]!.frame : Buffer.concat(batch.map((e) => e.frame), bytes);
+    let off = 0;
+    while (off < buf.length) {
+      const { bytesWritten } = await fd.write(buf, off, buf.length - off, position + off);
+      invariant(bytesWritten > 0, 'write makes progress');
+      off += bytesWritten;
+    }
+    await timedFsync(this.onFsync && ((seconds) => this.onFsync!('oplog', seconds)), () => fd.datasync());
+    this.fsyncCount++;
+  }
+
+  private async runBatch(): Promise<void> {
+    const { batch, bytes } = this.takeBatch();
+    invariant(batch.length > 0 && this.queuedBytes >= 0, 'batch non-empty and queue accounting sane');
     const fd = this.fd;
     const position = this.logBytes;
     // Started before the local write so both proceed together; its failure is handled after the apply.
-    const shipped: Promise<Error | undefined> = held
-      ? Promise.resolve(held.shipError)
-      : this.replicate
-        ? this.replicate(batch.map((e) => e.json)).then(
-            () => undefined,
-            (e: unknown) => (e instanceof Error ? e : new Error(String(e))),
-          )
-        : Promise.resolve(undefined);
+    const shipped = this.ship(batch);
     try {
-      const buf = batch.length === 1 ? batch[0]!.frame : Buffer.concat(batch.map((e) => e.frame), bytes);
-      let off = 0;
-      while (off < buf.length) {
-        const { bytesWritten } = await fd.write(buf, off, buf.length - off, position + off);
-        invariant(bytesWritten > 0, 'write makes progress');
-        off += bytesWritten;
-      }
-      await timedFsync(this.onFsync && ((seconds) => this.onFsync!('oplog', seconds)), () => fd.datasync());
-      this.fsyncCount++;
+      await this.writeBatch(fd, batch, bytes, position);
     } catch (e) {
-      if (isNoSpace(e) && (await this.cutBackTo(fd, position))) await this.refuseForSpace(batch, e, await shipped);
-      else await this.failWrite(batch, e, shipped);
+      if (isNoSpace(e) && (await this.cutBackTo(fd, position))) {
+        const shipError = await shipped;
+        this.space.onFull(batch, e, shipError, this.logSeq, (err) => this.rejectQueued(err));
+      } else await this.failWrite(batch, e, shipped);
       this.inFlight = undefined;
       // The next batch tries the disk again (a held batch waits for its timer instead).
-      if (!this.held) this.kick();
+      if (!this.space.held) this.kick();
       this.notifyIdle();
       return;
     }
@@ -434,13 +336,18 @@ export class OpLog {
     this.logBytes = position + bytes;
     this.batchCount++;
     this.recordCount += batch.length;
-    if (held) this.held = undefined;
-    if (this.noSpaceSinceMs !== undefined) {
-      this.logger?.info({ dir: this.dir, fullForMs: Date.now() - this.noSpaceSinceMs, refused: this.noSpaceRefusals }, 'oplog: space again; accepting mutations');
-      this.noSpaceSinceMs = undefined;
-    }
-    // Durable now: apply in log order, synchronously, so no other code can
-    // observe a state with only part of the batch applied.
+    this.space.onWritten();
+    this.applyBatch(batch, shipError);
+    this.inFlight = undefined;
+    this.kick();
+    this.notifyIdle();
+  }
+
+  /**
+   * Durable now: apply in log order, synchronously, so no other code can observe a state with only
+   * part of the batch applied. A batch not on every log replica is applied but its appends reject.
+   */
+  private applyBatch(batch: Entry[], shipError: Error | undefined): void {
     for (const entry of batch) {
       try {
         const value = this.applyFn(JSON.parse(entry.json));
@@ -450,9 +357,6 @@ export class OpLog {
         entry.reject(e);
       }
     }
-    this.inFlight = undefined;
-    this.kick();
-    this.notifyIdle();
   }
 
   /** After a failed write or fsync the file's contents (and the page cache's) are unknown; appending more could ack records behind a hole. */
@@ -460,10 +364,10 @@ export class OpLog {
     this.failure = e instanceof Error ? e : new Error(String(e));
     await shipped;
     this.logger?.error({ err: errorMessage(e), logSeq: this.logSeq }, 'oplog: write failed; log unusable');
-    const err = this.failedError();
+    const err = failedError(this.failure);
     for (const entry of batch) entry.reject(err);
-    this.clearHeld();
-    this.rejectQueued(this.failedError());
+    this.space.abandon();
+    this.rejectQueued(failedError(this.failure));
   }
 
   /**
@@ -480,59 +384,12 @@ export class OpLog {
     }
   }
 
-  /**
-   * The disk is full. Without log replicas the batch is refused (NO_SPACE) and the next batch simply
-   * tries again. With them the batch may be on a replica already, so it is held and retried every
-   * second until it fits, and new appends are refused meanwhile; its callers are answered at once
-   * (NO_SPACE, outcomeUnknown: it will be logged and applied once space returns). Logged once per full spell.
-   */
-  private async refuseForSpace(batch: Entry[], e: unknown, shipError: Error | undefined): Promise<void> {
-    if (this.noSpaceSinceMs === undefined) {
-      this.noSpaceSinceMs = Date.now();
-      this.logger?.error(
-        { dir: this.dir, err: errorMessage(e), logSeq: this.logSeq, logReplicas: this.replicate !== undefined && this.hasLogReplicas() },
-        'oplog: disk full; mutations are refused with NO_SPACE until space returns',
-      );
-    }
-    if (!this.held) this.noSpaceRefusals += batch.length;
-    if (!this.held && !(this.replicate && this.hasLogReplicas())) {
-      for (const entry of batch) entry.reject(this.noSpaceError());
-      return;
-    }
-    if (!this.held) {
-      this.held = { batch, shipError, timer: undefined };
-      const unknown = refusal(new GfsError('NO_SPACE', `the master's disk is full (${this.dir}); this mutation may be on the log replicas already and will then be logged and applied here once space returns: outcome unknown until then`, { retryAfterMs: NO_SPACE_RETRY_MS, outcomeUnknown: true }));
-      for (const entry of batch) entry.reject(unknown);
-    }
-    const held = this.held;
-    invariant(held.batch === batch, 'only the held batch runs while one is held');
-    this.noSpaceRefusals += this.queue.length;
-    this.rejectQueued(this.noSpaceError());
-    if (held.timer) clearTimeout(held.timer);
-    held.timer = setTimeout(() => {
-      held.timer = undefined;
-      if (!this.closed) this.kick();
-    }, NO_SPACE_RETRY_MS);
-  }
-
-  private rejectQueued(err: GfsError): void {
+  /** Refuses every queued append with `err`; returns how many there were. */
+  private rejectQueued(err: Error): number {
     const rest = this.queue.splice(0);
     this.queuedBytes = 0;
     for (const entry of rest) entry.reject(err);
-  }
-
-  /** Gives up on a held batch (closing, or the log failed): its outcome is unknown to its callers. */
-  private clearHeld(): void {
-    const held = this.held;
-    if (!held) return;
-    this.held = undefined;
-    if (held.timer) clearTimeout(held.timer);
-    const err = refusal(new GfsError('UNAVAILABLE', 'oplog closed while waiting for disk space; the record may be on the log replicas, outcome unknown'));
-    for (const entry of held.batch) entry.reject(err);
-  }
-
-  private noSpaceError(): GfsError {
-    return refusal(new GfsError('NO_SPACE', `the master's disk is full: no room to log the mutation in ${this.dir}; free space there and retry`, { retryAfterMs: NO_SPACE_RETRY_MS }));
+    return rest.length;
   }
 
   private notifyIdle(): void {
@@ -541,16 +398,19 @@ export class OpLog {
     for (const w of waiters) w();
   }
 
-  private async runCheckpoint(snapshot: () => unknown): Promise<void> {
+  // ---- checkpoints ----
+
+  /**
+   * Steps 1 to 3 of a checkpoint, with the writer paused: wait for the batch in flight, serialise
+   * the state, switch to a new log file. Returns the new log's number and the serialised state.
+   */
+  private async switchLog(snapshot: () => unknown): Promise<{ newSeq: number; createdAtMs: number; stateJson: string }> {
     // (1) No new batch may start; wait for the one in flight, whose records
     // have then been applied (apply runs inside the writer).
     this.paused = true;
-    let newSeq: number;
-    let stateJson: string;
-    let createdAtMs: number;
     try {
       if (this.inFlight) await this.inFlight;
-      if (this.failure) throw this.failedError();
+      if (this.failure) throw failedError(this.failure);
       invariant(this.inFlight === undefined, 'no batch in flight while paused');
 
       // (2) The state now covers exactly the records in logs <= logSeq.
@@ -558,84 +418,37 @@ export class OpLog {
       // that later applies would change, and an unserialisable state must
       // fail before any log is switched (an unreadable checkpoint would let
       // step 5 delete logs that recovery still needs).
-      createdAtMs = Date.now();
-      const json: string | undefined = JSON.stringify(snapshot());
-      invariant(typeof json === 'string', 'checkpoint snapshot() must return a JSON value');
-      stateJson = json;
+      const createdAtMs = Date.now();
+      const stateJson: string | undefined = JSON.stringify(snapshot());
+      invariant(typeof stateJson === 'string', 'checkpoint snapshot() must return a JSON value');
 
       // (3) Later records go to a new log. It must be durable before any
       // record in it is acknowledged, and before the checkpoint names it.
-      newSeq = this.logSeq + 1;
-      const path = join(this.dir, logFileName(newSeq));
-      const newFd = await createDurableFile(path);
+      const newSeq = this.logSeq + 1;
+      const newFd = await createDurableFile(join(this.dir, logFileName(newSeq)));
       this.fsyncCount += 2;
       const oldFd = this.fd;
       this.fd = newFd;
       this.logSeq = newSeq;
       this.logBytes = 0;
       await oldFd.close().catch((e: unknown) => this.logger?.warn({ err: errorMessage(e) }, 'oplog: closing old log failed'));
+      return { newSeq, createdAtMs, stateJson };
     } finally {
       this.paused = false;
       this.kick();
     }
+  }
 
-    // (4) Appends run again; the checkpoint is written beside them. lowdb
-    // writes a temp file and renames it, but does not fsync: do it here.
-    const path = join(this.dir, checkpointFileName(newSeq));
-    try {
-      await new TextFile(path).write(checkpointText(newSeq, createdAtMs, stateJson));
-    } catch (e) {
-      // On a full disk a half-written temp file would keep the space the log needs. Its name is
-      // lowdb's (steno's): .<name>.tmp beside the file.
-      await unlink(join(this.dir, `.${checkpointFileName(newSeq)}.tmp`)).catch(() => undefined);
-      throw e;
-    }
-    const fh = await openFile(path, 'r');
-    const syncStart = process.hrtime.bigint();
-    try {
-      await fh.sync();
-    } finally {
-      await fh.close();
-    }
-    await fsyncDir(this.dir);
-    this.onFsync?.('checkpoint', Number(process.hrtime.bigint() - syncStart) / 1e9);
+  private async runCheckpoint(snapshot: () => unknown): Promise<void> {
+    const { newSeq, createdAtMs, stateJson } = await this.switchLog(snapshot);
+    // (4) Appends run again; the checkpoint is written beside them.
+    const fsyncSeconds = await writeCheckpointFile(this.dir, newSeq, createdAtMs, stateJson);
+    this.onFsync?.('checkpoint', fsyncSeconds);
     this.fsyncCount += 2;
     this.lastCheckpointSeq = newSeq;
     this.lastCheckpointAtMs = createdAtMs;
     this.logger?.info({ logSeq: newSeq }, 'oplog: checkpoint written');
-
     // (5) Only now is everything before newSeq redundant.
-    await this.deleteBefore(newSeq);
-  }
-
-  private async deleteBefore(seq: number): Promise<void> {
-    let names: string[];
-    try {
-      names = await readdir(this.dir);
-    } catch (e) {
-      this.logger?.warn({ err: errorMessage(e) }, 'oplog: listing for cleanup failed');
-      return;
-    }
-    let deleted = 0;
-    for (const name of names) {
-      const m = LOG_NAME_RE.exec(name) ?? CHECKPOINT_NAME_RE.exec(name);
-      if (!m || Number(m[1]) >= seq) continue;
-      try {
-        await unlink(join(this.dir, name));
-        deleted++;
-      } catch (e) {
-        // Harmless to keep: recovery ignores files older than the newest checkpoint.
-        if (!isEnoent(e)) this.logger?.warn({ name, err: errorMessage(e) }, 'oplog: deleting old file failed');
-      }
-    }
-    if (deleted > 0) {
-      try {
-        await fsyncDir(this.dir);
-        this.fsyncCount++;
-      } catch (e) {
-        this.logger?.warn({ err: errorMessage(e) }, 'oplog: fsync of directory after cleanup failed');
-      }
-    }
+    this.fsyncCount += await deleteFilesBefore(this.dir, newSeq, this.logger);
   }
 }
-

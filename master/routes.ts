@@ -3,6 +3,7 @@ import { z } from 'zod';
 import { admissionOf, boolString, jsonRoute } from '../shared/http.js';
 import {
   allocateReq,
+  batchReq,
   chunksReq,
   createReq,
   deleteReq,
@@ -19,6 +20,7 @@ import {
   snapshotReq,
   undeleteReq,
 } from '../shared/wire.js';
+import { runBatch } from './batch.js';
 import type { Master } from './master.js';
 import { statusModel } from './status.js';
 import { renderStatusPage } from './status-page.js';
@@ -61,6 +63,7 @@ export function namespaceRoutes(app: Express, master: Master): void {
   app.post('/api/chunks', jsonRoute({ body: chunksReq }, ({ body }) => master.files.chunks(body.path, body.startIndex, body.count)));
   app.post('/api/allocate', jsonRoute({ body: allocateReq }, ({ body }) => master.files.allocate(body.path, body.index, body.exclude)));
   app.post('/api/lease', jsonRoute({ body: leaseReq }, ({ body }) => master.lease(body.handle, body.path !== undefined && body.index !== undefined ? { path: body.path, index: body.index } : undefined)));
+  app.post('/api/batch', jsonRoute({ body: batchReq }, async ({ body }) => ({ results: await runBatch(master.files, body.ops, () => master.checkWritable()) })));
   app.post('/api/snapshot', jsonRoute({ body: snapshotReq }, async ({ body }) => {
     await master.snapshots.snapshot(body.src, body.dst);
     return { ok: true };

@@ -77,7 +77,7 @@ export async function startMaster(o: MasterServerOptions): Promise<RunningMaster
     webPaths: ['/', '/status', '/status/data'],
     maxInFlight: o.maxInFlight,
     // Everything is small JSON but a chunkserver's report of every chunk it holds (~70 bytes a chunk).
-    jsonLimits: { '/api/cs/register': 128 * 1024 * 1024, '/api/cs/heartbeat': 128 * 1024 * 1024, '/admin/faults': 1024 * 1024, '/api/log/append': 256 * 1024 * 1024, '/api/log/install': 1024 * 1024 * 1024 },
+    jsonLimits: { '/api/batch': 16 * 1024 * 1024, '/api/cs/register': 128 * 1024 * 1024, '/api/cs/heartbeat': 128 * 1024 * 1024, '/admin/faults': 1024 * 1024, '/api/log/append': 256 * 1024 * 1024, '/api/log/install': 1024 * 1024 * 1024 },
   });
   // Every answer says which master epoch and role gave it: clients and chunkservers fence off older epochs.
   app.use((req, res, next) => {

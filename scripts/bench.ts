@@ -24,12 +24,15 @@
 // Options: --quick, --keep (leave the temp dir for inspection), --only a,b
 // (workload name prefixes to run; the others print as "skipped"), --profile DIR
 // (run master and chunkservers under `node --cpu-prof`, profiles land in DIR),
+// --no-auth (run without a cluster secret; by default the bench makes a random
+// one, as `gfs cluster up` does, so requests are signed and bodies MACed),
 // --verbose-workers (append workers without --quiet: their first errors are shown).
 //
 // This file parses the options and runs the families in order; each lives in
 // scripts/bench/: data.ts (seq write/read), meta.ts (creates, stat, delete,
 // log replicas), append.ts, mount.ts (dd), snapshot.ts, rereplicate.ts, with
 // report.ts for the output, cluster.ts and disk.ts underneath.
+import { randomBytes } from 'node:crypto';
 import { mkdtempSync } from 'node:fs';
 import { cpus, loadavg, tmpdir, totalmem } from 'node:os';
 import { join } from 'node:path';
@@ -54,8 +57,11 @@ const { values: opts } = parseArgs({
     only: { type: 'string' },
     profile: { type: 'string' },
     'verbose-workers': { type: 'boolean', default: false },
+    'no-auth': { type: 'boolean', default: false },
   },
 });
+// Signed requests, as a deployment runs (`gfs cluster up` makes a secret); the daemons inherit it.
+if (!opts['no-auth'] && !process.env.GFS_SECRET && !process.env.GFS_SECRET_FILE) process.env.GFS_SECRET = randomBytes(32).toString('hex');
 const quick = !!opts.quick;
 const only = opts.only ? opts.only.split(',').map((s) => s.trim()).filter(Boolean) : undefined;
 

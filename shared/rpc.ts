@@ -5,7 +5,7 @@ import { GfsError, type ErrorCode } from './errors.js';
 import { faultFor } from './fault.js';
 import { defaults } from './config.js';
 import { trustedCa } from './tls.js';
-import { authEnabled, emptySha256, sha256Hex, signRequest, targetOf } from './auth.js';
+import { authEnabled, authHeader, bodyMacDigest, emptySha256, sha256Hex, signRequest, targetOf } from './auth.js';
 
 // Every outbound request of every node goes through here: one keep-alive
 // pool per process, explicit timeouts, errors turned into GfsError, and the
@@ -164,7 +164,8 @@ export async function rpcStream(
   base: string,
   path: string,
   body: Readable | Buffer | Uint8Array | undefined,
-  opts: RpcOptions & { contentLength?: number; bodySha256?: string } = {},
+  /** bodyMac: the body's x-gfs-body-mac (shared/auth.ts, for pushes): signed instead of a sha256 of the body. */
+  opts: RpcOptions & { contentLength?: number; bodySha256?: string; bodyMac?: string } = {},
 ): Promise<StreamResponse> {
   const url = buildUrl(base, path, opts.query);
   const timeoutMs = opts.timeoutMs ?? defaults.dataTimeoutMs;
@@ -175,7 +176,8 @@ export async function rpcStream(
   const method = opts.method ?? (body === undefined ? 'GET' : 'PUT');
   if (authEnabled()) {
     // A streamed body cannot be hashed before it is sent: the caller passes its signed digest (a push hop forwards the client's).
-    let digest = opts.bodySha256;
+    if (opts.bodyMac !== undefined) headers[authHeader.bodyMac] = opts.bodyMac;
+    let digest = opts.bodyMac !== undefined ? bodyMacDigest : opts.bodySha256;
     if (digest === undefined && (body === undefined || body instanceof Uint8Array)) digest = body === undefined ? emptySha256 : sha256Hex(body);
     if (digest === undefined) throw new GfsError('BAD_REQUEST', `${url}: a streamed body needs its sha256 to be signed`);
     sign(method, url, headers, digest);

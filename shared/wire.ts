@@ -26,6 +26,24 @@ export const createReq = z.object({ path: pathSchema, replication: replicationSc
 export const deleteReq = z.object({ path: pathSchema, recursive: z.boolean().optional(), now: z.boolean().optional() }).strict();
 export const undeleteReq = z.object({ path: pathSchema }).strict();
 export const renameReq = z.object({ src: pathSchema, dst: pathSchema }).strict();
+/** Most operations one batch may carry: bounds the request body, the work one call holds the master to, and the answer. */
+export const maxBatchOps = 1000;
+/** One namespace operation of a batch (POST /api/batch); each is answered on its own. */
+export const batchOpSchema = z.discriminatedUnion('op', [
+  z.object({ op: z.literal('mkdir'), path: pathSchema, parents: z.boolean().optional() }).strict(),
+  z.object({ op: z.literal('create'), path: pathSchema, replication: replicationSchema.optional(), exclusive: z.boolean().optional() }).strict(),
+  z.object({ op: z.literal('delete'), path: pathSchema, recursive: z.boolean().optional(), now: z.boolean().optional() }).strict(),
+  z.object({ op: z.literal('undelete'), path: pathSchema }).strict(),
+  z.object({ op: z.literal('rename'), src: pathSchema, dst: pathSchema }).strict(),
+  z.object({ op: z.literal('stat'), path: pathSchema }).strict(),
+]);
+export type BatchOp = z.infer<typeof batchOpSchema>;
+export const batchReq = z.object({ ops: z.array(batchOpSchema).min(1).max(maxBatchOps) }).strict();
+/** Per operation, in the order asked: done (with the file's info for create and stat) or why not. */
+export type BatchResult = { ok: true; info?: FileInfo } | { ok: false; error: string; code: string };
+export interface BatchAnswer {
+  results: BatchResult[];
+}
 export const snapshotReq = z.object({ src: pathSchema, dst: pathSchema }).strict();
 export const pathQuery = z.object({ path: pathSchema }).strict();
 
@@ -48,6 +66,8 @@ export interface ListEntry {
   replication: number;
   chunkCount: number;
   mtimeMs: number;
+  /** Absent from masters before it was added. */
+  ctimeMs?: number;
 }
 
 // ---- chunk locations (client -> master) ----
@@ -159,6 +179,17 @@ export const csCopyReq = z.object({ handle: handleSchema, newHandle: handleSchem
 export const dataIdSchema = idSchema;
 /** PUT /push/:dataId  body: raw bytes; header x-gfs-chain: JSON array of the next hops' URLs. */
 export const pushChainSchema = z.array(urlSchema).max(16);
+/**
+ * Push header: the sender's crc32c of each checksum block of the body (blocks counted from the body's
+ * start), base64 of u32 big-endian values (shared/checksum.ts encodeBlockCrcs). Optional; at most
+ * maxPushBlockCrcs values (a 64 MiB push in 64 KiB blocks), so the header stays well under node's
+ * 16 KiB header limit.
+ */
+export const blockCrcsHeader = 'x-gfs-block-crcs';
+export const maxPushBlockCrcs = 1024;
+/** The block size of x-gfs-block-crcs: the chunk's checksum block size (shared/config.ts checksumBlockBytes). */
+export const pushCrcBlockBytes = 64 * 1024;
+/** crc32c: of the whole body (what the sender compares with its own). */
 export interface PushAnswer {
   dataId: string;
   sizeBytes: number;

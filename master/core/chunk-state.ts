@@ -4,9 +4,10 @@ import type { Namespace } from './namespace.js';
 import type { InFlightClone } from './replication.js';
 
 // The master's live view of its chunks, beside the namespace (which holds
-// only what the log holds): where replicas are, which replicas took each
-// version, bumps no replica took yet, corrupt marks, orders waiting for a
-// heartbeat, clones and placements under way, leases.
+// only what the log holds): where replicas are, bumps no replica took yet,
+// corrupt marks, orders waiting for a heartbeat, clones and placements under
+// way, leases. Which replicas took each version is logged, so it is the
+// namespace's alone (Namespace.took); the decisions read it there.
 //
 // Plain data plus small helpers: the decisions over it are the functions of
 // master/core/ (report.ts, version-bump.ts, lease-choice.ts, healing.ts,
@@ -22,13 +23,6 @@ export class ChunkState {
   /** Every grant and its latest expiry, in wall-clock time (GET /debug/leases). */
   readonly grantLog: GrantLog;
   readonly leases: Map<string, Lease>;
-  /**
-   * Per chunk, the replicas seen taking its current version (bump, clone). One that reports that
-   * version without having been seen to take it applied the bump late (it was paused, or the
-   * answer was lost): it is no lease's secondary and missed the mutations since, so it is stale.
-   * Logged ('bumped' with servers, 'took'), so a restarted master rebuilds it (recover()).
-   */
-  readonly took = new Map<string, { version: number; servers: Set<string> }>();
   /** When each chunk's version last changed: a heartbeat in flight may still report the old one. */
   readonly versionBumpedAtMs = new Map<string, number>();
   /**
@@ -65,12 +59,13 @@ export class ChunkState {
     this.leases = new LeaseMap(this.grantLog);
   }
 
-  /** What the log says about versions: unconfirmed bumps and who took each version (start-up, promotion). */
+  /**
+   * What the log says about versions: the bumps a predecessor left unconfirmed (start-up,
+   * promotion). Who took each version needs no copy: it is read from Namespace.took.
+   */
   recover(ns: Namespace): void {
     this.recoveredPending.clear();
     for (const [h, from] of ns.pendingBumps) this.recoveredPending.set(h, from);
-    this.took.clear();
-    for (const [h, t] of ns.took) this.took.set(h, { version: t.version, servers: new Set(t.servers) });
   }
 
   orderDelete(server: string, handle: string): void {
@@ -114,7 +109,7 @@ export class ChunkState {
    * is among them (a new lease after an expiry or a revocation stays where the mutations were), then
    * the least loaded. Reported lengths are not used: heartbeats report them at different moments, so
    * a current replica often looks shorter than another; a replica that missed mutations is already
-   * out of the list (ChunkState.took, report.ts).
+   * out of the list (Namespace.took, report.ts).
    */
   upToDate(handle: string, nowMs: number): string[] {
     const last = this.grantLog.latestPrimary(handle);

@@ -112,7 +112,10 @@ export class Namespace {
   readonly requests = new Set<string>();
   /**
    * Per chunk, the replicas logged as having taken its version (a bump's 'bumped', a clone's 'took').
-   * The master's live view (master/core/chunk-state.ts) starts from it after a restart or promotion.
+   * One that reports that version without being named applied the bump late (it was paused, or the
+   * answer was lost): it is no lease's secondary and missed the mutations since, so it is stale
+   * (master/core/report.ts). The only copy: logged, so a restarted master or a promoted shadow
+   * has it as the log says, and read by the live view where it judges replicas.
    */
   readonly took = new Map<string, { version: number; servers: Set<string> }>();
 
@@ -280,8 +283,10 @@ export class Namespace {
         this.touch(parentOf(op.path), op.t);
         return;
       case 'delete': {
-        for (const t of this.trash.keys()) if (isUnder(t, op.path)) this.trash.delete(t);
+        // Trash entries are paths of nodes (the trash record moves a node there), so the ones going are in
+        // the subtree: looked up there, not by scanning a trash that may hold a million entries.
         for (const p of this.subtree(op.path).reverse()) {
+          this.trash.delete(p);
           const n = this.nodes.get(p)!;
           if (n.type === 'file') for (const h of n.chunks) this.unref(h);
           this.dropNode(p);
@@ -290,9 +295,11 @@ export class Namespace {
         return;
       }
       case 'rename': {
-        for (const t of [...this.trash.keys()]) if (isUnder(t, op.src)) this.trash.delete(t);
         const moved = this.subtree(op.src).map((p) => [p, this.nodes.get(p)!] as const);
-        for (const [p] of [...moved].reverse()) this.dropNode(p);
+        for (const [p] of [...moved].reverse()) {
+          this.trash.delete(p);
+          this.dropNode(p);
+        }
         for (const [p, n] of moved) this.putNode(op.dst + p.slice(op.src.length), n);
         this.touch(parentOf(op.src), op.t);
         this.touch(parentOf(op.dst), op.t);

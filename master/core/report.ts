@@ -56,6 +56,7 @@ export type Verdict =
   | 'stale'
   | 'shadow-ahead'
   | 'adopt'
+  | 'bump-settling'
   | 'took-late';
 
 /** The verdict on one reported replica, from the state alone (no change made). */
@@ -86,8 +87,14 @@ export function judgeReplica(st: ChunkState, ns: Namespace, server: string, c: C
   }
   // A shadow lags the master's log by a batch: the version record is on its way.
   if (c.version > meta.version) return ctx.role === 'master' ? 'adopt' : 'shadow-ahead';
-  const took = st.took.get(c.handle);
-  // At the current version without having been seen to take it: stale (see ChunkState.took).
+  // This master's own bump, its 'bumped' record not applied yet: who took it is not logged yet,
+  // and settleBump left only the replicas that took it listed. One listed keeps its place; one not
+  // listed missed it (or answered too late) and waits, undeleted, for the record that names the takers.
+  if (ns.pendingBumps.get(c.handle) === meta.version - 1 && !st.recoveredPending.has(c.handle)) {
+    return st.servers.locations.get(c.handle)?.has(server) ? 'listed' : 'bump-settling';
+  }
+  const took = ns.took.get(c.handle);
+  // At the current version without having been logged as taking it: stale (see Namespace.took).
   if (took && took.version === c.version && !took.servers.has(server)) return 'took-late';
   return 'listed';
 }
@@ -125,7 +132,6 @@ export function processReport(st: ChunkState, ns: Namespace, r: ReportInput, ctx
         // the tail: the replica has the newer truth. In memory now, so the reports that follow are
         // judged against it; the record makes it durable.
         ns.chunks.get(c.handle)!.version = c.version;
-        st.took.delete(c.handle);
         st.versionBumpedAtMs.set(c.handle, ctx.nowMs);
         out.records.push({ op: 'version', handle: c.handle, version: c.version });
         for (const other of [...(st.servers.locations.get(c.handle) ?? [])]) if (other !== r.server) st.servers.removeLocation(c.handle, other);
@@ -150,7 +156,7 @@ export function processReport(st: ChunkState, ns: Namespace, r: ReportInput, ctx
         del(c.handle, 'staleDropped');
         continue;
       default:
-        // corrupt, delete-ordered, awaiting-*, racing-dropped, shadow-ahead: not listed, not deleted now.
+        // corrupt, delete-ordered, awaiting-*, racing-dropped, shadow-ahead, bump-settling: not listed, not deleted now.
         st.servers.removeLocation(c.handle, r.server);
         continue;
     }

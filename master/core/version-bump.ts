@@ -44,19 +44,23 @@ export function settleBump(st: ChunkState, b: BumpStart, asked: string[], took: 
     st.unbumped.set(b.handle, { fromVersion: prev?.fromVersion ?? b.fromVersion, servers: new Set([...(prev?.servers ?? []), ...asked]) });
   } else {
     st.unbumped.delete(b.handle);
-    st.took.set(b.handle, { version: b.version, servers: new Set(took) });
   }
   // Replicas that missed the new version (dead ones included) are stale from now on:
-  // after a bump, a listed replica is one that took it (report.ts relies on this).
+  // after a bump, a listed replica is one that took it (report.ts relies on this until the
+  // 'bumped' record, which names them in Namespace.took, is applied).
   for (const id of [...(st.servers.locations.get(b.handle) ?? [])]) if (!took.includes(id)) st.servers.removeLocation(b.handle, id);
   return took.length > 0 ? { op: 'bumped', handle: b.handle, version: b.version, servers: [...took].sort() } : undefined;
 }
 
-/** A clone finished at `version`: the target counts as a replica only if the version did not move meanwhile. */
+/**
+ * A clone finished at `version`: the target counts as a replica only if the version did not move
+ * meanwhile. The record to log joins it to the replicas that took the version (Namespace.took);
+ * until it is applied the runtime keeps the clone in ChunkState.clones, so the target's reports
+ * are left alone rather than judged against a set that does not name it yet.
+ */
 export function settleClone(st: ChunkState, ns: Namespace, handle: string, version: number, target: string, sizeBytes: number): Op | undefined {
   if (ns.chunks.get(handle)?.version !== version) return undefined;
   st.servers.addLocation(handle, target);
-  st.took.get(handle)?.servers.add(target);
   st.servers.servers.get(target)?.held.set(handle, { version, sizeBytes });
-  return st.took.get(handle)?.version === version ? { op: 'took', handle, version, server: target } : undefined;
+  return ns.took.get(handle)?.version === version ? { op: 'took', handle, version, server: target } : undefined;
 }

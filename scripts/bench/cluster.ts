@@ -2,7 +2,8 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { closeSync, copyFileSync, cpSync, existsSync, mkdirSync, openSync, readFileSync, rmSync, symlinkSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { rpcJson } from '../../shared/rpc.js';
+import { daemonV8Flags } from '../../shared/programs.js';
+import { rpcJson, rpcStream } from '../../shared/rpc.js';
 
 // The benchmark's own cluster: one master and N chunkservers as separate OS
 // processes on 127.0.0.1, on ports they pick themselves (--port 0), data in a
@@ -91,7 +92,8 @@ function startDaemon(name: string, args: string[], logDir: string, nodeArgs: str
   const log = join(logDir, `${name}.log`);
   const logFd = openSync(log, 'a');
   const [program, ...flags] = args;
-  const proc = spawn(process.execPath, [...nodeArgs, appPath(program === 'master' ? 'master/main.js' : 'chunkserver/main.js'), ...flags], {
+  const v8Flags = daemonV8Flags[program === 'master' ? 'master' : 'chunkserver'];
+  const proc = spawn(process.execPath, [...v8Flags, ...nodeArgs, appPath(program === 'master' ? 'master/main.js' : 'chunkserver/main.js'), ...flags], {
     stdio: ['ignore', 'pipe', logFd],
     env: { ...process.env, GFS_LOG_LEVEL: process.env.GFS_LOG_LEVEL ?? 'warn' },
   });
@@ -267,6 +269,28 @@ export class BenchCluster {
     }
     const me = read('self', true);
     if (me !== undefined) out.client = me;
+    return out;
+  }
+
+  /**
+   * Time (ms) each daemon has spent in V8 garbage collection so far, from its /metrics
+   * (nodejs_gc_duration_seconds_sum, every kind); a daemon that does not answer is left out.
+   */
+  async gcMs(): Promise<Record<string, number>> {
+    const out: Record<string, number> = {};
+    await Promise.all(
+      [this.master, ...this.chunkservers].map(async (d) => {
+        try {
+          const res = await rpcStream(d.url, '/metrics', undefined, { timeoutMs: 5_000 });
+          const text = await res.body.text();
+          let sum = 0;
+          for (const m of text.matchAll(/^nodejs_gc_duration_seconds_sum\{[^}]*\} ([0-9.e+-]+)$/gm)) sum += Number(m[1]);
+          out[d.name] = sum * 1000;
+        } catch {
+          /* no figure for this one */
+        }
+      }),
+    );
     return out;
   }
 

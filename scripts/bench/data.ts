@@ -5,7 +5,8 @@ import { join } from 'node:path';
 import type { GfsClient } from '../../client/client.js';
 import { progress, secondsSince, type BenchContext } from './context.js';
 import { MiB, rawRead, rawWrite, type PieceSource } from './disk.js';
-import { cpuPer, ratio, record, round, skipped } from './report.js';
+import { authEnabled } from '../../shared/auth.js';
+import { cpuPer, gcShare, ratio, record, round, skipped } from './report.js';
 
 /** create + writePiece (pieceBytes, `concurrency` in flight) + sync; returns seconds for the whole, and for the sync alone. */
 export async function gfsWrite(client: GfsClient, path: string, replication: number, totalBytes: number, source: PieceSource): Promise<{ seconds: number; syncSeconds: number; chunks: number }> {
@@ -105,9 +106,12 @@ export async function seqBench(ctx: BenchContext): Promise<void> {
     progress(`raw write of ${seqBytes / MiB} MiB + fdatasync`);
     const rawWriteBps = rawWrite(rawPath, seqBytes, client.pieceBytes, source).bytesPerSec;
     progress(`raw write ${(rawWriteBps / 1e6).toFixed(1)} MB/s; ${name}: writing ${seqBytes / MiB} MiB with replication ${rep}`);
+    const gc0 = await ctx.cluster.gcMs();
     const cpu0 = ctx.cluster.cpuMs();
     const r = await gfsWrite(client, `/bench/seq-r${rep}`, rep, seqBytes, source);
-    const cpu = cpuPer(cpu0, ctx.cluster.cpuMs(), seqBytes / 1e6);
+    const cpu1 = ctx.cluster.cpuMs();
+    const cpu = cpuPer(cpu0, cpu1, seqBytes / 1e6);
+    const gc = gcShare(cpu0, cpu1, gc0, await ctx.cluster.gcMs());
     const value = seqBytes / r.seconds / 1e6;
     const limit = rawWriteBps / 1e6 / rep;
     record({
@@ -128,6 +132,9 @@ export async function seqBench(ctx: BenchContext): Promise<void> {
       pieceBytes: client.pieceBytes,
       concurrency: client.concurrency,
       cpuMsPerMB: cpu,
+      gcPausePerCpu: gc,
+      gcNote: 'GC pause time (wall clock, from /metrics) over CPU time, per process: the GC share of CPU on a quiet machine, inflated when the machine is loaded',
+      auth: authEnabled() ? 'on' : 'off',
     });
   }
   if (ctx.wanted('seq-read-1GiB') && ctx.wanted('seq-write-1GiB-r3')) {
@@ -136,9 +143,12 @@ export async function seqBench(ctx: BenchContext): Promise<void> {
     const sha3 = expectedSha(seqBytes, Math.min(client.pieceBytes, chunkSizeBytes), chunkSizeBytes, source);
     const rr = rawRead(rawPath, client.pieceBytes);
     progress(`raw read ${(rr.bytesPerSec / 1e6).toFixed(1)} MB/s; reading /bench/seq-r3`);
+    const gc0 = await ctx.cluster.gcMs();
     const cpu0 = ctx.cluster.cpuMs();
     const r = await gfsRead(client, '/bench/seq-r3');
-    const cpu = cpuPer(cpu0, ctx.cluster.cpuMs(), r.bytes / 1e6);
+    const cpu1 = ctx.cluster.cpuMs();
+    const cpu = cpuPer(cpu0, cpu1, r.bytes / 1e6);
+    const gc = gcShare(cpu0, cpu1, gc0, await ctx.cluster.gcMs());
     const value = r.bytes / r.seconds / 1e6;
     const limit = rr.bytesPerSec / 1e6;
     record({
@@ -156,6 +166,9 @@ export async function seqBench(ctx: BenchContext): Promise<void> {
       cache: 'page cache warm (not dropped), for gfs and the raw read alike',
       concurrency: client.concurrency,
       cpuMsPerMB: cpu,
+      gcPausePerCpu: gc,
+      gcNote: 'GC pause time (wall clock, from /metrics) over CPU time, per process: the GC share of CPU on a quiet machine, inflated when the machine is loaded',
+      auth: authEnabled() ? 'on' : 'off',
     });
     if (r.sha !== sha3) progress(`seq-read-1GiB: SHA256 MISMATCH (read ${r.sha}, wrote ${sha3})`);
   } else skipped('seq-read-1GiB', 'MB/s');

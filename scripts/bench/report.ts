@@ -77,6 +77,17 @@ export function cpuPer(before: Record<string, number>, after: Record<string, num
   return out;
 }
 
+/** Per process: GC pause time (gcMs, wall clock) over CPU time (cpuMs), over the same interval: the GC share of CPU on a quiet machine; a loaded one stretches pauses, so it reads high there. */
+export function gcShare(cpu0: Record<string, number>, cpu1: Record<string, number>, gc0: Record<string, number>, gc1: Record<string, number>): Record<string, number> {
+  const out: Record<string, number> = {};
+  for (const k of Object.keys(gc1)) {
+    const cpu = (cpu1[k] ?? NaN) - (cpu0[k] ?? NaN);
+    const gc = gc1[k]! - (gc0[k] ?? NaN);
+    if (cpu > 0 && gc >= 0) out[k] = Math.round((gc / cpu) * 1000) / 1000;
+  }
+  return out;
+}
+
 function fmt(x: unknown): string {
   if (x === null || x === undefined) return '-';
   if (typeof x === 'number' && x !== 0 && Math.abs(x) < 0.01) return x.toPrecision(2);

@@ -50,8 +50,12 @@ export interface FileState {
 export interface FinalState {
   /** Every path the history names. */
   files: Record<string, FileState>;
-  /** The whole chunk as one replica holds it, read with the version the master gave. */
-  readChunk(replica: string, handle: string, version: number): Promise<Buffer | { error: string }>;
+  /**
+   * The whole chunk as one replica holds it, read with the version the master gave. A replica that
+   * cannot serve it is looked up again at the master: `unlisted` when the master no longer lists it
+   * (healing dropped an excess or stale copy between the listing and the read, when replication had not settled).
+   */
+  readChunk(replica: string, handle: string, version: number): Promise<Buffer | { error: string; unlisted?: boolean }>;
 }
 
 export interface CheckInput {
@@ -79,6 +83,8 @@ export interface CheckResult {
     grants: number;
     ackedMutations: number;
     replicaChunksRead: number;
+    /** Listed replicas that could not serve their chunk and that the master no longer listed when asked again. */
+    replicasDroppedMeanwhile: number;
     reads: number;
     constrainedReads: number;
     ackedMetadata: number;
@@ -185,7 +191,7 @@ export async function check(input: CheckInput): Promise<CheckResult> {
   const kinds: OpKind[] = ['mkdir', 'create', 'write', 'append', 'read', 'delete', 'undelete'];
   const counts = Object.fromEntries(kinds.map((k) => [k, { ok: 0, fail: 0, unknown: 0 }])) as CheckResult['counts'];
   for (const e of input.history) if (counts[e.op]) counts[e.op][e.status]++;
-  const checked = { primaryRecords: input.primaryActs.length, grants: input.grants?.length ?? 0, ackedMutations: 0, replicaChunksRead: 0, reads: 0, constrainedReads: 0, ackedMetadata: 0, deletedPaths: 0, undeletedPaths: 0, eitherPaths: 0 };
+  const checked = { primaryRecords: input.primaryActs.length, grants: input.grants?.length ?? 0, ackedMutations: 0, replicaChunksRead: 0, replicasDroppedMeanwhile: 0, reads: 0, constrainedReads: 0, ackedMetadata: 0, deletedPaths: 0, undeletedPaths: 0, eitherPaths: 0 };
 
   // 1. primaries
   checkPrimaries(input.primaryActs, input.grants ?? [], input.grantSlackMs ?? 0, violations);
@@ -239,6 +245,10 @@ export async function check(input: CheckInput): Promise<CheckResult> {
       for (const replica of c.replicas) {
         const data = await input.final.readChunk(replica, c.handle, c.version);
         checked.replicaChunksRead++;
+        if (!Buffer.isBuffer(data) && data.unlisted) {
+          checked.replicasDroppedMeanwhile++;
+          continue;
+        }
         if (!Buffer.isBuffer(data)) {
           violations.push({ invariant: 2, kind: 'listed-replica-unreadable', message: `${replica}, listed for chunk ${index} of ${path} (${c.handle} v${c.version}), cannot serve it: ${data.error}`, ops: ops.slice(0, 5).map(opId) });
           continue;

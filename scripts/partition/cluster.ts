@@ -3,7 +3,7 @@ import { closeSync, openSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { FaultRule } from '../../shared/fault.js';
-import { programPath } from '../../shared/programs.js';
+import { daemonV8Flags, programPath } from '../../shared/programs.js';
 import { rpcJson } from '../../shared/rpc.js';
 
 // The partition suite's cluster: a master and chunkservers as separate OS
@@ -168,8 +168,8 @@ export class PartitionCluster {
     const replication = name === 'master' ? (c.shadow ? ['--log-replicas', this.urlOf('shadow')] : []) : this.leader === 'shadow' ? [] : ['--shadow-of', this.urlOf('master')];
     const args =
       name === 'master' || name === 'shadow'
-        ? [masterPath, '--dir', dir, '--host', n.spec.host, '--port', String(n.spec.port), '--chunk-size', String(c.chunkSizeBytes), '--lease-ms', String(c.leaseMs), '--heartbeat-ms', String(c.heartbeatMs), '--dead-ms', String(c.deadMs), '--safe-mode-ms', String(c.safeModeMs), ...replication]
-        : [chunkserverPath, '--master', this.masterUrls, '--dir', dir, '--host', n.spec.host, '--port', String(n.spec.port), '--id', name, '--rack', `rack${(Number(name.replace(/\D/g, '')) % 3) + 1}`, '--scrub-ms', '0'];
+        ? [...daemonV8Flags.master, masterPath, '--dir', dir, '--host', n.spec.host, '--port', String(n.spec.port), '--chunk-size', String(c.chunkSizeBytes), '--lease-ms', String(c.leaseMs), '--heartbeat-ms', String(c.heartbeatMs), '--dead-ms', String(c.deadMs), '--safe-mode-ms', String(c.safeModeMs), ...replication]
+        : [...daemonV8Flags.chunkserver, chunkserverPath, '--master', this.masterUrls, '--dir', dir, '--host', n.spec.host, '--port', String(n.spec.port), '--id', name, '--rack', `rack${(Number(name.replace(/\D/g, '')) % 3) + 1}`, '--scrub-ms', '0'];
     const { proc, ready } = startProcess(name, n.spec.netns, args, this.env(n), join(c.dir, `${name}.log`), c.startTimeoutMs);
     n.proc = proc;
     n.paused = false;

@@ -19,7 +19,11 @@ export class OpLogWatch {
   /** "handle@version" of bumps logged and not yet confirmed -> when this watch first read it. */
   readonly pending = new Map<string, number>();
 
-  constructor(private readonly dir: string) {}
+  constructor(
+    private readonly dir: string,
+    /** Wall-clock ms (a test passes its own). */
+    private readonly clock: () => number = Date.now,
+  ) {}
 
   /**
    * Reads what was appended since the last call; returns the bumps under way seen within the last
@@ -27,7 +31,7 @@ export class OpLogWatch {
    */
   inWindow(freshMs: number): string[] {
     this.poll();
-    const since = Date.now() - freshMs;
+    const since = this.clock() - freshMs;
     return [...this.pending].filter(([, seenAtMs]) => seenAtMs >= since).map(([k]) => k);
   }
 
@@ -67,7 +71,7 @@ export class OpLogWatch {
     } catch {
       return;
     }
-    if (r.op === 'version' && r.pendingFrom !== undefined) this.pending.set(`${r.handle}@${r.version}`, Date.now());
+    if (r.op === 'version' && r.pendingFrom !== undefined) this.pending.set(`${r.handle}@${r.version}`, this.clock());
     else if (r.op === 'bumped') this.pending.delete(`${r.handle}@${r.version}`);
   }
 }

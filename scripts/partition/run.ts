@@ -423,6 +423,24 @@ async function finalState(cluster: PartitionCluster, history: HistoryEntry[], ch
     for (const c of a.chunks) for (const r of c.replicas) urls.set(r.id, r.url);
     files[path] = { exists: true, chunkSizeBytes: a.chunkSizeBytes, chunks: a.chunks.map((c) => ({ index: c.index, handle: c.handle, version: c.version, replicas: c.replicas.map((r) => r.id) })) };
   }
+  const where = new Map<string, { path: string; index: number }>();
+  for (const [path, f] of Object.entries(files)) for (const c of f.chunks) where.set(c.handle, { path, index: c.index });
+  /** Whether the master, asked again after a few heartbeats, still lists `replica` for `handle`. */
+  const stillListed = async (replica: string, handle: string): Promise<boolean> => {
+    const w = where.get(handle);
+    if (!w) return true;
+    // A few heartbeats for the master to hear of a deletion it ordered.
+    for (let attempt = 0; attempt < 5; attempt++) {
+      try {
+        const a = await rpcJson<ChunksAnswer>(masterUrl, '/api/chunks', { path: w.path, startIndex: w.index, count: 1 }, { timeoutMs: 10_000 });
+        if (!a.chunks.some((c) => c.handle === handle && c.replicas.some((r) => r.id === replica))) return false;
+      } catch {
+        // asked again below
+      }
+      await sleep(500);
+    }
+    return true;
+  };
   return {
     files,
     readChunk: async (replica, handle, version) => {
@@ -432,7 +450,7 @@ async function finalState(cluster: PartitionCluster, history: HistoryEntry[], ch
         const res = await rpcStream(url, '/chunk/read', undefined, { query: { handle, offset: 0, length: chunkSizeBytes, version }, timeoutMs: 10_000 });
         return Buffer.from(await res.body.arrayBuffer());
       } catch (e) {
-        return { error: (e as Error).message };
+        return { error: (e as Error).message, unlisted: !(await stillListed(replica, handle)) };
       }
     },
   };
@@ -462,7 +480,7 @@ function report(r: CheckResult, counters: { servers: ServerCounters[] }, ev: Evi
   const lines = ['operations (ok / fail / unknown):'];
   for (const [k, c] of Object.entries(r.counts)) lines.push(`  ${k.padEnd(7)} ${String(c.ok).padStart(6)} ${String(c.fail).padStart(6)} ${String(c.unknown).padStart(6)}`);
   const c = r.checked;
-  lines.push(`checked: ${c.primaryRecords} primary records from ${ev.polls} polls (${ev.pollFailures} failed), ${c.grants} lease grants, ${c.ackedMutations} acknowledged mutations on ${c.replicaChunksRead} replica chunks, ${c.constrainedReads} of ${c.reads} reads against acknowledged data, ${c.ackedMetadata} acknowledged creates/mkdirs, ${c.deletedPaths} deleted and ${c.undeletedPaths} undeleted paths (${c.eitherPaths} left either way by unknown outcomes)`);
+  lines.push(`checked: ${c.primaryRecords} primary records from ${ev.polls} polls (${ev.pollFailures} failed), ${c.grants} lease grants, ${c.ackedMutations} acknowledged mutations on ${c.replicaChunksRead} replica chunks (${c.replicasDroppedMeanwhile} dropped by healing meanwhile), ${c.constrainedReads} of ${c.reads} reads against acknowledged data, ${c.ackedMetadata} acknowledged creates/mkdirs, ${c.deletedPaths} deleted and ${c.undeletedPaths} undeleted paths (${c.eitherPaths} left either way by unknown outcomes)`);
   const served = counters.servers.reduce((s, x) => s + (x.reads?.served ?? 0), 0);
   const refused = counters.servers.reduce((s, x) => s + (x.reads?.refusedStale ?? 0), 0);
   const noLease = counters.servers.reduce((s, x) => s + (x.refusedNoLease ?? 0), 0);

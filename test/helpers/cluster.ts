@@ -7,6 +7,7 @@ import { GfsClient } from '../../client/client.js';
 import { programPath, spawnDaemon } from '../../shared/programs.js';
 import { rpcJson } from '../../shared/rpc.js';
 import type { FaultRule } from '../../shared/fault.js';
+import { waitFor } from './wait.js';
 
 // Real clusters for tests: a master and chunkservers as separate OS
 // processes on 127.0.0.1, on ports they pick themselves, data in a temp dir.
@@ -79,21 +80,8 @@ export async function freePort(): Promise<number> {
   });
 }
 
-/** Polls cond until it returns a value other than undefined/false, or throws after deadlineMs. */
-export async function waitFor<T>(what: string, cond: () => Promise<T | undefined | false> | T | undefined | false, deadlineMs = 15_000, intervalMs = 50): Promise<T> {
-  const until = Date.now() + deadlineMs;
-  let last: unknown;
-  for (;;) {
-    try {
-      const v = await cond();
-      if (v !== undefined && v !== false) return v as T;
-    } catch (e) {
-      last = e;
-    }
-    if (Date.now() > until) throw new Error(`timed out after ${deadlineMs} ms waiting for ${what}${last ? ` (last error: ${(last as Error).message})` : ''}`);
-    await new Promise((r) => setTimeout(r, intervalMs));
-  }
-}
+/** Moved to ./wait.ts; re-exported so that tests importing it from here still build. */
+export { waitFor };
 
 function startProc(name: string, program: 'master' | 'chunkserver', args: string[], dir: string, env: Record<string, string>, logDir: string): Promise<Proc> {
   const logFd = openSync(join(logDir, `${name}.log`), 'a');

@@ -5,7 +5,8 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { closeRpc, rpcJson } from '../../shared/rpc.js';
-import { startCluster, waitFor, type TestCluster } from '../helpers/cluster.js';
+import { startCluster, type TestCluster } from '../helpers/cluster.js';
+import { waitFor } from '../helpers/wait.js';
 import { scrape } from '../helpers/metrics.js';
 
 // Connection admission before authentication (shared/admission.ts), against a real master: a local

@@ -3,11 +3,11 @@ import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
 import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
-import { crc32c } from '../../shared/checksum.js';
-import { keyFromSecret } from '../../shared/auth.js';
+import { blockCrcsOf, crc32c, encodeBlockCrcs } from '../../shared/checksum.js';
+import { bodyMacDigest, keyFromSecret, macBody } from '../../shared/auth.js';
 import { closeRpc, rpcJson } from '../../shared/rpc.js';
 import type { ChunksAnswer, ListEntry } from '../../shared/wire.js';
-import { startCluster, type TestCluster } from '../helpers/cluster.js';
+import { startCluster, waitFor, type TestCluster } from '../helpers/cluster.js';
 import { authHeaders, rawRequest, type AuthOptions, type RawAnswer } from '../helpers/signed.js';
 
 // Authentication and path traversal against a live, authenticated cluster.
@@ -196,6 +196,64 @@ describe('authentication: every kind of endpoint refuses bad credentials and cha
     const w = JSON.stringify({ handle, version, offset: 0, dataId: 'lying-push', sizeBytes: body.length, crc32c: crc32c(body), clientId: 'x', requestId: 'lying' });
     const r = await rawRequest(cs0.url, { method: 'POST', target: '/chunk/write', body: w, headers: { 'content-type': 'application/json', ...authHeaders('POST', '/chunk/write', w) } });
     assert.ok(r.status !== undefined && r.status >= 400 && r.status < 500, `write of discarded data: ${r.status} ${r.body}`);
+  });
+
+  it('a push whose bytes differ from its signed MAC is discarded, on every hop; a MAC-signed push without the MAC is refused', async () => {
+    const cs0 = cluster!.chunkservers[0]!;
+    const cs1 = cluster!.chunkservers[1]!;
+    const states = async () => Promise.all([cs0, cs1].map((p) => rpcJson<{ push: { count: number; usedBytes: number; active: number } }>(p.url, '/debug/state')));
+    const before = await states();
+    const chain = JSON.stringify([cs1.url]);
+    const genuine = randomBytes(250 * KiB);
+    const mac = macBody(genuine)!;
+    // The same length with one byte changed near the end: the first hop has forwarded most of it by then.
+    const tampered = Buffer.from(genuine);
+    tampered[tampered.length - 10]! ^= 0x01;
+    const send = (target: string, body: Buffer, headers: Record<string, string>) =>
+      rawRequest(cs0.url, { method: 'PUT', target, body, headers: { 'content-type': 'application/octet-stream', ...authHeaders('PUT', target, body, { bodySha256: bodyMacDigest, headers }) } });
+    const a = await send('/push/mac-tampered', tampered, { 'x-gfs-chain': chain, 'x-gfs-body-mac': mac });
+    assert.ok(a.status === 401 || a.status === 503, `tampered push answered ${a.status} ${a.body.slice(0, 200)}`);
+    const b = await send('/push/mac-missing', genuine, { 'x-gfs-chain': chain });
+    assert.equal(b.status, 401, b.body);
+    // A tag of the right form but for another IV (a splice from another push) fails too.
+    const other = macBody(genuine)!.split('.');
+    const spliced = ['gmac1', other[1], mac.split('.')[2]].join('.');
+    const c = await send('/push/mac-spliced', genuine, { 'x-gfs-chain': chain, 'x-gfs-body-mac': spliced });
+    assert.ok(c.status === 401 || c.status === 503, `spliced MAC answered ${c.status} ${c.body.slice(0, 200)}`);
+    // The genuine body with its own MAC goes through the whole chain.
+    const d = await send('/push/mac-genuine', genuine, { 'x-gfs-chain': chain, 'x-gfs-body-mac': mac });
+    assert.equal(d.status, 200, d.body);
+    assert.equal((JSON.parse(d.body) as { crc32c: number }).crc32c, crc32c(genuine));
+    await waitFor('the rejected pushes to end on every hop', async () => (await states()).every((s) => s.push.active === 0), 10_000);
+    const after = await states();
+    // Exactly the genuine push is held, on both hops.
+    assert.deepEqual(
+      after.map((s) => [s.push.count, s.push.usedBytes]),
+      before.map((s) => [s.push.count + 1, s.push.usedBytes + genuine.length]),
+      'only the genuine push was kept',
+    );
+  });
+
+  it("a push whose bytes do not match the sender's block crcs is refused and nothing is kept", async () => {
+    const cs0 = cluster!.chunkservers[0]!;
+    const cs1 = cluster!.chunkservers[1]!;
+    const states = async () => Promise.all([cs0, cs1].map((p) => rpcJson<{ push: { count: number; usedBytes: number; active: number } }>(p.url, '/debug/state')));
+    const before = await states();
+    const body = randomBytes(200 * KiB);
+    const crcs = blockCrcsOf(body, 64 * KiB);
+    crcs[2] = (crcs[2]! ^ 1) >>> 0; // the third block's crc is wrong: damage the MAC cannot see (the sender is genuine)
+    const target = '/push/crc-damaged';
+    const headers = { 'x-gfs-chain': JSON.stringify([cs1.url]), 'x-gfs-body-mac': macBody(body)!, 'x-gfs-block-crcs': encodeBlockCrcs(crcs) };
+    const a = await rawRequest(cs0.url, { method: 'PUT', target, body, headers: { 'content-type': 'application/octet-stream', ...authHeaders('PUT', target, body, { bodySha256: bodyMacDigest, headers }) } });
+    assert.ok(a.status === undefined || a.status >= 400, `damaged push answered ${a.status} ${a.body.slice(0, 200)}`);
+    await waitFor('the refused push to end on every hop', async () => (await states()).every((s) => s.push.active === 0), 10_000);
+    const after = await states();
+    assert.deepEqual(after.map((s) => [s.push.count, s.push.usedBytes]), before.map((s) => [s.push.count, s.push.usedBytes]), 'no hop kept any of it');
+    // A list of the wrong length is refused before the body is read.
+    const short = encodeBlockCrcs(crcs.subarray(0, 2));
+    const h2 = { 'x-gfs-block-crcs': short, 'x-gfs-body-mac': macBody(body)! };
+    const b = await rawRequest(cs0.url, { method: 'PUT', target: '/push/crc-short', body, headers: { 'content-type': 'application/octet-stream', ...authHeaders('PUT', '/push/crc-short', body, { bodySha256: bodyMacDigest, headers: h2 }) } });
+    assert.equal(b.status, 400, b.body);
   });
 
   it('handles and paths that try to leave the data directory or the namespace are refused', async () => {

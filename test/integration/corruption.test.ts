@@ -8,7 +8,8 @@ import { closestFirst, type GfsClient } from '../../client/client.js';
 import { GfsError } from '../../shared/errors.js';
 import { closeRpc, rpcJson } from '../../shared/rpc.js';
 import type { ChunkLocation, ChunksAnswer } from '../../shared/wire.js';
-import { startCluster, waitFor, type TestCluster } from '../helpers/cluster.js';
+import { startCluster, type TestCluster } from '../helpers/cluster.js';
+import { waitFor } from '../helpers/wait.js';
 
 // Invariant 5 on a real cluster: bytes flipped in a replica file on disk are
 // never returned to a client; the corruption is found (by a read, or by the

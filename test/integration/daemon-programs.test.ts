@@ -5,7 +5,8 @@ import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { closeRpc } from '../../shared/rpc.js';
-import { cliPath, freePort, waitFor } from '../helpers/cluster.js';
+import { cliPath, freePort } from '../helpers/cluster.js';
+import { waitFor } from '../helpers/wait.js';
 
 // `gfs master`, `gfs chunkserver` and `gfs cluster up` run the daemons'
 // own programs (gfs-master, gfs-chunkserver) as child processes. However the

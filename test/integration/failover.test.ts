@@ -5,7 +5,8 @@ import { GfsClient } from '../../client/client.js';
 import { GfsError } from '../../shared/errors.js';
 import { closeRpc, rpcJson } from '../../shared/rpc.js';
 import type { ListEntry } from '../../shared/wire.js';
-import { startCluster, waitFor, type TestCluster } from '../helpers/cluster.js';
+import { startCluster, type TestCluster } from '../helpers/cluster.js';
+import { waitFor } from '../helpers/wait.js';
 
 // Issue 11 with real processes: a master whose operation log is replicated
 // synchronously to a shadow master; reads keep working through the shadow

@@ -4,7 +4,8 @@ import { GfsClient } from '../../client/client.js';
 import { GfsError } from '../../shared/errors.js';
 import { closeRpc, rpcJson } from '../../shared/rpc.js';
 import type { ListEntry } from '../../shared/wire.js';
-import { startCluster, waitFor } from '../helpers/cluster.js';
+import { startCluster } from '../helpers/cluster.js';
+import { waitFor } from '../helpers/wait.js';
 
 // Issue 15, item 1: a lazy delete (the 'trash' record) moved the log index by two, so log replicas,
 // which count one per record, saw a gap, refused the batch ("not in sync: mutations refused until

@@ -5,8 +5,10 @@ import { performance } from 'node:perf_hooks';
 import type { GfsClient } from '../../client/client.js';
 import { GfsError } from '../../shared/errors.js';
 import { closeRpc, rpcJson, rpcStream } from '../../shared/rpc.js';
-import type { ChunkInfoAnswer, ChunkLocation, ChunksAnswer, LeaseAnswer, ReplicaRef, WriteAnswer } from '../../shared/wire.js';
-import { startCluster, waitFor, type TestCluster } from '../helpers/cluster.js';
+import type { ChunkInfoAnswer, ChunkLocation, LeaseAnswer, ReplicaRef, WriteAnswer } from '../../shared/wire.js';
+import { startCluster, type TestCluster } from '../helpers/cluster.js';
+import { firstChunk } from '../helpers/chunks.js';
+import { waitFor } from '../helpers/wait.js';
 
 // Leases with real processes on 127.0.0.1: a primary cut off from the master
 // stops by its own clock; the master waits out a primary that does not
@@ -45,11 +47,7 @@ describe('leases', { timeout: 120_000 }, () => {
     await closeRpc();
   });
 
-  async function chunk0(path: string): Promise<ChunkLocation> {
-    const a = await rpcJson<ChunksAnswer>(cluster!.masterUrl, '/api/chunks', { path, startIndex: 0, count: 1 });
-    assert.equal(a.chunks.length, 1, `${path} has no chunk 0`);
-    return a.chunks[0]!;
-  }
+  const chunk0 = (path: string): Promise<ChunkLocation> => firstChunk(cluster!.masterUrl, path);
 
   /** A file with one chunk holding `base`, written through the client (so a lease was granted and confirmed). */
   async function fileWith(path: string, base: Buffer): Promise<{ handle: string; lease: LeaseAnswer; askedAtMs: number }> {

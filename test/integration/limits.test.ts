@@ -2,7 +2,8 @@ import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { closeRpc, rpcJson } from '../../shared/rpc.js';
-import { startCluster, waitFor, type TestCluster } from '../helpers/cluster.js';
+import { startCluster, type TestCluster } from '../helpers/cluster.js';
+import { waitFor } from '../helpers/wait.js';
 import { authHeaders, rawRequest, type RawAnswer } from '../helpers/signed.js';
 
 // Bounded resources on a chunkserver under a client that opens many data

@@ -7,7 +7,8 @@ import { GfsError } from '../../shared/errors.js';
 import { rng } from '../../shared/rng.js';
 import { closeRpc, rpcJson } from '../../shared/rpc.js';
 import type { FileInfo, ListEntry } from '../../shared/wire.js';
-import { startCluster, waitFor, type TestCluster } from '../helpers/cluster.js';
+import { startCluster, type TestCluster } from '../helpers/cluster.js';
+import { waitFor } from '../helpers/wait.js';
 
 // Invariant 3: every acknowledged metadata mutation survives a master SIGKILL,
 // and nothing unacknowledged is half-applied.

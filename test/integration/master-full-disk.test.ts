@@ -4,7 +4,8 @@ import { mkdirSync, mkdtempSync, readFileSync, rmSync, rmdirSync } from 'node:fs
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { closeRpc, rpcJson } from '../../shared/rpc.js';
-import { TestCluster, waitFor } from '../helpers/cluster.js';
+import { TestCluster } from '../helpers/cluster.js';
+import { waitFor } from '../helpers/wait.js';
 import { authHeaders, rawRequest, type RawAnswer } from '../helpers/signed.js';
 import { fillDisk, mountTmpfs } from '../helpers/tmpfs.js';
 

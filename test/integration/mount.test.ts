@@ -8,7 +8,9 @@ import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import type { GfsClient } from '../../client/client.js';
 import { fuseUnavailable, mountedAt } from '../../client/mount.js';
-import { cliPath, startCluster, waitFor, type TestCluster } from '../helpers/cluster.js';
+import { cliPath, startCluster, type TestCluster } from '../helpers/cluster.js';
+import { waitFor } from '../helpers/wait.js';
+import { scrape } from '../helpers/metrics.js';
 
 // A real FUSE mount (`gfs mount / MNT`, a child process) over a real
 // cluster with 1 MiB chunks, used by ordinary programs: ls, cat, cp, dd,
@@ -189,6 +191,27 @@ describe('gfs mount (FUSE)', { skip: unavailable ? `skipped: ${unavailable}` : f
     } finally {
       tail.kill('SIGKILL');
     }
+  });
+
+  test('ls -l of a big directory is one listing, not a stat per entry; this mount\'s own writes show at once', async () => {
+    const n = 300;
+    await client.batch([{ op: 'mkdir', path: '/big' }, ...Array.from({ length: n }, (_, i) => ({ op: 'create' as const, path: `/big/f${String(i).padStart(3, '0')}` }))]);
+    // One file with data, written elsewhere: its size reaches listings with the next heartbeats.
+    await client.write('/big/f007', 0, Buffer.alloc(12_345, 7));
+    await client.sync('/big/f007');
+    await waitFor('the listing to show f007\'s size', async () => (await client.list('/big')).find((e) => e.name === 'f007')?.sizeBytes === 12_345, 20_000, 100);
+    const stats = async () => (await scrape(cluster.masterUrl)).sum('gfs_requests_total', { op: '/api/stat' });
+    const before = await stats();
+    const out = await ok(`ls -l ${q(join(mnt, 'big'))}`);
+    const lines = out.trim().split('\n').filter((l) => !l.startsWith('total'));
+    assert.equal(lines.length, n);
+    assert.ok(lines.some((l) => / 12345 .* f007$/.test(l)), lines.find((l) => l.endsWith('f007')));
+    const used = (await stats()) - before;
+    assert.ok(used < 10, `ls -l of ${n} entries made ${used} stat calls`);
+    // Written through this mount, then listed at once: the size is this write's, not the listing's older one.
+    writeFileSync(join(mnt, 'big', 'f001'), 'x'.repeat(777));
+    await ok(`ls -l ${q(join(mnt, 'big'))} > /dev/null`);
+    assert.match(await ok(`ls -l ${q(join(mnt, 'big', 'f001'))}`), / 777 /);
   });
 
   test('gfs umount leaves nothing behind', async () => {

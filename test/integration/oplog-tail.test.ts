@@ -6,7 +6,8 @@ import { join } from 'node:path';
 import { crc32c } from '../../shared/checksum.js';
 import { closeRpc, rpcJson } from '../../shared/rpc.js';
 import type { ListEntry } from '../../shared/wire.js';
-import { startCluster, waitFor, type TestCluster } from '../helpers/cluster.js';
+import { startCluster, type TestCluster } from '../helpers/cluster.js';
+import { waitFor } from '../helpers/wait.js';
 
 // A master killed with SIGKILL can leave a damaged tail on its newest log (a
 // batch whose write or fdatasync never finished). Here the tail is damaged

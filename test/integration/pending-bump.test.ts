@@ -6,7 +6,8 @@ import { after, test } from 'node:test';
 import { crc32c } from '../../shared/checksum.js';
 import { rpcJson } from '../../shared/rpc.js';
 import type { ChunksAnswer } from '../../shared/wire.js';
-import { startCluster, waitFor, type TestCluster } from '../helpers/cluster.js';
+import { startCluster, type TestCluster } from '../helpers/cluster.js';
+import { waitFor } from '../helpers/wait.js';
 
 // A master killed after logging a lease's version bump but before the
 // replicas took it (and before any client heard of the lease) must not judge

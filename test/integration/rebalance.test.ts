@@ -2,7 +2,8 @@ import { after, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
 import { closeRpc, rpcJson } from '../../shared/rpc.js';
-import { startCluster, waitFor, type TestCluster } from '../helpers/cluster.js';
+import { startCluster, type TestCluster } from '../helpers/cluster.js';
+import { waitFor } from '../helpers/wait.js';
 
 // Issue 5, rebalancing on a real cluster: three chunkservers hold every
 // replica of 16 chunks (replication 3); a fourth joins empty. The master moves

@@ -7,7 +7,8 @@ import { performance } from 'node:perf_hooks';
 import type { GfsClient } from '../../client/client.js';
 import { closeRpc, rpcJson } from '../../shared/rpc.js';
 import type { ChunkLocation } from '../../shared/wire.js';
-import { startCluster, waitFor, type TestCluster } from '../helpers/cluster.js';
+import { startCluster, type TestCluster } from '../helpers/cluster.js';
+import { waitFor } from '../helpers/wait.js';
 
 // Issue 5 on a real cluster of four chunkservers: SIGKILL one and every chunk
 // it held returns to its replication goal, byte for byte; kill a second and

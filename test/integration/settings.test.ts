@@ -6,7 +6,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { spawnDaemon } from '../../shared/programs.js';
 import { closeRpc, rpcJson } from '../../shared/rpc.js';
-import { cliPath, freePort, waitFor } from '../helpers/cluster.js';
+import { cliPath, freePort } from '../helpers/cluster.js';
+import { waitFor } from '../helpers/wait.js';
 
 // Daemon settings: flag > environment variable > config file > default,
 // bind and advertise addresses apart, and a one-line error for bad values.

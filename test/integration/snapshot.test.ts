@@ -6,7 +6,8 @@ import { after, before, describe, test } from 'node:test';
 import { GfsClient, appendRecord, readRecords } from '../../client/client.js';
 import { closeRpc, rpcJson } from '../../shared/rpc.js';
 import type { ChunksAnswer } from '../../shared/wire.js';
-import { startCluster, waitFor, type TestCluster } from '../helpers/cluster.js';
+import { startCluster, type TestCluster } from '../helpers/cluster.js';
+import { waitFor } from '../helpers/wait.js';
 
 // Copy-on-write snapshots on a real cluster (issue 6): a snapshot shares
 // every chunk; the first mutation of a shared chunk makes each chunkserver

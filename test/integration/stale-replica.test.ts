@@ -7,8 +7,10 @@ import { performance } from 'node:perf_hooks';
 import type { GfsClient } from '../../client/client.js';
 import { GfsError } from '../../shared/errors.js';
 import { closeRpc, rpcJson, rpcStream } from '../../shared/rpc.js';
-import type { ChunkLocation, ChunksAnswer, LeaseAnswer } from '../../shared/wire.js';
-import { startCluster, waitFor, type TestCluster } from '../helpers/cluster.js';
+import type { ChunkLocation, LeaseAnswer } from '../../shared/wire.js';
+import { startCluster, type TestCluster } from '../helpers/cluster.js';
+import { firstChunk } from '../helpers/chunks.js';
+import { waitFor } from '../helpers/wait.js';
 
 // Stale replicas with real processes: a chunkserver that misses a mutation
 // while it is down comes back with an old version. The master must never
@@ -42,11 +44,7 @@ describe('stale replicas', { timeout: 150_000 }, () => {
     await closeRpc();
   });
 
-  async function chunk0(path: string): Promise<ChunkLocation> {
-    const a = await rpcJson<ChunksAnswer>(cluster!.masterUrl, '/api/chunks', { path, startIndex: 0, count: 1 });
-    assert.equal(a.chunks.length, 1, `${path} has no chunk 0`);
-    return a.chunks[0]!;
-  }
+  const chunk0 = (path: string): Promise<ChunkLocation> => firstChunk(cluster!.masterUrl, path);
 
   function indexOf(id: string): number {
     const i = cluster!.chunkservers.findIndex((p) => p?.id === id);

@@ -6,7 +6,8 @@ import { join } from 'node:path';
 import type { GfsClient } from '../../client/client.js';
 import { closeRpc, rpcJson } from '../../shared/rpc.js';
 import type { ChunksAnswer } from '../../shared/wire.js';
-import { startCluster, waitFor, type TestCluster } from '../helpers/cluster.js';
+import { startCluster, type TestCluster } from '../helpers/cluster.js';
+import { waitFor } from '../helpers/wait.js';
 
 // Lazy deletion on a real cluster, through the CLI: `gfs rm` moves a file to
 // the hidden trash (gone from `gfs ls`, listed by `gfs trash ls`, chunks

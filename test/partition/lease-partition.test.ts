@@ -7,7 +7,9 @@ import { crc32c } from '../../shared/checksum.js';
 import { GfsError } from '../../shared/errors.js';
 import { closeRpc, rpcJson, rpcStream } from '../../shared/rpc.js';
 import type { ChunkLocation, ChunksAnswer, LeaseAnswer, ReplicaRef, WriteAnswer } from '../../shared/wire.js';
-import { startCluster, waitFor, type TestCluster } from '../helpers/cluster.js';
+import { startCluster, type TestCluster } from '../helpers/cluster.js';
+import { firstChunk } from '../helpers/chunks.js';
+import { waitFor } from '../helpers/wait.js';
 
 // Partitions around a primary, with real processes on 127.0.0.1 and the
 // fault layer (shared/fault.ts):
@@ -43,15 +45,72 @@ async function rawWrite(primary: ReplicaRef, handle: string, version: number, of
   }
 }
 
-async function chunk0(c: TestCluster, path: string): Promise<ChunkLocation> {
-  const a = await rpcJson<ChunksAnswer>(c.masterUrl, '/api/chunks', { path, startIndex: 0, count: 1 });
-  assert.equal(a.chunks.length, 1);
-  return a.chunks[0]!;
-}
+const chunk0 = (c: TestCluster, path: string): Promise<ChunkLocation> => firstChunk(c.masterUrl, path);
 
 async function replicaBytes(r: { url: string }, handle: string, offset: number, length: number): Promise<Buffer> {
   const res = await rpcStream(r.url, '/chunk/read', undefined, { query: { handle, offset, length } });
   return Buffer.from(await res.body.arrayBuffer());
+}
+
+interface LeasedChunk {
+  cluster: TestCluster;
+  client: ReturnType<TestCluster['client']>;
+  handle: string;
+  /** What the file holds: 8 KiB written through the client. */
+  head: Buffer;
+  /** A lease on the file's one chunk, asked straight from the master. */
+  lease: LeaseAnswer;
+}
+
+/** A cluster (stopped after the suite) with a file `path` of one chunk, 8 KiB written, and a lease on it. */
+async function leasedChunk(path: string, opts: { chunkservers?: number; safeModeMs?: number } = {}): Promise<LeasedChunk> {
+  const cluster = await startCluster({ chunkservers: opts.chunkservers ?? 3, chunkSizeBytes, leaseMs, heartbeatMs, deadMs, ...(opts.safeModeMs !== undefined ? { safeModeMs: opts.safeModeMs } : {}) });
+  clusters.push(cluster);
+  const client = cluster.client();
+  await client.create(path);
+  const head = randomBytes(8 * KiB);
+  await client.write(path, 0, head);
+  const { handle } = await chunk0(cluster, path);
+  const lease = await rpcJson<LeaseAnswer>(cluster.masterUrl, '/api/lease', { handle });
+  return { cluster, client, handle, head, lease };
+}
+
+/**
+ * Lets `first` lapse, then stops its first secondary X (SIGSTOP) through the next grant: the
+ * master, still counting X alive, sends it the new version and gives up at its timeout. A 4 KiB
+ * write at 8 KiB is acknowledged without X; X is resumed before this returns.
+ */
+async function grantWhileSecondaryPaused(c: LeasedChunk): Promise<{ X: ReplicaRef; lease: LeaseAnswer; data: Buffer }> {
+  const { cluster, handle, lease: first } = c;
+  const X = first.secondaries[0];
+  assert.ok(X, `the first lease has no secondary (${first.primary.id} alone): were the others counted dead?`);
+  const xProc = cluster.chunkservers.find((p) => p?.id === X.id)!.proc;
+  // Let the lease lapse, so the next writer gets a new grant (and a version bump).
+  await waitFor('the lease to lapse', async () => {
+    const grants = (await rpcJson<{ grants: GrantRecord[] }>(cluster.masterUrl, '/debug/leases')).grants.filter((g) => g.handle === handle);
+    return grants.every((g) => g.expiresAtMs < Date.now() - 100);
+  }, 15_000, 100);
+  // X stops just before the grant: the master still counts it alive, sends it the new version, and gives up after its timeout.
+  process.kill(xProc.pid!, 'SIGSTOP');
+  const data = randomBytes(4 * KiB);
+  try {
+    const lease = await rpcJson<LeaseAnswer>(cluster.masterUrl, '/api/lease', { handle }, { timeoutMs: 30_000 });
+    assert.ok(lease.version > first.version);
+    assert.ok(![lease.primary, ...lease.secondaries].some((r) => r.id === X.id), `${X.id} is in the new lease though it is stopped`);
+    // A write acknowledged without X.
+    assert.equal(await rawWrite(lease.primary, handle, lease.version, 8 * KiB, data), undefined);
+    return { X, lease, data };
+  } finally {
+    process.kill(xProc.pid!, 'SIGCONT');
+  }
+}
+
+/** Waits until X has applied the version it was sent while stopped. */
+async function lateBumpApplied(X: ReplicaRef, handle: string, version: number): Promise<void> {
+  await waitFor(`${X.id} to apply the late bump`, async () => {
+    const info = await rpcJson<{ version: number }>(X.url, '/chunk/info', undefined, { query: { handle } }).catch(() => undefined);
+    return info !== undefined && info.version === version;
+  }, 15_000, 100);
 }
 
 const clusters: TestCluster[] = [];
@@ -60,17 +119,11 @@ after(async () => {
   await closeRpc();
 });
 
-describe('a primary partitioned from the master', { timeout: 120_000 }, () => {
+// Five clusters one after another, each up to a minute and a half on a loaded machine (2 cores shared).
+describe('a primary partitioned from the master', { timeout: 600_000 }, () => {
   it('serves until its lease expires and not after; the next lease comes only after expiry; its replica is then stale', async () => {
-    const cluster = await startCluster({ chunkservers: 3, chunkSizeBytes, leaseMs, heartbeatMs, deadMs });
-    clusters.push(cluster);
-    const client = cluster.client();
     const path = '/lp-a';
-    await client.create(path);
-    const base = randomBytes(8 * KiB);
-    await client.write(path, 0, base);
-    const { handle } = await chunk0(cluster, path);
-    const lease = await rpcJson<LeaseAnswer>(cluster.masterUrl, '/api/lease', { handle });
+    const { cluster, client, handle, lease } = await leasedChunk(path);
     const P = lease.primary;
     assert.equal(lease.secondaries.length, 2);
     // Keep the lease busy (so heartbeats extend it) until the cut.
@@ -163,14 +216,8 @@ describe('a primary partitioned from the master', { timeout: 120_000 }, () => {
 
   it('a mutation delivered after the lease ran out never misses a re-replicated replica', async () => {
     // Four servers: the chunk's three replicas, and a spare for re-replication.
-    const cluster = await startCluster({ chunkservers: 4, chunkSizeBytes, leaseMs, heartbeatMs, deadMs });
-    clusters.push(cluster);
-    const client = cluster.client();
     const path = '/lp-b';
-    await client.create(path);
-    await client.write(path, 0, randomBytes(8 * KiB));
-    const { handle } = await chunk0(cluster, path);
-    const lease = await rpcJson<LeaseAnswer>(cluster.masterUrl, '/api/lease', { handle });
+    const { cluster, client, handle, lease } = await leasedChunk(path, { chunkservers: 4 });
     const P = lease.primary;
     const holders = [P.id, ...lease.secondaries.map((s) => s.id)];
     const spare = cluster.chunkservers.find((p) => p && !holders.includes(p.id))!;
@@ -219,36 +266,18 @@ describe('a primary partitioned from the master', { timeout: 120_000 }, () => {
   });
 
   it('a replica that takes a version bump late (paused through the grant) is never listed without the writes made meanwhile', async () => {
-    const cluster = await startCluster({ chunkservers: 3, chunkSizeBytes, leaseMs, heartbeatMs, deadMs });
-    clusters.push(cluster);
-    const client = cluster.client();
     const path = '/lp-c';
-    await client.create(path);
-    await client.write(path, 0, randomBytes(8 * KiB));
-    const { handle } = await chunk0(cluster, path);
-    const first = await rpcJson<LeaseAnswer>(cluster.masterUrl, '/api/lease', { handle });
-    const X = first.secondaries[0]!;
-    const xProc = cluster.chunkservers.find((p) => p?.id === X.id)!.proc;
-    // Let the lease lapse, so the next writer gets a new grant (and a version bump).
-    await waitFor('the lease to lapse', async () => {
-      const grants = (await rpcJson<{ grants: GrantRecord[] }>(cluster.masterUrl, '/debug/leases')).grants.filter((g) => g.handle === handle);
-      return grants.every((g) => g.expiresAtMs < Date.now() - 100);
-    }, 15_000, 100);
-    // X stops just before the grant: the master still counts it alive, sends it the new version, and gives up after its timeout.
-    process.kill(xProc.pid!, 'SIGSTOP');
-    const data = randomBytes(4 * KiB);
-    let lease: LeaseAnswer;
-    try {
-      lease = await rpcJson<LeaseAnswer>(cluster.masterUrl, '/api/lease', { handle }, { timeoutMs: 30_000 });
-      assert.ok(lease.version > first.version);
-      assert.ok(![lease.primary, ...lease.secondaries].some((r) => r.id === X.id), `${X.id} is in the new lease though it is stopped`);
-      // A write acknowledged without X.
-      assert.equal(await rawWrite(lease.primary, handle, lease.version, 8 * KiB, data), undefined);
-    } finally {
-      process.kill(xProc.pid!, 'SIGCONT');
-    }
-    // X wakes up, applies the version it was sent long ago, and reports it.
-    await new Promise((r) => setTimeout(r, 6 * heartbeatMs + 500));
+    const lc = await leasedChunk(path);
+    const { cluster, handle } = lc;
+    const { X, lease, data } = await grantWhileSecondaryPaused(lc);
+    // X wakes up, applies the version it was sent long ago, and reports it: wait for a heartbeat
+    // it sent after applying it (one begun before may still carry the old version).
+    await lateBumpApplied(X, handle, lease.version);
+    const appliedAt = Date.now();
+    await waitFor(`a heartbeat from ${X.id} after it applied the late bump`, async () => {
+      const x = (await rpcJson<{ chunkservers: { id: string; lastHeartbeatAgoMs: number }[] }>(cluster.masterUrl, '/api/status')).chunkservers.find((s) => s.id === X.id);
+      return x !== undefined && Date.now() - x.lastHeartbeatAgoMs > appliedAt + heartbeatMs;
+    }, 15_000, 50);
     const c = await chunk0(cluster, path);
     console.log(`# after the grant to ${lease.primary.id} v${lease.version} without ${X.id}: listed ${c.replicas.map((r) => r.id).join(' ')} at v${c.version}`);
     for (const r of c.replicas) assert.ok((await replicaBytes(r, handle, 8 * KiB, data.length)).equals(data), `${r.id}, listed at v${c.version}, lacks a write acknowledged while it was stopped`);
@@ -257,42 +286,18 @@ describe('a primary partitioned from the master', { timeout: 120_000 }, () => {
   it('after a master restart, a replica that took a bump late is still not listed, and every acknowledged write reads back', async () => {
     // Issue 15.2: who took a version was kept only in memory; a restarted master listed the late
     // replica again (and could make it primary, appending at its own shorter length).
-    const cluster = await startCluster({ chunkservers: 3, chunkSizeBytes, leaseMs, heartbeatMs, deadMs, safeModeMs: 1_000 });
-    clusters.push(cluster);
-    const client = cluster.client();
     const path = '/lp-r';
-    await client.create(path);
-    const head = randomBytes(8 * KiB);
-    await client.write(path, 0, head);
-    const { handle } = await chunk0(cluster, path);
-    const first = await rpcJson<LeaseAnswer>(cluster.masterUrl, '/api/lease', { handle });
-    const X = first.secondaries[0]!;
-    const xProc = cluster.chunkservers.find((p) => p?.id === X.id)!.proc;
-    await waitFor('the lease to lapse', async () => {
-      const grants = (await rpcJson<{ grants: GrantRecord[] }>(cluster.masterUrl, '/debug/leases')).grants.filter((g) => g.handle === handle);
-      return grants.every((g) => g.expiresAtMs < Date.now() - 100);
-    }, 15_000, 100);
-    process.kill(xProc.pid!, 'SIGSTOP');
-    const data = randomBytes(4 * KiB);
-    let lease: LeaseAnswer;
-    try {
-      lease = await rpcJson<LeaseAnswer>(cluster.masterUrl, '/api/lease', { handle }, { timeoutMs: 30_000 });
-      assert.ok(![lease.primary, ...lease.secondaries].some((r) => r.id === X.id), `${X.id} is in the new lease though it is stopped`);
-      assert.equal(await rawWrite(lease.primary, handle, lease.version, 8 * KiB, data), undefined);
-    } finally {
-      process.kill(xProc.pid!, 'SIGCONT');
-    }
+    const lc = await leasedChunk(path, { safeModeMs: 1_000 });
+    const { cluster, head } = lc;
+    const { X, lease, data } = await grantWhileSecondaryPaused(lc);
     // X applies the version it was sent long ago: it now holds the current version without the write.
-    await waitFor(`${X.id} to apply the late bump`, async () => {
-      const info = await rpcJson<{ version: number }>(X.url, '/chunk/info', undefined, { query: { handle } }).catch(() => undefined);
-      return info !== undefined && info.version === lease.version;
-    }, 15_000, 100);
+    await lateBumpApplied(X, lc.handle, lease.version);
     await cluster.restartMaster();
     await waitFor('every chunkserver to report to the restarted master', async () => (await cluster.status()).chunkservers.filter((s) => s.alive).length === 3 && !(await cluster.status()).safeMode, 20_000, 100);
     const c = await chunk0(cluster, path);
     console.log(`# restarted master lists ${c.replicas.map((r) => r.id).join(' ')} at v${c.version}; ${X.id} took v${lease.version} late`);
     assert.ok(!c.replicas.some((r) => r.id === X.id), `${X.id} took the bump late, missed a write, and is listed again after the restart`);
-    for (const r of c.replicas) assert.ok((await replicaBytes(r, handle, 8 * KiB, data.length)).equals(data), `${r.id} lacks an acknowledged write`);
+    for (const r of c.replicas) assert.ok((await replicaBytes(r, lc.handle, 8 * KiB, data.length)).equals(data), `${r.id} lacks an acknowledged write`);
     // Writing on goes through a primary holding every acknowledged byte.
     const more = randomBytes(2 * KiB);
     await cluster.client().write(path, 12 * KiB, more);

@@ -154,7 +154,6 @@ test('waiters on one lock are served in arrival order', async () => {
 });
 
 test('rename-like requests in opposite orders never deadlock and keep mutual exclusion', async () => {
-  const deadline = Date.now() + 3000;
   const paths = ['/a', '/b', '/a/x', '/b/y', '/c', '/a/x/z'];
   for (let seed = 1; seed <= 60; seed++) {
     const rnd = rng(seed);
@@ -201,15 +200,19 @@ test('rename-like requests in opposite orders never deadlock and keep mutual exc
         })(),
       );
     }
-    let timer: NodeJS.Timeout | undefined;
-    const timeout = new Promise<never>((_, reject) => {
-      timer = setTimeout(() => reject(new Error(`deadlock: seed ${seed}, ${done}/${ops.length} done, ${lm.held} locks held`)), Math.max(1, deadline - Date.now()));
-    });
-    try {
-      await Promise.race([Promise.all(ops), timeout]);
-    } finally {
-      clearTimeout(timer);
+    // A deadlock is no progress, whatever the machine's load: every op finishes within a few dozen
+    // event-loop rounds of the one before it, so thousands of rounds without a finish is a deadlock.
+    let outcome: { error: unknown } | undefined;
+    Promise.all(ops).then(
+      () => (outcome = { error: undefined }),
+      (error: unknown) => (outcome = { error }),
+    );
+    for (let lastDone = -1, idleRounds = 0; !outcome; ) {
+      await new Promise<void>((r) => setImmediate(r));
+      if (done !== lastDone) [lastDone, idleRounds] = [done, 0];
+      else if (++idleRounds > 5_000) throw new Error(`deadlock: seed ${seed}, ${done}/${ops.length} done, ${lm.held} locks held`);
     }
+    if (outcome.error) throw outcome.error;
     assert.equal(done, ops.length);
     assert.equal(lm.held, 0, `seed ${seed}: lock objects left behind`);
   }

@@ -3,6 +3,7 @@ import assert from 'node:assert/strict';
 import { Namespace, initialChunkVersion, type Op, type FileNode } from '../../../master/core/namespace.js';
 import { isGfsError, type ErrorCode } from '../../../shared/errors.js';
 import { isHandle } from '../../../shared/handles.js';
+import { pick, rng, type Rand } from '../../../shared/rng.js';
 
 /** As in production: the record is logged as JSON and applied from a parsed copy. */
 function roundTrip(op: Op): Op {
@@ -342,13 +343,24 @@ test('replaying the same (JSON) log on a fresh namespace gives the same state', 
   assert.deepEqual(state(resumed), state(ns));
 });
 
-test('random workloads replay deterministically', () => {
-  let seed = 12345;
-  const rnd = () => {
-    seed = (seed * 1103515245 + 12345) % 2147483648;
-    return seed / 2147483648;
-  };
-  const pick = <T>(xs: T[]): T => xs[Math.floor(rnd() * xs.length)]!;
+/** What a random request is drawn from: the namespace as it is, and a fresh path in one of its directories. */
+interface Draw {
+  ns: Namespace;
+  r: Rand;
+  all: string[];
+  files: string[];
+  newPath: () => string;
+  /** The request's number in its round, used as its time. */
+  i: number;
+}
+
+/**
+ * 20 rounds of 150 random requests on a fresh namespace, each built by `request` (a refused one
+ * throws a GfsError and is skipped). After each round: every chunk's refCount equals the file
+ * references to it, `check` passes, and replaying the log or loading a checkpoint rebuilds the state.
+ */
+function randomRounds(seed: number, request: (d: Draw) => Op | undefined, check?: (ns: Namespace) => void): void {
+  const r = rng(seed);
   for (let round = 0; round < 20; round++) {
     const ns = new Namespace();
     const log: Op[] = [];
@@ -357,18 +369,11 @@ test('random workloads replay deterministically', () => {
       const dirs = all.filter((p) => ns.get(p)!.type === 'dir');
       const files = all.filter((p) => ns.get(p)!.type === 'file');
       const newPath = () => {
-        const d = pick(dirs);
-        return `${d === '/' ? '' : d}/n${Math.floor(rnd() * 20)}`;
+        const d = pick(r, dirs);
+        return `${d === '/' ? '' : d}/n${Math.floor(r() * 20)}`;
       };
-      const k = rnd();
       try {
-        if (k < 0.15) run(ns, ns.checkMkdir(newPath(), rnd() < 0.5, i), log);
-        else if (k < 0.35) run(ns, ns.checkCreate(newPath(), 3, i), log);
-        else if (k < 0.55 && files.length) run(ns, ns.checkAllocate(pick(files), Math.floor(rnd() * 4), i), log);
-        else if (k < 0.65) run(ns, ns.checkDelete(pick(all), rnd() < 0.5, i), log);
-        else if (k < 0.8) run(ns, ns.checkRename(pick(all), newPath(), i), log);
-        else if (k < 0.9) run(ns, ns.checkSnapshot(pick(all), newPath(), i), log);
-        else if (ns.chunks.size) run(ns, { op: 'version', handle: pick([...ns.chunks.keys()]), version: Math.floor(rnd() * 5) }, log);
+        run(ns, request({ ns, r, all, files, newPath, i }), log);
       } catch (e) {
         if (!isGfsError(e)) throw e; // refused requests are fine; invariant failures are not
       }
@@ -377,18 +382,38 @@ test('random workloads replay deterministically', () => {
     const refs = new Map<string, number>();
     for (const n of ns.nodes.values()) if (n.type === 'file') for (const h of n.chunks) refs.set(h, (refs.get(h) ?? 0) + 1);
     assert.deepEqual(new Map([...ns.chunks].map(([h, c]) => [h, c.refCount])), refs);
-    // every node's parent exists and lists it
-    for (const p of ns.nodes.keys()) {
-      if (p === '/') continue;
-      const parent = p.slice(0, p.lastIndexOf('/')) || '/';
-      assert.equal(ns.get(parent)?.type, 'dir');
-      assert.ok(ns.childNames(parent).includes(p.slice(p.lastIndexOf('/') + 1)));
-    }
+    check?.(ns);
     const replayed = new Namespace();
     for (const rec of log) replayed.apply(roundTrip(rec));
     assert.deepEqual(state(replayed), state(ns));
     assert.deepEqual(state(Namespace.fromSnapshot(JSON.parse(JSON.stringify(ns.snapshot())))), state(ns));
   }
+}
+
+test('random workloads replay deterministically', () => {
+  randomRounds(
+    12345,
+    ({ ns, r, all, files, newPath, i }) => {
+      const k = r();
+      if (k < 0.15) return ns.checkMkdir(newPath(), r() < 0.5, i);
+      if (k < 0.35) return ns.checkCreate(newPath(), 3, i);
+      if (k < 0.55 && files.length) return ns.checkAllocate(pick(r, files), Math.floor(r() * 4), i);
+      if (k < 0.65) return ns.checkDelete(pick(r, all), r() < 0.5, i);
+      if (k < 0.8) return ns.checkRename(pick(r, all), newPath(), i);
+      if (k < 0.9) return ns.checkSnapshot(pick(r, all), newPath(), i);
+      if (ns.chunks.size) return { op: 'version', handle: pick(r, [...ns.chunks.keys()]), version: Math.floor(r() * 5) };
+      return undefined;
+    },
+    (ns) => {
+      // every node's parent exists and lists it
+      for (const p of ns.nodes.keys()) {
+        if (p === '/') continue;
+        const parent = p.slice(0, p.lastIndexOf('/')) || '/';
+        assert.equal(ns.get(parent)?.type, 'dir');
+        assert.ok(ns.childNames(parent).includes(p.slice(p.lastIndexOf('/') + 1)));
+      }
+    },
+  );
 });
 
 test('copy-on-write: the mutated file gets a new chunk (same version), refCounts follow, replay and checkpoints agree', () => {
@@ -455,48 +480,20 @@ test('copy-on-write: the mutated file gets a new chunk (same version), refCounts
 });
 
 test('random workloads with snapshots and copy-on-write keep refCounts exact and replay deterministically', () => {
-  let seed = 777;
-  const rnd = () => {
-    seed = (seed * 1103515245 + 12345) % 2147483648;
-    return seed / 2147483648;
-  };
-  const pick = <T>(xs: T[]): T => xs[Math.floor(rnd() * xs.length)]!;
   let cows = 0;
-  for (let round = 0; round < 20; round++) {
-    const ns = new Namespace();
-    const log: Op[] = [];
-    for (let i = 0; i < 150; i++) {
-      const all = [...ns.nodes.keys()];
-      const dirs = all.filter((p) => ns.get(p)!.type === 'dir');
-      const files = all.filter((p) => ns.get(p)!.type === 'file');
-      const newPath = () => {
-        const d = pick(dirs);
-        return `${d === '/' ? '' : d}/n${Math.floor(rnd() * 20)}`;
-      };
-      const k = rnd();
-      try {
-        if (k < 0.1) run(ns, ns.checkMkdir(newPath(), rnd() < 0.5, i), log);
-        else if (k < 0.25) run(ns, ns.checkCreate(newPath(), 3, i), log);
-        else if (k < 0.4 && files.length) run(ns, ns.checkAllocate(pick(files), Math.floor(rnd() * 4), i), log);
-        else if (k < 0.47) run(ns, ns.checkDelete(pick(all), rnd() < 0.5, i), log);
-        else if (k < 0.55) run(ns, ns.checkRename(pick(all), newPath(), i), log);
-        else if (k < 0.7) run(ns, ns.checkSnapshot(pick(all), newPath(), i), log);
-        else if (files.length) {
-          const f = pick(files);
-          if (run(ns, ns.checkCow(f, Math.floor(rnd() * 4), i), log)) cows++;
-        }
-      } catch (e) {
-        if (!isGfsError(e)) throw e;
-      }
-    }
-    const refs = new Map<string, number>();
-    for (const n of ns.nodes.values()) if (n.type === 'file') for (const h of n.chunks) refs.set(h, (refs.get(h) ?? 0) + 1);
-    assert.deepEqual(new Map([...ns.chunks].map(([h, c]) => [h, c.refCount])), refs);
-    const replayed = new Namespace();
-    for (const rec of log) replayed.apply(roundTrip(rec));
-    assert.deepEqual(state(replayed), state(ns));
-    assert.deepEqual(state(Namespace.fromSnapshot(JSON.parse(JSON.stringify(ns.snapshot())))), state(ns));
-  }
+  randomRounds(777, ({ ns, r, all, files, newPath, i }) => {
+    const k = r();
+    if (k < 0.1) return ns.checkMkdir(newPath(), r() < 0.5, i);
+    if (k < 0.25) return ns.checkCreate(newPath(), 3, i);
+    if (k < 0.4 && files.length) return ns.checkAllocate(pick(r, files), Math.floor(r() * 4), i);
+    if (k < 0.47) return ns.checkDelete(pick(r, all), r() < 0.5, i);
+    if (k < 0.55) return ns.checkRename(pick(r, all), newPath(), i);
+    if (k < 0.7) return ns.checkSnapshot(pick(r, all), newPath(), i);
+    if (!files.length) return undefined;
+    const op = ns.checkCow(pick(r, files), Math.floor(r() * 4), i);
+    cows++;
+    return op;
+  });
   assert.ok(cows > 20, `only ${cows} copies on write happened`);
 });
 
@@ -515,4 +512,25 @@ test('every record moves the log index by exactly one, a lazy delete (trash) inc
   for (const r of log) replay.apply(roundTrip(r));
   assert.equal(replay.appliedIndex, log.length);
   assert.deepEqual(state(replay), state(ns));
+});
+
+test('trash entries leave with their nodes (reclaim, undelete, deleting a directory above them) and no others do', () => {
+  const ns = new Namespace();
+  run(ns, ns.checkMkdir('/d', false, 1));
+  for (let i = 0; i < 4; i++) run(ns, ns.checkCreate(`/d/f${i}`, 3, 2));
+  for (let i = 0; i < 4; i++) run(ns, ns.checkTrash(`/d/f${i}`, `/.trash/${i}_x/f${i}`, false, 3));
+  assert.deepEqual([...ns.trash.keys()].sort(), ['/.trash/0_x/f0', '/.trash/1_x/f1', '/.trash/2_x/f2', '/.trash/3_x/f3']);
+  // Reclaim of one entry's directory.
+  run(ns, ns.checkDelete('/.trash/0_x', true, 4));
+  // Undelete of another (a rename out of the trash).
+  run(ns, ns.checkRename('/.trash/1_x/f1', '/d/f1', 5));
+  assert.deepEqual([...ns.trash.keys()].sort(), ['/.trash/2_x/f2', '/.trash/3_x/f3']);
+  // A rename of a directory holding an entry would carry it out of the trash's bookkeeping with it.
+  run(ns, ns.checkMkdir('/.trash/3_x/sub', false, 6));
+  run(ns, ns.checkDelete('/.trash/3_x', true, 7));
+  assert.deepEqual([...ns.trash.keys()], ['/.trash/2_x/f2']);
+  for (const k of ns.trash.keys()) assert.ok(ns.get(k), `trash entry ${k} names no node`);
+  // Deleting a path outside the trash leaves the trash alone.
+  run(ns, ns.checkDelete('/d', true, 8));
+  assert.deepEqual([...ns.trash.keys()], ['/.trash/2_x/f2']);
 });

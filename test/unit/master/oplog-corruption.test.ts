@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
+import { execFile } from 'node:child_process';
 import { mkdtemp, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -47,9 +47,13 @@ async function damage(path: string, fn: (buf: Buffer) => void): Promise<void> {
   await writeFile(path, buf);
 }
 
-function runTool(args: string[]): { code: number | null; stdout: string; stderr: string } {
-  const r = spawnSync(process.execPath, [truncateToolPath, ...args], { encoding: 'utf8', timeout: 30_000 });
-  return { code: r.status, stdout: r.stdout, stderr: r.stderr };
+function runTool(args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  return new Promise((resolve) => {
+    execFile(process.execPath, [truncateToolPath, ...args], { encoding: 'utf8', timeout: 30_000 }, (err, stdout, stderr) => {
+      const code = err ? (typeof err.code === 'number' ? err.code : null) : 0;
+      resolve({ code, stdout, stderr });
+    });
+  });
 }
 
 async function recoveredIds(dir: string): Promise<number[]> {
@@ -107,7 +111,7 @@ test('the tool cuts at the offset the error names, keeps the cut bytes, and the 
       command = /run: node (\S+ --dir \S+ --at \d+)/.exec((e as Error).message)![1]!;
       return true;
     });
-    const r = runTool(command.split(' ').slice(1));
+    const r = await runTool(command.split(' ').slice(1));
     assert.equal(r.code, 0, r.stderr);
     assert.match(r.stdout, new RegExp(`cut ${damaged.length - bad} bytes \\(including acknowledged records\\)`));
     const backupName = (await readdir(dir)).find((n) => n.startsWith(`${logFileName(1)}.cut-at-${bad}.`));
@@ -137,8 +141,10 @@ test('the tool refuses bad arguments with one line and changes nothing', async (
       [['--dir', join(dir, 'nope'), '--at', '0'], /cannot list --dir/],
       [['--dir', dir, '--at', '0', '--bogus'], /Unknown option/],
     ];
-    for (const [args, want] of cases) {
-      const r = runTool(args);
+    // Run side by side: each is a process start, seconds apiece on a loaded machine.
+    const results = await Promise.all(cases.map(([args]) => runTool(args)));
+    for (const [i, [args, want]] of cases.entries()) {
+      const r = results[i]!;
       assert.equal(r.code, 1, `${args.join(' ')}: exit ${r.code}`);
       assert.match(r.stderr, want);
       assert.equal(r.stderr.trim().split('\n').length, 1, `one line: ${r.stderr}`);

@@ -26,8 +26,10 @@ const nowMs = 100_000;
 
 const rows: Row[] = [
   { name: 'current version, no bump record: listed', reported: (v) => v, verdict: 'listed', listed: true, deleted: false },
-  { name: 'current version, named by the last bump: listed', version: 3, reported: (v) => v, setup: (f, h) => f.st.took.set(h, { version: 3, servers: new Set(['a', 'b']) }), verdict: 'listed', listed: true, deleted: false },
-  { name: 'current version, not named by the last bump (took it late, missed mutations): stale', version: 3, reported: (v) => v, setup: (f, h) => f.st.took.set(h, { version: 3, servers: new Set(['b', 'c']) }), verdict: 'took-late', listed: false, deleted: true },
+  { name: 'current version, named by the last bump: listed', version: 3, reported: (v) => v, setup: (f, h) => f.apply({ op: 'bumped', handle: h, version: 3, servers: ['a', 'b'] }), verdict: 'listed', listed: true, deleted: false },
+  { name: 'current version, not named by the last bump (took it late, missed mutations): stale', version: 3, reported: (v) => v, setup: (f, h) => f.apply({ op: 'bumped', handle: h, version: 3, servers: ['b', 'c'] }), verdict: 'took-late', listed: false, deleted: true },
+  { name: 'current version of a bump being settled (its record not applied yet), listed (took it): kept', version: 3, reported: (v) => v, setup: (f, h) => { f.apply({ op: 'version', handle: h, version: 4, pendingFrom: 3 }); f.st.servers.addLocation(h, 'a'); }, verdict: 'listed', listed: true, deleted: false },
+  { name: 'current version of a bump being settled, not listed (missed it or answered late): not listed, not deleted yet', version: 3, reported: (v) => v, setup: (f, h) => f.apply({ op: 'version', handle: h, version: 4, pendingFrom: 3 }), verdict: 'bump-settling', listed: false, deleted: false },
   { name: 'older version: stale, deleted', version: 3, reported: (v) => v - 1, verdict: 'stale', listed: false, deleted: true },
   { name: 'older version in safe mode: dropped, not deleted', version: 3, reported: (v) => v - 1, ctx: { safe: true }, verdict: 'stale', listed: false, deleted: false },
   { name: 'older version while the bump is racing, still listed (took it): kept', version: 3, reported: (v) => v - 1, setup: (f, h) => { f.st.versionBumpedAtMs.set(h, nowMs - 10); f.st.servers.addLocation(h, 'a'); }, verdict: 'racing-kept', listed: true, deleted: false },

@@ -95,6 +95,40 @@ test('a clone of a chunk never bumped (no took set) does not make the other repl
   assert.deepEqual([...g.st.servers.locations.get(h!)!].sort(), ['a', 'b', 'd']);
 });
 
+test('who took a version has one home, the logged Namespace.took: the live view keeps no copy, and a record applied after recovery counts at once', () => {
+  const f = new CoreFixture(['a', 'b', 'c', 'd']);
+  const [h] = f.file('/f');
+  f.beat(nowMs);
+  f.hold(h!, ['a', 'b', 'c']);
+  const v = bump(f, h!, ['a', 'b', 'c'], ['a', 'b']);
+  const g = f.restart(nowMs);
+  assert.equal('took' in g.st, false, 'ChunkState holds no copy of who took a version');
+  assert.deepEqual([...g.ns.took.get(h!)!.servers].sort(), ['a', 'b'], 'replayed from the bumped record');
+  g.beat(nowMs);
+  // A clone's record arriving after recovery (a shadow tailing the log; no recover() call) is seen at once.
+  g.apply({ op: 'took', handle: h!, version: v, server: 'd' });
+  for (const id of ['a', 'b', 'c', 'd']) processReport(g.st, g.ns, { server: id, chunks: [{ handle: h!, version: v, sizeBytes: 0 }] }, ctx());
+  assert.deepEqual([...g.st.servers.locations.get(h!)!].sort(), ['a', 'b', 'd'], 'c took it late; d was logged as a clone');
+});
+
+test('bump being settled: before its bumped record is applied, a listed replica keeps its place and one that missed it is neither listed nor deleted; then it is stale', () => {
+  const f = new CoreFixture();
+  const [h] = f.file('/f');
+  f.beat(nowMs);
+  f.hold(h!);
+  const b = startBump(f.st, f.ns, h!);
+  f.apply(b.record);
+  bumpLogged(f.st, b, nowMs);
+  const record = settleBump(f.st, b, ['a', 'b', 'c'], ['a', 'b']); // c answered too late, but took it
+  const at = (id: string) => processReport(f.st, f.ns, { server: id, chunks: [{ handle: h!, version: b.version, sizeBytes: 0 }] }, ctx());
+  assert.deepEqual(at('a').deletes, []);
+  assert.deepEqual(at('c').deletes, [], 'not judged before the takers are logged');
+  assert.deepEqual([...f.st.servers.locations.get(h!)!].sort(), ['a', 'b']);
+  f.apply(record);
+  assert.deepEqual(at('c').deletes, [h], 'the bumped record names a and b only');
+  assert.deepEqual([...f.st.servers.locations.get(h!)!].sort(), ['a', 'b']);
+});
+
 test('lease choice: the chunk\'s last primary again if it is up to date, else the least loaded', () => {
   const f = new CoreFixture();
   const [h] = f.file('/f');

@@ -14,7 +14,8 @@ describe('partition op log watch', () => {
     const dir = mkdtempSync(join(tmpdir(), 'gfs-oplog-watch-'));
     const { oplog } = await OpLog.open({ dir, checkpointLogBytes: 1 << 30, apply: () => undefined });
     try {
-      const watch = new OpLogWatch(dir);
+      let nowMs = 1_000;
+      const watch = new OpLogWatch(dir, () => nowMs);
       assert.deepEqual(watch.inWindow(10_000), []);
       await oplog.append({ op: 'mkdir', path: '/a', t: 1 });
       await oplog.append({ op: 'version', handle: 'h1', version: 3, pendingFrom: 2 });
@@ -26,8 +27,9 @@ describe('partition op log watch', () => {
       // One never confirmed stops counting once it is older than the window asked about.
       await oplog.append({ op: 'version', handle: 'h3', version: 5, pendingFrom: 4 });
       assert.deepEqual(watch.inWindow(10_000), ['h3@5']);
-      await new Promise((r) => setTimeout(r, 30));
-      assert.deepEqual(watch.inWindow(10), []);
+      nowMs += 30;
+      assert.deepEqual(watch.inWindow(30), ['h3@5'], 'seen 30 ms ago: inside a 30 ms window');
+      assert.deepEqual(watch.inWindow(29), []);
     } finally {
       await oplog.close();
       rmSync(dir, { recursive: true, force: true });

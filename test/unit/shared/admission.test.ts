@@ -5,6 +5,7 @@ import { connect, type Socket } from 'node:net';
 import type { AddressInfo } from 'node:net';
 import { Admission } from '../../../shared/admission.js';
 import { makeLogger } from '../../../shared/log.js';
+import { waitFor } from '../../helpers/wait.js';
 
 // Admission limits (shared/admission.ts) on an in-process HTTP server: per-address cap, total cap
 // with room kept for known peers, the first-request deadline (and not a later idle one), the
@@ -52,14 +53,6 @@ function get(sock: Socket): Promise<string> {
   });
 }
 
-async function until(what: string, cond: () => boolean, deadlineMs = 5_000): Promise<void> {
-  const end = Date.now() + deadlineMs;
-  while (!cond()) {
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 10));
-  }
-}
-
 describe('admission', () => {
   it('caps one address, keeps total room for peers, and logs refusals once per interval', async () => {
     const { log, lines } = capturingLogger();
@@ -71,10 +64,10 @@ describe('admission', () => {
       // The kernel accepts the 4th; the server closes it at once.
       const fourth = await open(port, '127.0.0.2');
       await fourth.closed;
-      await until('the per-address refusal', () => a.stats.refused.per_address === 1);
+      await waitFor('the per-address refusal', () => a.stats.refused.per_address === 1, 5_000, 10);
       // Another address fills the rest of the non-peer room (6 - 2 reserved = 4 in all).
       socks.push((await open(port, '127.0.0.3')).sock);
-      await until('4 open', () => a.stats.openConnections === 4);
+      await waitFor('4 open', () => a.stats.openConnections === 4, 5_000, 10);
       const fifth = await open(port, '127.0.0.3');
       await fifth.closed;
       assert.equal(a.stats.refused.total, 1);
@@ -91,7 +84,7 @@ describe('admission', () => {
       for (const s of socks) s.destroy();
       await new Promise<void>((r) => server.close(() => r()));
     }
-    await until('connections released', () => a.stats.openConnections === 0);
+    await waitFor('connections released', () => a.stats.openConnections === 0, 5_000, 10);
   });
 
   it('closes a connection whose first headers are late, but not an idle one that already had a request', async () => {

@@ -1,0 +1,148 @@
+import { after, before, describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { createHash, randomBytes } from 'node:crypto';
+import { Readable, Writable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+// The package's own name, as an application imports it (package.json "exports").
+import { connect, GfsError, type Gfs } from 'gfs';
+import { closeRpc } from '../../shared/rpc.js';
+import { startCluster, type TestCluster } from '../helpers/cluster.js';
+
+// The library applications import (client/index.ts), against a real cluster:
+// the fs/promises-shaped calls, streams with backpressure in both directions,
+// open handles, record append and records, snapshots, locations, and errors
+// as GfsError with the codes the CLI prints.
+
+const KiB = 1024;
+const chunkSizeBytes = 256 * KiB;
+let c: TestCluster | undefined;
+let gfs: Gfs;
+
+const sha = (b: Buffer) => createHash('sha256').update(b).digest('hex');
+
+async function rejectsWith(p: Promise<unknown>, code: string): Promise<void> {
+  const e = await p.then(() => undefined, (x: unknown) => x);
+  assert.ok(e instanceof GfsError, `expected GfsError ${code}, got ${String(e)}`);
+  assert.equal(e.code, code);
+}
+
+describe('the gfs library', { timeout: 180_000 }, () => {
+  before(async () => {
+    c = await startCluster({ chunkservers: 3, chunkSizeBytes });
+    gfs = connect({ master: c.masterUrl });
+  });
+  after(async () => {
+    await c?.stop();
+    await closeRpc();
+  });
+
+  it('mkdir, writeFile, readFile, readdir, stat, rename, rm', async () => {
+    await gfs.mkdir('/lib/a/b', { recursive: true });
+    await gfs.mkdir('/lib/a/b', { recursive: true }); // no error when it exists
+    await rejectsWith(gfs.mkdir('/lib/a/b'), 'EXISTS');
+    const data = randomBytes(chunkSizeBytes + 1234);
+    await gfs.writeFile('/lib/a/f', data);
+    assert.ok((await gfs.readFile('/lib/a/f')).equals(data));
+    // Replaced whole, never half-written; a string works too.
+    await gfs.writeFile('/lib/a/f', 'hello');
+    assert.equal(await gfs.readFile('/lib/a/f', 'utf8'), 'hello');
+    assert.deepEqual(await gfs.readdir('/lib/a'), ['b', 'f']);
+    const entries = await gfs.readdir('/lib/a', { withFileTypes: true });
+    assert.deepEqual(entries.map((e) => [e.name, e.isDirectory(), e.isFile()]), [['b', true, false], ['f', false, true]]);
+    const st = await gfs.stat('/lib/a/f');
+    assert.equal(st.size, 5);
+    assert.ok(st.isFile() && !st.isDirectory());
+    await rejectsWith(gfs.readdir('/lib/a/f'), 'NOT_A_DIRECTORY');
+    await gfs.rename('/lib/a/f', '/lib/a/g');
+    await rejectsWith(gfs.stat('/lib/a/f'), 'NOT_FOUND');
+    await gfs.rm('/lib/a/g');
+    await gfs.rm('/lib/a/g', { force: true });
+    await rejectsWith(gfs.rm('/lib/a/g'), 'NOT_FOUND');
+    await rejectsWith(gfs.rm('/lib/a'), 'NOT_EMPTY');
+    await gfs.rm('/lib/a', { recursive: true, now: true });
+    assert.deepEqual(await gfs.readdir('/lib'), []);
+  });
+
+  it('streams a file in and out with pipeline(), ranges included', async () => {
+    const data = randomBytes(3 * chunkSizeBytes + 777);
+    // Odd-sized writes, as a socket or a file reader would produce them.
+    const parts: Buffer[] = [];
+    for (let at = 0; at < data.length; ) {
+      const n = Math.min(data.length - at, 1 + Math.floor(Math.random() * 100 * KiB));
+      parts.push(data.subarray(at, at + n));
+      at += n;
+    }
+    await pipeline(Readable.from(parts), gfs.createWriteStream('/lib/stream'));
+    assert.equal((await gfs.stat('/lib/stream')).size, data.length, "'finish' came after the whole file was written");
+
+    const got: Buffer[] = [];
+    await pipeline(
+      gfs.createReadStream('/lib/stream'),
+      new Writable({
+        highWaterMark: 1,
+        write(chunk: Buffer, _e, cb) {
+          got.push(chunk);
+          // A slow consumer: the stream must wait for it, not buffer the file.
+          setImmediate(cb);
+        },
+      }),
+    );
+    assert.equal(sha(Buffer.concat(got)), sha(data));
+    const range: Buffer[] = [];
+    for await (const b of gfs.createReadStream('/lib/stream', { start: chunkSizeBytes - 10, end: chunkSizeBytes + 9 })) range.push(b as Buffer);
+    assert.ok(Buffer.concat(range).equals(data.subarray(chunkSizeBytes - 10, chunkSizeBytes + 10)), 'start and end are inclusive, as in node:fs');
+    // A stream that fails (missing file) errors instead of ending quietly.
+    await assert.rejects(pipeline(gfs.createReadStream('/lib/missing'), new Writable({ write: (_c, _e, cb) => cb() })), (e: unknown) => e instanceof GfsError && e.code === 'NOT_FOUND');
+  });
+
+  it('open handles: wx, positioned writes, r refuses writes, a appends, close syncs', async () => {
+    const h = await gfs.open('/lib/h', 'wx');
+    await h.write(Buffer.from('0123456789'));
+    await h.write('abc', 3);
+    await h.write('Z'); // after the last write
+    await h.close();
+    assert.equal(await gfs.readFile('/lib/h', 'utf8'), '012abcZ789');
+    await rejectsWith(gfs.open('/lib/h', 'wx'), 'EXISTS');
+    const r = await gfs.open('/lib/h', 'r');
+    assert.equal((await r.read(4, 2)).toString(), '2abc');
+    await rejectsWith(r.write('x', 0), 'BAD_REQUEST');
+    await r.close();
+    await rejectsWith(r.read(1, 0), 'BAD_REQUEST');
+    const a = await gfs.open('/lib/h', 'a');
+    await a.write('!!');
+    await a.close();
+    assert.equal(await gfs.readFile('/lib/h', 'utf8'), '012abcZ789!!');
+    const w = await gfs.open('/lib/h', 'w');
+    assert.equal((await w.stat()).size, 0, "'w' empties the file");
+    await w.close();
+    await rejectsWith(gfs.open('/lib/none', 'r'), 'NOT_FOUND');
+  });
+
+  it('record append from many callers: every record once, whole, at the offset it was given', async () => {
+    await gfs.writeFile('/lib/log', '');
+    const records = Array.from({ length: 40 }, (_, i) => Buffer.from(`record ${i} ${randomBytes(8).toString('hex')}`));
+    const offsets = await Promise.all(records.map((r) => gfs.appendRecord('/lib/log', r)));
+    assert.equal(new Set(offsets).size, records.length, 'each record its own offset');
+    const seen = new Map<string, number>();
+    for await (const r of gfs.records('/lib/log')) seen.set(r.payload.toString(), r.offset);
+    assert.equal(seen.size, records.length);
+    records.forEach((r, i) => assert.equal(seen.get(r.toString()), offsets[i], `record ${i} at its offset`));
+  });
+
+  it('snapshot, locations and batch', async () => {
+    const data = randomBytes(2 * chunkSizeBytes + 5);
+    await gfs.writeFile('/lib/src', data);
+    const locs = await gfs.locations('/lib/src');
+    assert.deepEqual(locs.map((l) => l.index), [0, 1, 2]);
+    for (const l of locs) assert.equal(l.replicas.length, 3, `chunk ${l.index}: ${l.replicas.length} replicas`);
+    await gfs.snapshot('/lib/src', '/lib/snap');
+    await gfs.writeFile('/lib/src', 'changed');
+    assert.ok((await gfs.readFile('/lib/snap')).equals(data), 'the snapshot kept the old bytes');
+    const results = await gfs.batch([
+      { op: 'mkdir', path: '/lib/batch' },
+      { op: 'create', path: '/lib/batch/x' },
+      { op: 'create', path: '/lib/batch/x' },
+    ]);
+    assert.deepEqual(results.map((r) => (r.ok ? 'ok' : r.code)), ['ok', 'ok', 'EXISTS']);
+  });
+});

@@ -1,0 +1,50 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import type { GfsClient } from '../../../client/client.js';
+import { AttrCache } from '../../../client/mount-attrs.js';
+import type { FileInfo, ListEntry } from '../../../shared/wire.js';
+
+// The mount's attribute cache: a listing fills it (ls -l needs no stat per
+// entry), except where a change could hide behind the listing: a change made
+// while the listing was under way, a path this mount changed lately, or a tree
+// it renamed.
+
+function fakeClient(sizes: Map<string, number>): { client: GfsClient; stats: string[] } {
+  const stats: string[] = [];
+  const client = {
+    stat: async (path: string): Promise<FileInfo> => {
+      stats.push(path);
+      return { path, type: 'file', sizeBytes: sizes.get(path) ?? 0, replication: 3, chunkCount: 1, chunkSizeBytes: 1 << 20, mtimeMs: 1, ctimeMs: 1 };
+    },
+  } as unknown as GfsClient;
+  return { client, stats };
+}
+
+const entry = (path: string, sizeBytes: number): ListEntry => ({ name: path.slice(path.lastIndexOf('/') + 1), path, type: 'file', sizeBytes, replication: 3, chunkCount: 1, mtimeMs: 1, ctimeMs: 1 });
+
+test('a listing fills the cache; changes this mount made keep coming from stats', async () => {
+  const sizes = new Map([['/d/a', 10], ['/d/b', 20], ['/d/c', 30], ['/e/x', 5]]);
+  const { client, stats } = fakeClient(sizes);
+  const cache = new AttrCache(client, 60_000);
+
+  cache.forget('/d/b'); // this mount wrote /d/b: the listing's 2 may be older than the write
+  const g = cache.generation;
+  cache.fill([entry('/d/a', 1), entry('/d/b', 2), entry('/d/c', 3)], g);
+  assert.equal((await cache.stat('/d/a')).sizeBytes, 1, 'from the listing');
+  assert.equal((await cache.stat('/d/c')).sizeBytes, 3, 'from the listing');
+  assert.equal((await cache.stat('/d/b')).sizeBytes, 20, 'from a stat');
+  assert.deepEqual(stats, ['/d/b']);
+
+  // A change between reading the generation and filling voids the fill.
+  const g2 = cache.generation;
+  cache.forget('/zzz');
+  cache.fill([entry('/e/x', 99)], g2);
+  assert.equal((await cache.stat('/e/x')).sizeBytes, 5);
+
+  // A renamed tree: nothing under it comes from a listing for a while.
+  cache.forgetTrees(['/d']);
+  cache.fill([entry('/d/a', 1), entry('/e/x', 6)], cache.generation);
+  assert.equal((await cache.stat('/d/a')).sizeBytes, 10, 'under a renamed tree: from a stat');
+  assert.equal((await cache.stat('/e/x')).sizeBytes, 6, 'outside the renamed tree: from the listing');
+  assert.equal(cache.counts.fromListing, 2 + 0 + 1);
+});
