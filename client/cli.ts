@@ -8,7 +8,7 @@
 import { Command, Option } from 'commander';
 import { addConnectionOptions, exportConnectionOptions, intArg as int, sizeArg as size } from '../shared/cli-options.js';
 import { formatBytes as fmtBytes } from '../shared/config.js';
-import { exitWhenFlushed, failAndExit, quietOnClosedPipe } from '../shared/exit.js';
+import { exitStatus, exitWhenFlushed, failAndExit, quietOnClosedPipe } from '../shared/exit.js';
 import type { BatchOp } from '../shared/wire.js';
 import { registerTools } from './cli-tools.js';
 
@@ -242,7 +242,7 @@ program
     const healthy = s.underReplicated === 0 && s.missing === 0 && s.corrupt === 0;
     lines.push(`The filesystem under '${path}' is ${healthy ? 'HEALTHY' : 'NOT HEALTHY'}`);
     process.stdout.write(lines.join('\n') + '\n');
-    if (!healthy) await failAndExit('gfs', 'the filesystem is not healthy', 2);
+    if (!healthy) await failAndExit('gfs', 'the filesystem is not healthy', exitStatus.unhealthy);
   }));
 
 program
@@ -258,14 +258,18 @@ program
 // ---- data ----
 program
   .command('put')
-  .description('copy a local file into gfs (durable on every replica when it returns)')
+  .description(`copy a local file into gfs (durable on every replica when it returns); exit ${exitStatus.underReplicated} with a warning when some chunk got fewer replicas than asked (full disks)`)
   .argument('<local>', 'local file, or - for stdin')
   .argument('<remote>')
   .option('--replication <n>', 'replication factor', int('--replication', 1, 16))
   .option('-f, --force', 'overwrite an existing file')
   .action(run(async (local: string, remote: string, o: { replication?: number; force?: boolean }) => {
-    const { putFile } = await import('./transfer.js');
-    await putFile(await client(), local, remote, { replication: o.replication, force: !!o.force, progress: process.stderr.isTTY });
+    const { putFile, underReplicatedLine } = await import('./transfer.js');
+    const r = await putFile(await client(), local, remote, { replication: o.replication, force: !!o.force, progress: process.stderr.isTTY });
+    if (r.underReplicated.length > 0) {
+      process.stderr.write(`gfs: warning: ${underReplicatedLine(remote, r)}\n`);
+      await exitWhenFlushed(exitStatus.underReplicated);
+    }
   }));
 
 program

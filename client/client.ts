@@ -7,14 +7,16 @@ import { GfsError } from '../shared/errors.js';
 import { rpcBinary, rpcJson, rpcStream, setRpcSelf } from '../shared/rpc.js';
 import { encodeRecordBatch, recordBatchMaxBytes, recordBatchMaxRecords, type AppendBatchAnswer } from '../shared/record-wire.js';
 import { blockCrcsHeader, initialChunkVersion, inlineMaxBytes, maxBatchOps, maxPushBlockCrcs, pushCrcBlockBytes } from '../shared/wire.js';
-import type { AppendAnswer, BatchAnswer, BatchOp, BatchResult, ChunkInfoAnswer, ChunkLocation, ChunksAnswer, FileInfo, LeaseAnswer, ListEntry, PushAnswer, ReplicaRef, WriteAnswer } from '../shared/wire.js';
+import type { AllocateAnswer, AppendAnswer, BatchAnswer, BatchOp, BatchResult, ChunkInfoAnswer, ChunkLocation, ChunksAnswer, FileInfo, LeaseAnswer, ListEntry, PushAnswer, ReplicaRef, WriteAnswer } from '../shared/wire.js';
 import { withRetry, type RetryOptions } from './retry.js';
 import { RecordAppender, type AppenderOptions } from './appender.js';
 import { LocationCache, covers, type CachedFile } from './location-cache.js';
 import { closestFirst, readFromReplicas } from './replica-read.js';
 import { runLimited } from './run-limited.js';
+import { fullServer, maxReplacements, reportOf, type ReplicationReport } from './write-report.js';
 
 export type { CachedFile } from './location-cache.js';
+export type { ReplicationReport } from './write-report.js';
 export { closestFirst } from './replica-read.js';
 export { appendRecord, maxRecordPayloadBytes, readRecords, type RecordRead } from './records.js';
 export { RecordAppender, type AppenderOptions } from './appender.js';
@@ -236,6 +238,7 @@ export class GfsClient {
     f = f ?? { chunkSizeBytes: a.chunkSizeBytes, chunkCount: a.chunkCount, sizeBytes: a.sizeBytes, chunks: new Map(), fetchedAtMs: now };
     f.chunkCount = a.chunkCount;
     f.sizeBytes = Math.max(f.sizeBytes, a.sizeBytes);
+    if (a.replication !== undefined) f.replication = a.replication;
     for (const c of a.chunks) f.chunks.set(c.index, c);
     this.files.set(path, f);
     return f;
@@ -285,16 +288,43 @@ export class GfsClient {
     return false;
   }
 
-  private async chunkForWrite(path: string, index: number): Promise<ChunkLocation> {
+  /**
+   * The chunk to write at `index`, allocated if new. With `exclude` (servers whose disks turned out
+   * full), a fresh placement without them (the master drops them from the chunk). An answer for a
+   * chunk never written that falls short of the file's goal (a replica could not be created) is asked
+   * for once more: the master places the missing replicas afresh if a server has room now.
+   */
+  private async chunkForWrite(path: string, index: number, exclude?: ReadonlySet<string>): Promise<ChunkLocation> {
     const cached = this.files.get(path)?.chunks.get(index);
-    if (cached) return cached;
-    const loc = await this.callMaster<ChunkLocation>('/api/allocate', { path, index });
+    if (cached && !exclude?.size) return cached;
+    const ask = () => this.callMaster<AllocateAnswer>('/api/allocate', { path, index, ...(exclude?.size ? { exclude: [...exclude] } : {}) });
+    let a = await ask();
+    // Only a chunk never written is placed afresh (a written one is copied by the master's healer).
+    if (a.replicas.length < a.goal && a.version === initialChunkVersion) a = await ask();
+    const { goal, ...loc } = a;
     const g = this.files.get(path);
     if (g) {
       g.chunks.set(index, loc);
+      g.replication = goal;
       if (index >= g.chunkCount) g.chunkCount = index + 1;
     }
     return loc;
+  }
+
+  /**
+   * Where each chunk of the file is now, as the master sees it (and `gfs fsck` reports), against the
+   * file's replication goal.
+   */
+  async replication(path: string): Promise<ReplicationReport> {
+    const chunks: { index: number; replicas: string[] }[] = [];
+    let goal = 0;
+    for (let start = 0; ; start += 10_000) {
+      const a = await this.master<ChunksAnswer>('/api/chunks', { path, startIndex: start, count: 10_000 });
+      goal = a.replication ?? (await this.stat(path)).replication;
+      for (const c of a.chunks) chunks.push({ index: c.index, replicas: c.replicas.map((r) => r.id).sort() });
+      if (start + 10_000 >= a.chunkCount) break;
+    }
+    return reportOf(goal, chunks);
   }
 
   /**
@@ -359,11 +389,17 @@ export class GfsClient {
   }
 
   // ---- data ----
-  /** Writes data at a file offset; spans chunks; returns when every replica applied every piece. */
-  async write(path: string, offset: number, data: Buffer): Promise<void> {
-    if (data.length === 0) return;
+  /**
+   * Writes data at a file offset; spans chunks; returns when every replica applied every piece, with
+   * the replicas each chunk written was written to: fewer than the goal where chunkservers' disks
+   * were full and no other server had room (`underReplicated`).
+   */
+  async write(path: string, offset: number, data: Buffer): Promise<ReplicationReport> {
+    if (data.length === 0) return reportOf(0, []);
     const f = await this.locate(path, 0, 1).catch(() => undefined);
-    const chunkSizeBytes = f?.chunkSizeBytes ?? (await this.stat(path)).chunkSizeBytes;
+    const info = f?.replication === undefined ? await this.stat(path) : undefined;
+    const chunkSizeBytes = f?.chunkSizeBytes ?? info!.chunkSizeBytes;
+    const goal = f?.replication ?? info!.replication;
     const pieces: { index: number; offset: number; data: Buffer }[] = [];
     let pos = 0;
     while (pos < data.length) {
@@ -374,18 +410,32 @@ export class GfsClient {
       pieces.push({ index, offset: inChunk, data: data.subarray(pos, pos + n) });
       pos += n;
     }
-    await this.runLimited(pieces, (p) => this.writePiece(path, p.index, p.offset, p.data));
+    // Per chunk, the replicas of the piece acknowledged last: a chunk placed afresh mid-write ends on the new set.
+    const written = new Map<number, string[]>();
+    await this.runLimited(pieces, async (p) => written.set(p.index, (await this.writePiece(path, p.index, p.offset, p.data)).replicas));
+    return reportOf(goal, [...written].map(([index, replicas]) => ({ index, replicas: [...replicas].sort() })));
   }
 
-  async writePiece(path: string, index: number, offsetInChunk: number, data: Buffer): Promise<WriteAnswer> {
+  /**
+   * Writes one piece within one chunk; answers once every replica applied it, naming them. A replica
+   * whose disk is full (NO_SPACE naming its server) sends the chunk to a fresh placement without it
+   * (chunkForWrite's exclude), a few times at most; then NO_SPACE is the answer.
+   */
+  async writePiece(path: string, index: number, offsetInChunk: number, data: Buffer): Promise<WriteAnswer & { replicas: string[] }> {
     const requestId = this.nextRequestId();
     let handle: string | undefined;
+    let replicas: string[] = [];
+    const full = new Set<string>();
+    let replace = false;
+    let noSpaceAnswers = 0;
     const a = await withRetry(
       async () => {
-        const loc = await this.chunkForWrite(path, index);
+        const loc = await this.chunkForWrite(path, index, replace ? full : undefined);
+        replace = false;
         handle = loc.handle;
         const lease = await this.leaseFor(loc.handle, path, index);
         handle = lease.handle;
+        replicas = [lease.primary.id, ...lease.secondaries.map((r) => r.id)];
         if (data.length <= inlineMaxBytes) {
           // Small: the bytes go raw in the request itself (shared/record-wire.ts), no push chain.
           return rpcBinary<WriteAnswer>(lease.primary.url, '/chunk/write', data, {
@@ -407,11 +457,19 @@ export class GfsClient {
         onError: (e) => {
           if (handle) this.dropLease(handle, path, index);
           if (e instanceof GfsError && (e.code === 'NOT_FOUND' || e.code === 'STALE_VERSION' || e.code === 'NO_REPLICAS')) this.invalidate(path);
+          const server = fullServer(e);
+          if (server === undefined) return;
+          // Retrying the same replicas would find the same full disk: ask for a fresh placement without it.
+          noSpaceAnswers++;
+          full.add(server);
+          replace = true;
+          this.invalidate(path);
         },
+        giveUp: (e) => fullServer(e) !== undefined && noSpaceAnswers > maxReplacements,
       },
     );
     this.files.grew(path, index, offsetInChunk + data.length);
-    return a;
+    return { ...a, replicas };
   }
 
   /**

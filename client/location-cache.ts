@@ -12,6 +12,8 @@ export interface CachedFile {
   sizeBytes: number;
   chunks: Map<number, ChunkLocation>;
   fetchedAtMs: number;
+  /** The file's replication goal, once the master said it. */
+  replication?: number;
 }
 
 export class LocationCache {

@@ -11,6 +11,8 @@ export interface RetryOptions {
   maxDelayMs: number;
   /** Called after a failure, before the wait (e.g. to drop cached locations). */
   onError?: (e: unknown, attempt: number) => void;
+  /** Called after onError: true stops retrying an error that would otherwise be retried. */
+  giveUp?: (e: unknown) => boolean;
 }
 
 export const defaultRetry: RetryOptions = { attempts: 12, deadlineMs: 120_000, baseDelayMs: 50, maxDelayMs: 2_000 };
@@ -31,6 +33,7 @@ export async function withRetry<T>(fn: (attempt: number) => Promise<T>, o: Parti
       lastErr = e;
       if (!isRetryable(e)) throw e;
       opts.onError?.(e, attempt);
+      if (opts.giveUp?.(e)) throw e;
       const hinted = retryAfterMs(e);
       // Waiting out a lease is not a failure: it does not use up attempts.
       if (e instanceof GfsError && (e.code === 'LEASE_PENDING' || e.code === 'SAFE_MODE')) attempt--;

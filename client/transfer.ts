@@ -2,7 +2,7 @@ import { createReadStream } from 'node:fs';
 import { open, stat } from 'node:fs/promises';
 import type { Writable } from 'node:stream';
 import { GfsError, isGfsError } from '../shared/errors.js';
-import { appendRecord, readRecords, type GfsClient } from './client.js';
+import { appendRecord, readRecords, type GfsClient, type ReplicationReport } from './client.js';
 
 // The CLI's data commands over the client library: put, get, cat, append,
 // records. Large transfers move in pieces with a bounded number in flight,
@@ -74,7 +74,44 @@ async function* pieces(stream: AsyncIterable<Buffer>, pieceBytes: number): Async
   if (have > 0) yield Buffer.concat(parts, have);
 }
 
-export async function putFile(c: GfsClient, local: string, remote: string, o: { replication?: number; force?: boolean; progress?: boolean }): Promise<number> {
+/** How long a put waits, at most, for the master to repair a chunk short of its goal while a chunkserver with room lacks it. */
+const repairWaitMs = 5_000;
+
+/** Whether some live chunkserver with room lacks one of the under-replicated chunks (the master's healer would copy it there). */
+async function repairPossible(c: GfsClient, r: ReplicationReport): Promise<boolean> {
+  const s = (await c.status()) as { chunkservers?: { id: string; alive: boolean; full?: boolean }[] };
+  const room = (s.chunkservers ?? []).filter((x) => x.alive && !x.full).map((x) => x.id);
+  return r.underReplicated.some((ch) => room.some((id) => !ch.replicas.includes(id)));
+}
+
+/**
+ * The replicas of every chunk of a file just written, as the master sees them (and `gfs fsck`
+ * reports). A chunk dropped from a full server mid-write is copied elsewhere by the master's healer
+ * when a server has room: that is waited for, a few seconds at most, before the answer.
+ */
+export async function settledReplication(c: GfsClient, remote: string, waitMs = repairWaitMs): Promise<ReplicationReport> {
+  const until = Date.now() + waitMs;
+  let r = await c.replication(remote);
+  while (r.underReplicated.length > 0 && Date.now() < until && (await repairPossible(c, r))) {
+    await new Promise((res) => setTimeout(res, 250));
+    r = await c.replication(remote);
+  }
+  return r;
+}
+
+/** One line naming what an under-replicated file has, for a warning. */
+export function underReplicatedLine(remote: string, r: ReplicationReport): string {
+  const shown = r.underReplicated.slice(0, 4).map((ch) => `chunk ${ch.index} on ${ch.replicas.length > 0 ? ch.replicas.join(', ') : 'no chunkserver'}`);
+  const more = r.underReplicated.length > shown.length ? `, and ${r.underReplicated.length - shown.length} more` : '';
+  return `${remote} has fewer replicas than its goal of ${r.goal} in ${r.underReplicated.length} of ${r.chunks.length} chunks (${shown.join('; ')}${more}): no other chunkserver had room; the master adds replicas when one does`;
+}
+
+/** What a put did: the bytes written and where every chunk ended up (ReplicationReport). */
+export interface PutResult extends ReplicationReport {
+  sizeBytes: number;
+}
+
+export async function putFile(c: GfsClient, local: string, remote: string, o: { replication?: number; force?: boolean; progress?: boolean }): Promise<PutResult> {
   let totalBytes = 0;
   if (local !== '-') {
     const st = await stat(local).catch(() => {
@@ -122,7 +159,7 @@ export async function putFile(c: GfsClient, local: string, remote: string, o: { 
   if (failed) throw failed;
   // Close after a put: durable on every replica's disk before we return.
   await c.sync(remote);
-  return offset;
+  return { sizeBytes: offset, ...(await settledReplication(c, remote)) };
 }
 
 export async function getFile(c: GfsClient, remote: string, local: string, o: { progress?: boolean }): Promise<number> {

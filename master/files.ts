@@ -2,7 +2,7 @@ import { GfsError, invariant } from '../shared/errors.js';
 import { isUnder, joinPath, normalizePath, trashDir } from '../shared/paths.js';
 import { requestContext } from '../shared/log.js';
 import { rpcJson } from '../shared/rpc.js';
-import type { ChunkInfoAnswer, ChunkLocation, ChunksAnswer, FileInfo, ListEntry } from '../shared/wire.js';
+import type { AllocateAnswer, ChunkInfoAnswer, ChunkLocation, ChunksAnswer, FileInfo, ListEntry } from '../shared/wire.js';
 import type { MasterContext } from './context.js';
 import { initialChunkVersion, type Node } from './core/namespace.js';
 import { chooseReplicas } from './core/placement.js';
@@ -15,6 +15,8 @@ import { chooseReplicas } from './core/placement.js';
 
 /** Bound on the number of chunk-creation RPCs a single allocation makes at once. */
 const maxAllocateChunks = 1024;
+/** Rounds of placement for one chunk: a creation that fails is retried on another server this many times at most. */
+const maxPlacementRounds = 3;
 
 export class Files {
   constructor(private readonly m: MasterContext) {}
@@ -211,15 +213,21 @@ export class Files {
     const sizeBytes = await this.fileSize(f, false);
     const chunks: ChunkLocation[] = [];
     for (let i = startIndex; i < Math.min(f.chunks.length, startIndex + count); i++) chunks.push(this.locationOf(i, f.chunks[i]!));
-    return { path, sizeBytes, chunkSizeBytes: this.m.opts.chunkSizeBytes, chunkCount: f.chunks.length, chunks };
+    return { path, sizeBytes, replication: f.replication, chunkSizeBytes: this.m.opts.chunkSizeBytes, chunkCount: f.chunks.length, chunks };
   }
 
 
-  /** The chunk at `index` of a file, allocating it (and any missing before it) with replicas placed. */
-  async allocate(rawPath: string, index: number): Promise<ChunkLocation> {
+  /**
+   * The chunk at `index` of a file, allocating it (and any missing before it) with replicas placed.
+   * `exclude` names chunkservers a writer found unable to hold the chunk (NO_SPACE): they are taken
+   * out of its replica set (dropReported) and never chosen for it here. A chunk never written (no
+   * lease yet, so no data anywhere) with fewer replicas than its goal is placed afresh up to it.
+   */
+  async allocate(rawPath: string, index: number, exclude: readonly string[] = []): Promise<AllocateAnswer> {
     const path = normalizePath(rawPath);
     this.m.checkMaster();
     if (this.m.inSafeMode()) throw new GfsError('SAFE_MODE', 'master is in safe mode, waiting for chunkserver reports', { retryAfterMs: 500 });
+    const avoid = new Set(exclude);
     // The file's write lock is held through placement, so two clients
     // allocating the same chunk see one allocation and one replica set.
     return this.m.locks.with([{ path, mode: 'w' }], async () => {
@@ -231,36 +239,91 @@ export class Files {
         invariant(op && op.op === 'allocate', 'allocation past the end built no record');
         await this.m.logOp(op);
         this.m.counters.allocations += op.handles.length;
-        await Promise.all(op.handles.map((h) => this.placeNewChunk(h, f.replication)));
+        await Promise.all(op.handles.map((h) => this.placeNewChunk(h, f.replication, avoid)));
       } else {
-        // A chunk that never got a replica (its servers failed at creation) and was never written is placed again.
         const handle = f.chunks[index]!;
         const meta = this.m.ns.chunks.get(handle)!;
-        if (meta.version === initialChunkVersion && this.m.servers.liveLocations(handle, this.m.now()).length === 0) await this.placeNewChunk(handle, f.replication);
+        const unwritten = meta.version === initialChunkVersion && !this.m.st.granting.has(handle);
+        if (avoid.size > 0) await this.dropReported(handle, avoid, unwritten);
+        if (unwritten && this.m.servers.liveLocations(handle, this.m.now()).length < f.replication) await this.placeNewChunk(handle, f.replication, avoid);
       }
-      return this.locationOf(index, f.chunks[index]!);
+      const loc = this.locationOf(index, f.chunks[index]!);
+      // A chunk never written placed nowhere, because no live server has room for one: a full
+      // cluster, said as such (with no live server at all, the lease ask that follows says
+      // NO_REPLICAS, retried; a written chunk without live replicas is missing, not unplaceable).
+      const unplaced = loc.replicas.length === 0 && loc.version === initialChunkVersion;
+      const views = unplaced ? this.m.servers.views(this.m.now()) : [];
+      if (views.length > 0 && views.every((v) => v.freeBytes < this.m.opts.chunkSizeBytes)) {
+        throw new GfsError('NO_SPACE', `no chunkserver has room for a new chunk of ${path} (each is below its reserve or has less than a chunk free: gfs status shows FULL)`, { retryAfterMs: 1_000 });
+      }
+      return { ...loc, goal: f.replication };
     }).finally(() => this.m.checkpointSoon());
   }
 
-  private async placeNewChunk(handle: string, replication: number): Promise<void> {
+  /**
+   * A writer found these servers unable to hold the chunk (a full disk). They leave its replica set
+   * (ordered deleted: a report sent meanwhile does not list them again, core/report.ts). A written
+   * chunk keeps at least one replica (it may hold the only copy of acknowledged data; the writer
+   * then gets NO_SPACE); its lease, if it names them, is asked back, so the next grant moves the
+   * rest to a new version without them (stale from then on) and the healer copies the chunk to a
+   * server with room.
+   */
+  private async dropReported(handle: string, avoid: ReadonlySet<string>, unwritten: boolean): Promise<void> {
     const nowMs = this.m.now();
-    const have = new Set(this.m.servers.liveLocations(handle, nowMs));
-    const ids = chooseReplicas(this.m.servers.views(nowMs), replication - have.size, have, { chunkSizeBytes: this.m.opts.chunkSizeBytes, recentCreatesLimit: 32 });
+    const live = this.m.servers.liveLocations(handle, nowMs);
+    const bad = live.filter((id) => avoid.has(id));
+    if (!unwritten && bad.length === live.length) return;
+    for (const id of bad) {
+      this.m.st.orderDelete(id, handle);
+      this.m.opts.log.warn({ handle, server: id }, 'replica dropped: a writer found its chunkserver unable to hold the chunk');
+    }
+    const l = this.m.st.leases.get(handle);
+    if (!l || l.expiresAtMs <= nowMs || ![l.primary, ...l.secondaries].some((id) => avoid.has(id))) return;
+    const ref = this.m.servers.ref(l.primary);
+    if (!ref) return;
+    try {
+      // A primary that answers has stopped acting and finished what it started: its lease ends now.
+      await rpcJson(ref.url, '/chunk/revoke', { handle }, { targetName: l.primary, timeoutMs: Math.min(10_000, this.m.opts.leaseMs) });
+      if (this.m.st.leases.get(handle) === l) this.m.st.leases.delete(handle);
+    } catch {
+      // unreachable primary: its lease runs out by itself
+    }
+  }
+
+  /**
+   * Creates replicas of a chunk up to `replication`, on the best servers with room. A creation that
+   * fails (a full disk, an unreachable server) is placed afresh on another server, for a few rounds.
+   */
+  private async placeNewChunk(handle: string, replication: number, avoid: ReadonlySet<string> = new Set()): Promise<void> {
     const version = this.m.ns.chunks.get(handle)!.version;
+    const failed = new Set<string>();
     this.m.st.placing.add(handle);
-    await Promise.all(
-      ids.map(async (id) => {
-        const ref = this.m.servers.ref(id)!;
-        try {
-          await rpcJson(ref.url, '/chunk/create', { handle, version }, { targetName: id, timeoutMs: 5_000 });
-          this.m.servers.noteCreate(id, this.m.now());
-          // Defence in depth (leases wait while a chunk is placed): a replica that missed a version bump is stale.
-          if (this.m.ns.chunks.get(handle)?.version !== version) return;
-          this.m.servers.addLocation(handle, id);
-        } catch (e) {
-          this.m.opts.log.warn({ handle, server: id, err: (e as Error).message }, 'chunk creation failed');
-        }
-      }),
-    ).finally(() => this.m.st.placing.delete(handle));
+    try {
+      for (let round = 0; round < maxPlacementRounds; round++) {
+        const nowMs = this.m.now();
+        const have = new Set(this.m.servers.liveLocations(handle, nowMs));
+        if (have.size >= replication) return;
+        const ids = chooseReplicas(this.m.servers.views(nowMs), replication - have.size, new Set([...have, ...avoid, ...failed]), { chunkSizeBytes: this.m.opts.chunkSizeBytes, recentCreatesLimit: 32 });
+        if (ids.length === 0) return;
+        await Promise.all(
+          ids.map(async (id) => {
+            const ref = this.m.servers.ref(id)!;
+            try {
+              await rpcJson(ref.url, '/chunk/create', { handle, version }, { targetName: id, timeoutMs: 5_000 });
+              this.m.servers.noteCreate(id, this.m.now());
+              // Defence in depth (leases wait while a chunk is placed): a replica that missed a version bump is stale.
+              if (this.m.ns.chunks.get(handle)?.version !== version) return;
+              this.m.servers.addLocation(handle, id);
+            } catch (e) {
+              failed.add(id);
+              this.m.opts.log.warn({ handle, server: id, err: (e as Error).message }, 'chunk creation failed; placing the replica elsewhere');
+            }
+          }),
+        );
+        if (failed.size === 0 || this.m.ns.chunks.get(handle)?.version !== version) return;
+      }
+    } finally {
+      this.m.st.placing.delete(handle);
+    }
   }
 }

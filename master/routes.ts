@@ -61,7 +61,7 @@ export function namespaceRoutes(app: Express, master: Master): void {
   app.get('/api/list', jsonRoute({ query: listQuery }, ({ query }) => ({ entries: master.files.list(query.path, query.recursive ?? false) })));
   app.get('/api/stat', jsonRoute({ query: statQuery }, ({ query }) => master.files.stat(query.path)));
   app.post('/api/chunks', jsonRoute({ body: chunksReq }, ({ body }) => master.files.chunks(body.path, body.startIndex, body.count)));
-  app.post('/api/allocate', jsonRoute({ body: allocateReq }, ({ body }) => master.files.allocate(body.path, body.index)));
+  app.post('/api/allocate', jsonRoute({ body: allocateReq }, ({ body }) => master.files.allocate(body.path, body.index, body.exclude)));
   app.post('/api/lease', jsonRoute({ body: leaseReq }, ({ body }) => master.lease(body.handle, body.path !== undefined && body.index !== undefined ? { path: body.path, index: body.index } : undefined)));
   app.post('/api/batch', jsonRoute({ body: batchReq }, async ({ body }) => ({ results: await runBatch(master.files, body.ops, () => master.checkWritable()) })));
   app.post('/api/snapshot', jsonRoute({ body: snapshotReq }, async ({ body }) => {

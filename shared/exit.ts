@@ -5,6 +5,20 @@
 // lines). process.exit() is still needed afterwards: idle keep-alive sockets
 // and timers would otherwise hold a finished command open.
 
+/**
+ * Every status a gfs program exits with on purpose (the README's table lists them). Daemons run
+ * through `gfs master`/`gfs chunkserver` pass their own program's status on (128+N for signal N).
+ */
+export const exitStatus = {
+  ok: 0,
+  /** An error: one line on stderr says what. Also usage errors (commander). */
+  error: 1,
+  /** `gfs fsck`: the file system checked is not healthy. */
+  unhealthy: 2,
+  /** `gfs put`: the file is written, but some chunk has fewer replicas than asked (a warning on stderr names them). */
+  underReplicated: 3,
+} as const;
+
 let exiting = false;
 
 /** Resolves once every earlier write to the stream has been handed to the OS (write callbacks run in order). */
@@ -29,7 +43,7 @@ export async function exitWhenFlushed(code: number): Promise<never> {
 }
 
 /** One line on stderr (`program: reason`) and exit 1, after the output before it is written. */
-export function failAndExit(program: string, e: unknown, code = 1): Promise<never> {
+export function failAndExit(program: string, e: unknown, code: number = exitStatus.error): Promise<never> {
   const msg = e instanceof Error ? e.message : String(e);
   process.stderr.write(`${program}: ${msg.split('\n')[0]}\n`);
   return exitWhenFlushed(code);

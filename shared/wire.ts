@@ -85,12 +85,22 @@ export interface ChunkLocation {
 export interface ChunksAnswer {
   path: string;
   sizeBytes: number;
+  /** The file's replication goal: how many replicas each chunk should have. */
+  replication?: number;
   chunkSizeBytes: number;
   chunkCount: number;
   chunks: ChunkLocation[];
 }
 export const chunksReq = z.object({ path: pathSchema, startIndex: z.number().int().min(0).max(2 ** 40), count: z.number().int().min(1).max(10_000) }).strict();
-export const allocateReq = z.object({ path: pathSchema, index: z.number().int().min(0).max(2 ** 40) }).strict();
+/**
+ * `exclude`: chunkservers a writer found unable to hold the chunk (a full disk: NO_SPACE naming the
+ * server). The master takes them out of the chunk's replica set and places it afresh elsewhere.
+ */
+export const allocateReq = z.object({ path: pathSchema, index: z.number().int().min(0).max(2 ** 40), exclude: z.array(nodeIdSchema).max(16).optional() }).strict();
+/** A chunk to write: where it is, and how many replicas the file asks for (the replica list may be shorter). */
+export interface AllocateAnswer extends ChunkLocation {
+  goal: number;
+}
 /**
  * A lease for a mutation. Writers name the file and chunk index as well: when
  * the chunk is shared with a snapshot, the master copies it (copy-on-write)

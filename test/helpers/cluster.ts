@@ -167,7 +167,8 @@ export class TestCluster {
   async startMaster(port = 0): Promise<Proc> {
     if (this.masterPort) port = this.masterPort;
     const args = ['--dir', join(this.dir, 'master'), '--port', String(port)];
-    if (this.shadowPorts.length > 0) args.push('--log-replicas', this.shadowPorts.map((p) => `${this.scheme}://127.0.0.1:${p}`).join(','), ...(this.o.masterArgs ?? []));
+    if (this.shadowPorts.length > 0) args.push('--log-replicas', this.shadowPorts.map((p) => `${this.scheme}://127.0.0.1:${p}`).join(','));
+    args.push(...(this.o.masterArgs ?? []));
     if (this.o.chunkSizeBytes) args.push('--chunk-size', String(this.o.chunkSizeBytes));
     if (this.o.leaseMs) args.push('--lease-ms', String(this.o.leaseMs));
     args.push('--heartbeat-ms', String(this.o.heartbeatMs ?? 200));
