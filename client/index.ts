@@ -121,6 +121,9 @@ export class Gfs {
   async readFile(path: string): Promise<Buffer>;
   async readFile(path: string, encoding: BufferEncoding): Promise<string>;
   async readFile(path: string, encoding?: BufferEncoding): Promise<Buffer | string> {
+    // Opening a file learns its chunks afresh, as HDFS's open does: another process may have replaced
+    // it (rename over it) since this client cached where its chunks were.
+    this.client.invalidate(path);
     const buf = await this.client.read(path, 0, (await this.client.stat(path)).sizeBytes);
     return encoding ? buf.toString(encoding) : buf;
   }
@@ -165,6 +168,7 @@ export class Gfs {
       await c.create(path, { replication: o.replication });
     } else if (flags === 'wx') await c.create(path, { replication: o.replication, exclusive: true });
     else if (flags === 'a') await c.create(path, { replication: o.replication, exclusive: false });
+    c.invalidate(path); // fresh chunk locations at open (see readFile)
     let st = await c.stat(path);
     if (st.type !== 'file') throw new GfsError('IS_A_DIRECTORY', `is a directory: ${path}`);
     let position = flags === 'a' ? st.sizeBytes : 0;
@@ -219,6 +223,7 @@ export class Gfs {
       highWaterMark: o.highWaterMark ?? c.pieceBytes,
       async read(size) {
         try {
+          if (limit === undefined) c.invalidate(path); // fresh chunk locations at open (see readFile)
           limit ??= Math.min((await c.stat(path)).sizeBytes, o.end === undefined ? Number.MAX_SAFE_INTEGER : o.end + 1);
           const len = Math.min(Math.max(size, c.pieceBytes), limit - pos);
           if (len <= 0) return void this.push(null);

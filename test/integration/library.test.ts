@@ -63,6 +63,18 @@ describe('the gfs library', { timeout: 180_000 }, () => {
     assert.deepEqual(await gfs.readdir('/lib'), []);
   });
 
+  it('a file replaced by another client reads as its new self (chunk locations learned afresh at open)', async () => {
+    const other = connect({ master: c!.masterUrl });
+    const old = randomBytes(50_000);
+    await gfs.writeFile('/lib/replaced', old);
+    assert.ok((await gfs.readFile('/lib/replaced')).equals(old)); // gfs now caches where its chunk is
+    await other.writeFile('/lib/replaced', 'new contents'); // a new file renamed over the old one
+    assert.equal(await gfs.readFile('/lib/replaced', 'utf8'), 'new contents');
+    const h = await gfs.open('/lib/replaced', 'r');
+    assert.equal((await h.read(3, 0)).toString(), 'new');
+    await h.close();
+  });
+
   it('streams a file in and out with pipeline(), ranges included', async () => {
     const data = randomBytes(3 * chunkSizeBytes + 777);
     // Odd-sized writes, as a socket or a file reader would produce them.
