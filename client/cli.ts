@@ -21,6 +21,16 @@ program
   .version('0.1.0')
   .addOption(new Option('--master <url>', 'master URL (default: $GFS_MASTER or ' + defaultMaster + ')'));
 addConnectionOptions(program).showHelpAfterError('(run with --help for usage)');
+program.addHelpText(
+  'after',
+  `
+Exit statuses:
+  ${exitStatus.ok}  done
+  ${exitStatus.error}  an error (one line on stderr says what), or bad usage
+  ${exitStatus.unhealthy}  gfs fsck: the file system checked is not healthy
+  ${exitStatus.underReplicated}  gfs put: written, but some chunk has fewer replicas than asked (a warning names them)
+  128+N  gfs master / gfs chunkserver: the daemon died of signal N`,
+);
 
 // Processes this one starts (daemons, cluster up) inherit the settings through the environment.
 program.hook('preAction', () => exportConnectionOptions(program));
@@ -300,10 +310,11 @@ program
   .argument('<remote>')
   .argument('[file]', 'local file holding the record, or - for stdin', '-')
   .option('--lines', 'append each line of the input as its own record')
-  .option('--create', 'create the file if it does not exist')
+  .option('--no-create', 'fail when the file does not exist (by default it is created, as >> does)')
+  .option('--create', 'create the file if it does not exist (the default; kept for old scripts)')
   .action(run(async (remote: string, file: string, o: { lines?: boolean; create?: boolean }) => {
     const { appendCmd } = await import('./transfer.js');
-    await appendCmd(await client(), remote, file, { lines: !!o.lines, create: !!o.create });
+    await appendCmd(await client(), remote, file, { lines: !!o.lines, create: o.create !== false });
   }));
 
 program

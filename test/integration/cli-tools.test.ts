@@ -105,6 +105,21 @@ describe('gfs du, df, cp, tail, completion', { timeout: 180_000 }, () => {
     assert.equal(await exited, 0, 'tail -f ends cleanly on SIGTERM');
   });
 
+  it('append creates a missing file as >> does; --no-create refuses; --help lists the exit statuses', async () => {
+    const a = await c!.cli(['append', '/t/new-log', '--lines'], 'one\ntwo\n');
+    assert.equal(a.code, 0, a.stderr);
+    const recs = await c!.cli(['records', '/t/new-log']);
+    assert.equal(recs.stdout.toString(), 'one\ntwo\n');
+    const refused = await c!.cli(['append', '/t/other-log', '--no-create'], 'x\n');
+    assert.equal(refused.code, 1);
+    assert.match(refused.stderr, /other-log/);
+    assert.equal(refused.stderr.trim().split('\n').length, 1);
+    await assert.rejects(gfs.stat('/t/other-log'));
+    assert.equal((await c!.cli(['append', '/t/new-log', '--create'], 'three')).code, 0, 'the old flag still works');
+    const help = await c!.cli(['--help']);
+    assert.match(help.stdout.toString(), /Exit statuses:[\s\S]*\b3\b.*fewer replicas/);
+  });
+
   it('completion bash is a valid script naming every command', async () => {
     const r = await c!.cli(['completion', 'bash']);
     assert.equal(r.code, 0);
