@@ -2,7 +2,7 @@ import { Readable, Writable } from 'node:stream';
 import { reloadSecret } from '../shared/auth.js';
 import { GfsError } from '../shared/errors.js';
 import type { BatchOp, BatchResult, ChunkLocation, FileInfo, ListEntry } from '../shared/wire.js';
-import { GfsClient } from './client.js';
+import { GfsClient, type AppenderOptions } from './client.js';
 import { frameRecord, readRecords, recordIdBytes, type RecordRead } from './records.js';
 
 // The library applications import (`import { connect } from 'gfs'`): a client
@@ -18,6 +18,7 @@ export { GfsError } from '../shared/errors.js';
 export type { ErrorCode } from '../shared/errors.js';
 export type { BatchOp, BatchResult, ChunkLocation, FileInfo, ListEntry } from '../shared/wire.js';
 export type { RecordRead } from './records.js';
+export type { AppenderOptions } from './appender.js';
 
 export interface ConnectOptions {
   /** Master URL, or several (the master and its shadows); default $GFS_MASTER, else http://127.0.0.1:7070. */
@@ -42,6 +43,14 @@ export interface Stats extends FileInfo {
 export interface Dirent extends ListEntry {
   isFile(): boolean;
   isDirectory(): boolean;
+}
+
+/** A batching appender (Gfs.appender): many records in flight to one file. */
+export interface Appender {
+  /** Resolves to the record's offset once it is on every replica. */
+  append(record: Buffer | Uint8Array | string): Promise<number>;
+  /** Resolves once every record appended so far is acknowledged. */
+  flush(): Promise<void>;
 }
 
 /** An open file: positioned reads and writes, sync, close (which syncs what was written). */
@@ -283,9 +292,39 @@ export class Gfs {
    * `id` (16 bytes) names the record: records() yields one record per id, so a producer that may send
    * the same record twice (a restart after a crash) gives it the same id and readers see it once.
    */
-  appendRecord(path: string, record: Buffer | Uint8Array | string, o: { id?: Buffer } = {}): Promise<number> {
+  async appendRecord(path: string, record: Buffer | Uint8Array | string, o: { id?: Buffer } = {}): Promise<number> {
     if (o.id !== undefined && o.id.length !== recordIdBytes) throw new GfsError('BAD_REQUEST', `a record id is ${recordIdBytes} bytes, got ${o.id.length}`);
-    return this.client.appendRaw(path, frameRecord(toBuffer(record), o.id));
+    const frame = frameRecord(toBuffer(record), o.id);
+    try {
+      return await this.client.appendRaw(path, frame);
+    } catch (e) {
+      // Created when missing, as >> does (many appenders may race to create it: any of them wins).
+      if (!(e instanceof GfsError && e.code === 'NOT_FOUND')) throw e;
+      await this.client.create(path, { exclusive: false });
+      return this.client.appendRaw(path, frame);
+    }
+  }
+
+  /**
+   * A batching appender for many records to one file: `append(record)` (or `write`) resolves to the
+   * record's offset once it is on every replica; records appended while a batch is out go together in
+   * the next request (up to `maxBatchBytes`), and a lone record is sent at once. `flush()` waits for all.
+   */
+  appender(path: string, o: AppenderOptions = {}): Appender {
+    // The file is created when missing, as appendRecord does; appends wait for that.
+    const ready = this.client.create(path, { exclusive: false }).then(() => undefined);
+    ready.catch(() => undefined); // reported by the first append or flush
+    const inner = this.client.appender(path, o);
+    return {
+      append: async (record) => {
+        await ready;
+        return inner.append(toBuffer(record));
+      },
+      flush: async () => {
+        await ready;
+        await inner.flush();
+      },
+    };
   }
 
   /** Every record appended to the file, once each, in file order (padding and duplicates skipped). */

@@ -141,6 +141,17 @@ describe('the gfs library', { timeout: 180_000 }, () => {
     records.forEach((r, i) => assert.equal(seen.get(r.toString()), offsets[i], `record ${i} at its offset`));
   });
 
+  it('an appender batches many records in flight; records() reads each once', async () => {
+    const app = gfs.appender('/lib/batched', { lingerMs: 2, maxBatchBytes: 64 * 1024 });
+    const n = 500;
+    const offsets = await Promise.all(Array.from({ length: n }, (_, i) => app.append(Buffer.from(`r${i}`))));
+    await app.flush();
+    assert.equal(new Set(offsets).size, n);
+    const got: string[] = [];
+    for await (const r of gfs.records('/lib/batched')) got.push(r.payload.toString());
+    assert.deepEqual(got.sort(), Array.from({ length: n }, (_, i) => `r${i}`).sort());
+  });
+
   it('snapshot, locations and batch', async () => {
     const data = randomBytes(2 * chunkSizeBytes + 5);
     await gfs.writeFile('/lib/src', data);
