@@ -322,9 +322,11 @@ program
   .description('print every record of a record-appended file once, in file order')
   .argument('<remote>')
   .option('--json', 'one JSON object per record: offset, id, data')
-  .action(run(async (remote: string, o: { json?: boolean }) => {
+  .option('-f, --follow', 'then keep printing records as they are appended (Ctrl-C stops)')
+  .option('--interval-ms <ms>', 'with -f: how often to look for more', int('--interval-ms', 10), 500)
+  .action(run(async (remote: string, o: { json?: boolean; follow?: boolean; intervalMs: number }) => {
     const { recordsCmd } = await import('./transfer.js');
-    await recordsCmd(await client(), remote, !!o.json);
+    await recordsCmd(await client(), remote, !!o.json, o.follow ? { intervalMs: o.intervalMs } : undefined);
   }));
 
 program

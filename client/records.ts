@@ -87,3 +87,41 @@ export async function* readRecords(client: RecordIo, path: string): AsyncGenerat
     }
   }
 }
+
+/**
+ * Every record once, in file order, then each record appended later, until `stop()` says so (looked
+ * at every `intervalMs`). Only the chunk being filled is read again, from the end of its last whole
+ * record; duplicates are recognised within that chunk and the one before (a retried append lands
+ * near its first attempt), so memory stays bounded however long it follows.
+ */
+export async function* followRecords(client: RecordIo, path: string, o: { intervalMs: number; stop: () => boolean }): AsyncGenerator<RecordRead> {
+  let chunkIndex = 0;
+  let resumeAt = 0; // within the file: where the next whole record may start
+  let seenBefore = new Set<string>();
+  let seenHere = new Set<string>();
+  for (;;) {
+    const f = await client.extent(path, Number.MAX_SAFE_INTEGER);
+    const cs = f.chunkSizeBytes;
+    for (;;) {
+      const chunkStart = chunkIndex * cs;
+      const from = Math.max(chunkStart, resumeAt);
+      const end = Math.min(chunkStart + cs, f.sizeBytes);
+      if (from < end) {
+        const bytes = await client.read(path, from, end - from);
+        for (const r of parseRecords(bytes)) {
+          resumeAt = from + r.offset + recordHeaderBytes + r.payload.length;
+          if (seenHere.has(r.id) || seenBefore.has(r.id)) continue;
+          seenHere.add(r.id);
+          yield { offset: from + r.offset, id: r.id, payload: r.payload };
+        }
+      }
+      if (f.sizeBytes < chunkStart + cs) break; // the chunk being filled: look again later
+      chunkIndex++;
+      resumeAt = Math.max(resumeAt, chunkIndex * cs);
+      seenBefore = seenHere;
+      seenHere = new Set();
+    }
+    await new Promise((r) => setTimeout(r, o.intervalMs));
+    if (o.stop()) return;
+  }
+}

@@ -3,6 +3,7 @@ import { open, stat } from 'node:fs/promises';
 import type { Writable } from 'node:stream';
 import { GfsError, isGfsError } from '../shared/errors.js';
 import { appendRecord, readRecords, type GfsClient, type ReplicationReport } from './client.js';
+import { followRecords } from './records.js';
 
 // The CLI's data commands over the client library: put, get, cat, append,
 // records. Large transfers move in pieces with a bounded number in flight,
@@ -277,8 +278,11 @@ export async function appendCmd(c: GfsClient, remote: string, file: string, o: {
   if (failure !== undefined) throw failure;
 }
 
-export async function recordsCmd(c: GfsClient, remote: string, json: boolean): Promise<void> {
-  for await (const r of readRecords(c, remote)) {
+export async function recordsCmd(c: GfsClient, remote: string, json: boolean, follow?: { intervalMs: number }): Promise<void> {
+  let stop = false;
+  if (follow) for (const sig of ['SIGINT', 'SIGTERM'] as const) process.once(sig, () => (stop = true));
+  const records = follow ? followRecords(c, remote, { intervalMs: follow.intervalMs, stop: () => stop }) : readRecords(c, remote);
+  for await (const r of records) {
     const line = json ? JSON.stringify({ offset: r.offset, id: r.id, data: r.payload.toString('utf8') }) : r.payload.toString('utf8');
     if (!process.stdout.write(line + '\n')) await new Promise((res) => process.stdout.once('drain', res));
   }

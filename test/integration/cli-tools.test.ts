@@ -120,6 +120,24 @@ describe('gfs du, df, cp, tail, completion', { timeout: 180_000 }, () => {
     assert.match(help.stdout.toString(), /Exit statuses:[\s\S]*\b3\b.*fewer replicas/);
   });
 
+  it('records -f prints what is there, then each record appended later, once', async () => {
+    await gfs.appendRecord('/t/events', 'first');
+    const p = spawn(process.execPath, [cliPath, '--master', c!.masterUrl, 'records', '-f', '--interval-ms', '100', '/t/events'], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let out = '';
+    p.stdout!.on('data', (b: Buffer) => (out += b.toString()));
+    const exited = new Promise<number | null>((r) => p.on('exit', (code) => r(code)));
+    try {
+      await waitFor('the first record', () => out === 'first\n', 30_000);
+      const app = gfs.appender('/t/events');
+      await Promise.all(['a', 'b', 'c'].map((x) => app.append(x)));
+      await waitFor('the appended records', () => out.split('\n').filter(Boolean).length === 4, 30_000);
+      assert.deepEqual(out.split('\n').filter(Boolean).slice(1).sort(), ['a', 'b', 'c']);
+    } finally {
+      p.kill('SIGTERM');
+    }
+    assert.equal(await exited, 0, 'records -f ends cleanly on SIGTERM');
+  });
+
   it('completion bash is a valid script naming every command', async () => {
     const r = await c!.cli(['completion', 'bash']);
     assert.equal(r.code, 0);

@@ -159,3 +159,42 @@ test('random chunks: every appended frame is found in order among garbage', () =
     assert.deepEqual(got, expected, `round ${round}`);
   }
 });
+
+test('followRecords: what is there, then each later record once, across chunk ends, duplicates and a torn tail', async () => {
+  const { followRecords } = await import('../../../client/records.js');
+  const cs = 128;
+  let file = Buffer.alloc(0);
+  const put = (b: Buffer) => (file = Buffer.concat([file, b]));
+  const padTo = (n: number) => put(Buffer.alloc(n - file.length));
+  const io = {
+    appendRaw: async () => 0,
+    extent: async () => ({ chunkSizeBytes: cs, sizeBytes: file.length, chunkCount: Math.ceil(file.length / cs), chunks: new Map(), fetchedAtMs: 0 }),
+    read: async (_p: string, offset: number, length: number) => file.subarray(offset, offset + length),
+  };
+  put(frameRecord(Buffer.from('a'), id(1)));
+  put(frameRecord(Buffer.from('a'), id(1))); // a retried append's duplicate
+  const got: string[] = [];
+  let polls = 0;
+  const steps: (() => void)[] = [
+    () => put(frameRecord(Buffer.from('torn!'), id(3)).subarray(0, 10)), // half a record at the end
+    () => {
+      file = file.subarray(0, file.length - 10); // (a reader never sees it whole: the append was retried)
+      put(frameRecord(Buffer.from('b'), id(4)));
+    },
+    () => {
+      padTo(cs); // the chunk is padded; the next record starts the next chunk
+      put(frameRecord(Buffer.from('c'), id(5)));
+      put(frameRecord(Buffer.from('b'), id(4))); // a duplicate in the next chunk
+    },
+  ];
+  // stop() is asked once per poll: it makes the next change, and ends the follow after the last was seen.
+  const stop = () => {
+    if (polls < steps.length) steps[polls]!();
+    return ++polls > steps.length;
+  };
+  for await (const r of followRecords(io, '/f', { intervalMs: 1, stop })) {
+    got.push(r.payload.toString());
+    if (r.payload.toString() === 'c') assert.equal(r.offset, cs, 'offsets are file offsets');
+  }
+  assert.deepEqual(got, ['a', 'b', 'c']);
+});
