@@ -161,6 +161,7 @@ export class Healer {
       // The clone is still in ChunkState.clones here, so reports of the target wait for the record.
       if (record) await this.logTook(record, target);
     } catch (e) {
+      st.movedFrom.delete(handle); // a failed move leaves nothing to trim
       this.m.counters.clonesFailed++;
       this.m.opts.log.warn({ handle, source, target, err: (e as Error).message }, 'clone failed');
     } finally {

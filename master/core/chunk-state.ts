@@ -45,6 +45,8 @@ export class ChunkState {
   /** Chunks whose primary is being asked to give its lease back for a repair. */
   readonly revoking = new Set<string>();
   readonly clones: InFlightClone[] = [];
+  /** Rebalancing moves: chunk -> the server its replica moves off (trimmed first once the copy is made; healing.ts). */
+  readonly movedFrom = new Map<string, string>();
   /** When a client last had to wait for a chunk's repair (lease asked while under-replicated or being cloned). */
   readonly blockedAtMs = new Map<string, number>();
   /** Replicas reported corrupt: never listed, deleted once another replica exists. handle -> servers. */
@@ -80,6 +82,12 @@ export class ChunkState {
     if (!set) return [];
     this.pendingDeletes.delete(server);
     return [...set];
+  }
+
+  /** Bounded: one move is planned at a time, and an entry goes when its excess is trimmed or its clone fails. */
+  setMovedFrom(handle: string, source: string): void {
+    if (this.movedFrom.size >= 1024) this.movedFrom.clear();
+    this.movedFrom.set(handle, source);
   }
 
   isCloning(handle: string): boolean {

@@ -76,10 +76,13 @@ export function planHealing(st: ChunkState, ns: Namespace, nowMs: number, o: Hea
   }
   // Gradual rebalancing: one clone at a time, only when nothing needs repair.
   const rebalance = clones.length === 0 ? planRebalance(needs, views, st.clones, o.rebalanceMinImbalance) : undefined;
+  // A move is a copy, then the source's replica trimmed as excess.
+  if (rebalance) st.setMovedFrom(rebalance.handle, rebalance.source);
   const excess: HealingPlan['excess'] = [];
-  for (const x of planExcess(needs, views, (h) => st.leases.get(h)?.primary)) {
+  for (const x of planExcess(needs, views, (h) => st.leases.get(h)?.primary, (h) => st.movedFrom.get(h))) {
     if (st.isCloning(x.handle)) continue;
     st.orderDelete(x.server, x.handle);
+    st.movedFrom.delete(x.handle);
     excess.push({ server: x.server, handle: x.handle });
   }
   return { clones, revokes, rebalance, excess };

@@ -91,7 +91,13 @@ export function planClones(needs: ChunkNeed[], servers: ServerView[], inFlight: 
 }
 
 /** Replicas beyond the goal to delete: from the fullest servers, never the lease holder. */
-export function planExcess(needs: ChunkNeed[], servers: ServerView[], primaryOf: (handle: string) => string | undefined): { handle: string; server: string }[] {
+/**
+ * Which replicas of over-replicated chunks to delete. `movedFrom` names the source of a finished
+ * rebalancing move: that replica goes first, whatever the servers' free space says (on a busy disk
+ * shared by several servers, heartbeats of different ages made the new copy look fuller and the move
+ * was undone; test/integration/rebalance.test.ts).
+ */
+export function planExcess(needs: ChunkNeed[], servers: ServerView[], primaryOf: (handle: string) => string | undefined, movedFrom: (handle: string) => string | undefined = () => undefined): { handle: string; server: string }[] {
   const util = new Map(servers.map((s) => [s.id, s.capacityBytes > 0 ? 1 - s.freeBytes / s.capacityBytes : 1]));
   const replicaCount = countReplicas(needs);
   const out: { handle: string; server: string }[] = [];
@@ -105,7 +111,9 @@ export function planExcess(needs: ChunkNeed[], servers: ServerView[], primaryOf:
       const d = (util.get(b) ?? 0) - (util.get(a) ?? 0);
       return Math.abs(d) >= 0.02 ? d : 0;
     };
-    const victims = n.live.filter((id) => id !== primary).sort((a, b) => fuller(a, b) || (replicaCount.get(b) ?? 0) - (replicaCount.get(a) ?? 0));
+    const source = movedFrom(n.handle);
+    const first = (id: string) => (id === source ? 0 : 1);
+    const victims = n.live.filter((id) => id !== primary).sort((a, b) => first(a) - first(b) || fuller(a, b) || (replicaCount.get(b) ?? 0) - (replicaCount.get(a) ?? 0));
     for (const v of victims.slice(0, n.live.length - n.goal)) out.push({ handle: n.handle, server: v });
   }
   return out;

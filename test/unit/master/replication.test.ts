@@ -26,6 +26,11 @@ test('leased chunks are not cloned; excess replicas leave the server holding mos
   const needs = [need('0000000000000001', ['a', 'b', 'c', 'd']), need('0000000000000002', ['d', 'b', 'c']), need('0000000000000003', ['d', 'a', 'c'])];
   const ex = planExcess(needs, servers, (h) => (h === '0000000000000001' ? 'd' : undefined));
   assert.deepEqual(ex, [{ handle: '0000000000000001', server: 'c' }]);
+  // A rebalancing move's source goes first, even when the new copy's server looks fuller.
+  const fullD = ['a', 'b', 'c', 'd'].map((id) => ({ ...server(id), freeBytes: id === 'd' ? 0 : server(id).freeBytes }));
+  const moved = planExcess([need('0000000000000004', ['a', 'b', 'c', 'd'])], fullD, () => undefined, (h) => (h === '0000000000000004' ? 'a' : undefined));
+  assert.deepEqual(moved, [{ handle: '0000000000000004', server: 'a' }]);
+  assert.deepEqual(planExcess([need('0000000000000004', ['a', 'b', 'c', 'd'])], fullD, () => undefined), [{ handle: '0000000000000004', server: 'd' }], 'without the move, the fullest goes');
 });
 
 test('rebalancing moves one idle, fully replicated chunk from the fullest server to the emptiest, only when nothing needs repair', () => {
