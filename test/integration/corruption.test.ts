@@ -160,6 +160,7 @@ describe('corruption found by reads', { timeout: 90_000 }, () => {
     await client.sync(path);
     const loc = await h.chunk(path, 0);
     const victim = loc.replicas[0]!;
+    const before = await h.counters();
     await flipBytes(h.chunkFile(victim.id, loc.handle), chunkSizeBytes - 100, 1);
     // A read of an untouched block is fine; one of the damaged block is refused.
     assert.ok((await client.readReplica(victim, loc.handle, loc.version, 0, 1000)).equals(data.subarray(0, 1000)));
@@ -169,6 +170,9 @@ describe('corruption found by reads', { timeout: 90_000 }, () => {
     );
     assert.ok(err instanceof GfsError, 'the corrupt block was served');
     assert.equal(err.code, 'CORRUPT');
+    // The chunkserver reports it on its own; from then on the master must never list it (waitRepaired
+    // checks). Before the report arrives the master cannot know, so the check starts there.
+    await waitFor('the corrupt replica to be reported', async () => (await h.counters()).corruptReported > before.corruptReported, 10_000);
     await h.waitRepaired(client, path, 0, victim.id, loc.handle, data);
   });
 });
