@@ -48,6 +48,14 @@ async function tailStart(c: GfsClient, path: string, size: number, o: { lines: n
 }
 
 export function registerTools(program: Command, d: ToolDeps): void {
+  duCommand(program, d);
+  dfCommand(program, d);
+  cpCommand(program, d);
+  tailCommand(program, d);
+  completionCommand(program, d);
+}
+
+function duCommand(program: Command, d: ToolDeps): void {
   program
     .command('du')
     .description('space used: each entry of a directory (or the file), in bytes; -s one total per argument')
@@ -76,6 +84,9 @@ export function registerTools(program: Command, d: ToolDeps): void {
       }),
     );
 
+}
+
+function dfCommand(program: Command, d: ToolDeps): void {
   program
     .command('df')
     .description('cluster capacity: size, used and available bytes of the live chunkservers')
@@ -99,6 +110,9 @@ export function registerTools(program: Command, d: ToolDeps): void {
       }),
     );
 
+}
+
+function cpCommand(program: Command, d: ToolDeps): void {
   program
     .command('cp')
     .description('copy a file inside gfs (a real copy; `gfs snapshot` shares chunks instead)')
@@ -128,6 +142,9 @@ export function registerTools(program: Command, d: ToolDeps): void {
       }),
     );
 
+}
+
+function tailCommand(program: Command, d: ToolDeps): void {
   program
     .command('tail')
     .description('the end of a file: the last 10 lines (-n), or bytes (-c); -f keeps printing what is appended')
@@ -170,6 +187,9 @@ export function registerTools(program: Command, d: ToolDeps): void {
       }),
     );
 
+}
+
+function completionCommand(program: Command, d: ToolDeps): void {
   program
     .command('completion')
     .description('print a shell completion script: gfs completion bash > /etc/bash_completion.d/gfs')
