@@ -49,6 +49,8 @@ export interface Dirent extends ListEntry {
 export interface Appender {
   /** Resolves to the record's offset once it is on every replica. */
   append(record: Buffer | Uint8Array | string): Promise<number>;
+  /** The same as append (the name streams use). */
+  write(record: Buffer | Uint8Array | string): Promise<number>;
   /** Resolves once every record appended so far is acknowledged. */
   flush(): Promise<void>;
 }
@@ -315,11 +317,13 @@ export class Gfs {
     const ready = this.client.create(path, { exclusive: false }).then(() => undefined);
     ready.catch(() => undefined); // reported by the first append or flush
     const inner = this.client.appender(path, o);
+    const append = async (record: Buffer | Uint8Array | string): Promise<number> => {
+      await ready;
+      return inner.append(toBuffer(record));
+    };
     return {
-      append: async (record) => {
-        await ready;
-        return inner.append(toBuffer(record));
-      },
+      append,
+      write: append,
       flush: async () => {
         await ready;
         await inner.flush();

@@ -144,7 +144,7 @@ describe('the gfs library', { timeout: 180_000 }, () => {
   it('an appender batches many records in flight; records() reads each once', async () => {
     const app = gfs.appender('/lib/batched', { lingerMs: 2, maxBatchBytes: 64 * 1024 });
     const n = 500;
-    const offsets = await Promise.all(Array.from({ length: n }, (_, i) => app.append(Buffer.from(`r${i}`))));
+    const offsets = await Promise.all(Array.from({ length: n }, (_, i) => (i % 2 ? app.append(Buffer.from(`r${i}`)) : app.write(`r${i}`))));
     await app.flush();
     assert.equal(new Set(offsets).size, n);
     const got: string[] = [];
