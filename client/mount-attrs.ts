@@ -77,7 +77,8 @@ export class AttrCache {
 
   /**
    * Attributes of a directory's entries from its listing (`ls -l` is then one listing, not a stat per
-   * entry), except for paths this mount changed lately, which keep coming from exact stats.
+   * entry) where the listing is exact: directories and empty files, except paths this mount changed
+   * lately. Files with data keep coming from stats (their listed size may lag a write by a heartbeat).
    */
   fill(entries: ListEntry[], generation: number): void {
     if (generation !== this.attrGen) return;
@@ -86,6 +87,9 @@ export class AttrCache {
     while (this.changedTrees.length > 0 && nowMs - this.changedTrees[0]!.atMs >= listingDistrustMs) this.changedTrees.shift();
     const trees = this.changedTrees.map((t) => (t.path.endsWith('/') ? t.path : `${t.path}/`));
     for (const e of entries) {
+      // A listing's size of a file with data comes from heartbeats and may lag a write another client
+      // just made; only sizes that are exact are taken: directories, and files without chunks (empty).
+      if (e.type === 'file' && e.chunkCount > 0) continue;
       if (trees.length > 0 && trees.some((t) => e.path.startsWith(t) || `${e.path}/` === t)) continue;
       const at = this.changed.get(e.path);
       if (at !== undefined) {

@@ -15,11 +15,11 @@ export { toErrno } from './mount-errno.js';
 // - Attributes come from the master (`stat`, which asks the replicas for the
 //   last chunk's length). The kernel caches them for attrTimeoutS and this
 //   process for attrCacheMs more; while a handle has unflushed writes the
-//   size includes them. A directory listing fills this cache too (so `ls -l`
-//   is one listing, not a stat per entry), with sizes the master learned from
-//   heartbeats; paths this mount changed in the last 30 s (mount-attrs.ts
-//   listingDistrustMs) are taken from exact stats only, so a listing never
-//   hides this mount's own writes.
+//   size includes them. A directory listing fills this cache too where it is
+//   exact (directories and empty files: `ls -l` of those is one listing, not a
+//   stat per entry); a file with data is stat'ed, since its listed size comes
+//   from heartbeats and may lag a write. Paths this mount changed in the last
+//   30 s (mount-attrs.ts listingDistrustMs) are taken from stats only.
 // - The mount uses direct_io: no kernel page cache, every read and write
 //   reaches this process. That keeps readers coherent with appends made
 //   elsewhere (`tail -f`) and with record appends, whose offset the system

@@ -20,7 +20,7 @@ function fakeClient(sizes: Map<string, number>): { client: GfsClient; stats: str
   return { client, stats };
 }
 
-const entry = (path: string, sizeBytes: number): ListEntry => ({ name: path.slice(path.lastIndexOf('/') + 1), path, type: 'file', sizeBytes, replication: 3, chunkCount: 1, mtimeMs: 1, ctimeMs: 1 });
+const entry = (path: string, sizeBytes: number, chunkCount = 0): ListEntry => ({ name: path.slice(path.lastIndexOf('/') + 1), path, type: 'file', sizeBytes, replication: 3, chunkCount, mtimeMs: 1, ctimeMs: 1 });
 
 test('a listing fills the cache; changes this mount made keep coming from stats', async () => {
   const sizes = new Map([['/d/a', 10], ['/d/b', 20], ['/d/c', 30], ['/e/x', 5]]);
@@ -47,4 +47,9 @@ test('a listing fills the cache; changes this mount made keep coming from stats'
   assert.equal((await cache.stat('/d/a')).sizeBytes, 10, 'under a renamed tree: from a stat');
   assert.equal((await cache.stat('/e/x')).sizeBytes, 6, 'outside the renamed tree: from the listing');
   assert.equal(cache.counts.fromListing, 2 + 0 + 1);
+
+  // A file with data: its listed size comes from heartbeats and may lag another client's write.
+  cache.fill([entry('/g/data', 1, 1)], cache.generation);
+  sizes.set('/g/data', 3000);
+  assert.equal((await cache.stat('/g/data')).sizeBytes, 3000, 'a file with chunks comes from a stat');
 });
