@@ -550,10 +550,7 @@ export class GfsClient {
           if (placed.length > 0) this.files.grew(path, index, placed[placed.length - 1]! + rest[placed.length - 1]!.length);
           if (out.length === records.length) return out;
           // The chunk was full and is now padded on every replica: the rest go on to the next one.
-          if (++padded > 64) throw new GfsError('UNAVAILABLE', 'record append kept finding full chunks');
-          await this.chunkForWrite(path, index + 1);
-          const g = this.files.get(path);
-          if (g && g.chunkCount < index + 2) g.chunkCount = index + 2;
+          await this.onToNextChunk(path, index, ++padded);
         }
       },
       {
@@ -564,6 +561,14 @@ export class GfsClient {
         },
       },
     );
+  }
+
+  /** After an append found chunk `index` full (now padded): the next chunk exists and the cache counts it. Bounded: `padded` pads in one call at most 64. */
+  private async onToNextChunk(path: string, index: number, padded: number): Promise<void> {
+    if (padded > 64) throw new GfsError('UNAVAILABLE', 'record append kept finding full chunks');
+    await this.chunkForWrite(path, index + 1);
+    const g = this.files.get(path);
+    if (g && g.chunkCount < index + 2) g.chunkCount = index + 2;
   }
 
   /** Record append of one large record: the data is pushed along the chain first, then the primary places it. */
@@ -595,10 +600,7 @@ export class GfsClient {
             return index * f.chunkSizeBytes + a.offset;
           }
           // The chunk was full and is now padded on every replica: go on to the next one.
-          if (++padded > 64) throw new GfsError('UNAVAILABLE', 'record append kept finding full chunks');
-          await this.chunkForWrite(path, index + 1);
-          const g = this.files.get(path);
-          if (g && g.chunkCount < index + 2) g.chunkCount = index + 2;
+          await this.onToNextChunk(path, index, ++padded);
         }
       },
       {
