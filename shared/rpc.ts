@@ -133,6 +133,15 @@ async function rpcSend<T>(base: string, path: string, payload: Payload, opts: Rp
   return sendJson(base, path, payload, opts, timeoutMs, schema);
 }
 
+/** One request on the shared agent; a failure to connect or answer becomes a GfsError naming the URL. */
+async function send(url: string, method: NonNullable<RpcOptions['method']>, headers: Record<string, string>, body: string | Readable | Buffer | Uint8Array | undefined, timeoutMs: number, signal?: AbortSignal): Promise<Dispatcher.ResponseData> {
+  try {
+    return await request(url, { dispatcher: agent(), method, headers, body, headersTimeout: timeoutMs, bodyTimeout: timeoutMs, signal });
+  } catch (e) {
+    throw networkError(e, url);
+  }
+}
+
 async function sendJson<T>(base: string, path: string, payload: Payload, opts: RpcOptions, timeoutMs: number, schema?: z.ZodType<T>): Promise<T> {
   const url = buildUrl(base, path, opts.query);
   const method = opts.method ?? (payload === undefined ? 'GET' : 'POST');
@@ -140,20 +149,7 @@ async function sendJson<T>(base: string, path: string, payload: Payload, opts: R
   const headers: Record<string, string> = { 'content-type': payload?.type ?? 'application/json', 'x-gfs-from': self, ...processHeaders, ...(opts.headers ?? {}) };
   // Signed after the fault layer's delay, so a delayed request still carries a fresh time.
   sign(method, url, headers, text === undefined ? emptySha256 : sha256Hex(text));
-  let res: Dispatcher.ResponseData;
-  try {
-    res = await request(url, {
-      dispatcher: agent(),
-      method,
-      headers,
-      body: text,
-      headersTimeout: timeoutMs,
-      bodyTimeout: timeoutMs,
-      signal: AbortSignal.timeout(timeoutMs),
-    });
-  } catch (e) {
-    throw networkError(e, url);
-  }
+  const res = await send(url, method, headers, text, timeoutMs, AbortSignal.timeout(timeoutMs));
   opts.onHeaders?.(res.headers);
   if (res.statusCode < 200 || res.statusCode >= 300) throw await errorFrom(res, url);
   let json: unknown;
@@ -194,19 +190,7 @@ export async function rpcStream(
     if (digest === undefined) throw new GfsError('BAD_REQUEST', `${url}: a streamed body needs its sha256 to be signed`);
     sign(method, url, headers, digest);
   }
-  let res: Dispatcher.ResponseData;
-  try {
-    res = await request(url, {
-      dispatcher: agent(),
-      method,
-      headers,
-      body,
-      headersTimeout: timeoutMs,
-      bodyTimeout: timeoutMs,
-    });
-  } catch (e) {
-    throw networkError(e, url);
-  }
+  const res = await send(url, method, headers, body, timeoutMs);
   if (res.statusCode < 200 || res.statusCode >= 300) throw await errorFrom(res, url);
   return { statusCode: res.statusCode, headers: res.headers as StreamResponse['headers'], body: res.body };
 }
