@@ -25,7 +25,8 @@ import { Healer } from './healer.js';
 import { Heartbeats } from './heartbeats.js';
 import { Leasing } from './leasing.js';
 import { LockManager, type LockMode } from './locks.js';
-import { OpLog } from './oplog.js';
+import { buildCheckpointInWorker } from './checkpoint-replay.js';
+import { OpLog, type FileCheckpointSource } from './oplog.js';
 import { LogShipper } from './replicas.js';
 import { Follower, type Following } from './shadow.js';
 import { Snapshots } from './snapshot.js';
@@ -260,7 +261,7 @@ export class Master implements MasterContext {
   private maybeCheckpoint(): void {
     if (this.checkpointing || !this.oplog.needsCheckpoint()) return;
     this.checkpointing = this.oplog
-      .checkpoint(() => this.ns.snapshot())
+      .checkpoint(this.checkpointSource)
       .catch((e) => this.opts.log.error({ err: e }, 'checkpoint failed'))
       .finally(() => {
         this.checkpointing = undefined;
@@ -272,9 +273,21 @@ export class Master implements MasterContext {
     this.maybeCheckpoint();
   }
 
+  /** A checkpoint that covers every record logged before the call (one already running switched logs earlier: it is waited for, then another made). */
   async checkpointNow(): Promise<void> {
-    await this.oplog.checkpoint(() => this.ns.snapshot());
+    await this.checkpointing;
+    await this.oplog.checkpoint(this.checkpointSource);
   }
+
+  /** Checkpoints are built from the files in a worker (master/checkpoint-replay.ts): the event loop only switches logs. */
+  private readonly checkpointSource: FileCheckpointSource = {
+    fromFiles: async (job) => {
+      const startMs = Date.now();
+      const r = await buildCheckpointInWorker(job);
+      this.opts.log.info({ logSeq: job.newSeq, records: r.records, skipped: r.skipped, stateBytes: r.stateBytes, ms: Date.now() - startMs }, 'checkpoint built from the logs');
+      return r;
+    },
+  };
 
   inSafeMode(): boolean {
     if (this.safeModeLeft) return false;

@@ -34,6 +34,14 @@ export { checkpointFileName, LOG_NAME_RE, logFileName, truncateToolPath, type Re
 export { isOpLogRefusal } from './oplog-refusals.js';
 export type { OpLogOptions, OpLogStats } from './oplog-options.js';
 
+/** A checkpoint built by the caller from checkpoint `baseSeq` (none: from log 1) and the closed logs before `newSeq`, written durably. */
+export interface FileCheckpointSource {
+  fromFiles(job: { dir: string; baseSeq: number | undefined; newSeq: number; createdAtMs: number }): Promise<{ fsyncSeconds: number }>;
+}
+
+/** Where a checkpoint's state comes from: the live state (a snapshot function), or the files. */
+export type CheckpointSource = (() => unknown) | FileCheckpointSource;
+
 /** One append waiting in the queue (or in the batch being written). */
 interface Entry {
   frame: Buffer;
@@ -180,18 +188,20 @@ export class OpLog {
   }
 
   /**
-   * Writes a checkpoint. snapshot() is called synchronously at a moment when
-   * every logged record has been applied and no other is, and must return a
-   * plain JSON object describing exactly that state. Appends keep queueing
-   * meanwhile and only wait for the switch to a new log file, not for the
-   * checkpoint file. A call made while one runs joins it (its snapshot is not called).
+   * Writes a checkpoint. With a snapshot function: snapshot() is called synchronously at a moment
+   * when every logged record has been applied and no other is, and must return a plain JSON object
+   * describing exactly that state. With `fromFiles`: the writer only switches to a new log, and
+   * fromFiles builds checkpoint <newSeq> from checkpoint <baseSeq> and the closed logs (e.g. in a
+   * worker, master/checkpoint-replay.ts). Appends keep queueing meanwhile and only wait for the
+   * switch to a new log file, not for the checkpoint file. A call made while one runs joins it
+   * (its source is not used).
    */
-  checkpoint(snapshot: () => unknown): Promise<void> {
+  checkpoint(source: CheckpointSource): Promise<void> {
     if (this.checkpointing) return this.checkpointing;
     if (this.failure) return Promise.reject(failedError(this.failure));
     if (this.closed) return Promise.reject(new GfsError('UNAVAILABLE', 'oplog is closed'));
     // Never inside an exclusive() section: both pause the writer, and the first to finish would unpause it.
-    const run = (this.exclusiveRun ?? Promise.resolve()).then(() => this.runCheckpoint(snapshot)).finally(() => {
+    const run = (this.exclusiveRun ?? Promise.resolve()).then(() => this.runCheckpoint(source)).finally(() => {
       this.checkpointing = undefined;
     });
     this.checkpointing = run;
@@ -404,7 +414,7 @@ export class OpLog {
    * Steps 1 to 3 of a checkpoint, with the writer paused: wait for the batch in flight, serialise
    * the state, switch to a new log file. Returns the new log's number and the serialised state.
    */
-  private async switchLog(snapshot: () => unknown): Promise<{ newSeq: number; createdAtMs: number; stateJson: string }> {
+  private async switchLog(snapshot: (() => unknown) | undefined): Promise<{ newSeq: number; createdAtMs: number; stateJson: string | undefined }> {
     // (1) No new batch may start; wait for the one in flight, whose records
     // have then been applied (apply runs inside the writer).
     this.paused = true;
@@ -419,8 +429,8 @@ export class OpLog {
       // fail before any log is switched (an unreadable checkpoint would let
       // step 5 delete logs that recovery still needs).
       const createdAtMs = Date.now();
-      const stateJson: string | undefined = JSON.stringify(snapshot());
-      invariant(typeof stateJson === 'string', 'checkpoint snapshot() must return a JSON value');
+      const stateJson: string | undefined = snapshot === undefined ? undefined : JSON.stringify(snapshot());
+      invariant(snapshot === undefined || typeof stateJson === 'string', 'checkpoint snapshot() must return a JSON value');
 
       // (3) Later records go to a new log. It must be durable before any
       // record in it is acknowledged, and before the checkpoint names it.
@@ -439,10 +449,14 @@ export class OpLog {
     }
   }
 
-  private async runCheckpoint(snapshot: () => unknown): Promise<void> {
-    const { newSeq, createdAtMs, stateJson } = await this.switchLog(snapshot);
+  private async runCheckpoint(source: CheckpointSource): Promise<void> {
+    const baseSeq = this.lastCheckpointSeq;
+    const { newSeq, createdAtMs, stateJson } = await this.switchLog(typeof source === 'function' ? source : undefined);
     // (4) Appends run again; the checkpoint is written beside them.
-    const fsyncSeconds = await writeCheckpointFile(this.dir, newSeq, createdAtMs, stateJson);
+    const { fsyncSeconds } =
+      stateJson !== undefined
+        ? { fsyncSeconds: await writeCheckpointFile(this.dir, newSeq, createdAtMs, stateJson) }
+        : await (source as FileCheckpointSource).fromFiles({ dir: this.dir, baseSeq, newSeq, createdAtMs });
     this.onFsync?.('checkpoint', fsyncSeconds);
     this.fsyncCount += 2;
     this.lastCheckpointSeq = newSeq;
