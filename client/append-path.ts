@@ -9,6 +9,7 @@ import type { CachedFile } from './location-cache.js';
 import type { DataContext } from './data-context.js';
 import { withRetry } from './retry.js';
 import { push } from './write-path.js';
+import { fullServer, maxReplacements } from './write-report.js';
 
 // Record append: the primary of the file's last chunk picks each record's
 // offset, and a record that does not fit pads the chunk (on every replica)
@@ -65,13 +66,18 @@ type AppendAttempt = (at: { f: CachedFile; index: number; lease: LeaseAnswer; re
  * The loop both append kinds share: lease the file's last chunk, let `attempt` send to its
  * primary; a full chunk (now padded on every replica) sends the rest on to the next chunk under a
  * new request id (`requestId_padded`); an error drops the lease and the cached locations and retries
- * the same request id.
+ * the same request id. A replica whose disk is full (NO_SPACE naming its server) is left out: the
+ * master drops it from the chunk (allocate's exclude, as for writes), the next lease bumps the
+ * version on the others only, and the healer copies the chunk where there is room.
  */
 async function appendLoop(cx: DataContext, path: string, largestBytes: number, attempt: AppendAttempt): Promise<void> {
   const requestId = cx.masters.nextRequestId();
   let handle: string | undefined;
   let leasedIndex = 0;
   let padded = 0;
+  const full = new Set<string>();
+  let replace = false;
+  let noSpaceAnswers = 0;
   await withRetry(
     async () => {
       for (;;) {
@@ -79,7 +85,8 @@ async function appendLoop(cx: DataContext, path: string, largestBytes: number, a
         const index = Math.max(0, f.chunkCount - 1);
         const limitBytes = f.chunkSizeBytes / 4;
         if (largestBytes > limitBytes) throw new GfsError('RECORD_TOO_LARGE', `record of ${largestBytes} bytes exceeds the limit of ${limitBytes} (a quarter of the chunk size)`);
-        const loc = await cx.chunks.chunkForWrite(path, index);
+        const loc = await cx.chunks.chunkForWrite(path, index, replace ? full : undefined);
+        replace = false;
         handle = loc.handle;
         leasedIndex = index;
         const lease = await cx.chunks.leaseFor(loc.handle, path, index);
@@ -91,10 +98,16 @@ async function appendLoop(cx: DataContext, path: string, largestBytes: number, a
     },
     {
       ...cx.retry,
-      onError: () => {
+      onError: (e) => {
         if (handle) cx.chunks.dropLease(handle, path, leasedIndex);
         cx.chunks.invalidate(path);
+        const server = fullServer(e);
+        if (server === undefined) return;
+        noSpaceAnswers++;
+        full.add(server);
+        replace = true;
       },
+      giveUp: (e) => fullServer(e) !== undefined && noSpaceAnswers > maxReplacements,
     },
   );
 }

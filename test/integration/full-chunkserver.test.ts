@@ -170,3 +170,28 @@ test('a disk that fills while its chunk is written: the writer goes on without i
     await cleanup();
   }
 });
+
+test('a disk that fills under record appends: the appends go on without it, every record whole', { timeout: 180_000 }, async (t) => {
+  const s = await clusterWithSmallDisk(t, { chunkservers: 3, small: 2, sizeBytes: 8 * MiB, chunkSizeBytes: 4 * MiB, masterArgs: ['--reserve', '0'] });
+  if (!s) return;
+  const { c, smallDir, cleanup } = s;
+  try {
+    const client = c.client();
+    await client.create('/log', { replication: 3 });
+    const first = Array.from({ length: 20 }, (_, i) => Buffer.from(`before-${i}-${randomBytes(100).toString('hex')}`));
+    await client.appendRawBatch('/log', first);
+    assert.deepEqual((await client.replication('/log')).chunks, [{ index: 0, replicas: ['cs0', 'cs1', 'cs2'] }]);
+
+    fillDisk(join(smallDir, 'filler'));
+    // Enough bytes that cs2's page cache and its tmpfs cannot take them.
+    const later = Array.from({ length: 200 }, (_, i) => Buffer.concat([Buffer.from(`after-${i}-`), randomBytes(8 * 1024)]));
+    const offsets = await client.appendRawBatch('/log', later);
+    assert.equal(offsets.length, later.length);
+    const r = await client.replication('/log');
+    assert.deepEqual(r.chunks, [{ index: 0, replicas: ['cs0', 'cs1'] }], 'cs2 left the chunk');
+    assert.match(readFileSync(join(c.dir, 'master.log'), 'utf8'), /replica dropped: a writer found its chunkserver unable to hold the chunk/);
+    for (const [i, rec] of later.entries()) assert.ok((await client.read('/log', offsets[i]!, rec.length)).equals(rec), `record ${i} reads back whole`);
+  } finally {
+    await cleanup();
+  }
+});
