@@ -1,6 +1,7 @@
 import { Readable, Writable } from 'node:stream';
 import { reloadSecret } from '../shared/auth.js';
 import { GfsError } from '../shared/errors.js';
+import { normalizePath } from '../shared/paths.js';
 import type { BatchOp, BatchResult, ChunkLocation, FileInfo, ListEntry } from '../shared/wire.js';
 import { GfsClient, type AppenderOptions } from './client.js';
 import { frameRecord, readRecords, recordIdBytes, type RecordRead } from './records.js';
@@ -96,9 +97,10 @@ export class Gfs {
   async readdir(path: string): Promise<string[]>;
   async readdir(path: string, o: { withFileTypes: true }): Promise<Dirent[]>;
   async readdir(path: string, o: { withFileTypes?: boolean } = {}): Promise<string[] | Dirent[]> {
-    const st = await this.client.stat(path);
-    if (st.type !== 'dir') throw new GfsError('NOT_A_DIRECTORY', `not a directory: ${path}`);
+    // One call: listing a file answers the file itself (its own path), never a child of it.
     const entries = await this.client.list(path);
+    const self = entries.length === 1 ? entries[0]! : undefined;
+    if (self?.type === 'file' && self.path === normalizePath(path)) throw new GfsError('NOT_A_DIRECTORY', `not a directory: ${path}`);
     if (!o.withFileTypes) return entries.map((e) => e.name);
     return entries.map((e) => ({ ...e, isFile: () => e.type === 'file', isDirectory: () => e.type === 'dir' }));
   }
