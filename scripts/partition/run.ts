@@ -10,7 +10,8 @@ import { rpcJson, rpcStream, setRpcSelf } from '../../shared/rpc.js';
 import type { ChunksAnswer, FileInfo } from '../../shared/wire.js';
 import { check, formatMinimums, formatViolations, shortfalls, type CheckResult, type FileState, type Minimums, type ServerActs, type Violation } from './checker.js';
 import { PartitionCluster, startWorker, type NodeSpec } from './cluster.js';
-import { freePort, killMasterInBump, promoteShadow } from './failover.js';
+import { freePort } from '../free-port.js';
+import { killMasterInBump, promoteShadow } from './failover.js';
 import { parseHistory, type HistoryEntry } from './history.js';
 import { cut, describeAction, formatSchedule, makeSchedule, type FaultAction, type NemesisKind, type Schedule } from './nemesis.js';
 

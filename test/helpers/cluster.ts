@@ -8,6 +8,7 @@ import { programPath, spawnDaemon } from '../../shared/programs.js';
 import { rpcJson } from '../../shared/rpc.js';
 import type { FaultRule } from '../../shared/fault.js';
 import { waitFor } from './wait.js';
+import { freePort } from '../../scripts/free-port.js';
 
 // Real clusters for tests: a master and chunkservers as separate OS
 // processes on 127.0.0.1, on ports they pick themselves, data in a temp dir.
@@ -67,18 +68,8 @@ export interface ClusterOptions {
   chunkserverArgs?: string[];
 }
 
-/** A port free right now on 127.0.0.1 (for daemons that must know each other's address before they start). */
-export async function freePort(): Promise<number> {
-  const { createServer } = await import('node:net');
-  return new Promise((resolve, reject) => {
-    const srv = createServer();
-    srv.once('error', reject);
-    srv.listen(0, '127.0.0.1', () => {
-      const port = (srv.address() as { port: number }).port;
-      srv.close(() => resolve(port));
-    });
-  });
-}
+/** Moved to scripts/free-port.ts (the bench and the partition suite need it too); re-exported for the tests. */
+export { freePort };
 
 /** Moved to ./wait.ts; re-exported so that tests importing it from here still build. */
 export { waitFor };
