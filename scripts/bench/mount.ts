@@ -163,57 +163,55 @@ async function timedDd(ctx: MountDdContext, m: Mount, what: string, args: string
 
 /** dd conv=fsync, so the time includes the flush to every replica's disk; recorded only when `want` (the read needs the file anyway). */
 async function writeFigure(ctx: MountDdContext, m: Mount, client: GfsClient, file: string, count: number, bytes: number, want: boolean): Promise<void> {
-  const nativeW = ctx.native('seq-write-1GiB-r3');
+  const native = ctx.native('seq-write-1GiB-r3');
   await ctx.begin();
   ctx.progress(`${names.write}: dd if=/dev/zero bs=1M count=${count} conv=fsync (replication 3)`);
-  const { seconds: ws, cpu } = await timedDd(ctx, m, 'write', ['if=/dev/zero', `of=${file}`, 'bs=1M', `count=${count}`, 'conv=fsync', 'status=none'], bytes);
+  const dd = await timedDd(ctx, m, 'write', ['if=/dev/zero', `of=${file}`, 'bs=1M', `count=${count}`, 'conv=fsync', 'status=none'], bytes);
   const st = await client.stat('/bench/mount-dd.bin');
   if (!want) return;
-  const value = bytes / ws / 1e6;
-  const limit = nativeW?.limit ?? null;
-  ctx.record({
-    workload: names.write,
-    value,
-    unit: 'MB/s',
-    limit,
-    ratio: limit ? value / limit : null,
-    bytes,
-    sizeOk: st.sizeBytes === bytes,
-    seconds: r2(ws),
-    nativeMBps: r2(nativeW?.value),
-    vsNative: nativeW?.value ? r2(value / nativeW.value) : null,
-    replication: st.replication,
-    durability: 'dd conv=fsync: fsync on the mount = client.sync, fsync on every replica (inside the timed region)',
-    limitNote: 'same ceiling as seq-write-1GiB-r3 (raw write / 3); vsNative = mount / native client (seq-write-1GiB-r3) in this run',
-    mount: 'FUSE direct_io, 128 KiB kernel requests, chunk-aligned pieces of up to 8 MiB, 4 in flight',
-    cpuMsPerMB: cpu,
-  });
+  ctx.record(
+    figure(names.write, native, bytes, dd, { sizeOk: st.sizeBytes === bytes }, {
+      replication: st.replication,
+      durability: 'dd conv=fsync: fsync on the mount = client.sync, fsync on every replica (inside the timed region)',
+      limitNote: 'same ceiling as seq-write-1GiB-r3 (raw write / 3); vsNative = mount / native client (seq-write-1GiB-r3) in this run',
+      mount: 'FUSE direct_io, 128 KiB kernel requests, chunk-aligned pieces of up to 8 MiB, 4 in flight',
+    }),
+  );
 }
 
 /** dd to /dev/null, then (untimed) cmp against /dev/zero. */
 async function readFigure(ctx: MountDdContext, m: Mount, file: string, bytes: number): Promise<void> {
-  const nativeR = ctx.native('seq-read-1GiB');
+  const native = ctx.native('seq-read-1GiB');
   await ctx.begin();
   ctx.progress(`${names.read}: dd of=/dev/null bs=1M`);
-  const { seconds: rs, cpu } = await timedDd(ctx, m, 'read', [`if=${file}`, 'of=/dev/null', 'bs=1M', 'status=none'], bytes);
+  const dd = await timedDd(ctx, m, 'read', [`if=${file}`, 'of=/dev/null', 'bs=1M', 'status=none'], bytes);
   const verified = (await run('cmp', ['-n', String(bytes), '/dev/zero', file], 600_000)).code === 0;
-  const value = bytes / rs / 1e6;
-  const limit = nativeR?.limit ?? null;
-  ctx.record({
-    workload: names.read,
+  ctx.record(
+    figure(names.read, native, bytes, dd, { verified }, {
+      cache: 'no kernel page cache on the mount (direct_io); 8 MiB read-ahead windows in the mount process',
+      limitNote: 'same ceiling as seq-read-1GiB (raw read); vsNative = mount / native client (seq-read-1GiB) in this run',
+    }),
+  );
+}
+
+/** One mount figure in MB/s, held against the native client's ceiling and figure; `check` and `notes` go in as they are. */
+function figure(workload: string, native: ReturnType<MountDdContext['native']>, bytes: number, dd: { seconds: number; cpu: Record<string, number> }, check: Record<string, unknown>, notes: Record<string, unknown>): BenchRecord {
+  const value = bytes / dd.seconds / 1e6;
+  const limit = native?.limit ?? null;
+  return {
+    workload,
     value,
     unit: 'MB/s',
     limit,
     ratio: limit ? value / limit : null,
     bytes,
-    verified,
-    seconds: r2(rs),
-    nativeMBps: r2(nativeR?.value),
-    vsNative: nativeR?.value ? r2(value / nativeR.value) : null,
-    cache: 'no kernel page cache on the mount (direct_io); 8 MiB read-ahead windows in the mount process',
-    limitNote: 'same ceiling as seq-read-1GiB (raw read); vsNative = mount / native client (seq-read-1GiB) in this run',
-    cpuMsPerMB: cpu,
-  });
+    ...check,
+    seconds: r2(dd.seconds),
+    nativeMBps: r2(native?.value),
+    vsNative: native?.value ? r2(value / native.value) : null,
+    ...notes,
+    cpuMsPerMB: dd.cpu,
+  };
 }
 
 function cpuPerMB(before: Record<string, number>, after: Record<string, number>, m0: number | null, m1: number | null, bytes: number): Record<string, number> {
