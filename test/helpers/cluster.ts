@@ -1,11 +1,12 @@
 import { spawn, type ChildProcess } from 'node:child_process';
+import { after, before } from 'node:test';
 import { randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync, openSync, closeSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { GfsClient } from '../../client/client.js';
 import { programPath, spawnDaemon } from '../../shared/programs.js';
-import { rpcJson } from '../../shared/rpc.js';
+import { closeRpc, rpcJson } from '../../shared/rpc.js';
 import type { FaultRule } from '../../shared/fault.js';
 import { waitFor } from './wait.js';
 import { freePort } from '../../scripts/free-port.js';
@@ -255,4 +256,23 @@ export async function startCluster(o: ClusterOptions = {}): Promise<TestCluster>
     throw e;
   }
   return c;
+}
+
+/**
+ * A cluster for the enclosing describe block: started in its before hook, stopped (and this process's
+ * RPC connections closed) in its after hook. Returns the running cluster; call it inside the tests.
+ */
+export function clusterPerSuite(o: ClusterOptions = {}): () => TestCluster {
+  let cluster: TestCluster | undefined;
+  before(async () => {
+    cluster = await startCluster(o);
+  });
+  after(async () => {
+    await cluster?.stop();
+    await closeRpc();
+  });
+  return () => {
+    if (!cluster) throw new Error('the cluster for this suite did not start');
+    return cluster;
+  };
 }
