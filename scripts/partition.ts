@@ -20,7 +20,7 @@ import { closeRpc } from '../shared/rpc.js';
 import { unsafeOptions } from '../shared/unsafe.js';
 import { defaultMinimums, type Minimums } from './partition/checker.js';
 import { nemesisKinds, type NemesisKind } from './partition/nemesis.js';
-import { defaultRunOptions, layerNetwork, runPartition } from './partition/run.js';
+import { defaultRunOptions, layerNetwork, runPartition, type Network } from './partition/run.js';
 import { netnsUnavailable, runInNetns, innerNetwork } from './partition/netns.js';
 
 const usage = `usage: npm run test:partition -- --seed N --duration S [--seeds K] [--mode layer|netns]
@@ -85,6 +85,37 @@ async function main(): Promise<number> {
     process.stdout.write(usage + '\n');
     return 0;
   }
+  const a = parsed();
+  if (a.mode === 'netns' && values['netns-inner'] === undefined) {
+    const why = netnsUnavailable();
+    if (why) {
+      process.stdout.write(`netns mode skipped: ${why}\n`);
+      return 0;
+    }
+    // Sets up the namespaces, re-runs this command inside the control namespace, removes everything.
+    return runInNetns(process.argv.slice(2), { chunkservers: a.chunkservers, workers: a.workers, log: (l) => process.stdout.write(l + '\n') });
+  }
+  const network = a.mode === 'netns' ? innerNetwork(values['netns-inner']!) : layerNetwork;
+  const minimums = parseMinimums(a.durationMs);
+  // The network namespaces are made for the master and chunkservers only: no room for a log replica there.
+  if (a.mode === 'netns' && a.nemeses.includes('promote')) {
+    a.nemeses.splice(a.nemeses.indexOf('promote'), 1);
+    process.stdout.write('netns mode: the promote nemesis needs a log replica, which this mode does not set up; left out\n');
+  }
+
+  const summary: string[] = [];
+  let failed = 0;
+  for (let s = a.seed; s < a.seed + a.seeds; s++) {
+    const r = await runSeed(s, a, network, minimums);
+    summary.push(r.line);
+    if (!r.ok) failed++;
+  }
+  process.stdout.write(`\n${summary.join('\n')}\n${failed === 0 ? `all ${a.seeds} seeds passed` : `${failed} of ${a.seeds} seeds failed`}\n`);
+  return failed === 0 ? 0 : 1;
+}
+
+/** The options, checked (fail() on a bad one). */
+function parsed() {
   const seed = Number(values.seed);
   const seeds = Number(values.seeds);
   const durationMs = Math.round(Number(values.duration) * 1000);
@@ -99,17 +130,13 @@ async function main(): Promise<number> {
   const chunkservers = Number(values.chunkservers);
   const workers = Number(values.workers);
   if (!(chunkservers >= 3 && chunkservers <= 16) || !(workers >= 1 && workers <= 16)) fail('--chunkservers must be 3..16 and --workers 1..16');
+  return { seed, seeds, durationMs, nemeses: nemeses as NemesisKind[], unsafe, mode, chunkservers, workers };
+}
 
-  if (mode === 'netns' && values['netns-inner'] === undefined) {
-    const why = netnsUnavailable();
-    if (why) {
-      process.stdout.write(`netns mode skipped: ${why}\n`);
-      return 0;
-    }
-    // Sets up the namespaces, re-runs this command inside the control namespace, removes everything.
-    return runInNetns(process.argv.slice(2), { chunkservers, workers, log: (l) => process.stdout.write(l + '\n') });
-  }
-  const network = mode === 'netns' ? innerNetwork(values['netns-inner']!) : layerNetwork;
+type Args = ReturnType<typeof parsed>;
+
+/** The minimums scaled to the duration, with any --min-* given. */
+function parseMinimums(durationMs: number): Minimums {
   const minimums: Minimums = defaultMinimums(durationMs);
   for (const k of minimumKeys) {
     const v = values[`min-${k}`];
@@ -118,50 +145,41 @@ async function main(): Promise<number> {
     if (!Number.isSafeInteger(n) || n < 0) fail(`--min-${k} must be a whole number >= 0`);
     minimums[k] = n;
   }
-  // The network namespaces are made for the master and chunkservers only: no room for a log replica there.
-  if (mode === 'netns' && nemeses.includes('promote')) {
-    nemeses.splice(nemeses.indexOf('promote'), 1);
-    process.stdout.write('netns mode: the promote nemesis needs a log replica, which this mode does not set up; left out\n');
-  }
+  return minimums;
+}
 
-  const summary: string[] = [];
-  let failed = 0;
-  for (let s = seed; s < seed + seeds; s++) {
-    const t0 = Date.now();
-    process.stdout.write(`\n=== seed ${s}, ${durationMs / 1000}s, mode ${mode}, nemesis ${nemeses.join(',') || '(none)'}${unsafe ? `, GFS_UNSAFE=${unsafe}` : ''} ===\n`);
-    try {
-      const r = await runPartition({
-        ...defaultRunOptions,
-        seed: s,
-        durationMs,
-        nemeses: nemeses as NemesisKind[],
-        unsafe,
-        chunkservers,
-        workers,
-        leaseMs: Number(values['lease-ms']),
-        network,
-        keep: values.keep!,
-        minimums,
-        log: (l) => process.stdout.write(l + '\n'),
-      });
-      const c = r.result.counts;
-      const k = r.result.checked;
-      const why = [
-        ...(r.result.violations.length > 0 ? [`${r.result.violations.length} violations: ${[...new Set(r.result.violations.map((v) => v.kind))].join(', ')}`] : []),
-        ...(r.tooLittle.length > 0 ? [`too little checked: ${r.tooLittle.join(', ')}`] : []),
-      ];
-      const verdict = r.ok ? 'PASS' : `FAIL (${why.join('; ')})`;
-      const line = `seed ${s}: ${verdict}, ${r.schedule.faults.length} faults, acked ${c.write.ok} writes ${c.append.ok} appends ${c.create.ok + c.mkdir.ok} creates ${c.delete.ok} deletes ${c.undelete.ok} undeletes, checked ${k.deletedPaths} deleted ${k.undeletedPaths} undeleted paths ${k.constrainedReads} reads, ${((Date.now() - t0) / 1000).toFixed(0)}s`;
-      summary.push(line);
-      if (!r.ok) failed++;
-    } catch (e) {
-      summary.push(`seed ${s}: ERROR ${(e as Error).message}`);
-      failed++;
-      process.stdout.write(`harness error: ${(e as Error).stack ?? e}\n`);
-    }
+/** One seed's run; its summary line. */
+async function runSeed(s: number, a: Args, network: Network, minimums: Minimums): Promise<{ ok: boolean; line: string }> {
+  const t0 = Date.now();
+  process.stdout.write(`\n=== seed ${s}, ${a.durationMs / 1000}s, mode ${a.mode}, nemesis ${a.nemeses.join(',') || '(none)'}${a.unsafe ? `, GFS_UNSAFE=${a.unsafe}` : ''} ===\n`);
+  try {
+    const r = await runPartition({
+      ...defaultRunOptions,
+      seed: s,
+      durationMs: a.durationMs,
+      nemeses: a.nemeses,
+      unsafe: a.unsafe,
+      chunkservers: a.chunkservers,
+      workers: a.workers,
+      leaseMs: Number(values['lease-ms']),
+      network,
+      keep: values.keep!,
+      minimums,
+      log: (l) => process.stdout.write(l + '\n'),
+    });
+    const c = r.result.counts;
+    const k = r.result.checked;
+    const why = [
+      ...(r.result.violations.length > 0 ? [`${r.result.violations.length} violations: ${[...new Set(r.result.violations.map((v) => v.kind))].join(', ')}`] : []),
+      ...(r.tooLittle.length > 0 ? [`too little checked: ${r.tooLittle.join(', ')}`] : []),
+    ];
+    const verdict = r.ok ? 'PASS' : `FAIL (${why.join('; ')})`;
+    const line = `seed ${s}: ${verdict}, ${r.schedule.faults.length} faults, acked ${c.write.ok} writes ${c.append.ok} appends ${c.create.ok + c.mkdir.ok} creates ${c.delete.ok} deletes ${c.undelete.ok} undeletes, checked ${k.deletedPaths} deleted ${k.undeletedPaths} undeleted paths ${k.constrainedReads} reads, ${((Date.now() - t0) / 1000).toFixed(0)}s`;
+    return { ok: r.ok, line };
+  } catch (e) {
+    process.stdout.write(`harness error: ${(e as Error).stack ?? e}\n`);
+    return { ok: false, line: `seed ${s}: ERROR ${(e as Error).message}` };
   }
-  process.stdout.write(`\n${summary.join('\n')}\n${failed === 0 ? `all ${seeds} seeds passed` : `${failed} of ${seeds} seeds failed`}\n`);
-  return failed === 0 ? 0 : 1;
 }
 
 main().then(

@@ -92,86 +92,95 @@ async function gfsRead(client: GfsClient, path: string): Promise<{ seconds: numb
 
 /** seq-write-1GiB-r3/-r1, then seq-read-1GiB of the r3 file (sha256 checked); the r1 file is deleted after. */
 export async function seqBench(ctx: BenchContext): Promise<void> {
-  const { client, source, chunkSizeBytes } = ctx;
-  const seqBytes = ctx.sizes.seqBytes;
   const rawPath = join(ctx.dir, 'raw-seq.bin');
   for (const rep of [3, 1]) {
     const name = `seq-write-1GiB-r${rep}`;
-    if (!ctx.wanted(name)) {
-      skipped(name, 'MB/s');
-      continue;
-    }
-    await ctx.begin();
-    // The ceiling is measured right before each write, so both see the same machine.
-    progress(`raw write of ${seqBytes / MiB} MiB + fdatasync`);
-    const rawWriteBps = rawWrite(rawPath, seqBytes, client.pieceBytes, source).bytesPerSec;
-    progress(`raw write ${(rawWriteBps / 1e6).toFixed(1)} MB/s; ${name}: writing ${seqBytes / MiB} MiB with replication ${rep}`);
-    const gc0 = await ctx.cluster.gcMs();
-    const cpu0 = ctx.cluster.cpuMs();
-    const r = await gfsWrite(client, `/bench/seq-r${rep}`, rep, seqBytes, source);
-    const cpu1 = ctx.cluster.cpuMs();
-    const cpu = cpuPer(cpu0, cpu1, seqBytes / 1e6);
-    const gc = gcShare(cpu0, cpu1, gc0, await ctx.cluster.gcMs());
-    const value = seqBytes / r.seconds / 1e6;
-    const limit = rawWriteBps / 1e6 / rep;
-    record({
-      workload: name,
-      value,
-      unit: 'MB/s',
-      limit,
-      ratio: ratio(value, limit),
-      bytes: seqBytes,
-      replication: rep,
-      seconds: round(r.seconds, 2),
-      syncSeconds: round(r.syncSeconds, 2),
-      durability: 'fsync on every replica (client.sync inside the timed region)',
-      fsyncs: r.chunks * rep,
-      fsyncNote: 'chunk sync calls (one per chunk per replica)',
-      rawWriteMBps: round(rawWriteBps / 1e6),
-      limitNote: `raw sequential write of the same bytes (8 MiB writes, one fdatasync) on the same disk, measured just before, / ${rep}`,
-      pieceBytes: client.pieceBytes,
-      concurrency: client.concurrency,
-      cpuMsPerMB: cpu,
-      gcPausePerCpu: gc,
-      gcNote: 'GC pause time (wall clock, from /metrics) over CPU time, per process: the GC share of CPU on a quiet machine, inflated when the machine is loaded',
-      auth: authEnabled() ? 'on' : 'off',
-    });
+    if (ctx.wanted(name)) await seqWrite(ctx, name, rep, rawPath);
+    else skipped(name, 'MB/s');
   }
-  if (ctx.wanted('seq-read-1GiB') && ctx.wanted('seq-write-1GiB-r3')) {
-    await ctx.begin();
-    progress('seq-read-1GiB: computing the expected sha256 (untimed)');
-    const sha3 = expectedSha(seqBytes, Math.min(client.pieceBytes, chunkSizeBytes), chunkSizeBytes, source);
-    const rr = rawRead(rawPath, client.pieceBytes);
-    progress(`raw read ${(rr.bytesPerSec / 1e6).toFixed(1)} MB/s; reading /bench/seq-r3`);
-    const gc0 = await ctx.cluster.gcMs();
-    const cpu0 = ctx.cluster.cpuMs();
-    const r = await gfsRead(client, '/bench/seq-r3');
-    const cpu1 = ctx.cluster.cpuMs();
-    const cpu = cpuPer(cpu0, cpu1, r.bytes / 1e6);
-    const gc = gcShare(cpu0, cpu1, gc0, await ctx.cluster.gcMs());
-    const value = r.bytes / r.seconds / 1e6;
-    const limit = rr.bytesPerSec / 1e6;
-    record({
-      workload: 'seq-read-1GiB',
-      value,
-      unit: 'MB/s',
-      limit,
-      ratio: ratio(value, limit),
-      bytes: r.bytes,
-      verified: r.sha === sha3 && r.bytes === seqBytes,
-      sha256: r.sha,
-      seconds: round(r.seconds, 2),
-      hashSeconds: round(r.hashSeconds, 2),
-      hashNote: 'sha256 computed inline, in file order, inside the timed region',
-      cache: 'page cache warm (not dropped), for gfs and the raw read alike',
-      concurrency: client.concurrency,
-      cpuMsPerMB: cpu,
-      gcPausePerCpu: gc,
-      gcNote: 'GC pause time (wall clock, from /metrics) over CPU time, per process: the GC share of CPU on a quiet machine, inflated when the machine is loaded',
-      auth: authEnabled() ? 'on' : 'off',
-    });
-    if (r.sha !== sha3) progress(`seq-read-1GiB: SHA256 MISMATCH (read ${r.sha}, wrote ${sha3})`);
-  } else skipped('seq-read-1GiB', 'MB/s');
+  if (ctx.wanted('seq-read-1GiB') && ctx.wanted('seq-write-1GiB-r3')) await seqRead(ctx, rawPath);
+  else skipped('seq-read-1GiB', 'MB/s');
   rmSync(rawPath, { force: true });
-  await client.delete('/bench/seq-r1').catch(() => undefined);
+  await ctx.client.delete('/bench/seq-r1').catch(() => undefined);
+}
+
+const gcNote = 'GC pause time (wall clock, from /metrics) over CPU time, per process: the GC share of CPU on a quiet machine, inflated when the machine is loaded';
+
+/** Runs `fn` with the cluster's CPU per MB (of `mb(result)`) and GC share over it. */
+async function measured<T>(ctx: BenchContext, fn: () => Promise<T>, mb: (r: T) => number): Promise<{ r: T; cpu: Record<string, number>; gc: Record<string, number> }> {
+  const gc0 = await ctx.cluster.gcMs();
+  const cpu0 = ctx.cluster.cpuMs();
+  const r = await fn();
+  const cpu1 = ctx.cluster.cpuMs();
+  const cpu = cpuPer(cpu0, cpu1, mb(r));
+  const gc = gcShare(cpu0, cpu1, gc0, await ctx.cluster.gcMs());
+  return { r, cpu, gc };
+}
+
+async function seqWrite(ctx: BenchContext, name: string, rep: number, rawPath: string): Promise<void> {
+  const { client, source } = ctx;
+  const seqBytes = ctx.sizes.seqBytes;
+  await ctx.begin();
+  // The ceiling is measured right before each write, so both see the same machine.
+  progress(`raw write of ${seqBytes / MiB} MiB + fdatasync`);
+  const rawWriteBps = rawWrite(rawPath, seqBytes, client.pieceBytes, source).bytesPerSec;
+  progress(`raw write ${(rawWriteBps / 1e6).toFixed(1)} MB/s; ${name}: writing ${seqBytes / MiB} MiB with replication ${rep}`);
+  const { r, cpu, gc } = await measured(ctx, () => gfsWrite(client, `/bench/seq-r${rep}`, rep, seqBytes, source), () => seqBytes / 1e6);
+  const value = seqBytes / r.seconds / 1e6;
+  const limit = rawWriteBps / 1e6 / rep;
+  record({
+    workload: name,
+    value,
+    unit: 'MB/s',
+    limit,
+    ratio: ratio(value, limit),
+    bytes: seqBytes,
+    replication: rep,
+    seconds: round(r.seconds, 2),
+    syncSeconds: round(r.syncSeconds, 2),
+    durability: 'fsync on every replica (client.sync inside the timed region)',
+    fsyncs: r.chunks * rep,
+    fsyncNote: 'chunk sync calls (one per chunk per replica)',
+    rawWriteMBps: round(rawWriteBps / 1e6),
+    limitNote: `raw sequential write of the same bytes (8 MiB writes, one fdatasync) on the same disk, measured just before, / ${rep}`,
+    pieceBytes: client.pieceBytes,
+    concurrency: client.concurrency,
+    cpuMsPerMB: cpu,
+    gcPausePerCpu: gc,
+    gcNote,
+    auth: authEnabled() ? 'on' : 'off',
+  });
+}
+
+async function seqRead(ctx: BenchContext, rawPath: string): Promise<void> {
+  const { client, chunkSizeBytes } = ctx;
+  const seqBytes = ctx.sizes.seqBytes;
+  await ctx.begin();
+  progress('seq-read-1GiB: computing the expected sha256 (untimed)');
+  const sha3 = expectedSha(seqBytes, Math.min(client.pieceBytes, chunkSizeBytes), chunkSizeBytes, ctx.source);
+  const rr = rawRead(rawPath, client.pieceBytes);
+  progress(`raw read ${(rr.bytesPerSec / 1e6).toFixed(1)} MB/s; reading /bench/seq-r3`);
+  const { r, cpu, gc } = await measured(ctx, () => gfsRead(client, '/bench/seq-r3'), (r) => r.bytes / 1e6);
+  const value = r.bytes / r.seconds / 1e6;
+  const limit = rr.bytesPerSec / 1e6;
+  record({
+    workload: 'seq-read-1GiB',
+    value,
+    unit: 'MB/s',
+    limit,
+    ratio: ratio(value, limit),
+    bytes: r.bytes,
+    verified: r.sha === sha3 && r.bytes === seqBytes,
+    sha256: r.sha,
+    seconds: round(r.seconds, 2),
+    hashSeconds: round(r.hashSeconds, 2),
+    hashNote: 'sha256 computed inline, in file order, inside the timed region',
+    cache: 'page cache warm (not dropped), for gfs and the raw read alike',
+    concurrency: client.concurrency,
+    cpuMsPerMB: cpu,
+    gcPausePerCpu: gc,
+    gcNote,
+    auth: authEnabled() ? 'on' : 'off',
+  });
+  if (r.sha !== sha3) progress(`seq-read-1GiB: SHA256 MISMATCH (read ${r.sha}, wrote ${sha3})`);
 }

@@ -1,9 +1,9 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { closeSync, mkdirSync, openSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { GfsClient } from '../../client/client.js';
 import { rpcJson } from '../../shared/rpc.js';
+import { freePort } from '../free-port.js';
 import { appPath, trackChild } from './cluster.js';
 
 // creates-64 with 0, 1 and 2 log replicas (issue 11), from the same run: a
@@ -11,17 +11,6 @@ import { appPath, trackChild } from './cluster.js';
 // each shadow master (master/replicas.ts) before a create is acknowledged.
 // Metadata only, so no chunkservers. Each master and shadow gets a fresh
 // directory on the same disk.
-
-async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = createServer();
-    srv.once('error', reject);
-    srv.listen(0, '127.0.0.1', () => {
-      const port = (srv.address() as { port: number }).port;
-      srv.close(() => resolve(port));
-    });
-  });
-}
 
 function start(name: string, args: string[], logDir: string): Promise<ChildProcess> {
   const fd = openSync(join(logDir, `${name}.log`), 'a');

@@ -65,130 +65,153 @@ export async function mountDdBench(ctx: MountDdContext): Promise<void> {
 
   const client = new GfsClient({ masterUrl: ctx.masterUrl });
   await client.mkdir('/bench', { parents: true });
-  const mnt = mkdtempSync(join(tmpdir(), 'gfs-bench-mnt-'));
-  const file = join(mnt, 'mount-dd.bin');
-  let proc: ChildProcess | undefined;
-  let log = '';
-  // Last resort on any exit (Ctrl-C included): detach the mount, stop its process.
-  const onExit = () => {
-    try {
-      if (mountedAt(mnt)) execFileSync('fusermount', ['-u', '-z', mnt], { stdio: 'ignore' });
-    } catch {
-      /* try umount below */
-    }
-    try {
-      if (mountedAt(mnt)) execFileSync('umount', ['-l', mnt], { stdio: 'ignore' });
-    } catch {
-      /* nothing more to do */
-    }
-    if (proc && proc.exitCode === null && proc.signalCode === null) proc.kill('SIGKILL');
-    try {
-      rmdirSync(mnt);
-    } catch {
-      /* left behind: reported by the caller's output */
-    }
-  };
-  process.on('exit', onExit);
+  const m = new Mount(mkdtempSync(join(tmpdir(), 'gfs-bench-mnt-')));
+  process.on('exit', m.onExit);
   try {
-    ctx.progress(`mount-dd: mounting /bench on ${mnt}`);
-    proc = spawn(process.execPath, [appPath('client/cli.js'), 'mount', '/bench', mnt, '--master', ctx.masterUrl], { stdio: ['ignore', 'pipe', 'pipe'] });
-    proc.stdout!.on('data', (d: Buffer) => (log += d.toString()));
-    proc.stderr!.on('data', (d: Buffer) => (log += d.toString()));
-    const until = Date.now() + 30_000;
-    while (!mountedAt(mnt)) {
-      if (proc.exitCode !== null || proc.signalCode !== null) throw new Error(`gfs mount exited (${proc.exitCode ?? proc.signalCode}): ${log.trim().split('\n')[0]}`);
-      if (Date.now() > until) throw new Error('gfs mount did not come up within 30 s');
-      await new Promise((r) => setTimeout(r, 50));
-    }
+    ctx.progress(`mount-dd: mounting /bench on ${m.dir}`);
+    await m.start(ctx.masterUrl);
     const count = Math.ceil(ctx.bytes / MiB);
     const bytes = count * MiB;
-    const nativeW = ctx.native('seq-write-1GiB-r3');
-    const nativeR = ctx.native('seq-read-1GiB');
-
-    // -- write: dd conv=fsync, so the time includes the flush to every replica's disk --
-    await ctx.begin();
-    ctx.progress(`${names.write}: dd if=/dev/zero bs=1M count=${count} conv=fsync (replication 3)`);
-    let cpu0 = ctx.cpuMs();
-    let m0 = procCpuMs(proc.pid);
-    let t0 = process.hrtime.bigint();
-    const w = await run('dd', ['if=/dev/zero', `of=${file}`, 'bs=1M', `count=${count}`, 'conv=fsync', 'status=none'], 600_000);
-    const ws = sec(t0);
-    if (w.code !== 0) throw new Error(`dd write failed (${w.code}): ${w.stderr.trim().split('\n')[0]}`);
-    let cpu = cpuPerMB(cpu0, ctx.cpuMs(), m0, procCpuMs(proc.pid), bytes);
-    const st = await client.stat('/bench/mount-dd.bin');
-    if (wantWrite) {
-      const value = bytes / ws / 1e6;
-      const limit = nativeW?.limit ?? null;
-      ctx.record({
-        workload: names.write,
-        value,
-        unit: 'MB/s',
-        limit,
-        ratio: limit ? value / limit : null,
-        bytes,
-        sizeOk: st.sizeBytes === bytes,
-        seconds: r2(ws),
-        nativeMBps: r2(nativeW?.value),
-        vsNative: nativeW?.value ? r2(value / nativeW.value) : null,
-        replication: st.replication,
-        durability: 'dd conv=fsync: fsync on the mount = client.sync, fsync on every replica (inside the timed region)',
-        limitNote: 'same ceiling as seq-write-1GiB-r3 (raw write / 3); vsNative = mount / native client (seq-write-1GiB-r3) in this run',
-        mount: 'FUSE direct_io, 128 KiB kernel requests, chunk-aligned pieces of up to 8 MiB, 4 in flight',
-        cpuMsPerMB: cpu,
-      });
-    } else skip('skipped (--only)', ['write']);
-
-    // -- read: dd to /dev/null, then (untimed) cmp against /dev/zero --
-    if (wantRead) {
-      await ctx.begin();
-      ctx.progress(`${names.read}: dd of=/dev/null bs=1M`);
-      cpu0 = ctx.cpuMs();
-      m0 = procCpuMs(proc.pid);
-      t0 = process.hrtime.bigint();
-      const r = await run('dd', [`if=${file}`, 'of=/dev/null', 'bs=1M', 'status=none'], 600_000);
-      const rs = sec(t0);
-      if (r.code !== 0) throw new Error(`dd read failed (${r.code}): ${r.stderr.trim().split('\n')[0]}`);
-      cpu = cpuPerMB(cpu0, ctx.cpuMs(), m0, procCpuMs(proc.pid), bytes);
-      const verified = (await run('cmp', ['-n', String(bytes), '/dev/zero', file], 600_000)).code === 0;
-      const value = bytes / rs / 1e6;
-      const limit = nativeR?.limit ?? null;
-      ctx.record({
-        workload: names.read,
-        value,
-        unit: 'MB/s',
-        limit,
-        ratio: limit ? value / limit : null,
-        bytes,
-        verified,
-        seconds: r2(rs),
-        nativeMBps: r2(nativeR?.value),
-        vsNative: nativeR?.value ? r2(value / nativeR.value) : null,
-        cache: 'no kernel page cache on the mount (direct_io); 8 MiB read-ahead windows in the mount process',
-        limitNote: 'same ceiling as seq-read-1GiB (raw read); vsNative = mount / native client (seq-read-1GiB) in this run',
-        cpuMsPerMB: cpu,
-      });
-    }
+    const file = join(m.dir, 'mount-dd.bin');
+    await writeFigure(ctx, m, client, file, count, bytes, wantWrite);
+    if (!wantWrite) skip('skipped (--only)', ['write']);
+    if (wantRead) await readFigure(ctx, m, file, bytes);
   } catch (e) {
     const msg = (e as Error).message ?? String(e);
-    ctx.progress(`mount-dd: FAILED: ${msg}${log ? `; mount log: ${log.trim().slice(0, 300)}` : ''}`);
+    ctx.progress(`mount-dd: FAILED: ${msg}${m.log ? `; mount log: ${m.log.trim().slice(0, 300)}` : ''}`);
     ctx.record({ workload: names.write, value: null, unit: 'MB/s', limit: null, ratio: null, error: msg.slice(0, 300) });
     ctx.record({ workload: names.read, value: null, unit: 'MB/s', limit: null, ratio: null, error: msg.slice(0, 300) });
   } finally {
-    // A clean unmount: gfs mount flushes and exits by itself once unmounted.
-    if (mountedAt(mnt)) {
-      const u = await run(process.execPath, [appPath('client/cli.js'), 'umount', mnt], 30_000);
-      if (u.code !== 0) await run('fusermount', ['-u', '-z', mnt], 30_000);
+    await m.stop();
+    process.removeListener('exit', m.onExit);
+    await client.delete('/bench/mount-dd.bin', { now: true }).catch(() => undefined);
+  }
+}
+
+/** A `gfs mount` of /bench on `dir`, with its output kept for error messages. */
+class Mount {
+  proc: ChildProcess | undefined;
+  log = '';
+
+  constructor(readonly dir: string) {}
+
+  async start(masterUrl: string): Promise<void> {
+    const proc = spawn(process.execPath, [appPath('client/cli.js'), 'mount', '/bench', this.dir, '--master', masterUrl], { stdio: ['ignore', 'pipe', 'pipe'] });
+    this.proc = proc;
+    proc.stdout!.on('data', (d: Buffer) => (this.log += d.toString()));
+    proc.stderr!.on('data', (d: Buffer) => (this.log += d.toString()));
+    const until = Date.now() + 30_000;
+    while (!mountedAt(this.dir)) {
+      if (proc.exitCode !== null || proc.signalCode !== null) throw new Error(`gfs mount exited (${proc.exitCode ?? proc.signalCode}): ${this.log.trim().split('\n')[0]}`);
+      if (Date.now() > until) throw new Error('gfs mount did not come up within 30 s');
+      await new Promise((r) => setTimeout(r, 50));
     }
-    if (proc && proc.exitCode === null && proc.signalCode === null) {
-      const p = proc;
+  }
+
+  /** CPU ms so far of the mount process. */
+  cpuMs(): number | null {
+    return procCpuMs(this.proc?.pid);
+  }
+
+  /** A clean unmount (gfs mount flushes and exits by itself once unmounted), then onExit for what is left. */
+  async stop(): Promise<void> {
+    if (mountedAt(this.dir)) {
+      const u = await run(process.execPath, [appPath('client/cli.js'), 'umount', this.dir], 30_000);
+      if (u.code !== 0) await run('fusermount', ['-u', '-z', this.dir], 30_000);
+    }
+    const p = this.proc;
+    if (p && p.exitCode === null && p.signalCode === null) {
       const gone = new Promise((r) => p.once('exit', r));
       await Promise.race([gone, new Promise((r) => setTimeout(r, 15_000))]);
       if (p.exitCode === null && p.signalCode === null) p.kill('SIGKILL');
     }
-    onExit();
-    process.removeListener('exit', onExit);
-    await client.delete('/bench/mount-dd.bin', { now: true }).catch(() => undefined);
+    this.onExit();
   }
+
+  /** Last resort on any exit (Ctrl-C included): detach the mount, stop its process. */
+  readonly onExit = (): void => {
+    try {
+      if (mountedAt(this.dir)) execFileSync('fusermount', ['-u', '-z', this.dir], { stdio: 'ignore' });
+    } catch {
+      /* try umount below */
+    }
+    try {
+      if (mountedAt(this.dir)) execFileSync('umount', ['-l', this.dir], { stdio: 'ignore' });
+    } catch {
+      /* nothing more to do */
+    }
+    const p = this.proc;
+    if (p && p.exitCode === null && p.signalCode === null) p.kill('SIGKILL');
+    try {
+      rmdirSync(this.dir);
+    } catch {
+      /* left behind: reported by the caller's output */
+    }
+  };
+}
+
+/** Runs one dd through the mount, timed, with the CPU per MB of every process (the mount's included). */
+async function timedDd(ctx: MountDdContext, m: Mount, what: string, args: string[], bytes: number): Promise<{ seconds: number; cpu: Record<string, number> }> {
+  const cpu0 = ctx.cpuMs();
+  const m0 = m.cpuMs();
+  const t0 = process.hrtime.bigint();
+  const r = await run('dd', args, 600_000);
+  const seconds = sec(t0);
+  if (r.code !== 0) throw new Error(`dd ${what} failed (${r.code}): ${r.stderr.trim().split('\n')[0]}`);
+  return { seconds, cpu: cpuPerMB(cpu0, ctx.cpuMs(), m0, m.cpuMs(), bytes) };
+}
+
+/** dd conv=fsync, so the time includes the flush to every replica's disk; recorded only when `want` (the read needs the file anyway). */
+async function writeFigure(ctx: MountDdContext, m: Mount, client: GfsClient, file: string, count: number, bytes: number, want: boolean): Promise<void> {
+  const native = ctx.native('seq-write-1GiB-r3');
+  await ctx.begin();
+  ctx.progress(`${names.write}: dd if=/dev/zero bs=1M count=${count} conv=fsync (replication 3)`);
+  const dd = await timedDd(ctx, m, 'write', ['if=/dev/zero', `of=${file}`, 'bs=1M', `count=${count}`, 'conv=fsync', 'status=none'], bytes);
+  const st = await client.stat('/bench/mount-dd.bin');
+  if (!want) return;
+  ctx.record(
+    figure(names.write, native, bytes, dd, { sizeOk: st.sizeBytes === bytes }, {
+      replication: st.replication,
+      durability: 'dd conv=fsync: fsync on the mount = client.sync, fsync on every replica (inside the timed region)',
+      limitNote: 'same ceiling as seq-write-1GiB-r3 (raw write / 3); vsNative = mount / native client (seq-write-1GiB-r3) in this run',
+      mount: 'FUSE direct_io, 128 KiB kernel requests, chunk-aligned pieces of up to 8 MiB, 4 in flight',
+    }),
+  );
+}
+
+/** dd to /dev/null, then (untimed) cmp against /dev/zero. */
+async function readFigure(ctx: MountDdContext, m: Mount, file: string, bytes: number): Promise<void> {
+  const native = ctx.native('seq-read-1GiB');
+  await ctx.begin();
+  ctx.progress(`${names.read}: dd of=/dev/null bs=1M`);
+  const dd = await timedDd(ctx, m, 'read', [`if=${file}`, 'of=/dev/null', 'bs=1M', 'status=none'], bytes);
+  const verified = (await run('cmp', ['-n', String(bytes), '/dev/zero', file], 600_000)).code === 0;
+  ctx.record(
+    figure(names.read, native, bytes, dd, { verified }, {
+      cache: 'no kernel page cache on the mount (direct_io); 8 MiB read-ahead windows in the mount process',
+      limitNote: 'same ceiling as seq-read-1GiB (raw read); vsNative = mount / native client (seq-read-1GiB) in this run',
+    }),
+  );
+}
+
+/** One mount figure in MB/s, held against the native client's ceiling and figure; `check` and `notes` go in as they are. */
+function figure(workload: string, native: ReturnType<MountDdContext['native']>, bytes: number, dd: { seconds: number; cpu: Record<string, number> }, check: Record<string, unknown>, notes: Record<string, unknown>): BenchRecord {
+  const value = bytes / dd.seconds / 1e6;
+  const limit = native?.limit ?? null;
+  return {
+    workload,
+    value,
+    unit: 'MB/s',
+    limit,
+    ratio: limit ? value / limit : null,
+    bytes,
+    ...check,
+    seconds: r2(dd.seconds),
+    nativeMBps: r2(native?.value),
+    vsNative: native?.value ? r2(value / native.value) : null,
+    ...notes,
+    cpuMsPerMB: dd.cpu,
+  };
 }
 
 function cpuPerMB(before: Record<string, number>, after: Record<string, number>, m0: number | null, m1: number | null, bytes: number): Record<string, number> {

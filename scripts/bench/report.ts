@@ -20,24 +20,35 @@ export function watchIncidents(source: () => string[]): void {
 }
 
 /** MooseFS 3.0 figures from ../shared/BENCH.md (medians, same kind of machine), and what gfs aims for. */
-const peer: Record<string, { value: number | null; text: string; aim: string }> = {
-  'seq-write-1GiB-r3': { value: 75, text: '75 MB/s (74-121)', aim: '>= 90 MB/s' },
+interface Peer {
+  value: number | null;
+  text: string;
+  aim: string;
+}
+const noPeer: Peer = { value: null, text: '-', aim: '' };
+/** MooseFS's append figure is one test (8 processes); each append workload is held against it. */
+const mooseAppend = (aim: string): Peer => ({ value: 2320, text: '2320 rec/s (8 procs)', aim });
+const seqWriteR3: Peer = { value: 75, text: '75 MB/s (74-121)', aim: '>= 90 MB/s' };
+const seqRead: Peer = { value: 303, text: '303 MB/s (170-343)', aim: '>= 364 MB/s' };
+const peer: Record<string, Peer> = {
+  'seq-write-1GiB-r3': seqWriteR3,
   'seq-write-1GiB-r1': { value: 350, text: '350 MB/s', aim: '>= 420 MB/s' },
-  'seq-read-1GiB': { value: 303, text: '303 MB/s (170-343)', aim: '>= 364 MB/s' },
+  'seq-read-1GiB': seqRead,
   'creates-1': { value: 589, text: '589 ops/s (478-1080)', aim: '>= 1178/s fsynced' },
-  'creates-8': { value: null, text: '-', aim: '' },
-  'creates-64': { value: null, text: '-', aim: '>= 15000/s' },
+  'creates-8': noPeer,
+  'creates-64': { ...noPeer, aim: '>= 15000/s' },
   'stat-1': { value: 1287, text: '1287 ops/s', aim: '>= 3861/s' },
   'delete-1': { value: 679, text: '679 ops/s', aim: '>= 1358/s' },
-  'append-1proc': { value: 2320, text: '2320 rec/s (8 procs)', aim: '>= 4640/s, whole' },
-  'append-4proc': { value: 2320, text: '2320 rec/s (8 procs)', aim: '>= 4640/s, whole' },
-  'append-16proc': { value: 2320, text: '2320 rec/s (8 procs)', aim: '>= 4640/s, whole' },
-  'append-batched': { value: 2320, text: '2320 rec/s (8 procs)', aim: '>= 50000/s, whole' },
-  'mount-dd-write-1GiB': { value: 75, text: '75 MB/s (FUSE)', aim: '>= 90 MB/s' },
-  'mount-dd-read-1GiB': { value: 303, text: '303 MB/s (FUSE)', aim: '>= 364 MB/s' },
-  'snapshot-1MiB': { value: null, text: '-', aim: '' },
-  'snapshot-1GiB': { value: null, text: '-', aim: '' },
-  'rereplicate-MBps': { value: null, text: '-', aim: '' },
+  'append-1proc': mooseAppend('>= 4640/s, whole'),
+  'append-4proc': mooseAppend('>= 4640/s, whole'),
+  'append-16proc': mooseAppend('>= 4640/s, whole'),
+  'append-batched': mooseAppend('>= 50000/s, whole'),
+  // The mount workloads aim at what the native client does; MooseFS's figures are through FUSE too.
+  'mount-dd-write-1GiB': { ...seqWriteR3, text: '75 MB/s (FUSE)' },
+  'mount-dd-read-1GiB': { ...seqRead, text: '303 MB/s (FUSE)' },
+  'snapshot-1MiB': noPeer,
+  'snapshot-1GiB': noPeer,
+  'rereplicate-MBps': noPeer,
 };
 
 export const round = (x: number | null, digits = 1): number | null => (x === null || !Number.isFinite(x) ? null : Math.round(x * 10 ** digits) / 10 ** digits);

@@ -110,36 +110,26 @@ function iso(ms: number): string {
   return new Date(ms).toISOString().slice(11, 23);
 }
 
+/** Groups `items` by `key`, keeping their order within each group. */
+function groupBy<T, K>(items: Iterable<T>, key: (x: T) => K): Map<K, T[]> {
+  const out = new Map<K, T[]>();
+  for (const x of items) {
+    const k = key(x);
+    let l = out.get(k);
+    if (!l) out.set(k, (l = []));
+    l.push(x);
+  }
+  return out;
+}
+
+/** Calls `fn` on every pair (x, y) of `list` with x before y, after sorting it by `order`. */
+function forEachPair<T>(list: T[], order: (x: T, y: T) => number, fn: (x: T, y: T) => void): void {
+  list.sort(order);
+  for (let i = 0; i < list.length; i++) for (let j = i + 1; j < list.length; j++) fn(list[i]!, list[j]!);
+}
+
 function checkPrimaries(acts: ServerActs[], grants: GrantRecord[], slackMs: number, out: Violation[]): void {
-  const byHandle = new Map<string, ServerActs[]>();
-  for (const a of acts) {
-    let l = byHandle.get(a.handle);
-    if (!l) byHandle.set(a.handle, (l = []));
-    l.push(a);
-  }
-  for (const [, list] of byHandle) {
-    list.sort((x, y) => x.firstActMs - y.firstActMs);
-    for (let i = 0; i < list.length; i++) {
-      for (let j = i + 1; j < list.length; j++) {
-        const x = list[i]!;
-        const y = list[j]!;
-        if (x.server === y.server) continue;
-        const overlap = x.firstActMs <= y.lastActMs && y.firstActMs <= x.lastActMs;
-        if (overlap) {
-          out.push({ invariant: 1, kind: 'overlapping-primaries', message: `two primaries at once: ${actDesc(x)} and ${actDesc(y)}`, ops: [actName(x), actName(y)] });
-          continue;
-        }
-        if (x.version === y.version) {
-          out.push({ invariant: 1, kind: 'two-primaries-one-version', message: `two servers primary at one version: ${actDesc(x)} and ${actDesc(y)}`, ops: [actName(x), actName(y)] });
-          continue;
-        }
-        const [older, newer] = x.version < y.version ? [x, y] : [y, x];
-        if (older.lastActMs >= newer.firstActMs) {
-          out.push({ invariant: 1, kind: 'old-primary-after-new', message: `a primary of an older version acted after a newer one had begun: ${actDesc(older)} after ${actDesc(newer)}`, ops: [actName(older), actName(newer)] });
-        }
-      }
-    }
-  }
+  for (const [, list] of groupBy(acts, (a) => a.handle)) forEachPair(list, (x, y) => x.firstActMs - y.firstActMs, (x, y) => checkActPair(x, y, out));
   for (const a of acts) {
     if (a.lastActMs > a.believedExpiryMs) {
       out.push({ invariant: 1, kind: 'acted-past-own-lease', message: `${actDesc(a)}: acted ${a.lastActMs - a.believedExpiryMs} ms after the lease expiry it believed in`, ops: [actName(a)] });
@@ -156,42 +146,50 @@ function checkPrimaries(acts: ServerActs[], grants: GrantRecord[], slackMs: numb
       out.push({ invariant: 1, kind: 'acted-after-master-expiry', message: `${actDesc(a)}: acted ${a.lastActMs - g.expiresAtMs} ms after the master's record of the lease expired (${iso(g.expiresAtMs)})`, ops: [actName(a)] });
     }
   }
-  const grantsByHandle = new Map<string, GrantRecord[]>();
-  for (const g of grants) {
-    let l = grantsByHandle.get(g.handle);
-    if (!l) grantsByHandle.set(g.handle, (l = []));
-    l.push(g);
+  for (const [, list] of groupBy(grants, (g) => g.handle)) forEachPair(list, (x, y) => x.grantedAtMs - y.grantedAtMs, (x, y) => checkGrantPair(x, y, out));
+}
+
+/** Two servers' records of acting as primary of one chunk (x began first). */
+function checkActPair(x: ServerActs, y: ServerActs, out: Violation[]): void {
+  if (x.server === y.server) return;
+  const overlap = x.firstActMs <= y.lastActMs && y.firstActMs <= x.lastActMs;
+  if (overlap) {
+    out.push({ invariant: 1, kind: 'overlapping-primaries', message: `two primaries at once: ${actDesc(x)} and ${actDesc(y)}`, ops: [actName(x), actName(y)] });
+    return;
   }
-  for (const [, list] of grantsByHandle) {
-    list.sort((x, y) => x.grantedAtMs - y.grantedAtMs);
-    for (let i = 0; i < list.length; i++) {
-      for (let j = i + 1; j < list.length; j++) {
-        const x = list[i]!;
-        const y = list[j]!;
-        if (x.primary === y.primary) continue;
-        if (y.grantedAtMs < x.expiresAtMs) {
-          out.push({
-            invariant: 1,
-            kind: 'overlapping-grants',
-            message: `the master granted ${y.handle} v${y.version} to ${y.primary} at ${iso(y.grantedAtMs)} while v${x.version} held by ${x.primary} ran until ${iso(x.expiresAtMs)}`,
-            ops: [`master ${x.handle}@${x.version}`, `master ${y.handle}@${y.version}`],
-          });
-        }
-      }
-    }
+  if (x.version === y.version) {
+    out.push({ invariant: 1, kind: 'two-primaries-one-version', message: `two servers primary at one version: ${actDesc(x)} and ${actDesc(y)}`, ops: [actName(x), actName(y)] });
+    return;
   }
+  const [older, newer] = x.version < y.version ? [x, y] : [y, x];
+  if (older.lastActMs >= newer.firstActMs) {
+    out.push({ invariant: 1, kind: 'old-primary-after-new', message: `a primary of an older version acted after a newer one had begun: ${actDesc(older)} after ${actDesc(newer)}`, ops: [actName(older), actName(newer)] });
+  }
+}
+
+/** Two of the master's lease grants for one chunk (x granted first). */
+function checkGrantPair(x: GrantRecord, y: GrantRecord, out: Violation[]): void {
+  if (x.primary === y.primary || y.grantedAtMs >= x.expiresAtMs) return;
+  out.push({
+    invariant: 1,
+    kind: 'overlapping-grants',
+    message: `the master granted ${y.handle} v${y.version} to ${y.primary} at ${iso(y.grantedAtMs)} while v${x.version} held by ${x.primary} ran until ${iso(x.expiresAtMs)}`,
+    ops: [`master ${x.handle}@${x.version}`, `master ${y.handle}@${y.version}`],
+  });
 }
 
 function isMutation(e: HistoryEntry): boolean {
   return (e.op === 'write' || e.op === 'append') && typeof e.offset === 'number' && typeof e.sizeBytes === 'number' && typeof e.sha === 'string';
 }
 
+type Checked = CheckResult['checked'];
+
 export async function check(input: CheckInput): Promise<CheckResult> {
   const violations: Violation[] = [];
   const kinds: OpKind[] = ['mkdir', 'create', 'write', 'append', 'read', 'delete', 'undelete'];
   const counts = Object.fromEntries(kinds.map((k) => [k, { ok: 0, fail: 0, unknown: 0 }])) as CheckResult['counts'];
   for (const e of input.history) if (counts[e.op]) counts[e.op][e.status]++;
-  const checked = { primaryRecords: input.primaryActs.length, grants: input.grants?.length ?? 0, ackedMutations: 0, replicaChunksRead: 0, replicasDroppedMeanwhile: 0, reads: 0, constrainedReads: 0, ackedMetadata: 0, deletedPaths: 0, undeletedPaths: 0, eitherPaths: 0 };
+  const checked: Checked = { primaryRecords: input.primaryActs.length, grants: input.grants?.length ?? 0, ackedMutations: 0, replicaChunksRead: 0, replicasDroppedMeanwhile: 0, reads: 0, constrainedReads: 0, ackedMetadata: 0, deletedPaths: 0, undeletedPaths: 0, eitherPaths: 0 };
 
   // 1. primaries
   checkPrimaries(input.primaryActs, input.grants ?? [], input.grantSlackMs ?? 0, violations);
@@ -209,97 +207,85 @@ export async function check(input: CheckInput): Promise<CheckResult> {
   // 2. acknowledged data: ranges never overlap, and every listed replica holds every byte
   const acked = input.history.filter((e) => e.status === 'ok' && isMutation(e));
   checked.ackedMutations = acked.length;
-  const byPath = new Map<string, HistoryEntry[]>();
-  for (const e of acked) {
-    let l = byPath.get(e.path);
-    if (!l) byPath.set(e.path, (l = []));
-    l.push(e);
-  }
-  for (const [path, list] of byPath) {
-    list.sort((x, y) => x.offset! - y.offset!);
-    for (let i = 1; i < list.length; i++) {
-      const prev = list[i - 1]!;
-      const cur = list[i]!;
-      if (cur.offset! < prev.offset! + prev.sizeBytes!) {
-        violations.push({ invariant: 2, kind: 'overlapping-acks', message: `two acknowledged mutations of ${path} overlap: ${prev.op} ${opId(prev)} [${prev.offset}, +${prev.sizeBytes}) and ${cur.op} ${opId(cur)} [${cur.offset}, +${cur.sizeBytes})`, ops: [opId(prev), opId(cur)] });
-      }
-    }
-    const f = input.final.files[path];
-    if (!f || !f.exists) {
-      violations.push({ invariant: 2, kind: 'file-lost', message: `${path} holds ${list.length} acknowledged mutations but no longer exists`, ops: list.slice(0, 5).map(opId) });
-      continue;
-    }
-    const byChunk = new Map<number, HistoryEntry[]>();
-    for (const e of list) {
-      const index = Math.floor(e.offset! / f.chunkSizeBytes);
-      let l = byChunk.get(index);
-      if (!l) byChunk.set(index, (l = []));
-      l.push(e);
-    }
-    for (const [index, ops] of byChunk) {
-      const c = f.chunks.find((x) => x.index === index);
-      if (!c || c.replicas.length === 0) {
-        violations.push({ invariant: 2, kind: 'no-listed-replica', message: `chunk ${index} of ${path} ${c ? `(${c.handle} v${c.version}) ` : ''}has no listed replica, yet holds ${ops.length} acknowledged mutations`, ops: ops.slice(0, 5).map(opId) });
-        continue;
-      }
-      for (const replica of c.replicas) {
-        const data = await input.final.readChunk(replica, c.handle, c.version);
-        checked.replicaChunksRead++;
-        if (!Buffer.isBuffer(data) && data.unlisted) {
-          checked.replicasDroppedMeanwhile++;
-          continue;
-        }
-        if (!Buffer.isBuffer(data)) {
-          violations.push({ invariant: 2, kind: 'listed-replica-unreadable', message: `${replica}, listed for chunk ${index} of ${path} (${c.handle} v${c.version}), cannot serve it: ${data.error}`, ops: ops.slice(0, 5).map(opId) });
-          continue;
-        }
-        const bad: HistoryEntry[] = [];
-        for (const e of ops) {
-          const at = e.offset! - index * f.chunkSizeBytes;
-          const got = data.subarray(at, at + e.sizeBytes!);
-          if (got.length !== e.sizeBytes || sha256(got) !== e.sha) bad.push(e);
-        }
-        if (bad.length > 0) {
-          const first = bad[0]!;
-          violations.push({
-            invariant: 2,
-            kind: 'acked-data-missing',
-            message: `${replica}, listed for chunk ${index} of ${path} (${c.handle} v${c.version}, ${data.length} bytes), lacks ${bad.length} acknowledged mutations, e.g. ${first.op} ${opId(first)} at ${first.offset} (+${first.sizeBytes}) acked ${iso(first.completeMs)}`,
-            ops: bad.slice(0, 10).map(opId),
-          });
-        }
-      }
-    }
-  }
+  for (const [path, list] of groupBy(acked, (e) => e.path)) await checkFileData(path, list, input.final, checked, violations);
 
   // 3. reads of acknowledged ranges return the acknowledged bytes
-  const ackedAt = new Map<string, HistoryEntry[]>();
-  for (const e of acked) {
-    const k = `${e.path}|${e.offset}|${e.sizeBytes}`;
-    let l = ackedAt.get(k);
-    if (!l) ackedAt.set(k, (l = []));
-    l.push(e);
+  checkReads(input.history, acked, checked, violations);
+  return { violations, counts, checked };
+}
+
+/** Invariant 2 for one file: its acknowledged ranges never overlap, and every listed replica holds them. */
+async function checkFileData(path: string, list: HistoryEntry[], final: FinalState, checked: Checked, out: Violation[]): Promise<void> {
+  list.sort((x, y) => x.offset! - y.offset!);
+  for (let i = 1; i < list.length; i++) {
+    const prev = list[i - 1]!;
+    const cur = list[i]!;
+    if (cur.offset! < prev.offset! + prev.sizeBytes!) {
+      out.push({ invariant: 2, kind: 'overlapping-acks', message: `two acknowledged mutations of ${path} overlap: ${prev.op} ${opId(prev)} [${prev.offset}, +${prev.sizeBytes}) and ${cur.op} ${opId(cur)} [${cur.offset}, +${cur.sizeBytes})`, ops: [opId(prev), opId(cur)] });
+    }
   }
-  for (const r of input.history) {
+  const f = final.files[path];
+  if (!f || !f.exists) {
+    out.push({ invariant: 2, kind: 'file-lost', message: `${path} holds ${list.length} acknowledged mutations but no longer exists`, ops: list.slice(0, 5).map(opId) });
+    return;
+  }
+  for (const [index, ops] of groupBy(list, (e) => Math.floor(e.offset! / f.chunkSizeBytes))) {
+    const c = f.chunks.find((x) => x.index === index);
+    if (!c || c.replicas.length === 0) {
+      out.push({ invariant: 2, kind: 'no-listed-replica', message: `chunk ${index} of ${path} ${c ? `(${c.handle} v${c.version}) ` : ''}has no listed replica, yet holds ${ops.length} acknowledged mutations`, ops: ops.slice(0, 5).map(opId) });
+      continue;
+    }
+    for (const replica of c.replicas) await checkReplica(replica, `chunk ${index} of ${path}`, c, index * f.chunkSizeBytes, ops, final, checked, out);
+  }
+}
+
+/** Invariant 2 for one listed replica of a chunk (starting at file offset `chunkStart`) and the acknowledged mutations in it. */
+async function checkReplica(replica: string, what: string, c: ChunkState, chunkStart: number, ops: HistoryEntry[], final: FinalState, checked: Checked, out: Violation[]): Promise<void> {
+  const data = await final.readChunk(replica, c.handle, c.version);
+  checked.replicaChunksRead++;
+  if (!Buffer.isBuffer(data) && data.unlisted) {
+    checked.replicasDroppedMeanwhile++;
+    return;
+  }
+  if (!Buffer.isBuffer(data)) {
+    out.push({ invariant: 2, kind: 'listed-replica-unreadable', message: `${replica}, listed for ${what} (${c.handle} v${c.version}), cannot serve it: ${data.error}`, ops: ops.slice(0, 5).map(opId) });
+    return;
+  }
+  const bad: HistoryEntry[] = [];
+  for (const e of ops) {
+    const at = e.offset! - chunkStart;
+    const got = data.subarray(at, at + e.sizeBytes!);
+    if (got.length !== e.sizeBytes || sha256(got) !== e.sha) bad.push(e);
+  }
+  if (bad.length === 0) return;
+  const first = bad[0]!;
+  out.push({
+    invariant: 2,
+    kind: 'acked-data-missing',
+    message: `${replica}, listed for ${what} (${c.handle} v${c.version}, ${data.length} bytes), lacks ${bad.length} acknowledged mutations, e.g. ${first.op} ${opId(first)} at ${first.offset} (+${first.sizeBytes}) acked ${iso(first.completeMs)}`,
+    ops: bad.slice(0, 10).map(opId),
+  });
+}
+
+/** Invariant 3: a read of an acknowledged range, invoked after the acknowledgement, returns its bytes. */
+function checkReads(history: HistoryEntry[], acked: HistoryEntry[], checked: Checked, out: Violation[]): void {
+  const ackedAt = groupBy(acked, (e) => `${e.path}|${e.offset}|${e.sizeBytes}`);
+  for (const r of history) {
     if (r.op !== 'read' || r.status !== 'ok') continue;
     checked.reads++;
     const ms = (ackedAt.get(`${r.path}|${r.offset}|${r.sizeBytes}`) ?? []).filter((m) => m.completeMs < r.invokeMs);
     if (ms.length === 0) continue;
     checked.constrainedReads++;
-    for (const m of ms) {
-      if (r.gotBytes !== m.sizeBytes || r.sha !== m.sha) {
-        const short = r.gotBytes !== m.sizeBytes;
-        violations.push({
-          invariant: 3,
-          kind: short ? 'short-read' : 'stale-read',
-          message: `read ${opId(r)} of ${r.path} at ${r.offset} (+${r.sizeBytes}) invoked ${iso(r.invokeMs)} returned ${short ? `only ${r.gotBytes} bytes of` : `${r.gotBytes} bytes that differ from`} ${m.op} ${opId(m)} acknowledged ${iso(m.completeMs)}`,
-          ops: [opId(r), opId(m)],
-        });
-        break;
-      }
-    }
+    const m = ms.find((m) => r.gotBytes !== m.sizeBytes || r.sha !== m.sha);
+    if (!m) continue;
+    const short = r.gotBytes !== m.sizeBytes;
+    out.push({
+      invariant: 3,
+      kind: short ? 'short-read' : 'stale-read',
+      message: `read ${opId(r)} of ${r.path} at ${r.offset} (+${r.sizeBytes}) invoked ${iso(r.invokeMs)} returned ${short ? `only ${r.gotBytes} bytes of` : `${r.gotBytes} bytes that differ from`} ${m.op} ${opId(m)} acknowledged ${iso(m.completeMs)}`,
+      ops: [opId(r), opId(m)],
+    });
   }
-  return { violations, counts, checked };
 }
 
 const effect: Partial<Record<OpKind, boolean>> = { create: true, mkdir: true, undelete: true, delete: false };
@@ -310,13 +296,7 @@ const effect: Partial<Record<OpKind, boolean>> = { create: true, mkdir: true, un
  */
 function checkDeletes(history: HistoryEntry[], final: FinalState, checked: CheckResult['checked'], out: Violation[]): Set<string> {
   const touched = new Set(history.filter((e) => e.op === 'delete' || e.op === 'undelete').map((e) => e.path));
-  const byPath = new Map<string, HistoryEntry[]>();
-  for (const e of history) {
-    if (!touched.has(e.path) || effect[e.op] === undefined) continue;
-    let l = byPath.get(e.path);
-    if (!l) byPath.set(e.path, (l = []));
-    l.push(e);
-  }
+  const byPath = groupBy(history.filter((e) => touched.has(e.path) && effect[e.op] !== undefined), (e) => e.path);
   for (const [path, ops] of byPath) {
     ops.sort((x, y) => x.proc - y.proc || x.seq - y.seq);
     // An unknown outcome may take effect at any later time (its retries run on): either state is possible.

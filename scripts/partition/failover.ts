@@ -1,4 +1,3 @@
-import { createServer } from 'node:net';
 import { join } from 'node:path';
 import type { FaultRule } from '../../shared/fault.js';
 import { rpcJson } from '../../shared/rpc.js';
@@ -15,18 +14,6 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 export interface Applied {
   desc: string;
   heal: () => Promise<void>;
-}
-
-/** A port free now on 127.0.0.1: the master and its shadow must know each other's address before either starts. */
-export function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = createServer();
-    s.once('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const a = s.address();
-      s.close(() => (typeof a === 'object' && a ? resolve(a.port) : reject(new Error('no port'))));
-    });
-  });
 }
 
 /**

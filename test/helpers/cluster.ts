@@ -1,13 +1,15 @@
 import { spawn, type ChildProcess } from 'node:child_process';
+import { after, before } from 'node:test';
 import { randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync, openSync, closeSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { GfsClient } from '../../client/client.js';
 import { programPath, spawnDaemon } from '../../shared/programs.js';
-import { rpcJson } from '../../shared/rpc.js';
+import { closeRpc, rpcJson } from '../../shared/rpc.js';
 import type { FaultRule } from '../../shared/fault.js';
 import { waitFor } from './wait.js';
+import { freePort } from '../../scripts/free-port.js';
 
 // Real clusters for tests: a master and chunkservers as separate OS
 // processes on 127.0.0.1, on ports they pick themselves, data in a temp dir.
@@ -67,18 +69,8 @@ export interface ClusterOptions {
   chunkserverArgs?: string[];
 }
 
-/** A port free right now on 127.0.0.1 (for daemons that must know each other's address before they start). */
-export async function freePort(): Promise<number> {
-  const { createServer } = await import('node:net');
-  return new Promise((resolve, reject) => {
-    const srv = createServer();
-    srv.once('error', reject);
-    srv.listen(0, '127.0.0.1', () => {
-      const port = (srv.address() as { port: number }).port;
-      srv.close(() => resolve(port));
-    });
-  });
-}
+/** Moved to scripts/free-port.ts (the bench and the partition suite need it too); re-exported for the tests. */
+export { freePort };
 
 /** Moved to ./wait.ts; re-exported so that tests importing it from here still build. */
 export { waitFor };
@@ -264,4 +256,23 @@ export async function startCluster(o: ClusterOptions = {}): Promise<TestCluster>
     throw e;
   }
   return c;
+}
+
+/**
+ * A cluster for the enclosing describe block: started in its before hook, stopped (and this process's
+ * RPC connections closed) in its after hook. Returns the running cluster; call it inside the tests.
+ */
+export function clusterPerSuite(o: ClusterOptions = {}): () => TestCluster {
+  let cluster: TestCluster | undefined;
+  before(async () => {
+    cluster = await startCluster(o);
+  });
+  after(async () => {
+    await cluster?.stop();
+    await closeRpc();
+  });
+  return () => {
+    if (!cluster) throw new Error('the cluster for this suite did not start');
+    return cluster;
+  };
 }

@@ -1,11 +1,11 @@
-import { after, before, describe, it } from 'node:test';
+import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { closeRpc, rpcJson } from '../../shared/rpc.js';
-import { startCluster, type TestCluster } from '../helpers/cluster.js';
+import { rpcJson } from '../../shared/rpc.js';
+import { clusterPerSuite } from '../helpers/cluster.js';
 import { waitFor } from '../helpers/wait.js';
 import { scrape } from '../helpers/metrics.js';
 
@@ -47,19 +47,10 @@ async function stopAttacker(proc: ChildProcess | undefined): Promise<void> {
 }
 
 describe('connection admission under a local connection flood', { timeout: 120_000 }, () => {
-  let cluster: TestCluster | undefined;
-
-  before(async () => {
-    cluster = await startCluster({ chunkservers: 2 });
-  });
-
-  after(async () => {
-    await cluster?.stop();
-    await closeRpc();
-  });
+  const cluster = clusterPerSuite({ chunkservers: 2 });
 
   it('a flood from 127.0.0.2 is capped and timed out while 127.0.0.1 is served and heartbeats continue', async () => {
-    const c = cluster!;
+    const c = cluster();
     const port = String(c.master.port);
     const lines: string[] = [];
     const attacker = startAttacker(['--port', port, '--from', '127.0.0.2', '--count', String(attackerConnections), '--mode', 'flood'], /^opened /, lines);
@@ -96,7 +87,7 @@ describe('connection admission under a local connection flood', { timeout: 120_0
   });
 
   it('unauthenticated requests from one address get 401, then 429 past the burst; others are unaffected', async () => {
-    const c = cluster!;
+    const c = cluster();
     const lines: string[] = [];
     const n = 130;
     const attacker = startAttacker(['--port', String(c.master.port), '--from', '127.0.0.3', '--count', String(n), '--mode', 'unauth'], undefined, lines);

@@ -1,14 +1,14 @@
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { after, before, describe, test } from 'node:test';
+import { describe, test } from 'node:test';
 import { frameRecord, parseRecords, readRecords, recordHeaderBytes } from '../../client/records.js';
 import { GfsError } from '../../shared/errors.js';
 import { encodeRecordBatch } from '../../shared/record-wire.js';
 import { crc32c } from '../../shared/checksum.js';
 import { rpcBinary, rpcJson } from '../../shared/rpc.js';
 import type { ChunksAnswer, LeaseAnswer } from '../../shared/wire.js';
-import { cliPath, startCluster, waitFor, type TestCluster } from '../helpers/cluster.js';
+import { clusterPerSuite, cliPath, waitFor, type TestCluster } from '../helpers/cluster.js';
 
 // Batched record appends (client/appender.ts, POST /chunk/append-batch) and
 // group commit at the primary (chunkserver/append-groups.ts): one offset per
@@ -34,16 +34,10 @@ async function replicasHoldFrames(cluster: TestCluster, path: string, frames: { 
 }
 
 describe('batched record appends', () => {
-  let cluster: TestCluster;
-  before(async () => {
-    cluster = await startCluster({ chunkservers: 3, chunkSizeBytes, leaseMs: 2_000, heartbeatMs: 200, deadMs: 1_500 });
-  });
-  after(async () => {
-    await cluster?.stop();
-  });
+  const cluster = clusterPerSuite({ chunkservers: 3, chunkSizeBytes, leaseMs: 2_000, heartbeatMs: 200, deadMs: 1_500 });
 
   test('an appender with many records in flight: one offset per record, each whole on every replica, none across a chunk', async () => {
-    const client = cluster.client();
+    const client = cluster().client();
     await client.create('/batched');
     const app = client.appender('/batched', { maxInFlight: 4, lingerMs: 2, maxBatchBytes: 16 * 1024 });
     const payloads = Array.from({ length: 1500 }, (_, i) => randomBytes(16 + ((i * 7919) % 1500)));
@@ -68,11 +62,11 @@ describe('batched record appends', () => {
       assert.ok(parsed[0]!.payload.equals(payloads[i]!), `record ${i} reads back whole`);
       sample.push({ offset: offsets[i]!, frame });
     }
-    await replicasHoldFrames(cluster, '/batched', sample);
+    await replicasHoldFrames(cluster(), '/batched', sample);
   });
 
   test('one request with records past the end of the chunk: the first that does not fit pads it, the rest land on the next', async () => {
-    const client = cluster.client();
+    const client = cluster().client();
     await client.create('/spill');
     await client.appendRawBatch('/spill', [0, 1, 2, 3].map(() => Buffer.alloc(15 * 1024, 1)));
     const records = Array.from({ length: 8 }, (_, i) => Buffer.alloc(1024, 10 + i));
@@ -82,7 +76,7 @@ describe('batched record appends', () => {
     const bytes = await client.read('/spill', 61440, 8 * 1024);
     for (let i = 0; i < 8; i++) assert.ok(bytes.subarray(i * 1024, (i + 1) * 1024).equals(records[i]!));
     await replicasHoldFrames(
-      cluster,
+      cluster(),
       '/spill',
       offsets.map((o, i) => ({ offset: o, frame: records[i]! })),
     );
@@ -91,7 +85,7 @@ describe('batched record appends', () => {
     assert.deepEqual(await client.appendRawBatch('/spill', quarter), [65536 + 4096, 65536 + 4096 + 16384, 65536 + 4096 + 32768, 2 * 65536]);
     const st = await client.stat('/spill');
     assert.equal(st.chunkCount, 3);
-    const chunks = await rpcJson<ChunksAnswer>(cluster.masterUrl, '/api/chunks', { path: '/spill', startIndex: 1, count: 1 });
+    const chunks = await rpcJson<ChunksAnswer>(cluster().masterUrl, '/api/chunks', { path: '/spill', startIndex: 1, count: 1 });
     for (const r of chunks.chunks[0]!.replicas) {
       const info = await rpcJson<{ sizeBytes: number }>(r.url, '/chunk/info', undefined, { query: { handle: chunks.chunks[0]!.handle } });
       assert.equal(info.sizeBytes, chunkSizeBytes, `replica ${r.id} of the second chunk is padded to its full size`);
@@ -101,7 +95,7 @@ describe('batched record appends', () => {
   test('gfs append --lines: one record per line, in input order, an offset printed for each', async () => {
     const lines = Array.from({ length: 600 }, (_, i) => `line ${i} ${'x'.repeat(i % 50)}`);
     const r = await new Promise<{ code: number | null; stdout: string; stderr: string }>((resolve) => {
-      const p = spawn(process.execPath, [cliPath, '--master', cluster.masterUrl, 'append', '/lines', '--lines', '--create'], { stdio: ['pipe', 'pipe', 'pipe'] });
+      const p = spawn(process.execPath, [cliPath, '--master', cluster().masterUrl, 'append', '/lines', '--lines', '--create'], { stdio: ['pipe', 'pipe', 'pipe'] });
       let stdout = '';
       let stderr = '';
       p.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
@@ -114,20 +108,20 @@ describe('batched record appends', () => {
     assert.equal(offsets.length, lines.length, 'one offset per line');
     for (let i = 1; i < offsets.length; i++) assert.ok(offsets[i]! > offsets[i - 1]!, `line ${i} lands after line ${i - 1}`);
     const read: string[] = [];
-    for await (const rec of readRecords(cluster.client(), '/lines')) read.push(rec.payload.toString());
+    for await (const rec of readRecords(cluster().client(), '/lines')) read.push(rec.payload.toString());
     assert.deepEqual(read, lines, 'gfs records gives the lines back, in order');
   });
 
   test('a secondary failing mid-group: the group is not acknowledged, and the client retry lands every record', async () => {
-    const client = cluster.client();
+    const client = cluster().client();
     await client.create('/fail');
     await client.appendRaw('/fail', frameRecord(Buffer.from('first')));
-    const chunks = await rpcJson<ChunksAnswer>(cluster.masterUrl, '/api/chunks', { path: '/fail', startIndex: 0, count: 1 });
+    const chunks = await rpcJson<ChunksAnswer>(cluster().masterUrl, '/api/chunks', { path: '/fail', startIndex: 0, count: 1 });
     const handle = chunks.chunks[0]!.handle;
-    const lease = await rpcJson<LeaseAnswer>(cluster.masterUrl, '/api/lease', { handle, path: '/fail', index: 0 });
+    const lease = await rpcJson<LeaseAnswer>(cluster().masterUrl, '/api/lease', { handle, path: '/fail', index: 0 });
     const secondary = lease.secondaries[0]!;
     // The primary cannot reach one secondary: its forwards are dropped.
-    await cluster.setFaults([{ from: lease.primary.id, to: secondary.id, drop: true }]);
+    await cluster().setFaults([{ from: lease.primary.id, to: secondary.id, drop: true }]);
     const frames = Array.from({ length: 20 }, (_, i) => frameRecord(Buffer.from(`record ${i} `.repeat(20))));
     const body = encodeRecordBatch(frames);
     const direct = await rpcBinary<{ offsets: number[] }>(lease.primary.url, '/chunk/append-batch', body, {
@@ -141,11 +135,11 @@ describe('batched record appends', () => {
     assert.equal(direct.code, 'UNAVAILABLE', direct.message);
     // The client's own call retries; the link comes back while it does.
     const appended = client.appendRawBatch('/fail', frames);
-    setTimeout(() => void cluster.setFaults([]), 1_000).unref();
+    setTimeout(() => void cluster().setFaults([]), 1_000).unref();
     const offsets = await appended;
     assert.equal(offsets.length, frames.length);
     await replicasHoldFrames(
-      cluster,
+      cluster(),
       '/fail',
       offsets.map((o, i) => ({ offset: o, frame: frames[i]! })),
     );

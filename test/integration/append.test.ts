@@ -1,13 +1,13 @@
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { after, before, describe, test } from 'node:test';
+import { describe, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { maxRecordPayloadBytes, readRecords, type GfsClient } from '../../client/client.js';
 import { recordHeaderBytes } from '../../client/records.js';
 import { rpcJson } from '../../shared/rpc.js';
 import type { ChunkInfoAnswer, ChunksAnswer } from '../../shared/wire.js';
-import { startCluster, waitFor, type TestCluster } from '../helpers/cluster.js';
+import { clusterPerSuite, waitFor, type TestCluster } from '../helpers/cluster.js';
 
 // Record append from many OS processes to one file: every acknowledged
 // record is read back exactly once and sits at its acknowledged offset on
@@ -72,54 +72,48 @@ async function checkRecords(cluster: TestCluster, client: GfsClient, path: strin
 }
 
 describe('record append from 8 processes', () => {
-  let cluster: TestCluster;
-  before(async () => {
-    cluster = await startCluster({ chunkservers: 4, chunkSizeBytes, leaseMs: 2_000, heartbeatMs: 200, deadMs: 1_500 });
-  });
-  after(async () => {
-    await cluster?.stop();
-  });
+  const cluster = clusterPerSuite({ chunkservers: 4, chunkSizeBytes, leaseMs: 2_000, heartbeatMs: 200, deadMs: 1_500 });
 
   test('8 processes x 500 records of mixed sizes: each read once, same offset on every replica', async () => {
-    const client = cluster.client();
+    const client = cluster().client();
     await client.create('/appends');
-    const results = await Promise.all(Array.from({ length: 8 }, (_, i) => runWorker(cluster.masterUrl, '/appends', 500, i + 1)));
+    const results = await Promise.all(Array.from({ length: 8 }, (_, i) => runWorker(cluster().masterUrl, '/appends', 500, i + 1)));
     const acked = results.flat();
     assert.equal(acked.length, 8 * 500, 'every append acknowledged on a healthy cluster');
     const offsets = new Set(acked.map((a) => a.offset));
     assert.equal(offsets.size, acked.length, 'no two records share an offset');
     const st = await client.stat('/appends');
     assert.ok(st.chunkCount > 20, `appends crossed many chunk boundaries (${st.chunkCount} chunks)`);
-    await checkRecords(cluster, client, '/appends', acked);
+    await checkRecords(cluster(), client, '/appends', acked);
   });
 
   test('a chunkserver holding the last chunk is killed mid-run and restarted: no acknowledged record lost', async () => {
-    const client = cluster.client();
+    const client = cluster().client();
     await client.create('/appends-kill');
     await client.appendRaw('/appends-kill', Buffer.from('warm-up'));
-    const running = Promise.all(Array.from({ length: 4 }, (_, i) => runWorker(cluster.masterUrl, '/appends-kill', 300, 100 + i)));
+    const running = Promise.all(Array.from({ length: 4 }, (_, i) => runWorker(cluster().masterUrl, '/appends-kill', 300, 100 + i)));
     // Kill a holder of the last chunk once the run is under way.
     const victim = await waitFor('a few chunks appended', async () => {
-      const c = await rpcJson<ChunksAnswer>(cluster.masterUrl, '/api/chunks', { path: '/appends-kill', startIndex: 0, count: 10_000 });
+      const c = await rpcJson<ChunksAnswer>(cluster().masterUrl, '/api/chunks', { path: '/appends-kill', startIndex: 0, count: 10_000 });
       if (c.chunkCount < 4) return undefined;
       const last = c.chunks[c.chunks.length - 1]!;
       return last.replicas[0]?.id;
     }, 60_000);
-    const idx = cluster.chunkservers.findIndex((p) => p?.id === victim);
+    const idx = cluster().chunkservers.findIndex((p) => p?.id === victim);
     assert.ok(idx >= 0);
-    await cluster.kill(cluster.chunkservers[idx], 'SIGKILL');
-    const before = (await rpcJson<ChunksAnswer>(cluster.masterUrl, '/api/chunks', { path: '/appends-kill', startIndex: 0, count: 10_000 })).chunkCount;
-    await waitFor('appends continue without the dead server', async () => (await rpcJson<ChunksAnswer>(cluster.masterUrl, '/api/chunks', { path: '/appends-kill', startIndex: 0, count: 10_000 })).chunkCount > before + 2, 60_000);
-    await cluster.startChunkserver(idx);
+    await cluster().kill(cluster().chunkservers[idx], 'SIGKILL');
+    const before = (await rpcJson<ChunksAnswer>(cluster().masterUrl, '/api/chunks', { path: '/appends-kill', startIndex: 0, count: 10_000 })).chunkCount;
+    await waitFor('appends continue without the dead server', async () => (await rpcJson<ChunksAnswer>(cluster().masterUrl, '/api/chunks', { path: '/appends-kill', startIndex: 0, count: 10_000 })).chunkCount > before + 2, 60_000);
+    await cluster().startChunkserver(idx);
     const acked = (await running).flat();
     assert.ok(acked.length > 0);
     // Let the restarted server report: stale replicas drop out of the listing.
-    await waitFor('restarted server registered', async () => (await cluster.status()).chunkservers.find((c) => c.id === victim)?.alive === true);
-    await checkRecords(cluster, client, '/appends-kill', acked);
+    await waitFor('restarted server registered', async () => (await cluster().status()).chunkservers.find((c) => c.id === victim)?.alive === true);
+    await checkRecords(cluster(), client, '/appends-kill', acked);
   });
 
   test('a record that does not fit pads the chunk on every replica and lands at the next chunk', async () => {
-    const client = cluster.client();
+    const client = cluster().client();
     await client.create('/pad');
     const quarter = chunkSizeBytes / 4;
     const offs: number[] = [];
@@ -128,7 +122,7 @@ describe('record append from 8 processes', () => {
     assert.deepEqual(offs, [0, quarter, 2 * quarter, 3 * quarter]);
     // 58 KiB used: a quarter-chunk record does not fit, so chunk 0 is padded and the record starts chunk 1.
     assert.equal(await client.appendRaw('/pad', Buffer.alloc(quarter, 3)), chunkSizeBytes);
-    const chunks = await rpcJson<ChunksAnswer>(cluster.masterUrl, '/api/chunks', { path: '/pad', startIndex: 0, count: 10 });
+    const chunks = await rpcJson<ChunksAnswer>(cluster().masterUrl, '/api/chunks', { path: '/pad', startIndex: 0, count: 10 });
     const c0 = chunks.chunks[0]!;
     assert.ok(c0.replicas.length >= 3);
     for (const r of c0.replicas) {
@@ -138,7 +132,7 @@ describe('record append from 8 processes', () => {
   });
 
   test('a record larger than a quarter chunk is refused with a clear error', async () => {
-    const r = await cluster.cli(['append', '/pad', '-'], Buffer.alloc(chunkSizeBytes / 4 + 1));
+    const r = await cluster().cli(['append', '/pad', '-'], Buffer.alloc(chunkSizeBytes / 4 + 1));
     assert.notEqual(r.code, 0);
     assert.match(r.stderr, /exceeds the limit/);
     assert.equal(r.stderr.trim().split('\n').length, 1);

@@ -1,13 +1,15 @@
-import { after, before, describe, it } from 'node:test';
+import { before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
-import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
+import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { blockCrcsOf, crc32c, encodeBlockCrcs } from '../../shared/checksum.js';
 import { bodyMacDigest, keyFromSecret, macBody } from '../../shared/auth.js';
-import { closeRpc, rpcJson } from '../../shared/rpc.js';
-import type { ChunksAnswer, ListEntry } from '../../shared/wire.js';
-import { startCluster, waitFor, type TestCluster } from '../helpers/cluster.js';
+import { rpcJson } from '../../shared/rpc.js';
+import type { ListEntry } from '../../shared/wire.js';
+import { writeSyncedFile } from '../helpers/chunks.js';
+import { clusterPerSuite, waitFor } from '../helpers/cluster.js';
+import { filesUnder } from '../helpers/files.js';
 import { authHeaders, rawRequest, type AuthOptions, type RawAnswer } from '../helpers/signed.js';
 
 // Authentication and path traversal against a live, authenticated cluster.
@@ -23,19 +25,6 @@ const KiB = 1024;
 const chunkSizeBytes = 256 * KiB;
 const sha256 = (b: Buffer | string) => createHash('sha256').update(b).digest('hex');
 
-function filesUnder(dir: string): Record<string, string> {
-  const out: Record<string, string> = {};
-  const walk = (d: string) => {
-    for (const name of readdirSync(d)) {
-      const p = join(d, name);
-      if (statSync(p).isDirectory()) walk(p);
-      else out[p] = sha256(readFileSync(p));
-    }
-  };
-  walk(dir);
-  return out;
-}
-
 interface Target {
   kind: string;
   base: () => string;
@@ -45,49 +34,36 @@ interface Target {
 }
 
 describe('authentication: every kind of endpoint refuses bad credentials and changes nothing', { timeout: 120_000 }, () => {
-  let cluster: TestCluster | undefined;
+  const cluster = clusterPerSuite({ chunkservers: 2, chunkSizeBytes, leaseMs: 1_500 });
   let handle = '';
   let version = 0;
   const content = randomBytes(100 * KiB);
 
   before(async () => {
-    cluster = await startCluster({ chunkservers: 2, chunkSizeBytes, leaseMs: 1_500 });
-    const c = cluster.client();
-    await c.mkdir('/a');
-    await c.create('/a/f', { replication: 2 });
-    await c.write('/a/f', 0, content);
-    await c.sync('/a/f');
-    const a = await rpcJson<ChunksAnswer>(cluster.masterUrl, '/api/chunks', { path: '/a/f', startIndex: 0, count: 1 });
-    handle = a.chunks[0]!.handle;
-    version = a.chunks[0]!.version;
+    ({ handle, version } = await writeSyncedFile(cluster().client(), cluster().masterUrl, '/a/f', content));
     await new Promise((r) => setTimeout(r, 2_000)); // the write's lease runs out
   });
 
-  after(async () => {
-    await cluster?.stop();
-    await closeRpc();
-  });
-
   async function picture() {
-    const m = cluster!.masterUrl;
+    const m = cluster().masterUrl;
     const list = await rpcJson<{ entries: ListEntry[] }>(m, '/api/list', undefined, { query: { path: '/', recursive: '1' } });
     const fsck = await rpcJson<unknown>(m, '/api/fsck', undefined, { query: { path: '/' } });
     const status = await rpcJson<{ oplog: { records: number; logSeq: number } }>(m, '/api/status');
-    const states = await Promise.all(cluster!.chunkservers.map((p) => rpcJson<{ push: { count: number; usedBytes: number } }>(p!.url, '/debug/state')));
-    const faults = await Promise.all([cluster!.master, ...cluster!.chunkservers].map((p) => rpcJson<{ rules: unknown[] }>(p!.url, '/admin/faults')));
+    const states = await Promise.all(cluster().chunkservers.map((p) => rpcJson<{ push: { count: number; usedBytes: number } }>(p!.url, '/debug/state')));
+    const faults = await Promise.all([cluster().master, ...cluster().chunkservers].map((p) => rpcJson<{ rules: unknown[] }>(p!.url, '/admin/faults')));
     return {
       entries: list.entries,
       fsck,
       oplog: [status.oplog.records, status.oplog.logSeq],
       push: states.map((s) => [s.push.count, s.push.usedBytes]),
       faults: faults.map((f) => f.rules.length),
-      chunks: cluster!.chunkservers.map((p) => filesUnder(join(p!.dir, 'chunks'))),
+      chunks: cluster().chunkservers.map((p) => filesUnder(join(p!.dir, 'chunks'))),
     };
   }
 
   function targets(): Target[] {
-    const cs = () => cluster!.chunkservers[0]!.url;
-    const m = () => cluster!.masterUrl;
+    const cs = () => cluster().chunkservers[0]!.url;
+    const m = () => cluster().masterUrl;
     const inline = Buffer.from('evil').toString('base64');
     return [
       { kind: 'client -> master', base: m, method: 'POST', path: '/api/mkdir', body: JSON.stringify({ path: '/evil', parents: true }) },
@@ -146,7 +122,7 @@ describe('authentication: every kind of endpoint refuses bad credentials and cha
 
   it('401 for a replayed request; the original ran once', async () => {
     const wrong: string[] = [];
-    const m = cluster!.masterUrl;
+    const m = cluster().masterUrl;
     const body = JSON.stringify({ path: '/replayed-once' });
     const auth = authHeaders('POST', '/api/mkdir', body);
     const first = await rawRequest(m, { method: 'POST', target: '/api/mkdir', body, headers: { 'content-type': 'application/json', ...auth } });
@@ -176,8 +152,8 @@ describe('authentication: every kind of endpoint refuses bad credentials and cha
   });
 
   it('a push whose bytes differ from the signed digest is discarded, on every hop', async () => {
-    const cs0 = cluster!.chunkservers[0]!;
-    const cs1 = cluster!.chunkservers[1]!;
+    const cs0 = cluster().chunkservers[0]!;
+    const cs1 = cluster().chunkservers[1]!;
     const states = async () => Promise.all([cs0, cs1].map((p) => rpcJson<{ push: { count: number; usedBytes: number; active: number } }>(p.url, '/debug/state')));
     const before = await states();
     const body = randomBytes(200 * KiB);
@@ -199,8 +175,8 @@ describe('authentication: every kind of endpoint refuses bad credentials and cha
   });
 
   it('a push whose bytes differ from its signed MAC is discarded, on every hop; a MAC-signed push without the MAC is refused', async () => {
-    const cs0 = cluster!.chunkservers[0]!;
-    const cs1 = cluster!.chunkservers[1]!;
+    const cs0 = cluster().chunkservers[0]!;
+    const cs1 = cluster().chunkservers[1]!;
     const states = async () => Promise.all([cs0, cs1].map((p) => rpcJson<{ push: { count: number; usedBytes: number; active: number } }>(p.url, '/debug/state')));
     const before = await states();
     const chain = JSON.stringify([cs1.url]);
@@ -235,8 +211,8 @@ describe('authentication: every kind of endpoint refuses bad credentials and cha
   });
 
   it("a push whose bytes do not match the sender's block crcs is refused and nothing is kept", async () => {
-    const cs0 = cluster!.chunkservers[0]!;
-    const cs1 = cluster!.chunkservers[1]!;
+    const cs0 = cluster().chunkservers[0]!;
+    const cs1 = cluster().chunkservers[1]!;
     const states = async () => Promise.all([cs0, cs1].map((p) => rpcJson<{ push: { count: number; usedBytes: number; active: number } }>(p.url, '/debug/state')));
     const before = await states();
     const body = randomBytes(200 * KiB);
@@ -258,8 +234,8 @@ describe('authentication: every kind of endpoint refuses bad credentials and cha
 
   it('handles and paths that try to leave the data directory or the namespace are refused', async () => {
     const beforePic = await picture();
-    const cs = cluster!.chunkservers[0]!.url;
-    const m = cluster!.masterUrl;
+    const cs = cluster().chunkservers[0]!.url;
+    const m = cluster().masterUrl;
     const get = (base: string, target: string) => rawRequest(base, { method: 'GET', target, headers: authHeaders('GET', target) });
     const post = (base: string, target: string, body: string) => rawRequest(base, { method: 'POST', target, body, headers: { 'content-type': 'application/json', ...authHeaders('POST', target, body) } });
     const put = (base: string, target: string, body: string) => rawRequest(base, { method: 'PUT', target, body, headers: { 'content-type': 'application/octet-stream', ...authHeaders('PUT', target, body) } });
@@ -293,15 +269,15 @@ describe('authentication: every kind of endpoint refuses bad credentials and cha
       if (a.status === undefined || a.status < 400 || a.status >= 500) wrong.push(`${what}: ${a.status} ${a.body.slice(0, 120)}`);
     }
     assert.deepEqual(wrong, [], 'traversal attempts that were not refused with a 4xx');
-    for (const p of ['/tmp/gfs-evil', join(cluster!.dir, 'gfs-evil'), join(cluster!.chunkservers[0]!.dir, 'gfs-evil')]) assert.ok(!existsSync(p) && !existsSync(p + '.chunk'), `${p} was not created`);
+    for (const p of ['/tmp/gfs-evil', join(cluster().dir, 'gfs-evil'), join(cluster().chunkservers[0]!.dir, 'gfs-evil')]) assert.ok(!existsSync(p) && !existsSync(p + '.chunk'), `${p} was not created`);
     assert.deepEqual(await picture(), beforePic, 'nothing changed');
   });
 
   it('well-signed requests still work (the CLI and the library)', async () => {
-    const r = await cluster!.cli(['cat', '/a/f']);
+    const r = await cluster().cli(['cat', '/a/f']);
     assert.equal(r.code, 0, r.stderr);
     assert.ok(r.stdout.equals(content));
-    const noSecret = await cluster!.cli(['ls', '/'], undefined, { GFS_SECRET: '', GFS_SECRET_FILE: '' });
+    const noSecret = await cluster().cli(['ls', '/'], undefined, { GFS_SECRET: '', GFS_SECRET_FILE: '' });
     assert.notEqual(noSecret.code, 0);
     assert.match(noSecret.stderr, /credentials/);
   });

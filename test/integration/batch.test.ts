@@ -1,9 +1,9 @@
-import { after, before, describe, it } from 'node:test';
+import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { GfsError } from '../../shared/errors.js';
-import { closeRpc, rpcJson } from '../../shared/rpc.js';
+import { rpcJson } from '../../shared/rpc.js';
 import { maxBatchOps, type BatchAnswer, type BatchOp, type ListEntry } from '../../shared/wire.js';
-import { startCluster, type TestCluster } from '../helpers/cluster.js';
+import { clusterPerSuite, type TestCluster } from '../helpers/cluster.js';
 
 // POST /api/batch (master/batch.ts) with a real master: each operation is
 // answered on its own; operations on related paths run in the order given;
@@ -11,20 +11,14 @@ import { startCluster, type TestCluster } from '../helpers/cluster.js';
 // without doing anything twice; bad input changes nothing; `gfs mkdir` and
 // `gfs rm` of many paths try every path and exit 1 naming each one refused.
 
-let c: TestCluster | undefined;
+let c: () => TestCluster;
 
-const status = async () => rpcJson<{ oplog: { fsyncs: number; records: number } }>(c!.masterUrl, '/api/status');
-const names = async (path: string) => (await rpcJson<{ entries: ListEntry[] }>(c!.masterUrl, '/api/list', undefined, { query: { path } })).entries.map((e) => e.name).sort();
-const batch = (ops: BatchOp[], rid?: string) => rpcJson<BatchAnswer>(c!.masterUrl, '/api/batch', { ops }, rid ? { headers: { 'x-gfs-request-id': rid } } : {});
+const status = async () => rpcJson<{ oplog: { fsyncs: number; records: number } }>(c().masterUrl, '/api/status');
+const names = async (path: string) => (await rpcJson<{ entries: ListEntry[] }>(c().masterUrl, '/api/list', undefined, { query: { path } })).entries.map((e) => e.name).sort();
+const batch = (ops: BatchOp[], rid?: string) => rpcJson<BatchAnswer>(c().masterUrl, '/api/batch', { ops }, rid ? { headers: { 'x-gfs-request-id': rid } } : {});
 
 describe('namespace batches', { timeout: 120_000 }, () => {
-  before(async () => {
-    c = await startCluster({ chunkservers: 1 });
-  });
-  after(async () => {
-    await c?.stop();
-    await closeRpc();
-  });
+  c = clusterPerSuite({ chunkservers: 1 });
 
   it('answers each operation on its own, in the order given where paths are related', async () => {
     const ops: BatchOp[] = [
@@ -83,7 +77,7 @@ describe('namespace batches', { timeout: 120_000 }, () => {
   it('refuses bad input whole, changing nothing', async () => {
     const s0 = await status();
     const refused = async (body: unknown) => {
-      const e = await rpcJson(c!.masterUrl, '/api/batch', body).then(() => undefined, (x: unknown) => x);
+      const e = await rpcJson(c().masterUrl, '/api/batch', body).then(() => undefined, (x: unknown) => x);
       assert.ok(e instanceof GfsError && e.status === 400 && e.code === 'BAD_REQUEST', `expected 400 BAD_REQUEST for ${JSON.stringify(body).slice(0, 80)}: ${String(e)}`);
     };
     await refused({ ops: [] });
@@ -96,17 +90,17 @@ describe('namespace batches', { timeout: 120_000 }, () => {
   });
 
   it('gfs mkdir and gfs rm try every path and name each one refused', async () => {
-    const made = await c!.cli(['mkdir', '/m1', '/m2', '/m1', '/nope/m3']);
+    const made = await c().cli(['mkdir', '/m1', '/m2', '/m1', '/nope/m3']);
     assert.equal(made.code, 1, `exit status ${made.code}`);
     const lines = made.stderr.trim().split('\n');
     assert.equal(lines.length, 2, `one line per refused path: ${made.stderr}`);
     assert.ok(lines.some((l) => l.includes('/m1')) && lines.some((l) => l.includes('/nope')), made.stderr);
     const root = await names('/');
     assert.ok(root.includes('m1') && root.includes('m2'));
-    const ok = await c!.cli(['mkdir', '/m4', '/m5']);
+    const ok = await c().cli(['mkdir', '/m4', '/m5']);
     assert.equal(ok.code, 0, ok.stderr);
     assert.equal(ok.stderr, '');
-    const rm = await c!.cli(['rm', '-r', '/m1', '/m2', '/m4', '/gone']);
+    const rm = await c().cli(['rm', '-r', '/m1', '/m2', '/m4', '/gone']);
     assert.equal(rm.code, 1);
     assert.ok(rm.stderr.includes('/gone') && rm.stderr.trim().split('\n').length === 1, rm.stderr);
     const after = await names('/');

@@ -1,14 +1,15 @@
-import { after, before, describe, it } from 'node:test';
+import { before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { createHash, randomBytes } from 'node:crypto';
-import { readdirSync, readFileSync, statSync } from 'node:fs';
+import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
 import fc from 'fast-check';
 import { crc32c } from '../../shared/checksum.js';
 import { isHandle } from '../../shared/handles.js';
-import { closeRpc, rpcJson } from '../../shared/rpc.js';
-import type { ChunksAnswer, ListEntry } from '../../shared/wire.js';
-import { startCluster, type TestCluster } from '../helpers/cluster.js';
+import { rpcJson } from '../../shared/rpc.js';
+import type { ListEntry } from '../../shared/wire.js';
+import { writeSyncedFile } from '../helpers/chunks.js';
+import { clusterPerSuite } from '../helpers/cluster.js';
+import { filesUnder } from '../helpers/files.js';
 import { authHeaders, rawRequest, type RawAnswer, type RawRequest } from '../helpers/signed.js';
 
 // Hostile input against a live master and chunkserver (invariant 6): several
@@ -43,8 +44,6 @@ interface Sent {
   /** The answer may legitimately be a closed connection (torn uploads). */
   mayClose?: boolean;
 }
-
-const sha256 = (b: Buffer | string) => createHash('sha256').update(b).digest('hex');
 
 /** Values that no schema field of `kind` accepts. */
 function wrongFor(kind: Kind): fc.Arbitrary<unknown> {
@@ -166,59 +165,33 @@ async function runAll(base: string, sends: Sent[], concurrency = 8): Promise<{ s
   return out;
 }
 
-function filesUnder(dir: string): Record<string, string> {
-  const out: Record<string, string> = {};
-  const walk = (d: string) => {
-    for (const name of readdirSync(d)) {
-      const p = join(d, name);
-      if (statSync(p).isDirectory()) walk(p);
-      else out[p] = sha256(readFileSync(p));
-    }
-  };
-  walk(dir);
-  return out;
-}
-
 describe(`fuzzed requests to a live master and chunkserver (seed ${seed}; GFS_FUZZ_SEED to repeat)`, { timeout: 240_000 }, () => {
-  let cluster: TestCluster | undefined;
+  const cluster = clusterPerSuite({ chunkservers: 2, chunkSizeBytes, leaseMs: 2_000 });
   let handle = '';
   let version = 0;
   const content = randomBytes(chunkSizeBytes + 100 * KiB);
 
   before(async () => {
-    cluster = await startCluster({ chunkservers: 2, chunkSizeBytes, leaseMs: 2_000 });
-    const c = cluster.client();
-    await c.mkdir('/d');
-    await c.create('/d/f', { replication: 2 });
-    await c.write('/d/f', 0, content);
-    await c.sync('/d/f');
-    const a = await rpcJson<ChunksAnswer>(cluster.masterUrl, '/api/chunks', { path: '/d/f', startIndex: 0, count: 2 });
-    handle = a.chunks[0]!.handle;
-    version = a.chunks[0]!.version;
+    ({ handle, version } = await writeSyncedFile(cluster().client(), cluster().masterUrl, '/d/f', content));
     // Let the write's lease run out, so nothing but the fuzz could touch the chunks.
     await new Promise((r) => setTimeout(r, 2_500));
   });
 
-  after(async () => {
-    await cluster?.stop();
-    await closeRpc();
-  });
-
   async function picture() {
-    const m = cluster!.masterUrl;
+    const m = cluster().masterUrl;
     const list = await rpcJson<{ entries: ListEntry[] }>(m, '/api/list', undefined, { query: { path: '/', recursive: '1' } });
     const fsck = await rpcJson<{ files: unknown[]; summary: unknown }>(m, '/api/fsck', undefined, { query: { path: '/' } });
     const status = await rpcJson<{ files: number; oplog: { records: number; logSeq: number } }>(m, '/api/status');
     const trash = await rpcJson<{ entries: unknown[] }>(m, '/api/trash');
-    const chunks = cluster!.chunkservers.map((p) => filesUnder(join(p!.dir, 'chunks')));
+    const chunks = cluster().chunkservers.map((p) => filesUnder(join(p!.dir, 'chunks')));
     return { entries: list.entries, fsck, files: status.files, records: status.oplog.records, logSeq: status.oplog.logSeq, trash: trash.entries, chunks };
   }
 
   it('answers thousands of broken requests without a 5xx or a crash, and changes nothing', async () => {
     const before = await picture();
     assert.ok(Object.keys(before.chunks[0]!).length > 0, 'the chunkserver holds chunk files');
-    const cs = cluster!.chunkservers[0]!.url;
-    const other = cluster!.chunkservers[1]!;
+    const cs = cluster().chunkservers[0]!.url;
+    const other = cluster().chunkservers[1]!;
     const inline = Buffer.from('fuzz').toString('base64');
     const masterTemplates: [Template, number][] = [
       [{ path: '/api/mkdir', body: { path: '/fz', parents: true }, kinds: { path: 'path', parents: 'bool' }, optional: ['parents'] }, 64 * KiB],
@@ -232,7 +205,7 @@ describe(`fuzzed requests to a live master and chunkserver (seed ${seed}; GFS_FU
       [{ path: '/api/lease', body: { handle, path: '/d/f', index: 0 }, kinds: { handle: 'handle', path: 'path', index: 'int' }, optional: ['path', 'index'] }, 64 * KiB],
       [{ path: '/api/checkpoint', body: {}, kinds: {} }, 64 * KiB],
       [{ path: '/api/cs/register', body: { id: 'csfz', url: 'http://127.0.0.1:9', rack: 'r', capacityBytes: 1, usedBytes: 0, freeBytes: 1, chunks: [] }, kinds: { id: 'id', url: 'url', rack: 'rack', capacityBytes: 'int', usedBytes: 'int', freeBytes: 'int', chunks: 'array' } }, 128 * 1024 * KiB],
-      [{ path: '/api/cs/heartbeat', body: { id: 'cs0', url: cluster!.chunkservers[0]!.url, rack: 'rack1', capacityBytes: 1, usedBytes: 0, freeBytes: 1, chunks: [], leaseExtensions: [], load: 0 }, kinds: { id: 'id', url: 'url', rack: 'rack', capacityBytes: 'int', usedBytes: 'int', freeBytes: 'int', chunks: 'array', leaseExtensions: 'array', load: 'num' } }, 128 * 1024 * KiB],
+      [{ path: '/api/cs/heartbeat', body: { id: 'cs0', url: cluster().chunkservers[0]!.url, rack: 'rack1', capacityBytes: 1, usedBytes: 0, freeBytes: 1, chunks: [], leaseExtensions: [], load: 0 }, kinds: { id: 'id', url: 'url', rack: 'rack', capacityBytes: 'int', usedBytes: 'int', freeBytes: 'int', chunks: 'array', leaseExtensions: 'array', load: 'num' } }, 128 * 1024 * KiB],
       [{ path: '/api/cs/lease-confirm', body: { id: 'cs0', handle }, kinds: { id: 'id', handle: 'handle' } }, 64 * KiB],
       [{ path: '/api/cs/report-corrupt', body: { id: 'cs0', handle }, kinds: { id: 'id', handle: 'handle' } }, 64 * KiB],
       [{ path: '/admin/faults', body: { rules: [{ from: '*', to: '*', drop: true }] }, kinds: { rules: 'array' } }, 1024 * KiB],
@@ -297,7 +270,7 @@ describe(`fuzzed requests to a live master and chunkserver (seed ${seed}; GFS_FU
     const masterSends = [...fc.sample(masterArb, { numRuns: perTarget, seed }), ...outOfOrder.filter((s) => s.req.target.startsWith('/api'))];
     const csSends = [...fc.sample(csArb, { numRuns: perTarget, seed: seed + 1 }), ...outOfOrder.filter((s) => s.req.target.startsWith('/chunk'))];
     const t0 = Date.now();
-    const results = [...(await runAll(cluster!.masterUrl, masterSends)), ...(await runAll(cs, csSends))];
+    const results = [...(await runAll(cluster().masterUrl, masterSends)), ...(await runAll(cs, csSends))];
     const elapsedMs = Date.now() - t0;
 
     const fiveXX = results.filter((r) => r.a.status !== undefined && r.a.status >= 500);
@@ -312,7 +285,7 @@ describe(`fuzzed requests to a live master and chunkserver (seed ${seed}; GFS_FU
     assert.equal(notJson.length, 0, `error answers that are not {error, code} (seed ${seed}):\n${show(notJson)}`);
     assert.ok(results.filter((r) => r.a.status === 401).length < results.length / 3, 'most requests passed authentication and reached the handlers');
 
-    for (const p of [cluster!.master, ...cluster!.chunkservers]) assert.ok(p!.proc.exitCode === null && p!.proc.signalCode === null, `${p!.name} is still running`);
+    for (const p of [cluster().master, ...cluster().chunkservers]) assert.ok(p!.proc.exitCode === null && p!.proc.signalCode === null, `${p!.name} is still running`);
     const afterPic = await picture();
     assert.deepEqual(afterPic.entries, before.entries, 'namespace unchanged');
     assert.deepEqual(afterPic.fsck, before.fsck, 'chunk map unchanged');
@@ -321,7 +294,7 @@ describe(`fuzzed requests to a live master and chunkserver (seed ${seed}; GFS_FU
   });
 
   it('still serves a normal put and get afterwards', async () => {
-    const c = cluster!.client();
+    const c = cluster().client();
     const data = randomBytes(chunkSizeBytes + 12_345);
     await c.create('/after', { replication: 2 });
     await c.write('/after', 0, data);

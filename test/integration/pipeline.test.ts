@@ -1,14 +1,15 @@
-import { after, before, describe, it } from 'node:test';
+import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
 import { Readable } from 'node:stream';
 import type { GfsClient } from '../../client/client.js';
 import { crc32c } from '../../shared/checksum.js';
 import { GfsError } from '../../shared/errors.js';
-import { closeRpc, rpcJson, rpcStream } from '../../shared/rpc.js';
-import type { ChunkInfoAnswer, ChunksAnswer, LeaseAnswer, PushAnswer, ReplicaRef, WriteAnswer } from '../../shared/wire.js';
+import { rpcJson, rpcStream } from '../../shared/rpc.js';
+import type { ChunkInfoAnswer, LeaseAnswer, PushAnswer, ReplicaRef, WriteAnswer } from '../../shared/wire.js';
 import type { PushRecord } from '../../chunkserver/push.js';
-import { startCluster, waitFor, type TestCluster } from '../helpers/cluster.js';
+import { leasedChunkPerSuite } from '../helpers/chunks.js';
+import { waitFor } from '../helpers/cluster.js';
 
 // The data push is a pipelined chain: each hop forwards bytes to the next as
 // they arrive. Pushed slowly, the last hop must see its first byte before the
@@ -25,27 +26,10 @@ const sha256 = (b: Buffer) => createHash('sha256').update(b).digest('hex');
 const pause = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 describe('pipelined data push', { timeout: 90_000 }, () => {
-  let cluster: TestCluster | undefined;
-  let client: GfsClient;
-  let handle: string;
-  let lease: LeaseAnswer;
+  let client: GfsClient, handle: string, lease: LeaseAnswer;
+  // A chunk with a lease, so pushed data can be used by (and so removed with) a write.
+  leasedChunkPerSuite({ chunkservers: 3, chunkSizeBytes, leaseMs: 10_000, heartbeatMs: 200, deadMs: 3_000 }, '/pipe', (t) => ({ client, handle, lease } = t));
   let seq = 0;
-
-  before(async () => {
-    cluster = await startCluster({ chunkservers: 3, chunkSizeBytes, leaseMs: 10_000, heartbeatMs: 200, deadMs: 3_000 });
-    client = cluster.client();
-    // A chunk with a lease, so pushed data can be used by (and so removed with) a write.
-    await client.create('/pipe');
-    await client.write('/pipe', 0, Buffer.from('start'));
-    const a = await rpcJson<ChunksAnswer>(cluster.masterUrl, '/api/chunks', { path: '/pipe', startIndex: 0, count: 1 });
-    handle = a.chunks[0]!.handle;
-    lease = await rpcJson<LeaseAnswer>(cluster.masterUrl, '/api/lease', { handle });
-  });
-
-  after(async () => {
-    await cluster?.stop();
-    await closeRpc();
-  });
 
   const state = (r: ReplicaRef) => rpcJson<DebugState>(r.url, '/debug/state');
   const pushes = async (r: ReplicaRef) => (await rpcJson<{ pushes: PushRecord[] }>(r.url, '/debug/pushes')).pushes;

@@ -1,11 +1,12 @@
-import { after, before, describe, it } from 'node:test';
+import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { GfsError } from '../../shared/errors.js';
-import { closeRpc, rpcJson, rpcStream } from '../../shared/rpc.js';
-import type { ChunksAnswer, LeaseAnswer, ReplicaRef, WriteAnswer } from '../../shared/wire.js';
+import { rpcJson, rpcStream } from '../../shared/rpc.js';
+import type { LeaseAnswer, ReplicaRef, WriteAnswer } from '../../shared/wire.js';
 import type { GfsClient } from '../../client/client.js';
-import { startCluster, waitFor, type TestCluster } from '../helpers/cluster.js';
+import { leasedChunkPerSuite } from '../helpers/chunks.js';
+import { waitFor } from '../helpers/cluster.js';
 import { authHeaders, rawRequest } from '../helpers/signed.js';
 
 // Pushed data is received into reusable buffer slots (chunkserver/buffer-pool.ts).
@@ -23,26 +24,9 @@ interface PoolState {
 }
 
 describe('push buffer slots come back on every path', { timeout: 180_000 }, () => {
-  let cluster: TestCluster | undefined;
-  let client: GfsClient;
-  let handle: string;
-  let lease: LeaseAnswer;
+  let client: GfsClient, handle: string, lease: LeaseAnswer;
+  leasedChunkPerSuite({ chunkservers: 3, chunkSizeBytes, leaseMs: 10_000, heartbeatMs: 200, deadMs: 3_000, env: { GFS_PUSH_EXPIRY_MS: String(pushExpiryMs), GFS_PUSH_POOL_PREFILL: '1' } }, '/pool', (t) => ({ client, handle, lease } = t));
   let seq = 0;
-
-  before(async () => {
-    cluster = await startCluster({ chunkservers: 3, chunkSizeBytes, leaseMs: 10_000, heartbeatMs: 200, deadMs: 3_000, env: { GFS_PUSH_EXPIRY_MS: String(pushExpiryMs), GFS_PUSH_POOL_PREFILL: '1' } });
-    client = cluster.client();
-    await client.create('/pool');
-    await client.write('/pool', 0, Buffer.from('start'));
-    const a = await rpcJson<ChunksAnswer>(cluster.masterUrl, '/api/chunks', { path: '/pool', startIndex: 0, count: 1 });
-    handle = a.chunks[0]!.handle;
-    lease = await rpcJson<LeaseAnswer>(cluster.masterUrl, '/api/lease', { handle });
-  });
-
-  after(async () => {
-    await cluster?.stop();
-    await closeRpc();
-  });
 
   const state = (r: ReplicaRef) => rpcJson<PoolState>(r.url, '/debug/state');
   const hops = () => [lease.primary, ...lease.secondaries];
