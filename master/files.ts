@@ -4,6 +4,7 @@ import { requestContext } from '../shared/log.js';
 import { rpcJson } from '../shared/rpc.js';
 import type { AllocateAnswer, ChunkInfoAnswer, ChunkLocation, ChunksAnswer, FileInfo, ListEntry } from '../shared/wire.js';
 import type { MasterContext } from './context.js';
+import { revokeLease } from './revoke.js';
 import { initialChunkVersion, type Node } from './core/namespace.js';
 import { chooseReplicas } from './core/placement.js';
 
@@ -278,16 +279,8 @@ export class Files {
       this.m.opts.log.warn({ handle, server: id }, 'replica dropped: a writer found its chunkserver unable to hold the chunk');
     }
     const l = this.m.st.leases.get(handle);
-    if (!l || l.expiresAtMs <= nowMs || ![l.primary, ...l.secondaries].some((id) => avoid.has(id))) return;
-    const ref = this.m.servers.ref(l.primary);
-    if (!ref) return;
-    try {
-      // A primary that answers has stopped acting and finished what it started: its lease ends now.
-      await rpcJson(ref.url, '/chunk/revoke', { handle }, { targetName: l.primary, timeoutMs: Math.min(10_000, this.m.opts.leaseMs) });
-      if (this.m.st.leases.get(handle) === l) this.m.st.leases.delete(handle);
-    } catch {
-      // unreachable primary: its lease runs out by itself
-    }
+    if (!l || ![l.primary, ...l.secondaries].some((id) => avoid.has(id))) return;
+    await revokeLease(this.m, handle);
   }
 
   /**

@@ -1,6 +1,7 @@
 import { GfsError } from '../shared/errors.js';
 import { rpcJson } from '../shared/rpc.js';
 import type { MasterContext } from './context.js';
+import { revokeLease } from './revoke.js';
 import { planHealing } from './core/healing.js';
 import { initialChunkVersion, type Op } from './core/namespace.js';
 import type { InFlightClone } from './core/replication.js';
@@ -117,17 +118,9 @@ export class Healer {
   /** Takes a lease back from a primary that acknowledges it stopped (chunkserver /chunk/revoke); otherwise it runs out. */
   private async revokeForRepair(handle: string): Promise<void> {
     const st = this.m.st;
-    const l = st.leases.get(handle);
-    if (!l || l.expiresAtMs <= this.m.now()) return;
-    const ref = st.servers.ref(l.primary);
-    if (!ref) return;
     st.revoking.add(handle);
     try {
-      await this.rpc(ref.url, '/chunk/revoke', { handle }, { targetName: l.primary, timeoutMs: Math.min(10_000, this.m.opts.leaseMs) });
-      if (st.leases.get(handle) === l) st.leases.delete(handle);
-      this.m.counters.leasesRevokedForRepair++;
-    } catch {
-      /* unreachable primary: its lease runs out by itself */
+      if (await revokeLease(this.m, handle, this.rpc)) this.m.counters.leasesRevokedForRepair++;
     } finally {
       st.revoking.delete(handle);
     }

@@ -4,6 +4,7 @@ import { defaults } from '../shared/config.js';
 import { rpcJson } from '../shared/rpc.js';
 import type { LeaseAnswer } from '../shared/wire.js';
 import type { LeaseTarget, MasterContext } from './context.js';
+import { revokeLease } from './revoke.js';
 
 // Copy-on-write snapshots of files and directory trees (DESIGN.md, Snapshot).
 //
@@ -110,17 +111,9 @@ export class Snapshots {
    * out by waitOutLeases.
    */
   private async revokeLeases(handles: string[]): Promise<void> {
-    const m = this.m;
-    const nowMs = m.now();
-    await Promise.allSettled(
+    await Promise.all(
       handles.map(async (h) => {
-        const l = m.leases.get(h);
-        if (!l || l.expiresAtMs <= nowMs) return;
-        const ref = m.servers.ref(l.primary);
-        if (!ref) return;
-        await rpcJson(ref.url, '/chunk/revoke', { handle: h }, { targetName: l.primary, timeoutMs: Math.min(10_000, m.opts.leaseMs) });
-        if (m.leases.get(h) === l) m.leases.delete(h);
-        this.counters.leasesRevoked++;
+        if (await revokeLease(this.m, h)) this.counters.leasesRevoked++;
       }),
     );
   }
