@@ -115,7 +115,10 @@ export class ChunkAccess {
    */
   async chunkForWrite(path: string, index: number, exclude?: ReadonlySet<string>): Promise<ChunkLocation> {
     const cached = this.files.get(path)?.chunks.get(index);
-    if (cached && !exclude?.size) return cached;
+    // A chunk never written and placed nowhere (its placement was lost: the master restarted between
+    // logging the allocation and creating the replicas) is asked for again: allocate places it afresh.
+    const placedNowhere = cached !== undefined && cached.replicas.length === 0 && cached.version === initialChunkVersion;
+    if (cached && !exclude?.size && !placedNowhere) return cached;
     const ask = () => this.masters.once<AllocateAnswer>('/api/allocate', { path, index, ...(exclude?.size ? { exclude: [...exclude] } : {}) });
     let a = await ask();
     // Only a chunk never written is placed afresh (a written one is copied by the master's healer).
