@@ -52,16 +52,35 @@ import { rereplicateBench } from './bench/rereplicate.js';
 import { printResults, record, results, skipped, watchIncidents } from './bench/report.js';
 import { snapshotBench } from './bench/snapshot.js';
 
-const { values: opts } = parseArgs({
-  options: {
-    quick: { type: 'boolean', default: false },
-    keep: { type: 'boolean', default: false },
-    only: { type: 'string' },
-    profile: { type: 'string' },
-    'verbose-workers': { type: 'boolean', default: false },
-    'no-auth': { type: 'boolean', default: false },
-  },
-});
+const usage =
+  'usage: node dist/scripts/bench.js [--quick] [--only a,b] [--profile DIR] [--keep] [--no-auth] [--verbose-workers]\n' +
+  '  (npm run bench -- ARGS builds first; the header of scripts/bench.ts says what each workload measures)';
+
+/** The options, or one line on stderr and exit 2 for bad ones (--help prints the usage and exits 0). */
+function options() {
+  try {
+    const { values } = parseArgs({
+      options: {
+        quick: { type: 'boolean', default: false },
+        keep: { type: 'boolean', default: false },
+        only: { type: 'string' },
+        profile: { type: 'string' },
+        'verbose-workers': { type: 'boolean', default: false },
+        'no-auth': { type: 'boolean', default: false },
+        help: { type: 'boolean', short: 'h', default: false },
+      },
+    });
+    if (values.help) {
+      process.stdout.write(usage + '\n');
+      process.exit(0);
+    }
+    return values;
+  } catch (e) {
+    process.stderr.write(`bench: ${(e as Error).message} (--help lists the options)\n`);
+    process.exit(2);
+  }
+}
+const opts = options();
 // Signed requests, as a deployment runs (`gfs cluster up` makes a secret); the daemons inherit it.
 if (!opts['no-auth'] && !process.env.GFS_SECRET && !process.env.GFS_SECRET_FILE) process.env.GFS_SECRET = randomBytes(32).toString('hex');
 const quick = !!opts.quick;
