@@ -53,7 +53,7 @@ export interface LeaseTarget {
 
 /** Counters the master keeps for status and /metrics. */
 export function newCounters() {
-  return { leaseGrants: 0, leaseExtensions: 0, allocations: 0, staleReplicasDropped: 0, orphansDeleted: 0, clonesStarted: 0, clonesDone: 0, clonesFailed: 0, cloneRecordsFailed: 0, rebalanceMoves: 0, leasesRevokedForRepair: 0, clonedBytes: 0, excessDeleted: 0, corruptReported: 0, trashReclaimed: 0, replicaSizeAsks: 0 };
+  return { leaseGrants: 0, leaseExtensions: 0, allocations: 0, staleReplicasDropped: 0, orphansDeleted: 0, clonesStarted: 0, clonesDone: 0, clonesFailed: 0, cloneRecordsFailed: 0, rebalanceMoves: 0, leasesRevokedForRepair: 0, clonedBytes: 0, excessDeleted: 0, corruptReported: 0, trashReclaimed: 0, replicaSizeAsks: 0, placedAfresh: 0 };
 }
 export type MasterCounters = ReturnType<typeof newCounters>;
 

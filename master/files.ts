@@ -287,7 +287,7 @@ export class Files {
    * Creates replicas of a chunk up to `replication`, on the best servers with room. A creation that
    * fails (a full disk, an unreachable server) is placed afresh on another server, for a few rounds.
    */
-  private async placeNewChunk(handle: string, replication: number, avoid: ReadonlySet<string> = new Set()): Promise<void> {
+  async placeNewChunk(handle: string, replication: number, avoid: ReadonlySet<string> = new Set()): Promise<void> {
     const version = this.m.ns.chunks.get(handle)!.version;
     const failed = new Set<string>();
     this.m.st.placing.add(handle);

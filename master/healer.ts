@@ -24,8 +24,12 @@ export class Healer {
   constructor(
     private readonly m: MasterContext,
     private readonly leasing: Leasing,
-    /** Deletes trash entries past their grace period (master.ts: it is a namespace mutation). */
-    private readonly reclaimTrash: () => Promise<void>,
+    private readonly runtime: {
+      /** Deletes trash entries past their grace period (master.ts: it is a namespace mutation). */
+      reclaimTrash(): Promise<void>;
+      /** Creates a never-written chunk's replicas afresh up to `goal` (files.ts placeNewChunk). */
+      placeAfresh(handle: string, goal: number): Promise<void>;
+    },
     /** The chunkserver calls (a test gives its own). */
     private readonly rpc: typeof rpcJson = rpcJson,
   ) {}
@@ -57,8 +61,13 @@ export class Healer {
         void this.runClone(plan.rebalance.handle, plan.rebalance.version, plan.rebalance.source, plan.rebalance.target);
       }
       this.m.counters.excessDeleted += plan.excess.length;
+      for (const p of plan.placements) {
+        this.m.counters.placedAfresh++;
+        this.m.opts.log.warn({ handle: p.handle }, 'a chunk never written is held by no live server: creating it afresh');
+        void this.runtime.placeAfresh(p.handle, p.goal).catch((e) => this.m.opts.log.warn({ handle: p.handle, err: (e as Error).message }, 'placing a chunk afresh failed'));
+      }
       void this.retryBumps();
-      await this.reclaimTrash();
+      await this.runtime.reclaimTrash();
     } catch (e) {
       this.m.opts.log.error({ err: e }, 'healing tick failed');
     } finally {

@@ -116,7 +116,7 @@ export class Master implements MasterContext {
       isPendingCopy: (h) => this.snapshots.isPendingCopy(h),
       isRevoking: (h) => this.snapshots.isRevoking(h),
     });
-    this.healer = new Healer(this, this.leasing, () => this.files.reclaimTrash());
+    this.healer = new Healer(this, this.leasing, { reclaimTrash: () => this.files.reclaimTrash(), placeAfresh: (h, goal) => this.files.placeNewChunk(h, goal) });
     this.role = opts.shadowOf ? 'shadow' : 'master';
     if (opts.shadowOf) {
       this.follower = new Follower(

@@ -1,6 +1,6 @@
 import type { ChunkState } from './chunk-state.js';
 import { chunkGoals } from './health.js';
-import type { Namespace } from './namespace.js';
+import { initialChunkVersion, type Namespace } from './namespace.js';
 import { planClones, planExcess, planRebalance, type ChunkNeed, type CloneLimits, type CloneOrder } from './replication.js';
 
 // One healing tick's decisions: which chunks need copies (most endangered
@@ -11,6 +11,8 @@ import { planClones, planExcess, planRebalance, type ChunkNeed, type CloneLimits
 
 /** Revocations asked per tick at most: each costs the primary a lease and the chunk a version. */
 const maxRevokesPerTick = 8;
+/** Placements of never-written chunks per tick at most. */
+const maxPlacementsPerTick = 8;
 
 export interface HealingOptions {
   chunkSizeBytes: number;
@@ -27,6 +29,13 @@ export interface HealingPlan {
   rebalance: CloneOrder | undefined;
   /** Excess replicas ordered deleted (already in ChunkState.pendingDeletes). */
   excess: { server: string; handle: string }[];
+  /**
+   * Chunks never written (still at the initial version: no lease ever, so no data anywhere) that
+   * no live server holds, to be created afresh, empty, up to `goal`. Their placement was lost: the
+   * master died between logging the allocation and creating the replicas, or every chosen server
+   * failed. Nothing can be cloned from nowhere, and an empty chunk is exactly what they hold.
+   */
+  placements: { handle: string; goal: number }[];
 }
 
 /** What each chunk of a file needs, as replication.ts plans it. */
@@ -85,5 +94,9 @@ export function planHealing(st: ChunkState, ns: Namespace, nowMs: number, o: Hea
     st.movedFrom.delete(x.handle);
     excess.push({ server: x.server, handle: x.handle });
   }
-  return { clones, revokes, rebalance, excess };
+  const placements = needs
+    .filter((n) => n.live.length === 0 && n.version === initialChunkVersion && !n.leased && !n.deleted)
+    .slice(0, maxPlacementsPerTick)
+    .map((n) => ({ handle: n.handle, goal: n.goal }));
+  return { clones, revokes, rebalance, excess, placements };
 }

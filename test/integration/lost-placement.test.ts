@@ -9,7 +9,7 @@ import { startCluster, waitFor } from '../helpers/cluster.js';
 // NO_REPLICAS until it gives up (the partition suite met this after a master SIGKILL at t+1.9 s:
 // every append to the file failed for the rest of the run).
 
-test('an allocated chunk placed nowhere is placed afresh when a writer comes back to it', { timeout: 120_000 }, async () => {
+test('an allocated chunk placed nowhere is placed afresh by the master, and a writer holding its old location gets on', { timeout: 120_000 }, async () => {
   const c = await startCluster({ chunkservers: 1, deadMs: 10_000 });
   try {
     const client = c.client({ retry: { attempts: 4 } });
@@ -24,6 +24,9 @@ test('an allocated chunk placed nowhere is placed afresh when a writer comes bac
 
     await c.startChunkserver(0);
     await waitFor('cs0 to be back', async () => (await c.status()).chunkservers.some((x) => x.alive));
+    // The master's healer creates it afresh by itself, empty (no writer needed): fsck is healthy again.
+    await waitFor('chunk 0 placed afresh by the master', async () => (await client.replication('/f')).chunks[0]?.replicas.length === 1, 30_000);
+    assert.ok(((await c.status()) as unknown as { counters: { placedAfresh: number } }).counters.placedAfresh >= 1);
     // The same client, its cache holding the replica-less location: the append gets the chunk placed.
     const off = await client.appendRaw('/f', Buffer.from('found'));
     assert.equal((await client.read('/f', off, 5)).toString(), 'found');

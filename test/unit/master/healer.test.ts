@@ -43,7 +43,7 @@ function harness(logOp: (f: CoreFixture, op: Op) => Promise<unknown>, rpc: () =>
       return { version: b.version, took: targets };
     },
   } as unknown as Leasing;
-  const healer = new Healer(m, leasing, async () => undefined, rpc as never);
+  const healer = new Healer(m, leasing, { reclaimTrash: async () => undefined, placeAfresh: async () => undefined }, rpc as never);
   // Bumped once already, so the clone runs its own bump and logs a 'took' record.
   void leasing.runBump(h!, ['a', 'b', 'c']);
   const runClone = (source: string, target: string) =>

@@ -60,3 +60,26 @@ test('healing plan: clones the endangered chunk, asks a live lease back before c
   assert.equal(f.st.pendingDeletes.get(plan.excess[0]!.server)?.has(h3!), true, 'the excess replica is ordered deleted');
   assert.equal(plan.rebalance, undefined, 'no rebalancing while something needs repair');
 });
+
+test('planHealing: a chunk never written that no live server holds is placed afresh; a written one is missing, not re-created', () => {
+  const f = new CoreFixture(['a', 'b', 'c']);
+  f.beat(nowMs);
+  const [lost] = f.file('/lost', 1); // allocated (v1), its replicas never created
+  const [held] = f.file('/held', 1);
+  f.hold(held!, ['a']); // v1 on one server: cloned, not placed
+  const [written] = f.file('/written', 1);
+  f.apply({ op: 'version', handle: written!, version: 2, pendingFrom: 1 });
+  f.apply({ op: 'bumped', handle: written!, version: 2, servers: ['a', 'b', 'c'] }); // leased once: may hold data
+  const [placing] = f.file('/placing', 1);
+  f.st.placing.add(placing!); // its allocation is creating replicas right now
+  const [gone] = f.file('/gone', 1);
+  f.apply(f.ns.checkTrash('/gone', '/.trash/1/gone', false, 3));
+  const o = { chunkSizeBytes: 1 << 20, limits: { maxClusterClones: 8, maxPerServerClones: 4 }, rebalanceMinImbalance: 1_000, recentCreatesLimit: 32 };
+  const plan = planHealing(f.st, f.ns, nowMs, o);
+  assert.deepEqual(plan.placements, [{ handle: lost!, goal: 3 }]);
+  assert.ok(!plan.placements.some((p) => [held, written, placing, gone].includes(p.handle)));
+  assert.ok(plan.clones.some((c) => c.handle === held), 'a v1 chunk with a live replica is cloned as usual');
+  // Once a server holds it, nothing more is placed.
+  f.hold(lost!, ['b']);
+  assert.deepEqual(planHealing(f.st, f.ns, nowMs, o).placements, []);
+});
