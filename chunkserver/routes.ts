@@ -1,7 +1,8 @@
-import type { Express, Request, RequestHandler, Response } from 'express';
+import type { Express, Request, Response } from 'express';
 import { z } from 'zod';
 import { GfsError } from '../shared/errors.js';
-import { binaryRoute, intString, jsonRoute, parseOr400 } from '../shared/http.js';
+import { intString, jsonRoute, parseOr400 } from '../shared/http.js';
+import type { LeanRouter } from '../shared/lean-router.js';
 import type { Logger } from '../shared/log.js';
 import { appendBatchHeaders, applyHeaders, binaryContentType, decodeOrderedOps, decodeRecordBatch, recordBatchMaxBytes, writeBytesHeaders, type OrderedOp } from '../shared/record-wire.js';
 import { crc32c } from '../shared/checksum.js';
@@ -57,11 +58,6 @@ export function isRawBody(req: Request): boolean {
   return req.method === 'POST' && req.headers['content-type'] === binaryContentType && binaryPaths.has(req.path);
 }
 
-/** One path, two encodings: the binary body when the request says so, JSON otherwise. */
-function byEncoding(binary: RequestHandler, json: RequestHandler): RequestHandler {
-  return (req, res, next) => (req.headers['content-type'] === binaryContentType ? binary(req, res, next) : json(req, res, next));
-}
-
 function checkCrc(body: Buffer, crc: number): void {
   if (crc32c(body) !== crc) throw new GfsError('BAD_REQUEST', 'body does not match its x-gfs-crc32c');
 }
@@ -76,39 +72,30 @@ function jsonOps(ops: ApplyOpJson[]): OrderedOp[] {
 }
 type ApplyOpJson = z.infer<typeof applyReq>['ops'][number];
 
-/** Pushes, mutations and the master's orders. */
-export function chunkRoutes(app: Express, d: ChunkserverParts): void {
+/**
+ * Pushes, mutations and the master's orders. The mutations are the hot routes, served by the lean
+ * router (shared/lean-router.ts, mounted on the app too); a path taking both encodings tells them
+ * apart by content type: the binary body when the request says so, JSON otherwise.
+ */
+export function chunkRoutes(app: Express, lean: LeanRouter, d: ChunkserverParts): void {
   app.put('/push/:dataId', pushHandler(d.push, d.chunkSizeBytes, d.log, d.pushIdleMs));
-  app.post(
-    '/chunk/write',
-    byEncoding(
-      binaryRoute({ headers: writeBytesHeaders, limitBytes: inlineMaxBytes }, ({ headers: h, body }) => {
-        checkCrc(body, h['x-gfs-crc32c']);
-        d.scrubber.touched(h['x-gfs-handle']);
-        return d.mutator.write({ handle: h['x-gfs-handle'], version: h['x-gfs-version'], offset: h['x-gfs-offset'], sizeBytes: body.length, crc32c: h['x-gfs-crc32c'], clientId: h['x-gfs-client'], requestId: h['x-gfs-request'], data: body });
-      }),
-      jsonRoute({ body: writeReq }, ({ body }) => (d.scrubber.touched(body.handle), d.mutator.write(body))),
-    ),
-  );
-  app.post('/chunk/append', jsonRoute({ body: appendReq }, ({ body }) => (d.scrubber.touched(body.handle), d.mutator.append(body))));
-  app.post(
-    '/chunk/append-batch',
-    binaryRoute({ headers: appendBatchHeaders, limitBytes: recordBatchMaxBytes }, ({ headers: h, body }) => {
-      checkCrc(body, h['x-gfs-crc32c']);
-      d.scrubber.touched(h['x-gfs-handle']);
-      return d.mutator.appendBatch({ handle: h['x-gfs-handle'], version: h['x-gfs-version'], clientId: h['x-gfs-client'], requestId: h['x-gfs-request'], records: decodeRecordBatch(body) });
-    }),
-  );
-  app.post(
-    '/chunk/apply',
-    byEncoding(
-      binaryRoute({ headers: applyHeaders, limitBytes: applyBodyLimitBytes }, ({ headers: h, body }) => {
-        d.scrubber.touched(h['x-gfs-handle']);
-        return d.mutator.apply({ handle: h['x-gfs-handle'], version: h['x-gfs-version'], stream: h['x-gfs-stream'], ackedThrough: h['x-gfs-acked-through'], ops: decodeOrderedOps(body, maxBatchOps) });
-      }),
-      jsonRoute({ body: applyReq }, ({ body }) => (d.scrubber.touched(body.handle), d.mutator.apply({ ...body, ops: jsonOps(body.ops) }))),
-    ),
-  );
+  lean.binary('/chunk/write', { headers: writeBytesHeaders, limitBytes: inlineMaxBytes }, ({ headers: h, body }) => {
+    checkCrc(body, h['x-gfs-crc32c']);
+    d.scrubber.touched(h['x-gfs-handle']);
+    return d.mutator.write({ handle: h['x-gfs-handle'], version: h['x-gfs-version'], offset: h['x-gfs-offset'], sizeBytes: body.length, crc32c: h['x-gfs-crc32c'], clientId: h['x-gfs-client'], requestId: h['x-gfs-request'], data: body });
+  });
+  lean.json('POST', '/chunk/write', { body: writeReq }, ({ body }) => (d.scrubber.touched(body.handle), d.mutator.write(body)));
+  lean.json('POST', '/chunk/append', { body: appendReq }, ({ body }) => (d.scrubber.touched(body.handle), d.mutator.append(body)));
+  lean.binary('/chunk/append-batch', { headers: appendBatchHeaders, limitBytes: recordBatchMaxBytes }, ({ headers: h, body }) => {
+    checkCrc(body, h['x-gfs-crc32c']);
+    d.scrubber.touched(h['x-gfs-handle']);
+    return d.mutator.appendBatch({ handle: h['x-gfs-handle'], version: h['x-gfs-version'], clientId: h['x-gfs-client'], requestId: h['x-gfs-request'], records: decodeRecordBatch(body) });
+  });
+  lean.binary('/chunk/apply', { headers: applyHeaders, limitBytes: applyBodyLimitBytes }, ({ headers: h, body }) => {
+    d.scrubber.touched(h['x-gfs-handle']);
+    return d.mutator.apply({ handle: h['x-gfs-handle'], version: h['x-gfs-version'], stream: h['x-gfs-stream'], ackedThrough: h['x-gfs-acked-through'], ops: decodeOrderedOps(body, maxBatchOps) });
+  });
+  lean.json('POST', '/chunk/apply', { body: applyReq }, ({ body }) => (d.scrubber.touched(body.handle), d.mutator.apply({ ...body, ops: jsonOps(body.ops) })));
   app.post('/chunk/sync', jsonRoute({ body: syncReq }, async ({ body }) => {
     const info = d.store.require(body.handle);
     await d.store.sync(body.handle);

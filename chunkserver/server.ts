@@ -7,7 +7,9 @@ import { monotonicClock } from '../shared/clock.js';
 import { defaults, envInt } from '../shared/config.js';
 import { loadFaultsFromEnv } from '../shared/fault.js';
 import type { Express } from 'express';
-import { admissionOf, finishApp, listen, makeApp } from '../shared/http.js';
+import { addGuard, admissionOf, finishApp, listen, makeApp } from '../shared/http.js';
+import { GfsError } from '../shared/errors.js';
+import { LeanRouter } from '../shared/lean-router.js';
 import { makeLogger, type Logger } from '../shared/log.js';
 import { Metrics } from '../shared/metrics.js';
 import { advertisedUrl, checkAdvertiseUrl } from '../shared/address.js';
@@ -136,19 +138,15 @@ function chunkserverApp(o: ChunkserverOptions, id: string, url: () => string, lo
       /* not a URL: nothing to allow */
     }
   }
-  app.use((_req, res, next) => {
+  // Guards (shared/http.ts): the lean router of the hot routes runs them too.
+  addGuard(app, (_req, res) => {
     countInFlight(1);
     res.once('close', () => countInFlight(-1));
-    next();
   });
   // Orders from a master carry its epoch: one older than the highest seen comes from a failed-over master.
-  app.use((req, res, next) => {
+  addGuard(app, (req) => {
     const e = req.headers['x-gfs-epoch'];
-    if (typeof e === 'string' && !masters.see(Number(e))) {
-      res.status(409).json({ error: `order from a master of epoch ${e}; this chunkserver has seen epoch ${masters.maxEpoch}`, code: 'STALE_EPOCH' });
-      return;
-    }
-    next();
+    if (typeof e === 'string' && !masters.see(Number(e))) throw new GfsError('STALE_EPOCH', `order from a master of epoch ${e}; this chunkserver has seen epoch ${masters.maxEpoch}`);
   });
   return app;
 }
@@ -218,13 +216,14 @@ export async function startChunkserver(o: ChunkserverOptions): Promise<RunningCh
 
   const app = chunkserverApp(o, id, () => url, log, metrics, masters, (n) => (inFlight += n));
   const parts: ChunkserverParts = { id, log, store, push, mutator, leases, forwarder, scrubber, chunkSizeBytes: cfg.chunkSizeBytes, leaseMs: cfg.leaseMs, pushIdleMs: o.pushIdleMs ?? 30_000, bytes, reads, heartbeatCounters: () => ({ ...master!.counters }) };
-  chunkRoutes(app, parts);
+  const lean = new LeanRouter(app);
+  chunkRoutes(app, lean, parts);
   readRoute(app, parts);
   debugRoutes(app, parts);
   finishApp(app, log);
 
   const host = o.host ?? '127.0.0.1';
-  const { server, port, scheme } = await listen(app, o.port ?? 0, host);
+  const { server, port, scheme } = await listen(app, o.port ?? 0, host, lean);
   if (!url) url = advertisedUrl(host, port, undefined, log, scheme);
   const beaters = heartbeaters(o, id, () => url, heartbeatMs, cfg.leaseMs, store, leases, () => inFlight, log, masters, (h) => reportedCorrupt.delete(h));
   master = beaters[0]!;

@@ -1,6 +1,7 @@
 import type { Express } from 'express';
 import { z } from 'zod';
 import { admissionOf, boolString, jsonRoute } from '../shared/http.js';
+import type { LeanRouter } from '../shared/lean-router.js';
 import {
   allocateReq,
   batchReq,
@@ -37,33 +38,36 @@ const statusQuery = z.object({ path: pathSchema.optional() }).strict();
 const noInput = { body: z.object({}).strict(), query: z.object({}).strict() };
 
 
-/** What clients call: the namespace, chunks and leases, snapshots. */
-export function namespaceRoutes(app: Express, master: Master): void {
-  app.post('/api/mkdir', jsonRoute({ body: mkdirReq }, async ({ body }) => {
+/**
+ * What clients call: the namespace, chunks and leases, snapshots. The calls made per file or per
+ * chunk are the hot routes, served by the lean router (shared/lean-router.ts, mounted on the app too).
+ */
+export function namespaceRoutes(app: Express, lean: LeanRouter, master: Master): void {
+  lean.json('POST', '/api/mkdir', { body: mkdirReq }, async ({ body }) => {
     await master.files.mkdir(body.path, body.parents ?? false);
     return { ok: true };
-  }));
-  app.post('/api/create', jsonRoute({ body: createReq }, ({ body }) => master.files.create(body.path, body.replication, body.exclusive ?? true)));
-  app.post('/api/delete', jsonRoute({ body: deleteReq }, async ({ body }) => {
+  });
+  lean.json('POST', '/api/create', { body: createReq }, ({ body }) => master.files.create(body.path, body.replication, body.exclusive ?? true));
+  lean.json('POST', '/api/delete', { body: deleteReq }, async ({ body }) => {
     await master.files.delete(body.path, body.recursive ?? false, body.now ?? false);
     return { ok: true };
-  }));
+  });
   app.post('/api/undelete', jsonRoute({ body: undeleteReq }, async ({ body }) => {
     await master.files.undelete(body.path);
     return { ok: true };
   }));
   app.get('/api/trash', jsonRoute(noInput, () => ({ entries: master.files.trashList() })));
   app.get('/api/fsck', jsonRoute({ query: statQuery }, ({ query }) => master.fsck(query.path)));
-  app.post('/api/rename', jsonRoute({ body: renameReq }, async ({ body }) => {
+  lean.json('POST', '/api/rename', { body: renameReq }, async ({ body }) => {
     await master.files.rename(body.src, body.dst);
     return { ok: true };
-  }));
-  app.get('/api/list', jsonRoute({ query: listQuery }, ({ query }) => ({ entries: master.files.list(query.path, query.recursive ?? false) })));
-  app.get('/api/stat', jsonRoute({ query: statQuery }, ({ query }) => master.files.stat(query.path)));
-  app.post('/api/chunks', jsonRoute({ body: chunksReq }, ({ body }) => master.files.chunks(body.path, body.startIndex, body.count)));
-  app.post('/api/allocate', jsonRoute({ body: allocateReq }, ({ body }) => master.files.allocate(body.path, body.index, body.exclude)));
-  app.post('/api/lease', jsonRoute({ body: leaseReq }, ({ body }) => master.lease(body.handle, body.path !== undefined && body.index !== undefined ? { path: body.path, index: body.index } : undefined)));
-  app.post('/api/batch', jsonRoute({ body: batchReq }, async ({ body }) => ({ results: await runBatch(master.files, body.ops, () => master.checkWritable()) })));
+  });
+  lean.json('GET', '/api/list', { query: listQuery }, ({ query }) => ({ entries: master.files.list(query.path, query.recursive ?? false) }));
+  lean.json('GET', '/api/stat', { query: statQuery }, ({ query }) => master.files.stat(query.path));
+  lean.json('POST', '/api/chunks', { body: chunksReq }, ({ body }) => master.files.chunks(body.path, body.startIndex, body.count));
+  lean.json('POST', '/api/allocate', { body: allocateReq }, ({ body }) => master.files.allocate(body.path, body.index, body.exclude));
+  lean.json('POST', '/api/lease', { body: leaseReq }, ({ body }) => master.lease(body.handle, body.path !== undefined && body.index !== undefined ? { path: body.path, index: body.index } : undefined));
+  lean.json('POST', '/api/batch', { body: batchReq }, async ({ body }) => ({ results: await runBatch(master.files, body.ops, () => master.checkWritable()) }));
   app.post('/api/snapshot', jsonRoute({ body: snapshotReq }, async ({ body }) => {
     await master.snapshots.snapshot(body.src, body.dst);
     return { ok: true };

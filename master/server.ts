@@ -3,7 +3,9 @@ import { advertisedUrl, checkAdvertiseUrl } from '../shared/address.js';
 import { monotonicClock } from '../shared/clock.js';
 import { defaults } from '../shared/config.js';
 import { loadFaultsFromEnv } from '../shared/fault.js';
-import { finishApp, listen, makeApp } from '../shared/http.js';
+import { GfsError } from '../shared/errors.js';
+import { addGuard, finishApp, listen, makeApp } from '../shared/http.js';
+import { LeanRouter } from '../shared/lean-router.js';
 import { makeLogger, type Logger } from '../shared/log.js';
 import { setRpcSelf } from '../shared/rpc.js';
 import { Master, type MasterOptions } from './master.js';
@@ -59,6 +61,20 @@ function masterOptions(o: MasterServerOptions, log: Logger): MasterOptions {
   };
 }
 
+/** The path of a request target, as express routes it (an absolute-form target too). */
+function pathOf(url: string | undefined): string {
+  const u = url ?? '';
+  if (!u.startsWith('/')) {
+    try {
+      return new URL(u, 'http://localhost').pathname;
+    } catch {
+      return u;
+    }
+  }
+  const q = u.indexOf('?');
+  return q < 0 ? u : u.slice(0, q);
+}
+
 export async function startMaster(o: MasterServerOptions): Promise<RunningMaster> {
   // Checked before anything starts: a bad address is a one-line error, not a half-started master.
   const advertise = o.advertiseUrl === undefined ? undefined : checkAdvertiseUrl(o.advertiseUrl);
@@ -80,20 +96,20 @@ export async function startMaster(o: MasterServerOptions): Promise<RunningMaster
     jsonLimits: { '/api/batch': 16 * 1024 * 1024, '/api/cs/register': 128 * 1024 * 1024, '/api/cs/heartbeat': 128 * 1024 * 1024, '/admin/faults': 1024 * 1024, '/api/log/append': 256 * 1024 * 1024, '/api/log/install': 1024 * 1024 * 1024 },
   });
   // Every answer says which master epoch and role gave it: clients and chunkservers fence off older epochs.
-  app.use((req, res, next) => {
+  // A guard (shared/http.ts): the lean router of the hot routes runs it too.
+  addGuard(app, (req, res) => {
     res.setHeader('x-gfs-epoch', String(master.ns.epoch));
     res.setHeader('x-gfs-role', master.role);
     const lastContact = master.following?.lastContactAtMs;
     if (master.role === 'shadow' && lastContact !== undefined) res.setHeader('x-gfs-staleness-ms', String(Date.now() - lastContact));
     // A master that learned of a higher epoch answers nothing but its status (and keeps hearing chunkservers).
-    if (master.fencedByEpoch !== undefined && req.path.startsWith('/api/') && req.path !== '/api/status' && !req.path.startsWith('/api/cs/')) {
-      res.status(409).json({ error: `this master (epoch ${master.ns.epoch}) was superseded by a master of epoch ${master.fencedByEpoch}`, code: 'STALE_EPOCH' });
-      return;
-    }
-    next();
+    const path = pathOf(req.url);
+    if (master.fencedByEpoch !== undefined && path.startsWith('/api/') && path !== '/api/status' && !path.startsWith('/api/cs/'))
+      throw new GfsError('STALE_EPOCH', `this master (epoch ${master.ns.epoch}) was superseded by a master of epoch ${master.fencedByEpoch}`);
   });
 
-  namespaceRoutes(app, master);
+  const lean = new LeanRouter(app);
+  namespaceRoutes(app, lean, master);
   operatorRoutes(app, master, () => url);
   replicaRoutes(app, master);
   chunkserverRoutes(app, master);
@@ -101,7 +117,7 @@ export async function startMaster(o: MasterServerOptions): Promise<RunningMaster
 
   master.start();
   const host = o.host ?? '127.0.0.1';
-  const { server, port, scheme } = await listen(app, o.port ?? defaults.masterPort, host);
+  const { server, port, scheme } = await listen(app, o.port ?? defaults.masterPort, host, lean);
   url = advertisedUrl(host, port, advertise, log, scheme);
   log.info({ url, bind: `${host}:${port}` }, 'master listening');
   return {

@@ -1,6 +1,6 @@
 import { createCipheriv, createHash, createHmac, randomBytes, timingSafeEqual, type CipherGCM } from 'node:crypto';
 import { readFileSync } from 'node:fs';
-import type { IncomingHttpHeaders } from 'node:http';
+import type { IncomingHttpHeaders, IncomingMessage } from 'node:http';
 import type { NextFunction, Request, Response } from 'express';
 import { GfsError } from './errors.js';
 
@@ -91,6 +91,8 @@ export const authHeader = {
 export const bodyMacDigest = 'gmac';
 
 const scheme = 'GFS1-HMAC-SHA256';
+/** The www-authenticate value of a refused request. */
+export const authScheme = scheme;
 /** Headers that are parts of the canonical string themselves; every other x-gfs-* header (the body MAC too) is an extra line. */
 const ownHeaders = new Set<string>([authHeader.from, authHeader.time, authHeader.nonce, authHeader.digest, authHeader.signature]);
 const nonceRe = /^[A-Za-z0-9_-]{16,64}$/;
@@ -349,6 +351,9 @@ export interface AuthedRequest extends Request {
   gfsAuth?: Verified & { bodyVerified?: boolean };
 }
 
+/** A request as node gives it, with what verification found (both request paths, shared/lean-router.ts too). */
+export type SignedMessage = IncomingMessage & { gfsAuth?: Verified & { bodyVerified?: boolean } };
+
 export interface AuthMiddlewareOptions {
   /** Paths served without credentials (GET only). */
   publicPaths: ReadonlySet<string>;
@@ -356,6 +361,21 @@ export interface AuthMiddlewareOptions {
   otherwiseAllowed?: (req: Request) => boolean;
   skewMs?: number;
   replayEntries?: number;
+  /** The nonce cache, when another request path of the same server shares it (shared/lean-router.ts): a nonce is then refused on either. */
+  replay?: ReplayCache;
+}
+
+/** Allowed clock difference between a request's signer and its verifier. */
+export function authSkewMs(): number {
+  return Number(process.env.GFS_AUTH_SKEW_MS) || 30_000;
+}
+
+/** A replay cache for requests signed within skewMs, pruned in the background (the timer does not hold the process). */
+export function prunedReplayCache(skewMs: number, entries = 200_000): ReplayCache {
+  const replay = new ReplayCache(entries, skewMs);
+  const pruner = setInterval(() => replay.prune(Date.now()), Math.max(1_000, skewMs));
+  pruner.unref();
+  return replay;
 }
 
 /**
@@ -364,10 +384,8 @@ export interface AuthMiddlewareOptions {
  * jsonDigestVerify, pushes by the push handler.
  */
 export function authMiddleware(o: AuthMiddlewareOptions) {
-  const skewMs = o.skewMs ?? (Number(process.env.GFS_AUTH_SKEW_MS) || 30_000);
-  const replay = new ReplayCache(o.replayEntries ?? 200_000, skewMs);
-  const pruner = setInterval(() => replay.prune(Date.now()), Math.max(1_000, skewMs));
-  pruner.unref();
+  const skewMs = o.skewMs ?? authSkewMs();
+  const replay = o.replay ?? prunedReplayCache(skewMs, o.replayEntries);
   return (req: Request, res: Response, next: NextFunction): void => {
     const key = clusterKey();
     if (!key) return next();

@@ -1,10 +1,10 @@
 import express, { type Express, type NextFunction, type Request, type Response } from 'express';
-import { createServer as createHttpServer, type Server } from 'node:http';
+import { createServer as createHttpServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { createServer as createHttpsServer } from 'node:https';
 import type { AddressInfo } from 'node:net';
 import { z } from 'zod';
 import { Admission, type AdmissionOptions } from './admission.js';
-import { authEnabled, authMiddleware, jsonDigestVerify, secretSource, sha256Hex, unverifiedBodyCheck, type AuthedRequest } from './auth.js';
+import { authEnabled, authMiddleware, authSkewMs, jsonDigestVerify, prunedReplayCache, secretSource, sha256Hex, unverifiedBodyCheck, type ReplayCache, type SignedMessage } from './auth.js';
 import { GfsError } from './errors.js';
 import { faultFor, faultRulesSchema, getFaultRules, setFaultRules } from './fault.js';
 import { requestContext, type Logger } from './log.js';
@@ -50,7 +50,7 @@ export function jsonRoute<B, Q>(schemas: { body?: z.ZodType<B>; query?: z.ZodTyp
  * byte is read), and, when the request is signed, only if its sha256 is the signed digest. For the
  * small binary mutations (shared/record-wire.ts); data pushes stream instead (chunkserver/push.ts).
  */
-export function readSignedBody(req: Request, limitBytes: number): Promise<Buffer> {
+export function readSignedBody(req: SignedMessage, limitBytes: number): Promise<Buffer> {
   const lenHeader = req.headers['content-length'];
   if (lenHeader === undefined || !/^\d+$/.test(lenHeader)) return Promise.reject(new GfsError('BAD_REQUEST', 'a binary body needs a Content-Length', undefined, 411));
   const len = Number(lenHeader);
@@ -73,7 +73,7 @@ export function readSignedBody(req: Request, limitBytes: number): Promise<Buffer
     req.once('end', () => {
       if (failed) return;
       if (got !== len) return fail(new GfsError('TRUNCATED', `body truncated: ${got} of ${len} bytes`));
-      const signed = (req as AuthedRequest).gfsAuth?.bodySha256;
+      const signed = req.gfsAuth?.bodySha256;
       if (signed !== undefined && sha256Hex(body) !== signed) return fail(new GfsError('UNAUTHENTICATED', 'body does not match its signed digest'));
       resolve(body);
     });
@@ -131,7 +131,7 @@ export function requestLogFields(req: Request): Record<string, unknown> {
  * the kernel send a reset, and a sender still writing its body then loses the answer. The body is
  * at most what its Content-Length declared (the route bounded that) and node's parser discards it.
  */
-export function lingerBeforeClose(req: Request, lingerMs: number): void {
+export function lingerBeforeClose(req: IncomingMessage, lingerMs: number): void {
   const sock = req.socket;
   sock.destroySoon = function lingering(this: typeof sock) {
     if (this.writable) this.end();
@@ -141,7 +141,8 @@ export function lingerBeforeClose(req: Request, lingerMs: number): void {
   };
 }
 
-export function sendError(res: Response, e: unknown, log?: Logger, req?: Request): void {
+/** What an error thrown while serving a request answers: a GfsError as it is, body-parser's and http-errors' 4xx as BAD_REQUEST/PAYLOAD_TOO_LARGE, anything else INTERNAL (and logged). */
+export function errorOf(e: unknown, log?: Logger, fields?: () => Record<string, unknown>): GfsError {
   let err: GfsError;
   if (e instanceof GfsError) err = e;
   else if (e && typeof e === 'object' && 'type' in e && (e as { type: string }).type === 'entity.parse.failed') err = new GfsError('BAD_REQUEST', 'malformed JSON body');
@@ -149,9 +150,14 @@ export function sendError(res: Response, e: unknown, log?: Logger, req?: Request
   else if (e && typeof e === 'object' && 'status' in e && typeof (e as { status: unknown }).status === 'number' && (e as { status: number }).status < 500)
     err = new GfsError('BAD_REQUEST', (e as unknown as Error).message || 'bad request', undefined, (e as { status: number }).status);
   else {
-    log?.error({ ...(req ? requestLogFields(req) : {}), err: e }, 'internal error');
+    log?.error({ ...(fields ? fields() : {}), err: e }, 'internal error');
     err = new GfsError('INTERNAL', e instanceof Error ? e.message : 'internal error');
   }
+  return err;
+}
+
+export function sendError(res: Response, e: unknown, log?: Logger, req?: Request): void {
+  const err = errorOf(e, log, req ? () => requestLogFields(req) : undefined);
   if (res.headersSent) {
     res.destroy();
     return;
@@ -185,19 +191,82 @@ export interface AppOptions {
 export const defaultJsonLimitBytes = 64 * 1024;
 export const defaultMaxInFlight = 2048;
 
+/**
+ * What every request path of one server shares (the express app, and the lean router of its hot
+ * routes, shared/lean-router.ts): the limits, the nonce cache, the fault names and the guards, so a
+ * request is held to the same checks whichever path serves it.
+ */
+export interface RequestGate {
+  log: Logger;
+  names: () => string[];
+  admission: Admission;
+  metrics: Metrics | undefined;
+  /** Requests being handled, and the most at once. */
+  inFlight: { count: number; max: number };
+  /** The nonce cache of signed requests. */
+  replay: ReplayCache;
+  skewMs: number;
+  /** The JSON body limit of a path. */
+  jsonLimitFor(path: string): number;
+  /** Paths served without credentials, or with the web token: never taken by the lean router. */
+  openPaths: ReadonlySet<string>;
+  /** Checks a role adds after the shared ones (addGuard), in order. */
+  guards: Guard[];
+  /** The access log is on (debug level): the lean router leaves every request to express, which writes it. */
+  accessLog: boolean;
+}
+
+/** A check before any route of the role's (e.g. a master's epoch fence): throws a GfsError to refuse the request, may set answer headers. */
+export type Guard = (req: IncomingMessage, res: ServerResponse) => void;
+
+/** Takes one in-flight slot (released when the answer closes), or throws the 503 (connection closed after it). */
+export function takeInFlight(gate: RequestGate, res: ServerResponse): void {
+  const f = gate.inFlight;
+  if (f.count >= f.max) {
+    res.setHeader('connection', 'close');
+    throw new GfsError('UNAVAILABLE', `server busy: ${f.count} requests in flight (limit ${f.max})`, { retryAfterMs: 200 });
+  }
+  f.count++;
+  res.once('close', () => f.count--);
+}
+
 /** At most `maxInFlight` requests handled at once; more get 503 at once (and their connection closed). */
-function inFlightLimit(maxInFlight: number): (req: Request, res: Response, next: NextFunction) => void {
-  let inFlight = 0;
+function inFlightLimit(gate: RequestGate): (req: Request, res: Response, next: NextFunction) => void {
   return (_req, res, next) => {
-    if (inFlight >= maxInFlight) {
-      res.setHeader('connection', 'close');
-      next(new GfsError('UNAVAILABLE', `server busy: ${inFlight} requests in flight (limit ${maxInFlight})`, { retryAfterMs: 200 }));
+    try {
+      takeInFlight(gate, res);
+    } catch (e) {
+      next(e);
       return;
     }
-    inFlight++;
-    res.once('close', () => inFlight--);
     next();
   };
+}
+
+/** Adds a guard (see Guard) after the shared middleware of an app made by makeApp; the lean router runs it too. */
+export function addGuard(app: Express, guard: Guard): void {
+  gateOf(app).guards.push(guard);
+  app.use((req, res, next) => {
+    try {
+      guard(req, res);
+    } catch (e) {
+      next(e);
+      return;
+    }
+    next();
+  });
+}
+
+/** The request gate of an app made by makeApp. */
+export function gateOf(app: Express): RequestGate {
+  const g = app.locals.gate as RequestGate | undefined;
+  if (!g) throw new Error('gateOf: app was not made by makeApp');
+  return g;
+}
+
+/** True for the request ids a client gives its calls (x-gfs-request-id), which the master's retry cache keys mutations by. */
+export function validRequestId(rid: unknown): rid is string {
+  return typeof rid === 'string' && /^[A-Za-z0-9_.:-]{8,128}$/.test(rid);
 }
 
 /**
@@ -205,15 +274,18 @@ function inFlightLimit(maxInFlight: number): (req: Request, res: Response, next:
  * fault layer: a delay injected there must not age the signature, and the sender name the fault rules
  * match on is then one the signature vouches for.
  */
-function useAuthentication(app: Express, opts: AppOptions, admission: Admission): void {
+function useAuthentication(app: Express, opts: AppOptions, gate: RequestGate): void {
+  const admission = gate.admission;
   if (!authEnabled()) opts.log.warn('no cluster secret configured (--secret-file, GFS_SECRET_FILE, GFS_SECRET): requests are NOT authenticated');
   else opts.log.info({ secret: secretSource() }, 'requests are authenticated with the cluster secret');
-  const webPaths = new Set(['/metrics', ...(opts.webPaths ?? [])]);
+  const webPaths = webPathsOf(opts);
   const isWebPath = (path: string) => webPaths.has(path);
   app.use(webTokenLogin(isWebPath));
   const token = webToken();
   const auth = authMiddleware({
-    publicPaths: new Set(['/healthz', ...(opts.publicPaths ?? [])]),
+    publicPaths: publicPathsOf(opts),
+    skewMs: gate.skewMs,
+    replay: gate.replay,
     otherwiseAllowed: (req) => token !== undefined && (req.method === 'GET' || req.method === 'HEAD') && isWebPath(req.path) && hasWebToken(req, token),
   });
   // An address that keeps failing authentication is refused before its credentials (or body) are
@@ -231,6 +303,9 @@ function useAuthentication(app: Express, opts: AppOptions, admission: Admission)
     });
   });
 }
+
+const webPathsOf = (opts: AppOptions): Set<string> => new Set(['/metrics', ...(opts.webPaths ?? [])]);
+const publicPathsOf = (opts: AppOptions): Set<string> => new Set(['/healthz', ...(opts.publicPaths ?? [])]);
 
 /** The fault layer (shared/fault.ts): drops or delays requests by their signed sender. */
 function faultLayer(names: () => string[]): (req: Request, res: Response, next: NextFunction) => void {
@@ -260,6 +335,23 @@ export function makeApp(opts: AppOptions): Express {
   // listen() applies its connection limits to the server; the app applies the request ones.
   const admission = new Admission(opts.log, opts.admission);
   app.locals.admission = admission;
+  const jsonLimits = new Map(Object.entries(opts.jsonLimits ?? {}));
+  const jsonLimitBytes = opts.jsonLimitBytes ?? defaultJsonLimitBytes;
+  const skewMs = authSkewMs();
+  const gate: RequestGate = {
+    log: opts.log,
+    names: opts.names,
+    admission,
+    metrics: opts.metrics,
+    inFlight: { count: 0, max: opts.maxInFlight ?? defaultMaxInFlight },
+    replay: prunedReplayCache(skewMs),
+    skewMs,
+    jsonLimitFor: (path) => jsonLimits.get(path) ?? jsonLimitBytes,
+    openPaths: new Set([...webPathsOf(opts), ...publicPathsOf(opts)]),
+    guards: [],
+    accessLog: opts.log.isLevelEnabled('debug'),
+  };
+  app.locals.gate = gate;
   if (opts.metrics) {
     app.use(opts.metrics.middleware());
     opts.metrics.admission(() => admission.stats);
@@ -272,20 +364,20 @@ export function makeApp(opts: AppOptions): Express {
       next();
     });
   }
-  app.use(inFlightLimit(opts.maxInFlight ?? defaultMaxInFlight));
-  useAuthentication(app, opts, admission);
+  app.use(inFlightLimit(gate));
+  useAuthentication(app, opts, gate);
   // The request id a client gives its call (x-gfs-request-id): the master's retry cache keys mutations
   // by it (master/namespace.ts), and every log line written while serving the call carries it (shared/log.ts).
   app.use((req, _res, next) => {
     const rid = req.headers['x-gfs-request-id'];
-    if (typeof rid === 'string' && /^[A-Za-z0-9_.:-]{8,128}$/.test(rid)) requestContext.run({ rid, mutations: 0 }, next);
+    if (validRequestId(rid)) requestContext.run({ rid, mutations: 0 }, next);
     else next();
   });
   app.use(faultLayer(opts.names));
   const isRaw = opts.rawBody ?? (() => false);
   const parser = (limit: number) => express.json({ limit, verify: jsonDigestVerify });
-  const defaultParser = parser(opts.jsonLimitBytes ?? defaultJsonLimitBytes);
-  const parsers = new Map(Object.entries(opts.jsonLimits ?? {}).map(([path, limit]) => [path, parser(limit)]));
+  const defaultParser = parser(jsonLimitBytes);
+  const parsers = new Map([...jsonLimits].map(([path, limit]) => [path, parser(limit)]));
   app.use((req, res, next) => {
     if (isRaw(req)) return next();
     (parsers.get(req.path) ?? defaultParser)(req, res, next);
@@ -329,13 +421,15 @@ export function admissionOf(app: Express): Admission {
  * Listens with HTTPS when TLS is configured (shared/tls.ts), else plain HTTP; `scheme` says which.
  * `admission` is the app's connection limits (shared/admission.ts): call its allowPeer() as peers become known.
  */
-export async function listen(app: Express, port: number, host: string): Promise<{ server: Server; port: number; scheme: 'http' | 'https'; admission: Admission }> {
+export async function listen(app: Express, port: number, host: string, lean?: { handle(req: IncomingMessage, res: ServerResponse): boolean }): Promise<{ server: Server; port: number; scheme: 'http' | 'https'; admission: Admission }> {
   const admission = admissionOf(app);
   const tls = serverTlsOptions();
+  // The lean router (shared/lean-router.ts) serves the hot routes it takes; express everything else.
+  const handler = lean ? (req: IncomingMessage, res: ServerResponse) => void (lean.handle(req, res) || app(req, res)) : app;
   return new Promise((resolve, reject) => {
     // An https.Server has every member used here and by callers (close, closeAllConnections, timeouts);
     // node's typings just do not derive it from http.Server.
-    const server = tls ? (createHttpsServer({ ...tls, minVersion: 'TLSv1.2' }, app) as unknown as Server) : createHttpServer(app);
+    const server = tls ? (createHttpsServer({ ...tls, minVersion: 'TLSv1.2' }, handler) as unknown as Server) : createHttpServer(handler);
     admission.attach(server);
     server.listen(port, host);
     server.once('error', reject);

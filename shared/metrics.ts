@@ -24,6 +24,7 @@ export class Metrics {
   private readonly requestSeconds: Histogram<'op' | 'method' | 'status'>;
   private readonly requests: Counter<'op' | 'method' | 'status'>;
   private readonly fsyncSeconds: Histogram<'kind'>;
+  private readonly requestSeries = new Map<string, { count: { inc(): void }; seconds: { observe(v: number): void } }>();
 
   constructor(
     readonly role: 'master' | 'chunkserver',
@@ -52,14 +53,25 @@ export class Metrics {
   middleware() {
     return (req: Request, res: Response, next: NextFunction): void => {
       const start = process.hrtime.bigint();
-      res.once('close', () => {
-        const seconds = Number(process.hrtime.bigint() - start) / 1e9;
-        const labels = { op: (req.route?.path as string | undefined) ?? 'none', method: req.method, status: statusClass(res.statusCode) };
-        this.requests.inc(labels);
-        this.requestSeconds.observe(labels, seconds);
-      });
+      res.once('close', () => this.observeRequest((req.route?.path as string | undefined) ?? 'none', req.method, res.statusCode, Number(process.hrtime.bigint() - start) / 1e9));
       next();
     };
+  }
+
+  /** One answered request: `op` is the route it reached ('none' when refused before routing). */
+  observeRequest(op: string, method: string, statusCode: number, seconds: number): void {
+    const status = statusClass(statusCode);
+    const key = `${op} ${method} ${status}`;
+    let series = this.requestSeries.get(key);
+    if (!series) {
+      // Children bound to their labels: the label set is hashed once, not on every request. Bounded
+      // by routes x methods x status classes, since op is a route pattern, never a raw URL.
+      const labels = { op, method, status };
+      series = { count: this.requests.labels(labels), seconds: this.requestSeconds.labels(labels) };
+      this.requestSeries.set(key, series);
+    }
+    series.count.inc();
+    series.seconds.observe(seconds);
   }
 
   observeFsync(kind: FsyncKind, seconds: number): void {
