@@ -1,4 +1,4 @@
-import { createCipheriv, createHash, createHmac, randomBytes, timingSafeEqual, type CipherGCM } from 'node:crypto';
+import { createCipheriv, createHash, createHmac, randomBytes, randomFillSync, timingSafeEqual, type CipherGCM } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import type { IncomingHttpHeaders, IncomingMessage } from 'node:http';
 import type { NextFunction, Request, Response } from 'express';
@@ -241,10 +241,26 @@ export function canonicalString(method: string, target: string, bodySha256: stri
   return [scheme, method.toUpperCase(), target, bodySha256, timeMs, nonce, from, ...extra].join('\n');
 }
 
+// Nonces are cut from a pool of random bytes drawn 4 KiB at a time: as random as drawing each alone
+// (the same CSPRNG), without its ~10 us per call, which every signed request paid.
+const noncePool = Buffer.allocUnsafe(4096);
+let noncePos = noncePool.length;
+
+/** 16 fresh random bytes as base64url (22 characters). */
+export function newNonce(): string {
+  if (noncePos + 16 > noncePool.length) {
+    randomFillSync(noncePool);
+    noncePos = 0;
+  }
+  const n = noncePool.toString('base64url', noncePos, noncePos + 16);
+  noncePos += 16;
+  return n;
+}
+
 /** The auth headers for a request, signed with `key` (tests pass their own key to forge). */
 export function signWith(key: Buffer, i: SignInput): Record<string, string> {
   const timeMs = String(i.timeMs ?? Date.now());
-  const nonce = i.nonce ?? randomBytes(16).toString('base64url');
+  const nonce = i.nonce ?? newNonce();
   const canonical = canonicalString(i.method, i.target, i.bodySha256, timeMs, nonce, i.from, extraLines(i.headers ?? {}));
   return {
     [authHeader.time]: timeMs,
