@@ -1,4 +1,4 @@
-import { randomBytes } from 'node:crypto';
+import { pooledRandomBytes } from '../shared/random-pool.js';
 import { nanoid } from 'nanoid';
 import { defaults } from '../shared/config.js';
 import { setRpcSelf } from '../shared/rpc.js';
@@ -239,6 +239,6 @@ export class GfsClient implements DataContext {
   }
 
   static newRecordId(): Buffer {
-    return randomBytes(16);
+    return pooledRandomBytes(16);
   }
 }

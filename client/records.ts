@@ -1,5 +1,5 @@
-import { randomBytes } from 'node:crypto';
 import { crc32c } from '../shared/checksum.js';
+import { pooledRandomBytes } from '../shared/random-pool.js';
 import type { CachedFile } from './location-cache.js';
 
 // Record framing on top of record append. GFS appends are at-least-once and
@@ -15,7 +15,7 @@ export const recordMagic = Buffer.from('GFR1', 'latin1');
 export const recordHeaderBytes = 28;
 export const recordIdBytes = 16;
 
-export function frameRecord(payload: Buffer, id: Buffer = randomBytes(16)): Buffer {
+export function frameRecord(payload: Buffer, id: Buffer = pooledRandomBytes(16)): Buffer {
   const frame = Buffer.allocUnsafe(recordHeaderBytes + payload.length);
   recordMagic.copy(frame, 0);
   frame.writeUInt32LE(payload.length, 4);

@@ -1,8 +1,9 @@
-import { createCipheriv, createHash, createHmac, randomBytes, randomFillSync, timingSafeEqual, type CipherGCM } from 'node:crypto';
+import { createCipheriv, createHash, createHmac, randomBytes, timingSafeEqual, type CipherGCM } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import type { IncomingHttpHeaders, IncomingMessage } from 'node:http';
 import type { NextFunction, Request, Response } from 'express';
 import { GfsError } from './errors.js';
+import { pooledRandomBytes } from './random-pool.js';
 
 // Request authentication: every request between nodes and from clients is
 // signed with a key derived from one cluster secret.
@@ -241,20 +242,9 @@ export function canonicalString(method: string, target: string, bodySha256: stri
   return [scheme, method.toUpperCase(), target, bodySha256, timeMs, nonce, from, ...extra].join('\n');
 }
 
-// Nonces are cut from a pool of random bytes drawn 4 KiB at a time: as random as drawing each alone
-// (the same CSPRNG), without its ~10 us per call, which every signed request paid.
-const noncePool = Buffer.allocUnsafe(4096);
-let noncePos = noncePool.length;
-
-/** 16 fresh random bytes as base64url (22 characters). */
+/** 16 fresh random bytes as base64url (22 characters), from the pool (shared/random-pool.ts). */
 export function newNonce(): string {
-  if (noncePos + 16 > noncePool.length) {
-    randomFillSync(noncePool);
-    noncePos = 0;
-  }
-  const n = noncePool.toString('base64url', noncePos, noncePos + 16);
-  noncePos += 16;
-  return n;
+  return pooledRandomBytes(16).toString('base64url');
 }
 
 /** The auth headers for a request, signed with `key` (tests pass their own key to forge). */
