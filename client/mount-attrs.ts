@@ -1,6 +1,6 @@
 // The mount's attribute cache: file and directory attributes from the master, kept for a short while.
 import type { FuseStat } from 'fuse-native';
-import type { ListEntry } from '../shared/wire.js';
+import type { EntryType, FileInfo, ListEntry } from '../shared/wire.js';
 import type { GfsClient } from './client.js';
 
 /**
@@ -14,14 +14,38 @@ const maxChangedPaths = 16_384;
 
 const S_IFDIR = 0o040000;
 const S_IFREG = 0o100000;
+const S_IFLNK = 0o120000;
 const KiB = 1024;
 
 export interface Attr {
-  type: 'file' | 'dir';
+  type: EntryType;
   sizeBytes: number;
   replication: number;
+  /** Permission bits (0o7777). */
+  mode: number;
+  uid: number;
+  gid: number;
+  atimeMs: number;
   mtimeMs: number;
   ctimeMs: number;
+  /** A symbolic link's target. */
+  target?: string;
+}
+
+/** The attributes of a stat answer or a listing entry (a master from before modes were kept: the old defaults). */
+export function attrOf(i: FileInfo | ListEntry): Attr {
+  return {
+    type: i.type,
+    sizeBytes: i.sizeBytes,
+    replication: i.replication,
+    mode: i.mode ?? (i.type === 'dir' ? 0o755 : i.type === 'symlink' ? 0o777 : 0o644),
+    uid: i.uid ?? 0,
+    gid: i.gid ?? 0,
+    atimeMs: i.atimeMs ?? i.mtimeMs,
+    mtimeMs: i.mtimeMs,
+    ctimeMs: i.ctimeMs ?? i.mtimeMs,
+    ...(i.target !== undefined ? { target: i.target } : {}),
+  };
 }
 
 export class AttrCache {
@@ -96,7 +120,7 @@ export class AttrCache {
         if (nowMs - at < listingDistrustMs) continue;
         this.changed.delete(e.path);
       }
-      const attr: Attr = { type: e.type, sizeBytes: e.sizeBytes, replication: e.replication, mtimeMs: e.mtimeMs, ctimeMs: e.ctimeMs ?? e.mtimeMs };
+      const attr = attrOf(e);
       this.attrs.set(e.path, { attr, atMs: nowMs });
       this.counts.fromListing++;
     }
@@ -112,7 +136,7 @@ export class AttrCache {
       const gen = this.attrGen;
       this.counts.stats++;
       const q: Promise<Attr> = this.client.stat(path).then((i) => {
-        const attr: Attr = { type: i.type, sizeBytes: i.sizeBytes, replication: i.replication, mtimeMs: i.mtimeMs, ctimeMs: i.ctimeMs };
+        const attr = attrOf(i);
         if (this.attrGen === gen) this.attrs.set(path, { attr, atMs });
         return attr;
       });
@@ -126,19 +150,27 @@ export class AttrCache {
   }
 }
 
-/** The attributes the kernel sees: gfs has no owners or permissions, so the mount's user owns everything. */
+/**
+ * The attributes the kernel sees. fuse-native carries times as whole milliseconds from 1970 on (the
+ * nanoseconds within a millisecond are kept by the master and shown by `gfs stat`, not here; a time
+ * before 1970 shows as 1970). nlink: 1 for files and links, 2 for directories (gnulib's fts, under
+ * find and du, trusts a directory's nlink only on file systems it knows, never on FUSE).
+ */
 export function toStat(a: Attr, size: number): FuseStat {
   const dir = a.type === 'dir';
+  const kind = dir ? S_IFDIR : a.type === 'symlink' ? S_IFLNK : S_IFREG;
+  const bytes = dir ? 4096 : a.type === 'symlink' ? Buffer.byteLength(a.target ?? '') : size;
+  const ms = (t: number) => Math.max(0, t);
   return {
-    mode: dir ? S_IFDIR | 0o755 : S_IFREG | 0o644,
-    uid: process.getuid?.() ?? 0,
-    gid: process.getgid?.() ?? 0,
-    size: dir ? 4096 : size,
+    mode: kind | (a.mode & 0o7777),
+    uid: a.uid,
+    gid: a.gid,
+    size: bytes,
     nlink: dir ? 2 : 1,
     blksize: 128 * KiB,
-    blocks: Math.ceil((dir ? 4096 : size) / 512),
-    atime: a.mtimeMs,
-    mtime: a.mtimeMs,
-    ctime: a.ctimeMs || a.mtimeMs,
+    blocks: Math.ceil(bytes / 512),
+    atime: ms(a.atimeMs),
+    mtime: ms(a.mtimeMs),
+    ctime: ms(a.ctimeMs || a.mtimeMs),
   };
 }

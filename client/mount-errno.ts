@@ -22,6 +22,8 @@ export function toErrno(e: unknown): number {
       case 'INVALID_PATH':
       case 'BAD_REQUEST':
         return -E.EINVAL;
+      case 'NAME_TOO_LONG':
+        return -E.ENAMETOOLONG;
       case 'NO_SPACE':
         return -E.ENOSPC;
       case 'RECORD_TOO_LARGE':

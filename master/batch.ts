@@ -23,10 +23,10 @@ function pathsOf(op: BatchOp): string[] {
 async function runOne(files: Files, op: BatchOp): Promise<BatchResult> {
   switch (op.op) {
     case 'mkdir':
-      await files.mkdir(op.path, op.parents ?? false);
+      await files.mkdir(op.path, op.parents ?? false, op);
       return { ok: true };
     case 'create':
-      return { ok: true, info: await files.create(op.path, op.replication, op.exclusive ?? true) };
+      return { ok: true, info: await files.create(op.path, op.replication, op.exclusive ?? true, op) };
     case 'delete':
       await files.delete(op.path, op.recursive ?? false, op.now ?? false);
       return { ok: true };

@@ -2,14 +2,15 @@ import { GfsError, invariant } from '../shared/errors.js';
 import { isUnder, joinPath, normalizePath, trashDir } from '../shared/paths.js';
 import { requestContext } from '../shared/log.js';
 import { rpcJson } from '../shared/rpc.js';
-import type { AllocateAnswer, ChunkInfoAnswer, ChunkLocation, ChunksAnswer, FileInfo, ListEntry } from '../shared/wire.js';
+import type { AllocateAnswer, ChunkInfoAnswer, ChunkLocation, ChunksAnswer, FileInfo, ListEntry, PosixAttrs, SetattrReq, TimeArg } from '../shared/wire.js';
 import type { MasterContext } from './context.js';
 import { revokeLease } from './revoke.js';
-import { initialChunkVersion, type Node } from './core/namespace.js';
+import { initialChunkVersion, type Node, type Owner, type TimeSpec } from './core/namespace.js';
 import { chooseReplicas } from './core/placement.js';
 
-// The namespace operations clients call: create, mkdir, delete (lazily, into
-// the trash), undelete, rename, stat, list, and the chunks of a file with
+// The namespace operations clients call: create, mkdir, symlink, setattr
+// (chmod/chown/utimens), delete (lazily, into the trash), undelete, rename,
+// stat, list, and the chunks of a file with
 // their locations, allocating and placing new ones. Every mutation goes
 // through MasterContext.mutate (lock, check, log, apply); reads need no lock
 // (in-memory state changes only inside apply).
@@ -19,24 +20,50 @@ const maxAllocateChunks = 1024;
 /** Rounds of placement for one chunk: a creation that fails is retried on another server this many times at most. */
 const maxPlacementRounds = 3;
 
+/** Only the owner fields of a request (a zod-checked body carries others too). */
+function pickOwner(o: Owner): Owner {
+  return { mode: o.mode, uid: o.uid, gid: o.gid };
+}
+
+/** What stat and list entries carry besides sizes: mode, owner, the times' nanoseconds, a link's target. */
+function posixAttrs(n: Node): PosixAttrs {
+  return { mode: n.mode, uid: n.uid, gid: n.gid, atimeMs: n.atimeMs, atimeNs: n.atimeNs, mtimeNs: n.mtimeNs, ctimeNs: n.ctimeNs, ...(n.type === 'symlink' ? { target: n.target } : {}) };
+}
+
 export class Files {
   constructor(private readonly m: MasterContext) {}
 
-  async mkdir(rawPath: string, parents: boolean): Promise<void> {
+  async mkdir(rawPath: string, parents: boolean, owner: Owner = {}): Promise<void> {
     const path = normalizePath(rawPath);
     this.checkNotReserved(path);
-    await this.m.mutate([{ path, mode: 'w' }], () => this.m.ns.checkMkdir(path, parents, Date.now()));
+    await this.m.mutate([{ path, mode: 'w' }], () => this.m.ns.checkMkdir(path, parents, Date.now(), pickOwner(owner)));
   }
 
-  async create(rawPath: string, replication: number | undefined, exclusive = true): Promise<FileInfo> {
+  async create(rawPath: string, replication: number | undefined, exclusive = true, owner: Owner = {}): Promise<FileInfo> {
     const path = normalizePath(rawPath);
     this.checkNotReserved(path);
     await this.m.mutate([{ path, mode: 'w' }], () => {
       const existing = this.m.ns.get(path);
       if (existing && !exclusive && existing.type === 'file') return undefined;
-      return this.m.ns.checkCreate(path, replication ?? this.m.opts.defaultReplication, Date.now());
+      return this.m.ns.checkCreate(path, replication ?? this.m.opts.defaultReplication, Date.now(), pickOwner(owner));
     });
     return this.stat(path);
+  }
+
+  async symlink(rawPath: string, target: string, owner: Owner = {}): Promise<void> {
+    const path = normalizePath(rawPath);
+    this.checkNotReserved(path);
+    await this.m.mutate([{ path, mode: 'w' }], () => this.m.ns.checkSymlink(path, target, Date.now(), pickOwner(owner)));
+  }
+
+  /** chmod/chown/utimens: "now" is this master's clock, resolved here so the logged record replays exactly. */
+  async setattr(rawPath: string, change: Omit<SetattrReq, 'path'>): Promise<void> {
+    const path = normalizePath(rawPath);
+    await this.m.mutate([{ path, mode: 'w' }], () => {
+      const now: TimeSpec = { ms: Date.now(), ns: 0 };
+      const at = (t: TimeArg | undefined) => (t === 'now' ? now : t);
+      return this.m.ns.checkSetattr(path, { mode: change.mode, uid: change.uid, gid: change.gid, atime: at(change.atime), mtime: at(change.mtime) }, now.ms, now.ns);
+    });
   }
 
   /** Lazy deletion: the file moves to the trash and is reclaimed after the grace period; `now` skips it. */
@@ -136,6 +163,7 @@ export class Files {
       chunkSizeBytes: this.m.opts.chunkSizeBytes,
       mtimeMs: n.mtimeMs,
       ctimeMs: n.ctimeMs,
+      ...posixAttrs(n),
     };
   }
 
@@ -158,11 +186,13 @@ export class Files {
         chunkCount: node.type === 'file' ? node.chunks.length : 0,
         mtimeMs: node.mtimeMs,
         ctimeMs: node.ctimeMs,
+        ...posixAttrs(node),
       };
     });
   }
 
   private cachedFileSize(n: Node, nowMs: number): number {
+    if (n.type === 'symlink') return Buffer.byteLength(n.target);
     if (n.type !== 'file' || n.chunks.length === 0) return 0;
     return (n.chunks.length - 1) * this.m.opts.chunkSizeBytes + this.m.servers.reportedSize(n.chunks[n.chunks.length - 1]!, nowMs);
   }
@@ -173,6 +203,7 @@ export class Files {
    * end of that asks a replica itself, client/client.ts extent), so reads never fan out to replicas.
    */
   private async fileSize(n: Node, askReplicas: boolean): Promise<number> {
+    if (n.type === 'symlink') return Buffer.byteLength(n.target);
     if (n.type !== 'file' || n.chunks.length === 0) return 0;
     const last = n.chunks[n.chunks.length - 1]!;
     const meta = this.m.ns.chunks.get(last);

@@ -18,7 +18,9 @@ import {
   registerReq,
   renameReq,
   reportCorruptReq,
+  setattrReq,
   snapshotReq,
+  symlinkReq,
   undeleteReq,
 } from '../shared/wire.js';
 import { runBatch } from './batch.js';
@@ -44,10 +46,18 @@ const noInput = { body: z.object({}).strict(), query: z.object({}).strict() };
  */
 export function namespaceRoutes(app: Express, lean: LeanRouter, master: Master): void {
   lean.json('POST', '/api/mkdir', { body: mkdirReq }, async ({ body }) => {
-    await master.files.mkdir(body.path, body.parents ?? false);
+    await master.files.mkdir(body.path, body.parents ?? false, body);
     return { ok: true };
   });
-  lean.json('POST', '/api/create', { body: createReq }, ({ body }) => master.files.create(body.path, body.replication, body.exclusive ?? true));
+  lean.json('POST', '/api/create', { body: createReq }, ({ body }) => master.files.create(body.path, body.replication, body.exclusive ?? true, body));
+  lean.json('POST', '/api/setattr', { body: setattrReq }, async ({ body }) => {
+    await master.files.setattr(body.path, body);
+    return { ok: true };
+  });
+  lean.json('POST', '/api/symlink', { body: symlinkReq }, async ({ body }) => {
+    await master.files.symlink(body.path, body.target, body);
+    return { ok: true };
+  });
   lean.json('POST', '/api/delete', { body: deleteReq }, async ({ body }) => {
     await master.files.delete(body.path, body.recursive ?? false, body.now ?? false);
     return { ok: true };

@@ -56,7 +56,7 @@ export interface StatusModel {
   attention: ReturnType<Master['attention']>;
   leases: ReturnType<Master['activeLeases']>;
   oplog: Master['oplog']['stats'] & { logReplicas?: { url: string; synced: boolean; lastIndex: number; lastError?: string }[] };
-  namespace: { path: string; parent: string | undefined; type: 'file' | 'dir' | 'missing'; entries: EntryRow[]; truncated: boolean; error?: string };
+  namespace: { path: string; parent: string | undefined; type: 'file' | 'dir' | 'symlink' | 'missing'; entries: EntryRow[]; truncated: boolean; error?: string };
 }
 
 function chunkRows(master: Master, handles: string[], limit: number): ChunkRow[] {

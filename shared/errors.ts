@@ -5,6 +5,8 @@ export type ErrorCode =
   | 'BAD_REQUEST'
   | 'UNAUTHENTICATED'
   | 'INVALID_PATH'
+  /** A name over 255 bytes, a path over 4096, a symlink target over 4096 (ENAMETOOLONG). */
+  | 'NAME_TOO_LONG'
   | 'INVALID_HANDLE'
   | 'NOT_FOUND'
   | 'EXISTS'
@@ -36,6 +38,7 @@ const statusByCode: Record<ErrorCode, number> = {
   BAD_REQUEST: 400,
   UNAUTHENTICATED: 401,
   INVALID_PATH: 400,
+  NAME_TOO_LONG: 400,
   INVALID_HANDLE: 400,
   NOT_FOUND: 404,
   EXISTS: 409,

@@ -13,7 +13,7 @@ export function normalizePath(raw: unknown): string {
   if (typeof raw !== 'string') throw new GfsError('INVALID_PATH', 'path must be a string');
   if (raw.length === 0) throw new GfsError('INVALID_PATH', 'path is empty');
   if (!raw.startsWith('/')) throw new GfsError('INVALID_PATH', `path must be absolute: ${JSON.stringify(raw)}`);
-  if (Buffer.byteLength(raw) > maxPathBytes) throw new GfsError('INVALID_PATH', `path longer than ${maxPathBytes} bytes`);
+  if (Buffer.byteLength(raw) > maxPathBytes) throw new GfsError('NAME_TOO_LONG', `path longer than ${maxPathBytes} bytes`);
   // eslint-disable-next-line no-control-regex
   if (/[\u0000-\u001f\u007f]/.test(raw)) throw new GfsError('INVALID_PATH', 'path contains a NUL or control character');
   if (raw === '/') return '/';
@@ -22,7 +22,7 @@ export function normalizePath(raw: unknown): string {
   for (const s of segments) {
     if (s === '') throw new GfsError('INVALID_PATH', `path has an empty segment: ${JSON.stringify(raw)}`);
     if (s === '.' || s === '..') throw new GfsError('INVALID_PATH', `path may not contain '.' or '..': ${JSON.stringify(raw)}`);
-    if (Buffer.byteLength(s) > maxNameBytes) throw new GfsError('INVALID_PATH', `name longer than ${maxNameBytes} bytes`);
+    if (Buffer.byteLength(s) > maxNameBytes) throw new GfsError('NAME_TOO_LONG', `name longer than ${maxNameBytes} bytes`);
   }
   return trimmed;
 }

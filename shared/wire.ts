@@ -21,8 +21,22 @@ const bytes = z.number().int().min(0).max(Number.MAX_SAFE_INTEGER);
 export const replicationSchema = z.number().int().min(1).max(16);
 
 // ---- namespace (client -> master) ----
-export const mkdirReq = z.object({ path: pathSchema, parents: z.boolean().optional() }).strict();
-export const createReq = z.object({ path: pathSchema, replication: replicationSchema.optional(), exclusive: z.boolean().optional() }).strict();
+/** Permission bits of a mode (the type is the operation's). */
+export const modeSchema = z.number().int().min(0).max(0o7777);
+/** A uid or gid: 2^32 - 1 is chown's "leave unchanged", never stored. */
+export const idNumberSchema = z.number().int().min(0).max(0xfffffffe);
+/** The mode and owner a creation sets (absent: the type's default mode, 0:0). */
+const ownerFields = { mode: modeSchema.optional(), uid: idNumberSchema.optional(), gid: idNumberSchema.optional() };
+/** A time: ms since the epoch (any safe integer: before 1970, past 2038) and the ns within that ms; or "now" (the master's clock). */
+export const timeSchema = z.union([z.object({ ms: z.number().int().min(Number.MIN_SAFE_INTEGER).max(Number.MAX_SAFE_INTEGER), ns: z.number().int().min(0).max(999_999) }).strict(), z.literal('now')]);
+export type TimeArg = z.infer<typeof timeSchema>;
+export const mkdirReq = z.object({ path: pathSchema, parents: z.boolean().optional(), ...ownerFields }).strict();
+export const createReq = z.object({ path: pathSchema, replication: replicationSchema.optional(), exclusive: z.boolean().optional(), ...ownerFields }).strict();
+/** chmod, chown, utimens in one: only the fields given change (an absent time is UTIME_OMIT); ctime becomes now. */
+export const setattrReq = z.object({ path: pathSchema, mode: modeSchema.optional(), uid: idNumberSchema.optional(), gid: idNumberSchema.optional(), atime: timeSchema.optional(), mtime: timeSchema.optional() }).strict();
+export type SetattrReq = z.infer<typeof setattrReq>;
+/** A symbolic link at path to target, stored as written (up to PATH_MAX bytes, checked by the master). */
+export const symlinkReq = z.object({ path: pathSchema, target: z.string().min(1).max(4096), uid: idNumberSchema.optional(), gid: idNumberSchema.optional() }).strict();
 export const deleteReq = z.object({ path: pathSchema, recursive: z.boolean().optional(), now: z.boolean().optional() }).strict();
 export const undeleteReq = z.object({ path: pathSchema }).strict();
 export const renameReq = z.object({ src: pathSchema, dst: pathSchema }).strict();
@@ -30,8 +44,8 @@ export const renameReq = z.object({ src: pathSchema, dst: pathSchema }).strict()
 export const maxBatchOps = 1000;
 /** One namespace operation of a batch (POST /api/batch); each is answered on its own. */
 export const batchOpSchema = z.discriminatedUnion('op', [
-  z.object({ op: z.literal('mkdir'), path: pathSchema, parents: z.boolean().optional() }).strict(),
-  z.object({ op: z.literal('create'), path: pathSchema, replication: replicationSchema.optional(), exclusive: z.boolean().optional() }).strict(),
+  z.object({ op: z.literal('mkdir'), path: pathSchema, parents: z.boolean().optional(), ...ownerFields }).strict(),
+  z.object({ op: z.literal('create'), path: pathSchema, replication: replicationSchema.optional(), exclusive: z.boolean().optional(), ...ownerFields }).strict(),
   z.object({ op: z.literal('delete'), path: pathSchema, recursive: z.boolean().optional(), now: z.boolean().optional() }).strict(),
   z.object({ op: z.literal('undelete'), path: pathSchema }).strict(),
   z.object({ op: z.literal('rename'), src: pathSchema, dst: pathSchema }).strict(),
@@ -47,9 +61,28 @@ export interface BatchAnswer {
 export const snapshotReq = z.object({ src: pathSchema, dst: pathSchema }).strict();
 export const pathQuery = z.object({ path: pathSchema }).strict();
 
-export interface FileInfo {
+/**
+ * POSIX attributes of a file, directory or symbolic link. Times are whole ms since the epoch plus
+ * the nanoseconds within that ms (0..999999). Absent from masters before they were kept.
+ */
+export interface PosixAttrs {
+  /** Permission bits (0o7777); the type is `type`. */
+  mode?: number;
+  uid?: number;
+  gid?: number;
+  atimeMs?: number;
+  atimeNs?: number;
+  mtimeNs?: number;
+  ctimeNs?: number;
+  /** A symbolic link's target, as written. */
+  target?: string;
+}
+
+export type EntryType = 'file' | 'dir' | 'symlink';
+
+export interface FileInfo extends PosixAttrs {
   path: string;
-  type: 'file' | 'dir';
+  type: EntryType;
   sizeBytes: number;
   replication: number;
   chunkCount: number;
@@ -58,10 +91,10 @@ export interface FileInfo {
   ctimeMs: number;
 }
 
-export interface ListEntry {
+export interface ListEntry extends PosixAttrs {
   name: string;
   path: string;
-  type: 'file' | 'dir';
+  type: EntryType;
   sizeBytes: number;
   replication: number;
   chunkCount: number;

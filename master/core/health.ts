@@ -66,8 +66,8 @@ export function fsck(st: ChunkState, ns: Namespace, rawPath: string, nowMs: numb
   const files = [];
   for (const p of ns.subtree(root)) {
     const n = ns.get(p)!;
-    if (n.type === 'dir') {
-      summary.dirs++;
+    if (n.type !== 'file') {
+      if (n.type === 'dir') summary.dirs++;
       continue;
     }
     if (isUnder(p, trashDir) && !isUnder(root, trashDir)) continue;

@@ -12,19 +12,75 @@ import { handleFromBigInt } from '../../shared/handles.js';
 // record; `apply` changes the state and is deterministic, so replaying the
 // log after a checkpoint rebuilds exactly the state the master had.
 
-export interface FileNode {
+/**
+ * POSIX attributes every node has. A time is whole milliseconds since the epoch (any safe integer:
+ * before 1970 and past 2038 alike) plus the nanoseconds within that millisecond (0..999_999), so a
+ * nanosecond time survives JSON without a bigint.
+ */
+export interface Attrs {
+  /** Permission bits only (0o7777: set-uid, set-gid, sticky, rwx); the node's type is `type`. */
+  mode: number;
+  uid: number;
+  gid: number;
+  atimeMs: number;
+  atimeNs: number;
+  mtimeMs: number;
+  mtimeNs: number;
+  ctimeMs: number;
+  ctimeNs: number;
+}
+export interface FileNode extends Attrs {
   type: 'file';
   replication: number;
   chunks: string[];
-  mtimeMs: number;
-  ctimeMs: number;
 }
-export interface DirNode {
+export interface DirNode extends Attrs {
   type: 'dir';
-  mtimeMs: number;
-  ctimeMs: number;
 }
-export type Node = FileNode | DirNode;
+/** A symbolic link: its target is stored as written (never resolved by the master). */
+export interface SymlinkNode extends Attrs {
+  type: 'symlink';
+  target: string;
+}
+export type Node = FileNode | DirNode | SymlinkNode;
+export type NodeType = Node['type'];
+
+/** A time as logged in a setattr record: milliseconds since the epoch and the nanoseconds within it. */
+export interface TimeSpec {
+  ms: number;
+  ns: number;
+}
+
+export const S_ISUID = 0o4000;
+export const S_ISGID = 0o2000;
+const S_IXGRP = 0o010;
+/** Longest symlink target kept (PATH_MAX). */
+export const maxSymlinkTargetBytes = 4096;
+/** Highest uid/gid: 2^32 - 2 (2^32 - 1 is chown's "leave unchanged"). */
+export const maxId = 0xfffffffe;
+
+/** Modes of nodes from before modes were kept (old checkpoints and logs), and of records without one. */
+export function defaultMode(type: NodeType): number {
+  return type === 'dir' ? 0o755 : type === 'symlink' ? 0o777 : 0o644;
+}
+
+/** Attributes of a node made at `t` (ms) by uid:gid with mode. */
+function freshAttrs(mode: number, uid: number, gid: number, t: number): Attrs {
+  return { mode, uid, gid, atimeMs: t, atimeNs: 0, mtimeMs: t, mtimeNs: 0, ctimeMs: t, ctimeNs: 0 };
+}
+
+/** A node as stored by code before modes, owners and nanoseconds were kept: the missing fields get their defaults. */
+function withDefaults(n: Node): Node {
+  const o = n as Partial<Attrs> & Node;
+  o.mode ??= defaultMode(n.type);
+  o.uid ??= 0;
+  o.gid ??= 0;
+  o.mtimeNs ??= 0;
+  o.ctimeNs ??= 0;
+  o.atimeMs ??= o.mtimeMs;
+  o.atimeNs ??= o.mtimeNs;
+  return o;
+}
 
 export interface ChunkMeta {
   version: number;
@@ -32,8 +88,17 @@ export interface ChunkMeta {
 }
 
 export type Op =
-  | { op: 'mkdir'; paths: string[]; t: number }
-  | { op: 'create'; path: string; replication: number; t: number }
+  /** mode/uid/gid absent in older logs (defaults then: 0755, 0:0). Every directory made gets them. */
+  | { op: 'mkdir'; paths: string[]; t: number; mode?: number; uid?: number; gid?: number }
+  /** mode/uid/gid absent in older logs (defaults then: 0644, 0:0). */
+  | { op: 'create'; path: string; replication: number; t: number; mode?: number; uid?: number; gid?: number }
+  | { op: 'symlink'; path: string; target: string; uid: number; gid: number; t: number }
+  /**
+   * chmod, chown, utimens: only the fields present change; ctime becomes t (+ tNs). Times are explicit
+   * (UTIME_NOW is resolved to a time before logging; UTIME_OMIT is an absent field), so replay is exact.
+   * A chown of a non-directory carries the mode too, without set-uid (and set-gid where group exec is set), as Linux drops them.
+   */
+  | { op: 'setattr'; path: string; mode?: number; uid?: number; gid?: number; atime?: TimeSpec; mtime?: TimeSpec; t: number; tNs?: number }
   | { op: 'delete'; path: string; t: number }
   | { op: 'rename'; src: string; dst: string; t: number }
   | { op: 'allocate'; path: string; fromIndex: number; handles: string[]; version: number; t: number }
@@ -88,6 +153,47 @@ export const maxRememberedRequests = 100_000;
 
 export { initialChunkVersion } from '../../shared/wire.js';
 
+/** What a creation may set: absent fields get defaults (the type's mode, uid/gid 0). */
+export interface Owner {
+  mode?: number;
+  uid?: number;
+  gid?: number;
+}
+
+/** What a setattr changes: only the fields present. */
+export interface AttrChange {
+  mode?: number;
+  uid?: number;
+  gid?: number;
+  atime?: TimeSpec;
+  mtime?: TimeSpec;
+}
+
+/** A record's mode, uid and gid, each left out where it is the default (records stay as short as before for most creates). */
+function ownerFields(type: NodeType, mode: number, uid: number, gid: number): Owner {
+  return { ...(mode !== defaultMode(type) ? { mode } : {}), ...(uid !== 0 ? { uid } : {}), ...(gid !== 0 ? { gid } : {}) };
+}
+
+function checkMode(mode: number): number {
+  if (!Number.isInteger(mode) || mode < 0 || mode > 0o7777) throw new GfsError('BAD_REQUEST', `mode ${mode} is not within 0..07777`);
+  return mode;
+}
+
+function checkId(id: number): number {
+  if (!Number.isInteger(id) || id < 0 || id > maxId) throw new GfsError('BAD_REQUEST', `uid/gid ${id} is not within 0..${maxId}`);
+  return id;
+}
+
+function checkNs(ns: number): number {
+  if (!Number.isInteger(ns) || ns < 0 || ns > 999_999) throw new GfsError('BAD_REQUEST', `nanoseconds within a millisecond ${ns} is not within 0..999999`);
+  return ns;
+}
+
+function checkTime(t: TimeSpec): TimeSpec {
+  if (!Number.isSafeInteger(t.ms)) throw new GfsError('BAD_REQUEST', `time ${t.ms} ms is not a safe integer`);
+  return { ms: t.ms, ns: checkNs(t.ns) };
+}
+
 export class Namespace {
   readonly nodes = new Map<string, Node>();
   readonly chunks = new Map<string, ChunkMeta>();
@@ -120,7 +226,7 @@ export class Namespace {
   readonly took = new Map<string, { version: number; servers: Set<string> }>();
 
   constructor() {
-    this.putNode('/', { type: 'dir', mtimeMs: 0, ctimeMs: 0 });
+    this.putNode('/', { type: 'dir', ...freshAttrs(defaultMode('dir'), 0, 0, 0) });
   }
 
   // ---- reads ----
@@ -131,6 +237,7 @@ export class Namespace {
   getFile(path: string): FileNode {
     const n = this.nodes.get(path);
     if (!n) throw new GfsError('NOT_FOUND', `no such file: ${path}`);
+    if (n.type === 'symlink') throw new GfsError('BAD_REQUEST', `is a symbolic link: ${path}`);
     if (n.type !== 'file') throw new GfsError('IS_A_DIRECTORY', `is a directory: ${path}`);
     return n;
   }
@@ -157,7 +264,7 @@ export class Namespace {
   }
 
   // ---- validation: build a record or throw ----
-  checkMkdir(path: string, parents: boolean, t: number): Op | undefined {
+  checkMkdir(path: string, parents: boolean, t: number, owner: Owner = {}): Op | undefined {
     const existing = this.nodes.get(path);
     if (existing) {
       if (existing.type === 'dir' && parents) return undefined;
@@ -171,7 +278,16 @@ export class Namespace {
         missing.push(a);
       } else if (n.type !== 'dir') throw new GfsError('NOT_A_DIRECTORY', `not a directory: ${a}`);
     }
-    return { op: 'mkdir', paths: [...missing, path], t };
+    // A directory made in a set-gid directory takes its group and keeps the bit (as Linux and BSD do).
+    const inherit = this.setGidParent(missing[0] ?? path);
+    const mode = checkMode(owner.mode ?? defaultMode('dir')) | (inherit ? S_ISGID : 0);
+    return { op: 'mkdir', paths: [...missing, path], t, ...ownerFields('dir', mode, checkId(owner.uid ?? 0), checkId(inherit ? inherit.gid : (owner.gid ?? 0))) };
+  }
+
+  /** The parent of path when it is a directory with set-gid (its entries take its group). */
+  private setGidParent(path: string): DirNode | undefined {
+    const p = this.nodes.get(parentOf(path));
+    return p?.type === 'dir' && (p.mode & S_ISGID) !== 0 ? p : undefined;
   }
 
   private checkParentDir(path: string): void {
@@ -181,11 +297,44 @@ export class Namespace {
     if (p.type !== 'dir') throw new GfsError('NOT_A_DIRECTORY', `not a directory: ${parent}`);
   }
 
-  checkCreate(path: string, replication: number, t: number): Op {
+  checkCreate(path: string, replication: number, t: number, owner: Owner = {}): Op {
     if (path === '/') throw new GfsError('EXISTS', 'the root directory exists');
     if (this.nodes.has(path)) throw new GfsError('EXISTS', `already exists: ${path}`);
     this.checkParentDir(path);
-    return { op: 'create', path, replication, t };
+    const inherit = this.setGidParent(path);
+    return { op: 'create', path, replication, t, ...ownerFields('file', checkMode(owner.mode ?? defaultMode('file')), checkId(owner.uid ?? 0), checkId(inherit ? inherit.gid : (owner.gid ?? 0))) };
+  }
+
+  checkSymlink(path: string, target: string, t: number, owner: Owner = {}): Op {
+    if (path === '/' || this.nodes.has(path)) throw new GfsError('EXISTS', `already exists: ${path}`);
+    if (target.length === 0) throw new GfsError('NOT_FOUND', 'a symbolic link needs a target');
+    if (Buffer.byteLength(target) > maxSymlinkTargetBytes) throw new GfsError('NAME_TOO_LONG', `symbolic link target longer than ${maxSymlinkTargetBytes} bytes`);
+    if (target.includes('\0')) throw new GfsError('INVALID_PATH', 'symbolic link target contains NUL');
+    this.checkParentDir(path);
+    const inherit = this.setGidParent(path);
+    return { op: 'symlink', path, target, uid: checkId(owner.uid ?? 0), gid: checkId(inherit ? inherit.gid : (owner.gid ?? 0)), t };
+  }
+
+  /**
+   * chmod/chown/utimens of one node; `t` (+ tNs) is the new ctime, and the time UTIME_NOW meant
+   * (resolved by the caller). A chown (uid or gid given) of a non-directory also drops set-uid, and
+   * set-gid where group exec is set, from the mode it leaves, as Linux does.
+   */
+  checkSetattr(path: string, change: AttrChange, t: number, tNs = 0): Op {
+    const n = this.nodes.get(path);
+    if (!n) throw new GfsError('NOT_FOUND', `no such file or directory: ${path}`);
+    const op: Extract<Op, { op: 'setattr' }> = { op: 'setattr', path, t, ...(tNs ? { tNs: checkNs(tNs) } : {}) };
+    if (change.mode !== undefined) op.mode = checkMode(change.mode);
+    if (change.uid !== undefined) op.uid = checkId(change.uid);
+    if (change.gid !== undefined) op.gid = checkId(change.gid);
+    if (change.atime !== undefined) op.atime = checkTime(change.atime);
+    if (change.mtime !== undefined) op.mtime = checkTime(change.mtime);
+    if ((op.uid !== undefined || op.gid !== undefined) && n.type === 'file') {
+      const mode = op.mode ?? n.mode;
+      const kill = S_ISUID | ((mode & (S_ISGID | S_IXGRP)) === (S_ISGID | S_IXGRP) ? S_ISGID : 0);
+      if ((mode & kill) !== 0) op.mode = mode & ~kill;
+    }
+    return op;
   }
 
   checkDelete(path: string, recursive: boolean, t: number): Op {
@@ -274,14 +423,30 @@ export class Namespace {
         this.epoch = op.epoch;
         return;
       case 'mkdir':
-        for (const p of op.paths) if (!this.nodes.has(p)) this.putNode(p, { type: 'dir', mtimeMs: op.t, ctimeMs: op.t });
+        for (const p of op.paths) if (!this.nodes.has(p)) this.putNode(p, { type: 'dir', ...freshAttrs(op.mode ?? defaultMode('dir'), op.uid ?? 0, op.gid ?? 0, op.t) });
         this.touch(parentOf(op.paths[0]!), op.t);
         return;
       case 'create':
         invariant(!this.nodes.has(op.path), `create of existing ${op.path}`);
-        this.putNode(op.path, { type: 'file', replication: op.replication, chunks: [], mtimeMs: op.t, ctimeMs: op.t });
+        this.putNode(op.path, { type: 'file', replication: op.replication, chunks: [], ...freshAttrs(op.mode ?? defaultMode('file'), op.uid ?? 0, op.gid ?? 0, op.t) });
         this.touch(parentOf(op.path), op.t);
         return;
+      case 'symlink':
+        invariant(!this.nodes.has(op.path), `symlink over existing ${op.path}`);
+        this.putNode(op.path, { type: 'symlink', target: op.target, ...freshAttrs(defaultMode('symlink'), op.uid, op.gid, op.t) });
+        this.touch(parentOf(op.path), op.t);
+        return;
+      case 'setattr': {
+        const n = this.nodes.get(op.path);
+        invariant(n, `setattr of missing ${op.path}`);
+        if (op.mode !== undefined) n.mode = op.mode;
+        if (op.uid !== undefined) n.uid = op.uid;
+        if (op.gid !== undefined) n.gid = op.gid;
+        if (op.atime !== undefined) [n.atimeMs, n.atimeNs] = [op.atime.ms, op.atime.ns];
+        if (op.mtime !== undefined) [n.mtimeMs, n.mtimeNs] = [op.mtime.ms, op.mtime.ns];
+        [n.ctimeMs, n.ctimeNs] = [op.t, op.tNs ?? 0];
+        return;
+      }
       case 'delete': {
         // Trash entries are paths of nodes (the trash record moves a node there), so the ones going are in
         // the subtree: looked up there, not by scanning a trash that may hold a million entries.
@@ -301,12 +466,14 @@ export class Namespace {
           this.dropNode(p);
         }
         for (const [p, n] of moved) this.putNode(op.dst + p.slice(op.src.length), n);
+        // Linux moves the renamed node's ctime too.
+        if (moved.length > 0) [moved[0]![1].ctimeMs, moved[0]![1].ctimeNs] = [op.t, 0];
         this.touch(parentOf(op.src), op.t);
         this.touch(parentOf(op.dst), op.t);
         return;
       }
       case 'trash': {
-        for (const a of ancestorsOf(op.to)) if (!this.nodes.has(a)) this.putNode(a, { type: 'dir', mtimeMs: op.t, ctimeMs: op.t });
+        for (const a of ancestorsOf(op.to)) if (!this.nodes.has(a)) this.putNode(a, { type: 'dir', ...freshAttrs(0o700, 0, 0, op.t) });
         this.applyChange({ op: 'rename', src: op.path, dst: op.to, t: op.t });
         this.trash.set(op.to, { path: op.path, deletedAtMs: op.t });
         return;
@@ -314,7 +481,8 @@ export class Namespace {
       case 'snapshot': {
         for (const p of this.subtree(op.src)) {
           const n = this.nodes.get(p)!;
-          const copy: Node = n.type === 'file' ? { ...n, chunks: n.chunks.slice(), ctimeMs: op.t } : { ...n, ctimeMs: op.t };
+          // Modes, owners, link targets and atime/mtime are copied; the copy's ctime is the snapshot's.
+          const copy: Node = n.type === 'file' ? { ...n, chunks: n.chunks.slice(), ctimeMs: op.t, ctimeNs: 0 } : { ...n, ctimeMs: op.t, ctimeNs: 0 };
           if (copy.type === 'file') for (const h of copy.chunks) this.chunks.get(h)!.refCount++;
           this.putNode(op.dst + p.slice(op.src.length), copy);
         }
@@ -337,7 +505,9 @@ export class Namespace {
           const n = BigInt('0x' + h);
           if (n >= this.nextHandle) this.nextHandle = n + 1n;
         }
-        f.mtimeMs = op.t;
+        // A write is known to the master only when it allocates (approximate: a write inside an
+        // allocated chunk moves mtime only when the writer says so, as the mount does at flush).
+        [f.mtimeMs, f.mtimeNs, f.ctimeMs, f.ctimeNs] = [op.t, 0, op.t, 0];
         return;
       }
       case 'reserve': {
@@ -394,9 +564,12 @@ export class Namespace {
     }
   }
 
+  /** A directory's entries changed at t: its mtime and ctime move (never back: records may carry times slightly out of order). */
   private touch(dir: string, t: number): void {
     const n = this.nodes.get(dir);
-    if (n && t > n.mtimeMs) n.mtimeMs = t;
+    if (!n) return;
+    if (t > n.mtimeMs) [n.mtimeMs, n.mtimeNs] = [t, 0];
+    if (t > n.ctimeMs) [n.ctimeMs, n.ctimeNs] = [t, 0];
   }
 
   private putNode(path: string, node: Node): void {
@@ -429,7 +602,7 @@ export class Namespace {
 
   static fromSnapshot(s: NamespaceSnapshot): Namespace {
     const ns = new Namespace();
-    for (const [p, n] of s.nodes) ns.putNode(p, n);
+    for (const [p, n] of s.nodes) ns.putNode(p, withDefaults(n));
     for (const [h, c] of s.chunks) ns.chunks.set(h, c);
     ns.nextHandle = BigInt(s.nextHandle);
     for (const [k, v] of s.trash ?? []) ns.trash.set(k, v);

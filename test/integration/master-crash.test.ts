@@ -29,7 +29,7 @@ import { waitFor } from '../helpers/wait.js';
 // checkpoint, while one is being taken, right after one finished, idle),
 // restarted on the same port, and every round's items are checked again.
 
-type Kind = 'file' | 'dir';
+type Kind = 'file' | 'dir' | 'symlink';
 type State = Map<string, Kind>;
 
 interface Step {

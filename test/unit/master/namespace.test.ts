@@ -76,7 +76,7 @@ test('create: a file with no chunks in an existing directory', () => {
   const ns = new Namespace();
   const rec = run(ns, ns.checkCreate('/f', 3, 10))!;
   assert.deepEqual(rec, { op: 'create', path: '/f', replication: 3, t: 10 });
-  assert.deepEqual(ns.get('/f'), { type: 'file', replication: 3, chunks: [], mtimeMs: 10, ctimeMs: 10 });
+  assert.deepEqual(ns.get('/f'), { type: 'file', replication: 3, chunks: [], mode: 0o644, uid: 0, gid: 0, atimeMs: 10, atimeNs: 0, mtimeMs: 10, mtimeNs: 0, ctimeMs: 10, ctimeNs: 0 });
   assert.equal(ns.fileCount, 1);
   assert.deepEqual(ns.childNames('/'), ['f']);
   throwsCode(() => ns.checkCreate('/f', 3, 11), 'EXISTS');

@@ -3,8 +3,8 @@ import assert from 'node:assert/strict';
 import { normalizePath, ancestorsOf, parentOf, isUnder, baseName, joinPath, maxNameBytes, maxPathBytes } from '../../../shared/paths.js';
 import { isGfsError } from '../../../shared/errors.js';
 
-function refuses(raw: unknown): void {
-  assert.throws(() => normalizePath(raw), (e: unknown) => isGfsError(e, 'INVALID_PATH') && e.status === 400, `should refuse ${JSON.stringify(raw)?.slice(0, 60)}`);
+function refuses(raw: unknown, code: 'INVALID_PATH' | 'NAME_TOO_LONG' = 'INVALID_PATH'): void {
+  assert.throws(() => normalizePath(raw), (e: unknown) => isGfsError(e, code) && e.status === 400, `should refuse ${JSON.stringify(raw)?.slice(0, 60)}`);
 }
 
 test('normalizePath accepts absolute paths and drops one trailing slash', () => {
@@ -32,9 +32,9 @@ test('normalizePath refuses NUL and control characters', () => {
 test('normalizePath bounds name and path lengths in bytes', () => {
   const name255 = 'x'.repeat(maxNameBytes);
   assert.equal(normalizePath('/' + name255), '/' + name255);
-  refuses('/' + 'x'.repeat(maxNameBytes + 1));
+  refuses('/' + 'x'.repeat(maxNameBytes + 1), 'NAME_TOO_LONG');
   // 128 two-byte characters = 256 bytes: too long although only 128 characters
-  refuses('/' + 'é'.repeat(128));
+  refuses('/' + 'é'.repeat(128), 'NAME_TOO_LONG');
   assert.equal(normalizePath('/' + 'é'.repeat(127)), '/' + 'é'.repeat(127));
 
   // a path of exactly maxPathBytes bytes is fine, one more is not
@@ -42,8 +42,8 @@ test('normalizePath bounds name and path lengths in bytes', () => {
   const exact = seg.repeat(maxPathBytes / 256);
   assert.equal(Buffer.byteLength(exact), maxPathBytes);
   assert.equal(normalizePath(exact), exact);
-  refuses(exact + '/z');
-  refuses(('/' + 'é'.repeat(100)).repeat(21)); // 201 bytes * 21 = 4221 bytes
+  refuses(exact + '/z', 'NAME_TOO_LONG');
+  refuses(('/' + 'é'.repeat(100)).repeat(21), 'NAME_TOO_LONG'); // 201 bytes * 21 = 4221 bytes
 });
 
 test('parentOf, baseName and joinPath', () => {
