@@ -10,6 +10,7 @@ import { addConnectionOptions, exportConnectionOptions, intArg as int, sizeArg a
 import { formatBytes as fmtBytes } from '../shared/config.js';
 import { exitStatus, exitWhenFlushed, failAndExit, quietOnClosedPipe } from '../shared/exit.js';
 import type { BatchOp } from '../shared/wire.js';
+import { longLines, registerAttrCommands } from './cli-attrs.js';
 import { registerTools } from './cli-tools.js';
 
 const defaultMaster = 'http://127.0.0.1:7070';
@@ -158,18 +159,14 @@ program
 program
   .command('ls')
   .description('list a directory')
-  .option('-l, --long', 'long format: type, replication, size, mtime, name')
+  .option('-l, --long', 'long format: mode, replication, owner, group, size, mtime, name (-> link target)')
   .option('-R, --recursive', 'list subdirectories recursively')
   .argument('[path]', 'directory or file', '/')
   .action(run(async (path: string, o: { long?: boolean; recursive?: boolean }) => {
     const c = await client();
     const entries = await c.list(path, { recursive: !!o.recursive });
-    const out: string[] = [];
-    for (const e of entries) {
-      const name = o.recursive ? e.path : e.name + (e.type === 'dir' ? '/' : '');
-      if (o.long) out.push(`${e.type === 'dir' ? 'd' : '-'} ${String(e.replication || '-').padStart(2)} ${String(e.sizeBytes).padStart(14)} ${new Date(e.mtimeMs).toISOString()} ${name}`);
-      else out.push(name);
-    }
+    const nameOf = (e: { path: string; name: string; type: string }) => (o.recursive ? e.path : e.name + (e.type === 'dir' ? '/' : ''));
+    const out = o.long ? longLines(entries, nameOf) : entries.map(nameOf);
     if (out.length) process.stdout.write(out.join('\n') + '\n');
   }));
 
@@ -405,5 +402,6 @@ program
   }));
 
 registerTools(program, { client, run });
+registerAttrCommands(program, { client, run });
 
 program.parseAsync(process.argv).catch(fail);

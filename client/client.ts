@@ -1,9 +1,10 @@
 import { pooledRandomBytes } from '../shared/random-pool.js';
 import { nanoid } from 'nanoid';
 import { defaults } from '../shared/config.js';
+import { GfsError } from '../shared/errors.js';
 import { setRpcSelf } from '../shared/rpc.js';
 import { maxBatchOps } from '../shared/wire.js';
-import type { BatchAnswer, BatchOp, BatchResult, ChunksAnswer, FileInfo, ListEntry, ReplicaRef, WriteAnswer } from '../shared/wire.js';
+import type { BatchAnswer, BatchOp, BatchResult, ChunksAnswer, FileInfo, ListEntry, ReplicaRef, SetattrReq, TimeArg, WriteAnswer } from '../shared/wire.js';
 import { appendRaw, appendRawBatch } from './append-path.js';
 import { RecordAppender, type AppenderOptions } from './appender.js';
 import { ChunkAccess } from './chunk-access.js';
@@ -46,6 +47,28 @@ export interface ClientOptions {
   retry?: Partial<RetryOptions>;
 }
 
+/** The mode and owner a creation sets. */
+export interface Owner {
+  mode?: number;
+  uid?: number;
+  gid?: number;
+}
+
+/** A time for utimes: a Date, ms since the epoch (a fraction is kept to the ns), {ms, ns} (ns within the ms), or 'now'. */
+export type TimeInput = Date | number | { ms: number; ns: number } | 'now';
+
+function owner(o: Owner): Owner {
+  return { ...(o.mode !== undefined ? { mode: o.mode } : {}), ...(o.uid !== undefined ? { uid: o.uid } : {}), ...(o.gid !== undefined ? { gid: o.gid } : {}) };
+}
+
+function timeArg(t: TimeInput): TimeArg {
+  if (t === 'now') return 'now';
+  if (typeof t === 'object' && !(t instanceof Date)) return t;
+  const ms = t instanceof Date ? t.getTime() : t;
+  const whole = Math.floor(ms);
+  return { ms: whole, ns: Math.min(999_999, Math.round((ms - whole) * 1e6)) };
+}
+
 /** Chunk entries one /api/chunks answer carries at most (the master's bound). */
 const chunksPerAnswer = 10_000;
 
@@ -84,13 +107,47 @@ export class GfsClient implements DataContext {
   }
 
   // ---- namespace ----
-  async mkdir(path: string, opts: { parents?: boolean } = {}): Promise<void> {
-    await this.masters.call('/api/mkdir', { path, parents: opts.parents ?? false });
+  /** mode/uid/gid: of the new directories (default 0755, 0:0; the umask is the caller's to apply). */
+  async mkdir(path: string, opts: { parents?: boolean } & Owner = {}): Promise<void> {
+    await this.masters.call('/api/mkdir', { path, parents: opts.parents ?? false, ...owner(opts) });
   }
 
-  async create(path: string, opts: { replication?: number; exclusive?: boolean } = {}): Promise<FileInfo> {
+  /** mode/uid/gid: of the new file (default 0644, 0:0; the umask is the caller's to apply). */
+  async create(path: string, opts: { replication?: number; exclusive?: boolean } & Owner = {}): Promise<FileInfo> {
     this.chunks.invalidate(path);
-    return this.masters.call<FileInfo>('/api/create', { path, ...(opts.replication ? { replication: opts.replication } : {}), exclusive: opts.exclusive ?? true });
+    return this.masters.call<FileInfo>('/api/create', { path, ...(opts.replication ? { replication: opts.replication } : {}), exclusive: opts.exclusive ?? true, ...owner(opts) });
+  }
+
+  /** chmod, chown and utimens in one call: only what is given changes (an absent time is UTIME_OMIT); ctime becomes the master's now. */
+  async setattr(path: string, change: Omit<SetattrReq, 'path'>): Promise<void> {
+    await this.masters.call('/api/setattr', { path, ...change });
+  }
+
+  /** Permission bits (0..0o7777). */
+  chmod(path: string, mode: number): Promise<void> {
+    return this.setattr(path, { mode });
+  }
+
+  /** Owner and/or group (undefined leaves one as it is); a file's set-uid/set-gid go as Linux drops them. */
+  chown(path: string, uid: number | undefined, gid?: number): Promise<void> {
+    return this.setattr(path, { ...(uid !== undefined ? { uid } : {}), ...(gid !== undefined ? { gid } : {}) });
+  }
+
+  /** Access and modification times: a Date, ms since the epoch (fractions kept to the ns), {ms, ns}, 'now', or undefined to leave one. */
+  utimes(path: string, atime: TimeInput | undefined, mtime: TimeInput | undefined): Promise<void> {
+    return this.setattr(path, { ...(atime !== undefined ? { atime: timeArg(atime) } : {}), ...(mtime !== undefined ? { mtime: timeArg(mtime) } : {}) });
+  }
+
+  /** A symbolic link at path pointing to target (stored as written, never resolved by gfs). */
+  async symlink(target: string, path: string, o: Omit<Owner, 'mode'> = {}): Promise<void> {
+    await this.masters.call('/api/symlink', { path, target, ...owner(o) });
+  }
+
+  /** The target of the symbolic link at path. */
+  async readlink(path: string): Promise<string> {
+    const st = await this.stat(path);
+    if (st.type !== 'symlink' || st.target === undefined) throw new GfsError('BAD_REQUEST', `not a symbolic link: ${path}`);
+    return st.target;
   }
 
   stat(path: string): Promise<FileInfo> {
