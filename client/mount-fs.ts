@@ -3,7 +3,10 @@ import { constants as fsConstants } from 'node:fs';
 import { constants as osConstants } from 'node:os';
 import type { FuseStat } from 'fuse-native';
 import { GfsError } from '../shared/errors.js';
+import { baseName, maxNameBytes, parentOf } from '../shared/paths.js';
+import type { TimeArg } from '../shared/wire.js';
 import { GfsClient } from './client.js';
+import { fuseCaller } from './mount-binding.js';
 import { AttrCache, toStat } from './mount-attrs.js';
 import type { Handle } from './mount-handle.js';
 import type { MountOptions } from './mount-options.js';
@@ -13,6 +16,33 @@ import { WriteBuffers, throwPendingError } from './mount-writes.js';
 const E = osConstants.errno;
 const KiB = 1024;
 const MiB = 1024 * KiB;
+/** chown's "leave unchanged" ((uid_t)-1 as fuse-native hands it over). */
+const unchangedId = 0xffffffff;
+/**
+ * How utimens times arrive. fuse-native turns a timespec into whole ms, so UTIME_NOW and UTIME_OMIT
+ * (tv_sec 0, tv_nsec 2^30-1 and 2^30-2) both arrive as 1073 ms; a binding that tells them apart
+ * sends these values instead (beyond any real time: year 287,000).
+ */
+export const fuseTimeNow = 2 ** 53 - 1;
+export const fuseTimeOmit = 2 ** 53 - 2;
+/** UTIME_NOW or UTIME_OMIT as stock fuse-native hands them over (1073 ms), where they cannot be told apart. */
+const blurredSpecial = (ms: number) => ms >= 1073 && ms < 1074;
+
+/**
+ * The times a utimens call sets. Stock fuse-native hands over atime twice (its mtime argument is
+ * atime): equal values are then taken for both (touch, touch -d), and a blurred UTIME_NOW/OMIT as
+ * "now" for both; a binding that sends both times and the sentinels above gets exactly what was asked.
+ */
+export function utimensTimes(atimeMs: number, mtimeMs: number): { atime?: TimeArg; mtime?: TimeArg } {
+  const one = (ms: number): TimeArg | undefined => {
+    if (ms === fuseTimeOmit) return undefined;
+    if (ms === fuseTimeNow || blurredSpecial(ms)) return 'now';
+    return { ms: Math.floor(ms), ns: 0 };
+  };
+  const atime = one(atimeMs);
+  const mtime = one(mtimeMs);
+  return { ...(atime !== undefined ? { atime } : {}), ...(mtime !== undefined ? { mtime } : {}) };
+}
 
 export class GfsFuse {
   readonly client: GfsClient;
@@ -58,7 +88,22 @@ export class GfsFuse {
     return end;
   }
 
+  /**
+   * The owner of what this mount creates: the calling process's uid and gid with the patched binding
+   * (mount-binding.ts; read before the handler's first await), else the mount's own (without
+   * allow_other only the mounting user can reach the mount, so it is the caller's uid then too).
+   */
+  private owner(): { uid: number; gid: number } {
+    return fuseCaller() ?? { uid: process.getuid?.() ?? 0, gid: process.getgid?.() ?? 0 };
+  }
+
+  /** A name over 255 bytes is ENAMETOOLONG here, before any master call. */
+  private checkName(p: string): void {
+    if (Buffer.byteLength(baseName(p)) > maxNameBytes) throw -E.ENAMETOOLONG;
+  }
+
   async getattr(p: string): Promise<FuseStat> {
+    this.checkName(p);
     const path = this.gfs(p);
     const a = await this.attrs.stat(path);
     return toStat(a, a.type === 'file' ? Math.max(a.sizeBytes, this.pendingEnd(path)) : 0);
@@ -100,10 +145,49 @@ export class GfsFuse {
   }
 
   // ---- namespace ----
-  async mkdir(p: string): Promise<void> {
+  /** mode: as the kernel hands it over, the umask already applied. */
+  async mkdir(p: string, mode = 0o755): Promise<void> {
+    this.checkName(p);
     const path = this.gfs(p);
-    await this.client.mkdir(path);
+    await this.client.mkdir(path, { mode: mode & 0o7777, ...this.owner() });
+    this.forgetWithParent(path);
+  }
+
+  /** A change to path changes its directory's mtime and ctime too: neither is served from the cache afterwards. */
+  private forgetWithParent(path: string): void {
     this.attrs.forget(path);
+    this.attrs.forget(parentOf(path));
+  }
+
+  async symlink(target: string, p: string): Promise<void> {
+    this.checkName(p);
+    const path = this.gfs(p);
+    await this.client.symlink(target, path, this.owner());
+    this.forgetWithParent(path);
+  }
+
+  async readlink(p: string): Promise<string> {
+    const a = await this.attrs.stat(this.gfs(p));
+    if (a.type !== 'symlink' || a.target === undefined) throw -E.EINVAL;
+    return a.target;
+  }
+
+  async chmod(p: string, mode: number): Promise<void> {
+    const path = this.gfs(p);
+    try {
+      await this.client.chmod(path, mode & 0o7777);
+    } finally {
+      this.attrs.forget(path);
+    }
+  }
+
+  async chown(p: string, uid: number, gid: number): Promise<void> {
+    const path = this.gfs(p);
+    try {
+      await this.client.chown(path, uid === unchangedId ? undefined : uid, gid === unchangedId ? undefined : gid);
+    } finally {
+      this.attrs.forget(path);
+    }
   }
 
   async rmdir(p: string): Promise<void> {
@@ -113,7 +197,7 @@ export class GfsFuse {
     if ((await this.client.list(path)).length > 0) throw -E.ENOTEMPTY;
     this.attrs.forget(path);
     await this.client.delete(path, { recursive: false, now: true });
-    this.attrs.forget(path);
+    this.forgetWithParent(path);
   }
 
   async unlink(p: string): Promise<void> {
@@ -121,12 +205,13 @@ export class GfsFuse {
     await this.flushPath(path);
     this.attrs.forget(path);
     await this.client.delete(path, { recursive: false, now: false });
-    this.attrs.forget(path);
+    this.forgetWithParent(path);
     this.reads.drop(this.handles.values(), path);
   }
 
   /** rename(2) replaces an existing destination: a file by a file, an empty directory by a directory. */
   async rename(src: string, dst: string): Promise<void> {
+    this.checkName(dst);
     const s = this.gfs(src);
     const d = this.gfs(dst);
     await this.flushAll();
@@ -148,6 +233,8 @@ export class GfsFuse {
       await this.client.rename(s, d);
     } finally {
       this.attrs.forgetTrees([s, d]);
+      this.attrs.forget(parentOf(s));
+      this.attrs.forget(parentOf(d));
     }
     for (const h of this.handles.values()) {
       if (h.path === s) h.path = d;
@@ -184,11 +271,13 @@ export class GfsFuse {
     return this.newHandle(path, (flags & fsConstants.O_APPEND) !== 0).id;
   }
 
-  async create(p: string): Promise<number> {
+  /** mode: as the kernel hands it over (type bits and all), the umask already applied. */
+  async create(p: string, mode = 0o644): Promise<number> {
+    this.checkName(p);
     const path = this.gfs(p);
     this.attrs.forget(path);
     try {
-      await this.client.create(path, { exclusive: true });
+      await this.client.create(path, { exclusive: true, mode: mode & 0o7777, ...this.owner() });
     } catch (e) {
       // The kernel asks for create only after a lookup found nothing; another
       // opener may have created it meanwhile (`>>` from many processes).
@@ -197,7 +286,7 @@ export class GfsFuse {
       const a = await this.client.stat(path);
       if (a.type === 'dir') throw -E.EISDIR;
     }
-    this.attrs.forget(path);
+    this.forgetWithParent(path);
     return this.newHandle(path, false).id;
   }
 
@@ -207,6 +296,7 @@ export class GfsFuse {
     try {
       this.follow(h, p);
       if (h.dirty || h.wbuf || h.inflight.size) await this.writes.flushHandle(h, true);
+      await this.settleTimes(h);
     } catch (e) {
       this.log(`gfs mount: release ${h.path}: ${(e as Error)?.message ?? e}`);
     } finally {
@@ -218,6 +308,15 @@ export class GfsFuse {
   async flush(p: string, fd: number): Promise<void> {
     const h = this.handle(fd, p);
     await this.writes.flushHandle(h, true);
+    await this.settleTimes(h);
+  }
+
+  /** After writes through h: the file's mtime and ctime move to now (the master learns of writes only at allocation). */
+  private async settleTimes(h: Handle): Promise<void> {
+    if (!h.timesDue || h.unlinked) return;
+    h.timesDue = false;
+    await this.client.setattr(h.path, { mtime: 'now' });
+    this.attrs.forget(h.path);
   }
 
   /** Sends and waits for every handle's buffered writes to path (no sync). */
@@ -239,6 +338,7 @@ export class GfsFuse {
     throwPendingError(h);
     this.reads.drop(this.handles.values(), h.path);
     h.dirty = true;
+    h.timesDue = true;
     if (!h.append) return this.writes.write(h, buf, len, pos);
     await this.flushPath(h.path);
     return this.writes.append(h, Buffer.from(buf.subarray(0, len)));
@@ -260,24 +360,29 @@ export class GfsFuse {
     if (a.type === 'dir') throw -E.EISDIR;
     if (size === a.sizeBytes) return;
     if (size === 0) {
+      // The new file keeps the old one's mode and owner (times: now, as truncate sets them).
       await this.client.delete(path, { now: true });
-      await this.client.create(path, { replication: a.replication, exclusive: true });
+      await this.client.create(path, { replication: a.replication, exclusive: true, mode: a.mode, uid: a.uid, gid: a.gid });
     } else if (size > a.sizeBytes) {
       const last = size - 1;
       await this.client.writePiece(path, Math.floor(last / this.chunkSizeBytes), last % this.chunkSizeBytes, Buffer.alloc(1));
+      await this.client.setattr(path, { mtime: 'now' });
     } else {
       throw -E.EOPNOTSUPP;
     }
     this.attrs.forget(path);
   }
 
-  /** Only "set to now" on a file changed in the last few seconds is true already; gfs keeps its own times. */
-  async utimens(p: string, atimeMs: number): Promise<void> {
+  /** Explicit times, UTIME_NOW and UTIME_OMIT as far as the binding tells them (utimensTimes); ctime moves to now. */
+  async utimens(p: string, atimeMs: number, mtimeMs: number): Promise<void> {
     const path = this.gfs(p);
-    const a = await this.attrs.stat(path);
-    // fuse-native hands over atime twice; UTIME_NOW/UTIME_OMIT arrive as ~1073 ms.
-    const now = atimeMs < 2_000 || Math.abs(atimeMs - Date.now()) < 5_000;
-    if (now && Date.now() - a.mtimeMs < 10_000) return;
-    throw -E.EPERM;
+    // Buffered writes first (their flush would move mtime past the times set here); they are then settled.
+    await this.flushPath(path);
+    for (const h of this.handles.values()) if (h.path === path) h.timesDue = false;
+    try {
+      await this.client.setattr(path, utimensTimes(atimeMs, mtimeMs));
+    } finally {
+      this.attrs.forget(path);
+    }
   }
 }

@@ -34,6 +34,11 @@ export interface Handle {
   knownSize?: { sizeBytes: number; atMs: number };
   /** Unlinked while open (the kernel then names it "-"). */
   unlinked?: boolean;
+  /**
+   * Written through since the file's times were last set: flush moves mtime (and ctime) to now, as a
+   * write does on a local file system. Cleared by an explicit utimens on the file (tar's times win).
+   */
+  timesDue?: boolean;
   /** Read-ahead windows, in file order. */
   windows: Window[];
   lastReadEnd: number;

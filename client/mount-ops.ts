@@ -25,7 +25,7 @@ export function fuseOps(fs: GfsFuse, debug: boolean, log: (l: string) => void): 
     getattr: (p, cb) => reply('getattr', p, cb, fs.getattr(p).then((st) => [0, st])),
     readdir: (p, cb) => reply('readdir', p, cb, fs.readdir(p).then((names) => [0, names])),
     open: (p, flags, cb) => reply('open', p, cb, fs.open(p, flags).then((fd) => [0, fd])),
-    create: (p, _mode, cb) => reply('create', p, cb, fs.create(p).then((fd) => [0, fd])),
+    create: (p, mode, cb) => reply('create', p, cb, fs.create(p, mode).then((fd) => [0, fd])),
     read: (p, fd, buf, len, pos, cb) => reply('read', p, cb, fs.read(p, fd, buf, len, pos).then((n) => [n])),
     write: (p, fd, buf, len, pos, cb) => reply('write', p, cb, fs.write(p, fd, buf, len, pos).then((n) => [n])),
     flush: (p, fd, cb) => reply('flush', p, cb, fs.flush(p, fd).then(() => [0])),
@@ -35,15 +35,16 @@ export function fuseOps(fs: GfsFuse, debug: boolean, log: (l: string) => void): 
     ftruncate: (p, fd, size, cb) => reply('ftruncate', p, cb, fs.truncate(p, size, fd).then(() => [0])),
     unlink: (p, cb) => reply('unlink', p, cb, fs.unlink(p).then(() => [0])),
     rename: (src, dst, cb) => reply('rename', src, cb, fs.rename(src, dst).then(() => [0])),
-    mkdir: (p, _mode, cb) => reply('mkdir', p, cb, fs.mkdir(p).then(() => [0])),
+    mkdir: (p, mode, cb) => reply('mkdir', p, cb, fs.mkdir(p, mode).then(() => [0])),
     rmdir: (p, cb) => reply('rmdir', p, cb, fs.rmdir(p).then(() => [0])),
-    utimens: (p, atime, _mtime, cb) => reply('utimens', p, cb, fs.utimens(p, atime).then(() => [0])),
-    // gfs has no owners, permissions, links or special files.
-    chmod: (_p, _mode, cb) => cb(-E.EPERM),
-    chown: (_p, _u, _g, cb) => cb(-E.EPERM),
+    utimens: (p, atime, mtime, cb) => reply('utimens', p, cb, fs.utimens(p, atime, mtime).then(() => [0])),
+    chmod: (p, mode, cb) => reply('chmod', p, cb, fs.chmod(p, mode).then(() => [0])),
+    chown: (p, uid, gid, cb) => reply('chown', p, cb, fs.chown(p, uid, gid).then(() => [0])),
+    // fuse-native hands libfuse's (target, linkpath) over in that order.
+    symlink: (target, p, cb) => reply('symlink', p, cb, fs.symlink(target, p).then(() => [0])),
+    readlink: (p, cb) => reply('readlink', p, cb, fs.readlink(p).then((target) => [0, target])),
+    // Hard links and special files (FIFOs, sockets, devices) are not kept yet.
     mknod: (_p, _mode, _dev, cb) => cb(-E.EPERM),
     link: (_s, _d, cb) => cb(-E.EPERM),
-    symlink: (_s, _d, cb) => cb(-E.EPERM),
-    readlink: (_p, cb) => cb(-E.EINVAL),
   };
 }

@@ -1,8 +1,8 @@
 import { execFile } from 'node:child_process';
 import { existsSync, readFileSync, statSync } from 'node:fs';
-import { createRequire } from 'node:module';
 import { resolve as resolvePath } from 'node:path';
 import type FuseNative from 'fuse-native';
+import { loadFuseNative } from './mount-binding.js';
 import { GfsFuse } from './mount-fs.js';
 import { fuseOps } from './mount-ops.js';
 
@@ -59,7 +59,6 @@ export { toErrno } from './mount-errno.js';
 // (attribute cache), mount-writes.ts (write buffers), mount-readahead.ts
 // (read-ahead), mount-handle.ts (an open file's state), mount-errno.ts.
 
-const require = createRequire(import.meta.url);
 const KiB = 1024;
 
 export const fuseInstallHint = 'install the Debian packages libfuse2 and fuse (apt-get install libfuse2 fuse)';
@@ -72,7 +71,7 @@ export function fuseUnavailable(): string | undefined {
   if (process.platform !== 'linux') return `gfs mount needs Linux with FUSE (this is ${process.platform})`;
   if (!existsSync('/dev/fuse')) return `FUSE is not available: /dev/fuse is missing; ${fuseInstallHint} and load the fuse kernel module (modprobe fuse)`;
   try {
-    require('fuse-native');
+    loadFuseNative();
   } catch (e) {
     const why = (e instanceof Error ? e.message : String(e)).split('\n')[0];
     return `FUSE is not available: fuse-native cannot load (${why}); ${fuseInstallHint}`;
@@ -83,7 +82,7 @@ export function fuseUnavailable(): string | undefined {
 function loadFuse(): typeof FuseNative {
   const why = fuseUnavailable();
   if (why) throw new Error(why);
-  return require('fuse-native') as typeof FuseNative;
+  return loadFuseNative().Fuse;
 }
 
 /** Mount points in this process's mount namespace (octal escapes decoded). */
