@@ -47,8 +47,20 @@ export { toErrno } from './mount-errno.js';
 //   ENOENT on further writes.
 // - truncate to 0 deletes and recreates the file with the same replication;
 //   extension writes one zero byte at the new end (a hole before it reads as
-//   zeros); shrinking to a non-zero size is EOPNOTSUPP. chmod/chown, links,
-//   special files and times other than "now" on a fresh file are EPERM.
+//   zeros); shrinking to a non-zero size is EOPNOTSUPP. Both keep mode and
+//   owner.
+// - Modes, owners, times and symbolic links are the master's (issue 20):
+//   chmod, chown, utimens, symlink, readlink; create/mkdir take the mode the
+//   kernel hands over (umask applied) and the caller's uid/gid. A write moves
+//   mtime and ctime at flush (the master learns of writes only at chunk
+//   allocation), unless utimens set the times since. Times reach the kernel
+//   in whole ms (fuse-native's format). fuse-native's own binding passes
+//   utimens atime twice, and libfuse then drops a change of one time alone;
+//   npm run build builds a fixed binding (scripts/build-fuse-binding.mjs,
+//   loaded by mount-binding.ts) that passes both times, UTIME_NOW/UTIME_OMIT
+//   and the caller's uid/gid. Hard links and special files (mknod, mkfifo)
+//   are EPERM; other users' permissions are not checked (no
+//   default_permissions yet). A name over 255 bytes is ENAMETOOLONG.
 // - The process stays in the foreground until the file system is unmounted
 //   (`gfs umount`, fusermount -u) or it gets SIGINT/SIGTERM, when it flushes
 //   what it holds and unmounts.

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { lstat, readlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -68,12 +68,14 @@ describe('gfs mount: modes, owners, times, symlinks (FUSE)', { skip: unavailable
 
   before(async () => {
     dir = mkdtempSync(join(tmpdir(), 'gfs-mount-posix-'));
+    chmodSync(dir, 0o755); // the second user reaches the mount point through it
     mnt = join(dir, 'mnt');
     src = join(dir, 'src');
     mkdirSync(mnt);
     cluster = await startCluster({ chunkSizeBytes: MiB });
     client = cluster.client();
-    mountProc = spawn(process.execPath, [cliPath, 'mount', '/', mnt, '--master', cluster.masterUrl], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, GFS_LOG_LEVEL: 'warn' } });
+    // --allow-other: a second user (setpriv) reaches the mount too.
+    mountProc = spawn(process.execPath, [cliPath, 'mount', '/', mnt, '--master', cluster.masterUrl, '--allow-other'], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, GFS_LOG_LEVEL: 'warn' } });
     mountProc.stdout!.on('data', (d: Buffer) => (mountLog += d.toString()));
     mountProc.stderr!.on('data', (d: Buffer) => (mountLog += d.toString()));
     await waitFor('the mount in /proc/mounts', () => {
@@ -177,6 +179,18 @@ describe('gfs mount: modes, owners, times, symlinks (FUSE)', { skip: unavailable
     assert.equal(await readlink(join(mnt, 'm', 'l')), '../attrs.txt');
     await ok(`${q(process.execPath)} ${q(cliPath)} --master ${q(cluster.masterUrl)} ln -s ${q('/a/target/'.padEnd(300, 'x'))} /m/cli-link`);
     assert.equal(await readlink(join(mnt, 'm', 'cli-link')), '/a/target/'.padEnd(300, 'x'));
+  });
+
+  test('new entries belong to the calling process; a set-gid directory passes on its group; git works', async (t) => {
+    await ok(`mkdir ${q(mnt)}/pub && chmod 1777 ${q(mnt)}/pub && setpriv --reuid 65534 --regid 65534 --clear-groups touch ${q(mnt)}/pub/nobody`);
+    const st = await lstat(join(mnt, 'pub', 'nobody'));
+    if (exactTimes) assert.deepEqual([st.uid, st.gid], [65534, 65534], 'the caller\'s uid and gid (FUSE context)');
+    else t.diagnostic(`fuse-native's own binding: the file belongs to the mount's user (${st.uid}:${st.gid})`);
+    await ok(`mkdir ${q(mnt)}/sg && chown 0:50 ${q(mnt)}/sg && chmod 2775 ${q(mnt)}/sg && touch ${q(mnt)}/sg/f && mkdir ${q(mnt)}/sg/d`);
+    assert.equal(await ok(`stat -c '%g %a' ${q(mnt)}/sg/f ${q(mnt)}/sg/d`), '50 644\n50 2755\n');
+    const git = 'git -c user.email=t@example.com -c user.name=t';
+    await ok(`cd ${q(mnt)} && git init -q repo && cd repo && echo x > x && chmod +x x && ${git} add x && ${git} commit -qm first && ${git} fsck --strict`);
+    assert.match(await ok(`cd ${q(mnt)}/repo && git log --oneline && git ls-files -s`), /first\n100755 /);
   });
 
   test('a name over 255 bytes is ENAMETOOLONG; 255 bytes works', async () => {
