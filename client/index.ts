@@ -34,16 +34,18 @@ export interface ConnectOptions {
   concurrency?: number;
 }
 
-/** What `stat` answers: gfs's own fields plus the two predicates of fs.Stats. */
+/** What `stat` answers (as lstat: a symbolic link is not followed): gfs's own fields plus fs.Stats' type predicates. */
 export interface Stats extends FileInfo {
   size: number;
   isFile(): boolean;
   isDirectory(): boolean;
+  isSymbolicLink(): boolean;
 }
 
 export interface Dirent extends ListEntry {
   isFile(): boolean;
   isDirectory(): boolean;
+  isSymbolicLink(): boolean;
 }
 
 /** A batching appender (Gfs.appender): many records in flight to one file. */
@@ -73,7 +75,7 @@ export interface FileHandle {
 const defaultMaster = 'http://127.0.0.1:7070';
 
 function stats(i: FileInfo): Stats {
-  return { ...i, size: i.sizeBytes, isFile: () => i.type === 'file', isDirectory: () => i.type === 'dir' };
+  return { ...i, size: i.sizeBytes, isFile: () => i.type === 'file', isDirectory: () => i.type === 'dir', isSymbolicLink: () => i.type === 'symlink' };
 }
 
 function toBuffer(data: Buffer | Uint8Array | string): Buffer {
@@ -102,7 +104,7 @@ export class Gfs {
     const self = entries.length === 1 ? entries[0]! : undefined;
     if (self?.type === 'file' && self.path === normalizePath(path)) throw new GfsError('NOT_A_DIRECTORY', `not a directory: ${path}`);
     if (!o.withFileTypes) return entries.map((e) => e.name);
-    return entries.map((e) => ({ ...e, isFile: () => e.type === 'file', isDirectory: () => e.type === 'dir' }));
+    return entries.map((e) => ({ ...e, isFile: () => e.type === 'file', isDirectory: () => e.type === 'dir', isSymbolicLink: () => e.type === 'symlink' }));
   }
 
   async stat(path: string): Promise<Stats> {
@@ -336,6 +338,31 @@ export class Gfs {
   /** Every record appended to the file, once each, in file order (padding and duplicates skipped). */
   records(path: string): AsyncGenerator<RecordRead> {
     return readRecords(this.client, path);
+  }
+
+  /** Permission bits (0..0o7777), as fs.chmod with a number. */
+  async chmod(path: string, mode: number): Promise<void> {
+    await this.client.chmod(path, mode);
+  }
+
+  /** Owner and group, as fs.chown (-1 leaves one as it is); a file's set-uid/set-gid go. */
+  async chown(path: string, uid: number, gid: number): Promise<void> {
+    await this.client.chown(path, uid === -1 ? undefined : uid, gid === -1 ? undefined : gid);
+  }
+
+  /** Access and modification times, as fs.utimes: Dates, or seconds since the epoch (fractions kept to the ns). */
+  async utimes(path: string, atime: Date | number, mtime: Date | number): Promise<void> {
+    const ms = (t: Date | number) => (t instanceof Date ? t : t * 1000);
+    await this.client.utimes(path, ms(atime), ms(mtime));
+  }
+
+  /** A symbolic link at path to target, as fs.symlink(target, path); the target is kept as written. */
+  async symlink(target: string, path: string): Promise<void> {
+    await this.client.symlink(target, path);
+  }
+
+  async readlink(path: string): Promise<string> {
+    return this.client.readlink(path);
   }
 
   /** A copy-on-write snapshot of a file or tree: instant, shares chunks until either side writes. */

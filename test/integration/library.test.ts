@@ -168,4 +168,23 @@ describe('the gfs library', { timeout: 180_000 }, () => {
     ]);
     assert.deepEqual(results.map((r) => (r.ok ? 'ok' : r.code)), ['ok', 'ok', 'EXISTS']);
   });
+
+  it('chmod, chown, utimes (ns, past 2038), symlink and readlink; a snapshot copies them', async () => {
+    await gfs.writeFile('/lib/attrs', 'a');
+    await gfs.chmod('/lib/attrs', 0o4750);
+    await gfs.chown('/lib/attrs', 1000, -1);
+    await gfs.utimes('/lib/attrs', new Date('2001-01-01T00:00:00Z'), 4102444800.123456); // s, as fs.utimes
+    await gfs.client.utimes('/lib/attrs', undefined, { ms: 4102444800123, ns: 456_789 });
+    await gfs.symlink('../lib/attrs', '/lib/link');
+    const st = await gfs.stat('/lib/attrs');
+    assert.deepEqual([st.mode, st.uid, st.gid, st.atimeMs, st.mtimeMs, st.mtimeNs], [0o750, 1000, 0, Date.UTC(2001, 0, 1), 4102444800123, 456_789], 'chown dropped set-uid; ns kept');
+    assert.equal(await gfs.readlink('/lib/link'), '../lib/attrs');
+    assert.ok((await gfs.stat('/lib/link')).isSymbolicLink());
+    await assert.rejects(gfs.readlink('/lib/attrs'), /not a symbolic link/);
+    await gfs.snapshot('/lib', '/lib-snap');
+    const copy = await gfs.stat('/lib-snap/attrs');
+    assert.deepEqual([copy.mode, copy.uid, copy.mtimeMs, copy.mtimeNs], [0o750, 1000, 4102444800123, 456_789]);
+    assert.equal(await gfs.readlink('/lib-snap/link'), '../lib/attrs');
+    await assert.rejects(gfs.client.chmod('/lib/attrs', 0o10000), (e: { code?: string }) => e.code === 'BAD_REQUEST');
+  });
 });
