@@ -377,7 +377,7 @@ program
   .argument('<remote>', 'gfs directory to serve, e.g. /')
   .argument('<mountpoint>', 'existing local directory')
   .option('--foreground', 'stay in the foreground (always the case: the mount lives as long as this process)')
-  .option('--allow-other', 'let other users access the mount (FUSE allow_other)')
+  .option('--allow-other', 'let other users access the mount, their access checked against the modes (FUSE allow_other, default_permissions)')
   .option('--debug', 'print every FUSE request (libfuse debug) and every failed operation')
   .action(run(async (remote: string, mountpoint: string, o: { allowOther?: boolean; debug?: boolean }) => {
     const { runMount } = await import('./mount.js');

@@ -2,7 +2,7 @@ import { execFile } from 'node:child_process';
 import { existsSync, readFileSync, statSync } from 'node:fs';
 import { resolve as resolvePath } from 'node:path';
 import type FuseNative from 'fuse-native';
-import { loadFuseNative } from './mount-binding.js';
+import { fuseBinding, loadFuseNative } from './mount-binding.js';
 import { GfsFuse } from './mount-fs.js';
 import { fuseOps } from './mount-ops.js';
 
@@ -59,8 +59,9 @@ export { toErrno } from './mount-errno.js';
 //   npm run build builds a fixed binding (scripts/build-fuse-binding.mjs,
 //   loaded by mount-binding.ts) that passes both times, UTIME_NOW/UTIME_OMIT
 //   and the caller's uid/gid. Hard links and special files (mknod, mkfifo)
-//   are EPERM; other users' permissions are not checked (no
-//   default_permissions yet). A name over 255 bytes is ENAMETOOLONG.
+//   are EPERM. With --allow-other the kernel checks every user's access
+//   against the modes (default_permissions); a mount only its user reaches
+//   is not checked. A name over 255 bytes is ENAMETOOLONG.
 // - The process stays in the foreground until the file system is unmounted
 //   (`gfs umount`, fusermount -u) or it gets SIGINT/SIGTERM, when it flushes
 //   what it holds and unmounts.
@@ -134,6 +135,8 @@ export async function runMount(o: MountOptions): Promise<void> {
   const fs = new GfsFuse(o);
   await fs.init();
   const attrTimeout = o.attrTimeoutS ?? 1;
+  const checked = !!o.allowOther && fuseBinding() === 'patched';
+  if (o.allowOther && !checked) log(`gfs mount: --allow-other with fuse-native's own binding: other users' access is not checked and what they create belongs to ${process.getuid?.() ?? 0} (npm run build builds the binding that knows the caller)`);
 
   class GfsFuseMount extends Fuse {
     override _fuseOptions(): string {
@@ -148,6 +151,12 @@ export async function runMount(o: MountOptions): Promise<void> {
         `entry_timeout=${attrTimeout}`,
         'negative_timeout=0',
         'subtype=gfs',
+        // Serving other users, the kernel checks their access against the modes and owners the
+        // master keeps (EACCES, sticky directories, who may chmod/chown); a mount only its user
+        // reaches is not checked, as before modes were kept (files made without the mount are 0:0).
+        // Only with the fixed binding: fuse-native's own cannot tell who creates a file, so others'
+        // new files would be the mount user's, and they could not even set their times.
+        ...(checked ? ['default_permissions'] : []),
       ].join(',');
       return base ? `${base},${extra}` : `-o${extra}`;
     }
