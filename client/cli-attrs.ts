@@ -2,6 +2,7 @@ import { readFileSync } from 'node:fs';
 import type { Command } from 'commander';
 import { GfsError } from '../shared/errors.js';
 import type { ListEntry } from '../shared/wire.js';
+import type { GfsClient } from './client.js';
 import type { ToolDeps } from './cli-tools.js';
 
 // POSIX metadata from the command line, for use without the mount: gfs chmod,
@@ -106,29 +107,28 @@ export function parseOwner(spec: string): { uid?: number; gid?: number } {
   return { ...(u !== '' ? { uid: parseId(u, '/etc/passwd', 'user') } : {}), ...(g !== undefined && g !== '' ? { gid: parseId(g, '/etc/group', 'group') } : {}) };
 }
 
+/** `gfs NAME <SPEC> <paths...>`: one client; `apply` reads the spec once and changes each path in turn. */
+function specOverPaths(program: Command, d: ToolDeps, name: string, description: string, spec: string, apply: (c: GfsClient, spec: string) => (path: string) => Promise<void>): void {
+  program
+    .command(name)
+    .description(description)
+    .argument(`<${spec}>`)
+    .argument('<paths...>')
+    .action(d.run(async (s: string, paths: string[]) => {
+      const each = apply(await d.client(), s);
+      for (const path of paths) await each(path);
+    }));
+}
+
 export function registerAttrCommands(program: Command, d: ToolDeps): void {
-  program
-    .command('chmod')
-    .description('change permission bits: octal (0755) or symbolic (u+x,go-w)')
-    .argument('<mode>')
-    .argument('<paths...>')
-    .action(d.run(async (spec: string, paths: string[]) => {
-      const c = await d.client();
-      for (const path of paths) {
-        const st = octalMode.test(spec) ? undefined : await c.stat(path);
-        await c.chmod(path, parseMode(spec, st?.mode ?? 0, st?.type === 'dir'));
-      }
-    }));
-  program
-    .command('chown')
-    .description('change owner and/or group: UID[:GID] or :GID (numbers, or names from this machine)')
-    .argument('<owner>')
-    .argument('<paths...>')
-    .action(d.run(async (spec: string, paths: string[]) => {
-      const c = await d.client();
-      const o = parseOwner(spec);
-      for (const path of paths) await c.chown(path, o.uid, o.gid);
-    }));
+  specOverPaths(program, d, 'chmod', 'change permission bits: octal (0755) or symbolic (u+x,go-w)', 'mode', (c, spec) => async (path) => {
+    const st = octalMode.test(spec) ? undefined : await c.stat(path);
+    await c.chmod(path, parseMode(spec, st?.mode ?? 0, st?.type === 'dir'));
+  });
+  specOverPaths(program, d, 'chown', 'change owner and/or group: UID[:GID] or :GID (numbers, or names from this machine)', 'owner', (c, spec) => {
+    const o = parseOwner(spec);
+    return (path) => c.chown(path, o.uid, o.gid);
+  });
   program
     .command('ln')
     .description('make a symbolic link at PATH pointing to TARGET (stored as written)')

@@ -10,6 +10,7 @@ import { addConnectionOptions, exportConnectionOptions, intArg as int, sizeArg a
 import { formatBytes as fmtBytes } from '../shared/config.js';
 import { exitStatus, exitWhenFlushed, failAndExit, quietOnClosedPipe } from '../shared/exit.js';
 import type { BatchOp } from '../shared/wire.js';
+import type { GfsClient } from './client.js';
 import { longLines, registerAttrCommands } from './cli-attrs.js';
 import { registerTools } from './cli-tools.js';
 
@@ -60,6 +61,17 @@ function run<A extends unknown[]>(fn: (...args: A) => Promise<void>) {
     }
     await exitWhenFlushed(0);
   };
+}
+
+/** A command that is one client call with its required arguments, in order (mv, snapshot, undelete). */
+function oneCall(parent: Command, name: string, description: string, args: string[], call: (c: GfsClient, ...a: (string | undefined)[]) => Promise<unknown>): void {
+  const cmd = parent.command(name).description(description);
+  for (const a of args) cmd.argument(`<${a}>`);
+  cmd.action(
+    run(async (...a: unknown[]) => {
+      await call(await client(), ...(a.slice(0, args.length) as string[]));
+    }),
+  );
 }
 
 /**
@@ -179,15 +191,7 @@ program
     process.stdout.write(JSON.stringify(await c.stat(path), null, 2) + '\n');
   }));
 
-program
-  .command('mv')
-  .description('rename a file or directory')
-  .argument('<src>')
-  .argument('<dst>')
-  .action(run(async (src: string, dst: string) => {
-    const c = await client();
-    await c.rename(src, dst);
-  }));
+oneCall(program, 'mv', 'rename a file or directory', ['src', 'dst'], (c, src, dst) => c.rename(src!, dst!));
 
 program
   .command('rm')
@@ -200,14 +204,7 @@ program
     await batchOrFail(c, paths.map((path) => ({ op: 'delete' as const, path, recursive: !!o.recursive, now: !!o.now })));
   }));
 
-program
-  .command('undelete')
-  .description('bring back the most recently deleted file or directory at a path (before the trash grace period ends)')
-  .argument('<path>')
-  .action(run(async (path: string) => {
-    const c = await client();
-    await c.undelete(path);
-  }));
+oneCall(program, 'undelete', 'bring back the most recently deleted file or directory at a path (before the trash grace period ends)', ['path'], (c, path) => c.undelete(path!));
 
 const trash = program.command('trash').description('deleted files waiting to be reclaimed');
 trash
@@ -218,14 +215,7 @@ trash
     const entries = await c.trash();
     if (entries.length) process.stdout.write(entries.map((e) => `${new Date(e.deletedAtMs).toISOString()}  reclaim ${new Date(e.reclaimAtMs).toISOString()}  ${e.path}`).join('\n') + '\n');
   }));
-trash
-  .command('restore')
-  .description('same as undelete')
-  .argument('<path>')
-  .action(run(async (path: string) => {
-    const c = await client();
-    await c.undelete(path);
-  }));
+oneCall(trash, 'restore', 'same as undelete', ['path'], (c, path) => c.undelete(path!));
 
 program
   .command('fsck')
@@ -252,15 +242,7 @@ program
     if (!healthy) await failAndExit('gfs', 'the filesystem is not healthy', exitStatus.unhealthy);
   }));
 
-program
-  .command('snapshot')
-  .description('copy-on-write snapshot of a file or directory tree')
-  .argument('<src>')
-  .argument('<dst>')
-  .action(run(async (src: string, dst: string) => {
-    const c = await client();
-    await c.snapshot(src, dst);
-  }));
+oneCall(program, 'snapshot', 'copy-on-write snapshot of a file or directory tree', ['src', 'dst'], (c, src, dst) => c.snapshot(src!, dst!));
 
 // ---- data ----
 program

@@ -4,34 +4,24 @@ import { GfsError } from '../shared/errors.js';
 
 const E = osConstants.errno;
 
+/** The errno each GfsError code means to the kernel; any other code is EIO. */
+const errnoOfCode: ReadonlyMap<string, number> = new Map([
+  ['NOT_FOUND', E.ENOENT],
+  ['EXISTS', E.EEXIST],
+  ['NOT_EMPTY', E.ENOTEMPTY],
+  ['IS_A_DIRECTORY', E.EISDIR],
+  ['NOT_A_DIRECTORY', E.ENOTDIR],
+  ['INVALID_PATH', E.EINVAL],
+  ['BAD_REQUEST', E.EINVAL],
+  ['NAME_TOO_LONG', E.ENAMETOOLONG],
+  ['NO_SPACE', E.ENOSPC],
+  ['RECORD_TOO_LARGE', E.EFBIG],
+  ['PAYLOAD_TOO_LARGE', E.EFBIG],
+]);
+
 /** GfsError codes (and node errors) to negative errnos for FUSE. */
 export function toErrno(e: unknown): number {
   if (typeof e === 'number') return e < 0 ? e : -e;
-  if (e instanceof GfsError) {
-    switch (e.code) {
-      case 'NOT_FOUND':
-        return -E.ENOENT;
-      case 'EXISTS':
-        return -E.EEXIST;
-      case 'NOT_EMPTY':
-        return -E.ENOTEMPTY;
-      case 'IS_A_DIRECTORY':
-        return -E.EISDIR;
-      case 'NOT_A_DIRECTORY':
-        return -E.ENOTDIR;
-      case 'INVALID_PATH':
-      case 'BAD_REQUEST':
-        return -E.EINVAL;
-      case 'NAME_TOO_LONG':
-        return -E.ENAMETOOLONG;
-      case 'NO_SPACE':
-        return -E.ENOSPC;
-      case 'RECORD_TOO_LARGE':
-      case 'PAYLOAD_TOO_LARGE':
-        return -E.EFBIG;
-      default:
-        return -E.EIO;
-    }
-  }
+  if (e instanceof GfsError) return -(errnoOfCode.get(e.code) ?? E.EIO);
   return -E.EIO;
 }

@@ -9,13 +9,11 @@ import type { ListEntry } from '../shared/wire.js';
 // directory or file of the namespace with its chunks and replica locations.
 // Every list is bounded, so the page stays fast on a big cluster.
 
-/** Rows per attention list and of leases. */
-const listLimit = 100;
-/** Entries shown of one directory. */
-const dirLimit = 500;
-/** Chunks shown per file in a directory listing (the file's own page shows up to fileChunkLimit). */
-const dirChunkLimit = 8;
-const fileChunkLimit = 2_000;
+/**
+ * How much one answer shows at most: rows per attention list and of leases; entries of one
+ * directory; chunks per file in a directory listing and on the file's own page.
+ */
+const shown = { listRows: 100, dirEntries: 500, dirChunks: 8, fileChunks: 2_000 } as const;
 
 export interface ChunkRow {
   index: number;
@@ -92,7 +90,7 @@ function namespaceView(master: Master, rawPath: string): StatusModel['namespace'
       chunks: n.type === 'file' ? chunkRows(master, n.chunks, chunkLimit) : undefined,
     };
   };
-  if (node.type === 'file') return { path, parent: parentOf(path), type: 'file', entries: [row(path, fileChunkLimit)], truncated: node.chunks.length > fileChunkLimit };
+  if (node.type === 'file') return { path, parent: parentOf(path), type: 'file', entries: [row(path, shown.fileChunks)], truncated: node.chunks.length > shown.fileChunks };
   // The trash is shown only when asked for by name, as `gfs ls` does.
   const names = master.ns.childNames(path).sort();
   const paths = names.map((c) => joinPath(path, c)).filter((p) => isUnder(path, trashDir) || !isUnder(p, trashDir));
@@ -100,14 +98,14 @@ function namespaceView(master: Master, rawPath: string): StatusModel['namespace'
     path,
     parent: parentOf(path),
     type: 'dir',
-    entries: paths.slice(0, dirLimit).map((p) => row(p, dirChunkLimit)),
-    truncated: paths.length > dirLimit,
+    entries: paths.slice(0, shown.dirEntries).map((p) => row(p, shown.dirChunks)),
+    truncated: paths.length > shown.dirEntries,
   };
 }
 
 export function statusModel(master: Master, url: string, path = '/'): StatusModel {
   const nowMs = master.now();
-  const attention = master.attention(listLimit);
+  const attention = master.attention(shown.listRows);
   const servers = [...master.servers.servers.values()]
     .map((s) => ({
       id: s.id,
@@ -157,7 +155,7 @@ export function statusModel(master: Master, url: string, path = '/'): StatusMode
     },
     chunkservers: servers,
     attention,
-    leases: leases.slice(0, listLimit),
+    leases: leases.slice(0, shown.listRows),
     oplog: { ...master.oplog.stats, ...(logReplicas ? { logReplicas } : {}) },
     namespace: namespaceView(master, path),
   };

@@ -232,9 +232,14 @@ export function takeInFlight(gate: RequestGate, res: ServerResponse): void {
 
 /** At most `maxInFlight` requests handled at once; more get 503 at once (and their connection closed). */
 function inFlightLimit(gate: RequestGate): (req: Request, res: Response, next: NextFunction) => void {
-  return (_req, res, next) => {
+  return asMiddleware((_req, res) => takeInFlight(gate, res));
+}
+
+/** A check that throws to refuse, as express middleware: the error goes to the error handler, else on to the next. */
+function asMiddleware(check: (req: Request, res: Response) => void): (req: Request, res: Response, next: NextFunction) => void {
+  return (req, res, next) => {
     try {
-      takeInFlight(gate, res);
+      check(req, res);
     } catch (e) {
       next(e);
       return;
@@ -246,15 +251,7 @@ function inFlightLimit(gate: RequestGate): (req: Request, res: Response, next: N
 /** Adds a guard (see Guard) after the shared middleware of an app made by makeApp; the lean router runs it too. */
 export function addGuard(app: Express, guard: Guard): void {
   gateOf(app).guards.push(guard);
-  app.use((req, res, next) => {
-    try {
-      guard(req, res);
-    } catch (e) {
-      next(e);
-      return;
-    }
-    next();
-  });
+  app.use(asMiddleware(guard));
 }
 
 /** The request gate of an app made by makeApp. */

@@ -4,7 +4,7 @@ import { before } from 'node:test';
 import type { GfsClient } from '../../client/client.js';
 import { rpcJson } from '../../shared/rpc.js';
 import type { ChunkLocation, ChunksAnswer, LeaseAnswer } from '../../shared/wire.js';
-import { clusterPerSuite, type ClusterOptions, type TestCluster } from './cluster.js';
+import { clusterPerSuite, waitFor, type ClusterOptions, type TestCluster } from './cluster.js';
 
 // Asking a running master about a file's chunks, as the tests that follow one chunk through
 // leases, bumps and repairs do.
@@ -23,6 +23,24 @@ export async function writeSyncedFile(client: GfsClient, masterUrl: string, path
   await client.write(path, 0, content);
   await client.sync(path);
   return firstChunk(masterUrl, path);
+}
+
+/**
+ * Waits until no lease on `handle` is in force anywhere: the master's grant log has it expired by the
+ * master's clock (GET /debug/leases), and none of `chunkserverUrls` holds it (GET /debug/state). After
+ * that nothing touches the chunk unless a new lease is asked for.
+ */
+export async function waitLeaseOver(masterUrl: string, chunkserverUrls: string[], handle: string, deadlineMs = 15_000): Promise<void> {
+  await waitFor(
+    `every lease on ${handle} to run out`,
+    async () => {
+      const m = await rpcJson<{ nowMs: number; grants: { handle: string; expiresAtMs: number }[] }>(masterUrl, '/debug/leases');
+      if (m.grants.some((g) => g.handle === handle && g.expiresAtMs > m.nowMs)) return false;
+      const held = await Promise.all(chunkserverUrls.map((u) => rpcJson<{ leases: { handle: string }[] }>(u, '/debug/state')));
+      return held.every((s) => !s.leases.some((l) => l.handle === handle));
+    },
+    deadlineMs,
+  );
 }
 
 /**

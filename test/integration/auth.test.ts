@@ -7,7 +7,7 @@ import { blockCrcsOf, crc32c, encodeBlockCrcs } from '../../shared/checksum.js';
 import { bodyMacDigest, keyFromSecret, macBody } from '../../shared/auth.js';
 import { rpcJson } from '../../shared/rpc.js';
 import type { ListEntry } from '../../shared/wire.js';
-import { writeSyncedFile } from '../helpers/chunks.js';
+import { waitLeaseOver, writeSyncedFile } from '../helpers/chunks.js';
 import { clusterPerSuite, waitFor } from '../helpers/cluster.js';
 import { filesUnder } from '../helpers/files.js';
 import { authHeaders, rawRequest, type AuthOptions, type RawAnswer } from '../helpers/signed.js';
@@ -41,7 +41,8 @@ describe('authentication: every kind of endpoint refuses bad credentials and cha
 
   before(async () => {
     ({ handle, version } = await writeSyncedFile(cluster().client(), cluster().masterUrl, '/a/f', content));
-    await new Promise((r) => setTimeout(r, 2_000)); // the write's lease runs out
+    // The write's lease runs out, so nothing but the requests under test could touch the chunk.
+    await waitLeaseOver(cluster().masterUrl, cluster().chunkservers.map((c) => c!.url), handle);
   });
 
   async function picture() {
@@ -165,9 +166,11 @@ describe('authentication: every kind of endpoint refuses bad credentials and cha
     const signedChain = authHeaders('PUT', '/push/rechained', body, { headers: { 'x-gfs-chain': '[]' } });
     const b = await rawRequest(cs0.url, { method: 'PUT', target: '/push/rechained', body, headers: { 'content-type': 'application/octet-stream', ...signedChain, 'x-gfs-chain': chain } });
     assert.equal(b.status, 401, b.body);
-    await new Promise((r) => setTimeout(r, 300));
-    const after = await states();
-    assert.deepEqual(after.map((s) => [s.push.count, s.push.usedBytes, s.push.active]), before.map((s) => [s.push.count, s.push.usedBytes, 0]), 'no hop kept any of it');
+    // A hop may still be closing the refused streams: poll until they are gone (or the deadline), then judge.
+    const kept = async () => (await states()).map((s) => [s.push.count, s.push.usedBytes, s.push.active]);
+    const none = before.map((s) => [s.push.count, s.push.usedBytes, 0]);
+    await waitFor('the refused pushes to be dropped by every hop', async () => JSON.stringify(await kept()) === JSON.stringify(none), 5_000).catch(() => undefined);
+    assert.deepEqual(await kept(), none, 'no hop kept any of it');
     // Writing with that data id finds nothing.
     const w = JSON.stringify({ handle, version, offset: 0, dataId: 'lying-push', sizeBytes: body.length, crc32c: crc32c(body), clientId: 'x', requestId: 'lying' });
     const r = await rawRequest(cs0.url, { method: 'POST', target: '/chunk/write', body: w, headers: { 'content-type': 'application/json', ...authHeaders('POST', '/chunk/write', w) } });

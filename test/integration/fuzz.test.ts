@@ -7,7 +7,7 @@ import { crc32c } from '../../shared/checksum.js';
 import { isHandle } from '../../shared/handles.js';
 import { rpcJson } from '../../shared/rpc.js';
 import type { ListEntry } from '../../shared/wire.js';
-import { writeSyncedFile } from '../helpers/chunks.js';
+import { waitLeaseOver, writeSyncedFile } from '../helpers/chunks.js';
 import { clusterPerSuite } from '../helpers/cluster.js';
 import { filesUnder } from '../helpers/files.js';
 import { authHeaders, rawRequest, type RawAnswer, type RawRequest } from '../helpers/signed.js';
@@ -176,8 +176,8 @@ describe(`fuzzed requests to a live master and chunkserver (seed ${seed}; GFS_FU
 
   before(async () => {
     ({ handle, version } = await writeSyncedFile(cluster().client(), cluster().masterUrl, '/d/f', content));
-    // Let the write's lease run out, so nothing but the fuzz could touch the chunks.
-    await new Promise((r) => setTimeout(r, 2_500));
+    // The write's lease runs out, so nothing but the requests under test could touch the chunk.
+    await waitLeaseOver(cluster().masterUrl, cluster().chunkservers.map((c) => c!.url), handle);
   });
 
   async function picture() {

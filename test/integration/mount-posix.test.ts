@@ -1,14 +1,13 @@
 import assert from 'node:assert/strict';
-import { execFile, spawn, type ChildProcess } from 'node:child_process';
-import { chmodSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { lstat, readlink, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { after, before, describe, test } from 'node:test';
+import { before, describe, test } from 'node:test';
 import type { GfsClient } from '../../client/client.js';
-import { fuseUnavailable, mountedAt } from '../../client/mount.js';
+import { fuseUnavailable } from '../../client/mount.js';
 import { fuseBinding } from '../../client/mount-binding.js';
-import { cliPath, startCluster, type TestCluster } from '../helpers/cluster.js';
+import { cliPath, type TestCluster } from '../helpers/cluster.js';
+import { mountPerSuite, ok, q, sh } from '../helpers/mount.js';
 import { waitFor } from '../helpers/wait.js';
 
 // POSIX metadata through a real FUSE mount (issue 20): tar x of a tree with
@@ -27,23 +26,6 @@ const unavailable = fuseUnavailable();
  */
 const fixedBinding = !unavailable && fuseBinding() === 'patched';
 
-function sh(cmd: string, timeoutMs = 60_000): Promise<{ code: number; stdout: string; stderr: string }> {
-  return new Promise((resolve) => {
-    execFile('sh', ['-c', cmd], { timeout: timeoutMs, maxBuffer: 64 * MiB }, (e, stdout, stderr) => {
-      const code = e ? (typeof (e as { code?: unknown }).code === 'number' ? (e as { code: number }).code : -1) : 0;
-      resolve({ code, stdout: String(stdout), stderr: String(stderr) });
-    });
-  });
-}
-
-async function ok(cmd: string, timeoutMs?: number): Promise<string> {
-  const r = await sh(cmd, timeoutMs);
-  assert.equal(r.code, 0, `${cmd} failed (${r.code}): ${r.stderr}`);
-  return r.stdout;
-}
-
-const q = (s: string) => `'${s.replace(/'/g, `'\\''`)}'`;
-
 /** `stat -c '%n %f %s %Y'` of every entry under dir (type+mode in hex, size, mtime in s); a directory's size is its file system's own, left out. */
 async function statLines(dir: string, withMtime = fixedBinding): Promise<string[]> {
   const out = await ok(`cd ${q(dir)} && find . -mindepth 1 | LC_ALL=C sort | xargs -d '\\n' stat -c '%n %f %s %Y %F'`);
@@ -57,32 +39,19 @@ async function statLines(dir: string, withMtime = fixedBinding): Promise<string[
 }
 
 describe('gfs mount: modes, owners, times, symlinks (FUSE)', { skip: unavailable ? `skipped: ${unavailable}` : false, timeout: 300_000 }, () => {
+  const mounted = mountPerSuite({ chunkSizeBytes: MiB, prefix: 'gfs-mount-posix-', allowOther: true });
   let cluster: TestCluster;
   let client: GfsClient;
   let dir: string;
   let src: string;
   let mnt: string;
-  let mountProc: ChildProcess | undefined;
-  let mountLog = '';
 
   const gfs = (args: string[]) => ok(`${q(process.execPath)} ${q(cliPath)} --master ${q(cluster.masterUrl)} ${args.map(q).join(' ')}`);
 
   before(async () => {
-    dir = mkdtempSync(join(tmpdir(), 'gfs-mount-posix-'));
-    chmodSync(dir, 0o755); // the second user reaches the mount point through it
-    mnt = join(dir, 'mnt');
-    src = join(dir, 'src');
-    mkdirSync(mnt);
-    cluster = await startCluster({ chunkSizeBytes: MiB });
-    client = cluster.client();
     // --allow-other: a second user (setpriv) reaches the mount too.
-    mountProc = spawn(process.execPath, [cliPath, 'mount', '/', mnt, '--master', cluster.masterUrl, '--allow-other'], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, GFS_LOG_LEVEL: 'warn' } });
-    mountProc.stdout!.on('data', (d: Buffer) => (mountLog += d.toString()));
-    mountProc.stderr!.on('data', (d: Buffer) => (mountLog += d.toString()));
-    await waitFor('the mount in /proc/mounts', () => {
-      if (mountProc!.exitCode !== null) throw new Error(`gfs mount exited ${mountProc!.exitCode}: ${mountLog}`);
-      return readFileSync('/proc/mounts', 'utf8').split('\n').some((l) => l.split(' ')[1] === mnt);
-    }, 20_000);
+    ({ cluster, client, dir, mnt } = mounted());
+    src = join(dir, 'src');
 
     // The source tree: several modes, an executable, a private directory, links of both kinds, mtimes old and past 2038.
     mkdirSync(join(src, 'sub', 'deep'), { recursive: true });
@@ -111,16 +80,6 @@ describe('gfs mount: modes, owners, times, symlinks (FUSE)', { skip: unavailable
         "touch -d '2005-05-05 05:05:05' sub/deep sub",
       ].join(' && '),
     );
-  });
-
-  after(async () => {
-    if (mnt && mountedAt(mnt)) {
-      await sh(`fusermount -u -z ${q(mnt)}`);
-      if (mountedAt(mnt)) await sh(`umount -l ${q(mnt)}`);
-    }
-    if (mountProc && mountProc.exitCode === null && mountProc.signalCode === null) mountProc.kill('SIGKILL');
-    await cluster?.stop();
-    if (dir) rmSync(dir, { recursive: true, force: true });
   });
 
   test('tar x of a tree keeps contents, modes, types, sizes and mtimes (diff -r, stat)', async (t) => {

@@ -1,14 +1,14 @@
 import assert from 'node:assert/strict';
-import { execFile, spawn, type ChildProcess } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
-import { mkdirSync, mkdtempSync, readFileSync, rmdirSync, rmSync, writeFileSync } from 'node:fs';
+import { readFileSync, rmdirSync, writeFileSync } from 'node:fs';
 import { link, readFile, readdir, rmdir, truncate } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { after, before, describe, test } from 'node:test';
+import { before, describe, test } from 'node:test';
 import type { GfsClient } from '../../client/client.js';
-import { fuseUnavailable, mountedAt } from '../../client/mount.js';
-import { cliPath, startCluster, type TestCluster } from '../helpers/cluster.js';
+import { fuseUnavailable } from '../../client/mount.js';
+import type { TestCluster } from '../helpers/cluster.js';
+import { mountPerSuite, ok, q, sh } from '../helpers/mount.js';
 import { waitFor } from '../helpers/wait.js';
 import { scrape } from '../helpers/metrics.js';
 
@@ -21,23 +21,7 @@ const MiB = 1024 * 1024;
 const chunkSizeBytes = MiB;
 const unavailable = fuseUnavailable();
 
-function sh(cmd: string, timeoutMs = 30_000): Promise<{ code: number; stdout: string; stderr: string }> {
-  return new Promise((resolve) => {
-    execFile('sh', ['-c', cmd], { timeout: timeoutMs, maxBuffer: 64 * MiB }, (e, stdout, stderr) => {
-      const code = e ? (typeof (e as { code?: unknown }).code === 'number' ? ((e as { code: number }).code) : -1) : 0;
-      resolve({ code, stdout: String(stdout), stderr: String(stderr) });
-    });
-  });
-}
-
-async function ok(cmd: string, timeoutMs?: number): Promise<string> {
-  const r = await sh(cmd, timeoutMs);
-  assert.equal(r.code, 0, `${cmd} failed (${r.code}): ${r.stderr}`);
-  return r.stdout;
-}
-
 const sha = (b: Buffer) => createHash('sha256').update(b).digest('hex');
-const q = (s: string) => `'${s.replace(/'/g, `'\\''`)}'`;
 
 async function errnoOf(p: Promise<unknown>): Promise<string | undefined> {
   try {
@@ -49,40 +33,12 @@ async function errnoOf(p: Promise<unknown>): Promise<string | undefined> {
 }
 
 describe('gfs mount (FUSE)', { skip: unavailable ? `skipped: ${unavailable}` : false, timeout: 150_000 }, () => {
+  const mounted = mountPerSuite({ chunkSizeBytes, prefix: 'gfs-mount-' });
   let cluster: TestCluster;
   let client: GfsClient;
   let dir: string;
   let mnt: string;
-  let mountProc: ChildProcess | undefined;
-  let mountLog = '';
-  let mountExit: Promise<number | null>;
-
-  before(async () => {
-    dir = mkdtempSync(join(tmpdir(), 'gfs-mount-'));
-    mnt = join(dir, 'mnt');
-    mkdirSync(mnt);
-    cluster = await startCluster({ chunkSizeBytes });
-    client = cluster.client();
-    mountProc = spawn(process.execPath, [cliPath, 'mount', '/', mnt, '--master', cluster.masterUrl], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, GFS_LOG_LEVEL: 'warn' } });
-    mountProc.stdout!.on('data', (d: Buffer) => (mountLog += d.toString()));
-    mountProc.stderr!.on('data', (d: Buffer) => (mountLog += d.toString()));
-    mountExit = new Promise((r) => mountProc!.once('exit', (code) => r(code)));
-    await waitFor('the mount in /proc/mounts', () => {
-      if (mountProc!.exitCode !== null) throw new Error(`gfs mount exited ${mountProc!.exitCode}: ${mountLog}`);
-      return readFileSync('/proc/mounts', 'utf8').split('\n').some((l) => l.split(' ')[1] === mnt);
-    }, 20_000);
-  });
-
-  after(async () => {
-    // Whatever happened: nothing stays mounted, no process stays behind.
-    if (mnt && mountedAt(mnt)) {
-      await sh(`fusermount -u -z ${q(mnt)}`);
-      if (mountedAt(mnt)) await sh(`umount -l ${q(mnt)}`);
-    }
-    if (mountProc && mountProc.exitCode === null && mountProc.signalCode === null) mountProc.kill('SIGKILL');
-    await cluster?.stop();
-    if (dir) rmSync(dir, { recursive: true, force: true });
-  });
+  before(() => ({ cluster, client, dir, mnt } = mounted()));
 
   test('ls and cat show files written with the client library', async () => {
     await client.mkdir('/lib');
@@ -217,10 +173,10 @@ describe('gfs mount (FUSE)', { skip: unavailable ? `skipped: ${unavailable}` : f
   test('gfs umount leaves nothing behind', async () => {
     const r = await cluster.cli(['umount', mnt]);
     assert.equal(r.code, 0, r.stderr);
-    const code = await Promise.race([mountExit, new Promise<'timeout'>((res) => setTimeout(() => res('timeout'), 15_000))]);
-    assert.equal(code, 0, `mount process: ${code}; log: ${mountLog}`);
+    const code = await Promise.race([mounted().exited, new Promise<'timeout'>((res) => setTimeout(() => res('timeout'), 15_000))]);
+    assert.equal(code, 0, `mount process: ${code}; log: ${mounted().log()}`);
     assert.ok(!readFileSync('/proc/mounts', 'utf8').split('\n').some((l) => l.split(' ')[1] === mnt), 'still in /proc/mounts');
     rmdirSync(mnt); // an empty directory again
-    assert.ok(!mountLog.includes('gfs mount:'), `the mount reported errors: ${mountLog}`);
+    assert.ok(!mounted().log().includes('gfs mount:'), `the mount reported errors: ${mounted().log()}`);
   });
 });
