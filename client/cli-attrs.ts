@@ -1,6 +1,7 @@
 import { readFileSync } from 'node:fs';
 import type { Command } from 'commander';
 import { GfsError } from '../shared/errors.js';
+import { defaultModeOf, devMajor, devMinor, typeLetter } from '../shared/file-types.js';
 import type { ListEntry } from '../shared/wire.js';
 import type { GfsClient } from './client.js';
 import type { ToolDeps } from './cli-tools.js';
@@ -15,7 +16,7 @@ const S_ISVTX = 0o1000;
 
 /** ls -l's mode string: type letter and rwx with s/S, t/T for set-id and sticky bits. */
 export function modeString(type: ListEntry['type'], mode: number): string {
-  const t = type === 'dir' ? 'd' : type === 'symlink' ? 'l' : '-';
+  const t = typeLetter[type];
   const triple = (shift: number, special: number, on: string, off: string) => {
     const r = mode & (4 << shift) ? 'r' : '-';
     const w = mode & (2 << shift) ? 'w' : '-';
@@ -28,8 +29,6 @@ export function modeString(type: ListEntry['type'], mode: number): string {
 
 /** chmod's octal MODE: up to four digits, with a leading 0 allowed (0755, 04755). */
 const octalMode = /^0?[0-7]{1,4}$/;
-
-const defaultModes = { file: 0o644, dir: 0o755, symlink: 0o777 } as const;
 
 /** Names of ids from this machine's /etc/passwd or /etc/group (numbers where unknown, as ls prints them). */
 function idNames(file: string): Map<number, string> {
@@ -50,11 +49,11 @@ export function longLines(entries: ListEntry[], nameOf: (e: ListEntry) => string
   const users = idNames('/etc/passwd');
   const groups = idNames('/etc/group');
   const rows = entries.map((e) => [
-    modeString(e.type, e.mode ?? defaultModes[e.type]),
+    modeString(e.type, e.mode ?? defaultModeOf(e.type)),
     e.type === 'file' ? String(e.replication) : '-',
     users.get(e.uid ?? 0) ?? String(e.uid ?? 0),
     groups.get(e.gid ?? 0) ?? String(e.gid ?? 0),
-    String(e.sizeBytes),
+    e.rdev !== undefined && (e.type === 'chardev' || e.type === 'blockdev') ? `${devMajor(e.rdev)}, ${devMinor(e.rdev)}` : String(e.sizeBytes),
     new Date(e.mtimeMs).toISOString(),
     nameOf(e) + (e.type === 'symlink' && e.target !== undefined ? ` -> ${e.target}` : ''),
   ]);

@@ -4,7 +4,7 @@ import { defaults } from '../shared/config.js';
 import { GfsError } from '../shared/errors.js';
 import { setRpcSelf } from '../shared/rpc.js';
 import { maxBatchOps } from '../shared/wire.js';
-import type { BatchAnswer, BatchOp, BatchResult, ChunksAnswer, FileInfo, ListEntry, ReplicaRef, SetattrReq, TimeArg, WriteAnswer } from '../shared/wire.js';
+import type { BatchAnswer, BatchOp, BatchResult, ChunksAnswer, FileInfo, ListEntry, ReplicaRef, SetattrReq, SpecialEntryType, TimeArg, WriteAnswer } from '../shared/wire.js';
 import { appendRaw, appendRawBatch } from './append-path.js';
 import { RecordAppender, type AppenderOptions } from './appender.js';
 import { ChunkAccess } from './chunk-access.js';
@@ -141,6 +141,11 @@ export class GfsClient implements DataContext {
   /** A symbolic link at path pointing to target (stored as written, never resolved by gfs). */
   async symlink(target: string, path: string, o: Omit<Owner, 'mode'> = {}): Promise<void> {
     await this.masters.call('/api/symlink', { path, target, ...owner(o) });
+  }
+
+  /** A FIFO, socket or device node at path (mkfifo, mknod): metadata only; the kernel of whoever opens it does its I/O. */
+  async mknod(path: string, type: SpecialEntryType, o: Owner & { rdev?: number } = {}): Promise<void> {
+    await this.masters.call('/api/mknod', { path, type, ...owner(o), ...(o.rdev !== undefined ? { rdev: o.rdev } : {}) });
   }
 
   /** The target of the symbolic link at path. */

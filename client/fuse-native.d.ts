@@ -12,6 +12,8 @@ declare module 'fuse-native' {
     gid?: number;
     size?: number;
     nlink?: number;
+    /** A device node's number (st_rdev). */
+    rdev?: number;
     blksize?: number;
     blocks?: number;
     atime?: Date | number;

@@ -2,7 +2,7 @@ import { Readable, Writable } from 'node:stream';
 import { reloadSecret } from '../shared/auth.js';
 import { GfsError } from '../shared/errors.js';
 import { normalizePath } from '../shared/paths.js';
-import type { BatchOp, BatchResult, ChunkLocation, FileInfo, ListEntry } from '../shared/wire.js';
+import type { BatchOp, BatchResult, ChunkLocation, EntryType, FileInfo, ListEntry } from '../shared/wire.js';
 import { GfsClient, type AppenderOptions } from './client.js';
 import { frameRecord, readRecords, recordIdBytes, type RecordRead } from './records.js';
 
@@ -17,7 +17,7 @@ import { frameRecord, readRecords, recordIdBytes, type RecordRead } from './reco
 
 export { GfsError } from '../shared/errors.js';
 export type { ErrorCode } from '../shared/errors.js';
-export type { BatchOp, BatchResult, ChunkLocation, FileInfo, ListEntry } from '../shared/wire.js';
+export type { BatchOp, BatchResult, ChunkLocation, EntryType, FileInfo, ListEntry, SpecialEntryType } from '../shared/wire.js';
 export type { RecordRead } from './records.js';
 export type { AppenderOptions } from './appender.js';
 
@@ -35,17 +35,33 @@ export interface ConnectOptions {
 }
 
 /** What `stat` answers (as lstat: a symbolic link is not followed): gfs's own fields plus fs.Stats' type predicates. */
-export interface Stats extends FileInfo {
-  size: number;
+/** The type tests of node's fs.Stats and fs.Dirent. */
+export interface TypeTests {
   isFile(): boolean;
   isDirectory(): boolean;
   isSymbolicLink(): boolean;
+  isFIFO(): boolean;
+  isSocket(): boolean;
+  isCharacterDevice(): boolean;
+  isBlockDevice(): boolean;
 }
 
-export interface Dirent extends ListEntry {
-  isFile(): boolean;
-  isDirectory(): boolean;
-  isSymbolicLink(): boolean;
+export interface Stats extends FileInfo, TypeTests {
+  size: number;
+}
+
+export interface Dirent extends ListEntry, TypeTests {}
+
+function typeTests(type: EntryType): TypeTests {
+  return {
+    isFile: () => type === 'file',
+    isDirectory: () => type === 'dir',
+    isSymbolicLink: () => type === 'symlink',
+    isFIFO: () => type === 'fifo',
+    isSocket: () => type === 'socket',
+    isCharacterDevice: () => type === 'chardev',
+    isBlockDevice: () => type === 'blockdev',
+  };
 }
 
 /** A batching appender (Gfs.appender): many records in flight to one file. */
@@ -75,7 +91,7 @@ export interface FileHandle {
 const defaultMaster = 'http://127.0.0.1:7070';
 
 function stats(i: FileInfo): Stats {
-  return { ...i, size: i.sizeBytes, isFile: () => i.type === 'file', isDirectory: () => i.type === 'dir', isSymbolicLink: () => i.type === 'symlink' };
+  return { ...i, size: i.sizeBytes, ...typeTests(i.type) };
 }
 
 function toBuffer(data: Buffer | Uint8Array | string): Buffer {
@@ -104,7 +120,7 @@ export class Gfs {
     const self = entries.length === 1 ? entries[0]! : undefined;
     if (self?.type === 'file' && self.path === normalizePath(path)) throw new GfsError('NOT_A_DIRECTORY', `not a directory: ${path}`);
     if (!o.withFileTypes) return entries.map((e) => e.name);
-    return entries.map((e) => ({ ...e, isFile: () => e.type === 'file', isDirectory: () => e.type === 'dir', isSymbolicLink: () => e.type === 'symlink' }));
+    return entries.map((e) => ({ ...e, ...typeTests(e.type) }));
   }
 
   async stat(path: string): Promise<Stats> {

@@ -1,5 +1,6 @@
 // The mount's attribute cache: file and directory attributes from the master, kept for a short while.
 import type { FuseStat } from 'fuse-native';
+import { defaultModeOf, typeBits } from '../shared/file-types.js';
 import type { EntryType, FileInfo, ListEntry } from '../shared/wire.js';
 import type { GfsClient } from './client.js';
 
@@ -12,9 +13,6 @@ export const listingDistrustMs = 30_000;
 /** Bound on the paths remembered as recently changed (oldest dropped first). */
 const maxChangedPaths = 16_384;
 
-const S_IFDIR = 0o040000;
-const S_IFREG = 0o100000;
-const S_IFLNK = 0o120000;
 const KiB = 1024;
 
 export interface Attr {
@@ -30,6 +28,8 @@ export interface Attr {
   ctimeMs: number;
   /** A symbolic link's target. */
   target?: string;
+  /** A device node's number. */
+  rdev?: number;
 }
 
 /** The attributes of a stat answer or a listing entry (a master from before modes were kept: the old defaults). */
@@ -38,13 +38,14 @@ export function attrOf(i: FileInfo | ListEntry): Attr {
     type: i.type,
     sizeBytes: i.sizeBytes,
     replication: i.replication,
-    mode: i.mode ?? (i.type === 'dir' ? 0o755 : i.type === 'symlink' ? 0o777 : 0o644),
+    mode: i.mode ?? defaultModeOf(i.type),
     uid: i.uid ?? 0,
     gid: i.gid ?? 0,
     atimeMs: i.atimeMs ?? i.mtimeMs,
     mtimeMs: i.mtimeMs,
     ctimeMs: i.ctimeMs ?? i.mtimeMs,
     ...(i.target !== undefined ? { target: i.target } : {}),
+    ...(i.rdev !== undefined ? { rdev: i.rdev } : {}),
   };
 }
 
@@ -158,15 +159,15 @@ export class AttrCache {
  */
 export function toStat(a: Attr, size: number): FuseStat {
   const dir = a.type === 'dir';
-  const kind = dir ? S_IFDIR : a.type === 'symlink' ? S_IFLNK : S_IFREG;
-  const bytes = dir ? 4096 : a.type === 'symlink' ? Buffer.byteLength(a.target ?? '') : size;
+  const bytes = dir ? 4096 : a.type === 'symlink' ? Buffer.byteLength(a.target ?? '') : a.type === 'file' ? size : 0;
   const ms = (t: number) => Math.max(0, t);
   return {
-    mode: kind | (a.mode & 0o7777),
+    mode: typeBits[a.type] | (a.mode & 0o7777),
     uid: a.uid,
     gid: a.gid,
     size: bytes,
     nlink: dir ? 2 : 1,
+    rdev: a.rdev ?? 0,
     blksize: 128 * KiB,
     blocks: Math.ceil(bytes / 512),
     atime: ms(a.atimeMs),

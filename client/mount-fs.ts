@@ -3,6 +3,7 @@ import { constants as fsConstants } from 'node:fs';
 import { constants as osConstants } from 'node:os';
 import type { FuseStat } from 'fuse-native';
 import { GfsError } from '../shared/errors.js';
+import { typeOfMode } from '../shared/file-types.js';
 import { baseName, maxNameBytes, parentOf } from '../shared/paths.js';
 import type { TimeArg } from '../shared/wire.js';
 import { GfsClient } from './client.js';
@@ -163,6 +164,19 @@ export class GfsFuse {
     this.checkName(p);
     const path = this.gfs(p);
     await this.client.symlink(target, path, this.owner());
+    this.forgetWithParent(path);
+  }
+
+  /** mknod(2), mkfifo, a socket bound to a path: a regular file is created as by open(O_CREAT|O_EXCL); the rest are metadata. */
+  async mknod(p: string, mode: number, dev: number): Promise<void> {
+    this.checkName(p);
+    const path = this.gfs(p);
+    const type = typeOfMode(mode);
+    if (type === 'file') await this.client.create(path, { exclusive: true, mode: mode & 0o7777, ...this.owner() });
+    else if (type === 'fifo' || type === 'socket' || type === 'chardev' || type === 'blockdev') {
+      const device = type === 'chardev' || type === 'blockdev';
+      await this.client.mknod(path, type, { mode: mode & 0o7777, ...this.owner(), ...(device ? { rdev: dev >>> 0 } : {}) });
+    } else throw -E.EINVAL;
     this.forgetWithParent(path);
   }
 

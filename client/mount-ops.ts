@@ -43,8 +43,8 @@ export function fuseOps(fs: GfsFuse, debug: boolean, log: (l: string) => void): 
     // fuse-native hands libfuse's (target, linkpath) over in that order.
     symlink: (target, p, cb) => reply('symlink', p, cb, fs.symlink(target, p).then(() => [0])),
     readlink: (p, cb) => reply('readlink', p, cb, fs.readlink(p).then((target) => [0, target])),
-    // Hard links and special files (FIFOs, sockets, devices) are not kept yet.
-    mknod: (_p, _mode, _dev, cb) => cb(-E.EPERM),
+    mknod: (p, mode, dev, cb) => reply('mknod', p, cb, fs.mknod(p, mode, dev).then(() => [0])),
+    // Hard links are not kept yet.
     link: (_s, _d, cb) => cb(-E.EPERM),
   };
 }

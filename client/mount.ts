@@ -58,8 +58,9 @@ export { toErrno } from './mount-errno.js';
 //   utimens atime twice, and libfuse then drops a change of one time alone;
 //   npm run build builds a fixed binding (scripts/build-fuse-binding.mjs,
 //   loaded by mount-binding.ts) that passes both times, UTIME_NOW/UTIME_OMIT
-//   and the caller's uid/gid. Hard links and special files (mknod, mkfifo)
-//   are EPERM. With --allow-other the kernel checks every user's access
+//   and the caller's uid/gid. Special files (mknod, mkfifo, a bound socket)
+//   are master entries with their type and device number; the kernel does
+//   their I/O. Hard links are EPERM. With --allow-other the kernel checks every user's access
 //   against the modes (default_permissions); a mount only its user reaches
 //   is not checked. A name over 255 bytes is ENAMETOOLONG.
 // - The process stays in the foreground until the file system is unmounted

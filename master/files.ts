@@ -5,7 +5,7 @@ import { rpcJson } from '../shared/rpc.js';
 import type { AllocateAnswer, ChunkInfoAnswer, ChunkLocation, ChunksAnswer, FileInfo, ListEntry, PosixAttrs, SetattrReq, TimeArg } from '../shared/wire.js';
 import type { MasterContext } from './context.js';
 import { revokeLease } from './revoke.js';
-import { initialChunkVersion, type Node, type Owner, type TimeSpec } from './core/namespace.js';
+import { initialChunkVersion, type Node, type Owner, type SpecialType, type TimeSpec } from './core/namespace.js';
 import { chooseReplicas } from './core/placement.js';
 
 // The namespace operations clients call: create, mkdir, symlink, setattr
@@ -27,7 +27,7 @@ function pickOwner(o: Owner): Owner {
 
 /** What stat and list entries carry besides sizes: mode, owner, the times' nanoseconds, a link's target. */
 function posixAttrs(n: Node): PosixAttrs {
-  return { mode: n.mode, uid: n.uid, gid: n.gid, atimeMs: n.atimeMs, atimeNs: n.atimeNs, mtimeNs: n.mtimeNs, ctimeNs: n.ctimeNs, ...(n.type === 'symlink' ? { target: n.target } : {}) };
+  return { mode: n.mode, uid: n.uid, gid: n.gid, atimeMs: n.atimeMs, atimeNs: n.atimeNs, mtimeNs: n.mtimeNs, ctimeNs: n.ctimeNs, ...(n.type === 'symlink' ? { target: n.target } : {}), ...('rdev' in n && n.rdev !== 0 ? { rdev: n.rdev } : {}) };
 }
 
 export class Files {
@@ -54,6 +54,13 @@ export class Files {
     const path = normalizePath(rawPath);
     this.checkNotReserved(path);
     await this.m.mutate([{ path, mode: 'w' }], () => this.m.ns.checkSymlink(path, target, Date.now(), pickOwner(owner)));
+  }
+
+  /** A FIFO, socket or device node: metadata only (the kernel does its I/O on the machine that opens it). */
+  async mknod(rawPath: string, type: SpecialType, rdev: number, owner: Owner = {}): Promise<void> {
+    const path = normalizePath(rawPath);
+    this.checkNotReserved(path);
+    await this.m.mutate([{ path, mode: 'w' }], () => this.m.ns.checkMknod(path, type, rdev, Date.now(), pickOwner(owner)));
   }
 
   /** chmod/chown/utimens: "now" is this master's clock, resolved here so the logged record replays exactly. */

@@ -21,6 +21,7 @@ import {
   setattrReq,
   snapshotReq,
   symlinkReq,
+  mknodReq,
   undeleteReq,
 } from '../shared/wire.js';
 import { runBatch } from './batch.js';
@@ -58,6 +59,10 @@ export function namespaceRoutes(app: Express, lean: LeanRouter, master: Master):
     await master.files.symlink(body.path, body.target, body);
     return { ok: true };
   });
+  app.post('/api/mknod', jsonRoute({ body: mknodReq }, async ({ body }) => {
+    await master.files.mknod(body.path, body.type, body.rdev ?? 0, body);
+    return { ok: true };
+  }));
   lean.json('POST', '/api/delete', { body: deleteReq }, async ({ body }) => {
     await master.files.delete(body.path, body.recursive ?? false, body.now ?? false);
     return { ok: true };

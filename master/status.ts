@@ -1,7 +1,7 @@
 import { GfsError } from '../shared/errors.js';
 import { joinPath, normalizePath, trashDir, isUnder } from '../shared/paths.js';
 import type { Master } from './master.js';
-import type { ListEntry } from '../shared/wire.js';
+import type { EntryType, ListEntry } from '../shared/wire.js';
 
 // What the status page shows (master/status-page.ts renders it; GET
 // /status/data serves it as JSON): a cluster summary, the chunkservers,
@@ -54,7 +54,7 @@ export interface StatusModel {
   attention: ReturnType<Master['attention']>;
   leases: ReturnType<Master['activeLeases']>;
   oplog: Master['oplog']['stats'] & { logReplicas?: { url: string; synced: boolean; lastIndex: number; lastError?: string }[] };
-  namespace: { path: string; parent: string | undefined; type: 'file' | 'dir' | 'symlink' | 'missing'; entries: EntryRow[]; truncated: boolean; error?: string };
+  namespace: { path: string; parent: string | undefined; type: EntryType | 'missing'; entries: EntryRow[]; truncated: boolean; error?: string };
 }
 
 function chunkRows(master: Master, handles: string[], limit: number): ChunkRow[] {

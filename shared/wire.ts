@@ -37,6 +37,11 @@ export const setattrReq = z.object({ path: pathSchema, mode: modeSchema.optional
 export type SetattrReq = z.infer<typeof setattrReq>;
 /** A symbolic link at path to target, stored as written (up to PATH_MAX bytes, checked by the master). */
 export const symlinkReq = z.object({ path: pathSchema, target: z.string().min(1).max(4096), uid: idNumberSchema.optional(), gid: idNumberSchema.optional() }).strict();
+/** A FIFO, socket or device node at path; rdev for devices only (as the kernel encodes it). */
+export const mknodReq = z
+  .object({ path: pathSchema, type: z.enum(['fifo', 'socket', 'chardev', 'blockdev']), rdev: z.number().int().min(0).max(0xffffffff).optional(), ...ownerFields })
+  .strict();
+export type MknodReq = z.infer<typeof mknodReq>;
 export const deleteReq = z.object({ path: pathSchema, recursive: z.boolean().optional(), now: z.boolean().optional() }).strict();
 export const undeleteReq = z.object({ path: pathSchema }).strict();
 export const renameReq = z.object({ src: pathSchema, dst: pathSchema }).strict();
@@ -76,9 +81,14 @@ export interface PosixAttrs {
   ctimeNs?: number;
   /** A symbolic link's target, as written. */
   target?: string;
+  /** A device node's number (chardev, blockdev) as the kernel encodes it. */
+  rdev?: number;
 }
 
-export type EntryType = 'file' | 'dir' | 'symlink';
+/** Special files (mkfifo, mknod, a bound socket): metadata only; their I/O is the kernel's. */
+export const specialEntryTypes = ['fifo', 'socket', 'chardev', 'blockdev'] as const;
+export type SpecialEntryType = (typeof specialEntryTypes)[number];
+export type EntryType = 'file' | 'dir' | 'symlink' | SpecialEntryType;
 
 export interface FileInfo extends PosixAttrs {
   path: string;

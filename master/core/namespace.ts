@@ -2,6 +2,7 @@ import { GfsError, invariant } from '../../shared/errors.js';
 import { ancestorsOf, baseName, isUnder, joinPath, parentOf } from '../../shared/paths.js';
 import { initialChunkVersion } from '../../shared/wire.js';
 import { handleFromBigInt } from '../../shared/handles.js';
+import { defaultModeOf } from '../../shared/file-types.js';
 
 // The master's metadata: a lookup table from full path to node, each file an
 // ordered list of chunk handles, each chunk its version and reference count.
@@ -42,7 +43,15 @@ export interface SymlinkNode extends Attrs {
   type: 'symlink';
   target: string;
 }
-export type Node = FileNode | DirNode | SymlinkNode;
+/** The kinds of special file: metadata only, their I/O is the kernel's (a pipe, a socket, a device driver). */
+export const specialTypes = ['fifo', 'socket', 'chardev', 'blockdev'] as const;
+export type SpecialType = (typeof specialTypes)[number];
+/** A FIFO, socket or device node (mknod); rdev is a device's number as the kernel encodes it (0 for the others). */
+export interface SpecialNode extends Attrs {
+  type: SpecialType;
+  rdev: number;
+}
+export type Node = FileNode | DirNode | SymlinkNode | SpecialNode;
 export type NodeType = Node['type'];
 
 /** A time as logged in a setattr record: milliseconds since the epoch and the nanoseconds within it. */
@@ -60,9 +69,7 @@ export const maxSymlinkTargetBytes = 4096;
 export const maxId = 0xfffffffe;
 
 /** Modes of nodes from before modes were kept (old checkpoints and logs), and of records without one. */
-export function defaultMode(type: NodeType): number {
-  return type === 'dir' ? 0o755 : type === 'symlink' ? 0o777 : 0o644;
-}
+export const defaultMode: (type: NodeType) => number = defaultModeOf;
 
 /** Attributes of a node made at `t` (ms) by uid:gid with mode. */
 function freshAttrs(mode: number, uid: number, gid: number, t: number): Attrs {
@@ -93,6 +100,8 @@ export type Op =
   /** mode/uid/gid absent in older logs (defaults then: 0644, 0:0). */
   | { op: 'create'; path: string; replication: number; t: number; mode?: number; uid?: number; gid?: number }
   | { op: 'symlink'; path: string; target: string; uid: number; gid: number; t: number }
+  /** A special file (mkfifo, mknod, a socket bound to a path). */
+  | { op: 'mknod'; path: string; type: SpecialType; rdev: number; mode: number; uid: number; gid: number; t: number }
   /**
    * chmod, chown, utimens: only the fields present change; ctime becomes t (+ tNs). Times are explicit
    * (UTIME_NOW is resolved to a time before logging; UTIME_OMIT is an absent field), so replay is exact.
@@ -238,7 +247,8 @@ export class Namespace {
     const n = this.nodes.get(path);
     if (!n) throw new GfsError('NOT_FOUND', `no such file: ${path}`);
     if (n.type === 'symlink') throw new GfsError('BAD_REQUEST', `is a symbolic link: ${path}`);
-    if (n.type !== 'file') throw new GfsError('IS_A_DIRECTORY', `is a directory: ${path}`);
+    if (n.type === 'dir') throw new GfsError('IS_A_DIRECTORY', `is a directory: ${path}`);
+    if (n.type !== 'file') throw new GfsError('BAD_REQUEST', `not a regular file (a ${n.type}): ${path}`);
     return n;
   }
 
@@ -313,6 +323,16 @@ export class Namespace {
     this.checkParentDir(path);
     const inherit = this.setGidParent(path);
     return { op: 'symlink', path, target, uid: checkId(owner.uid ?? 0), gid: checkId(inherit ? inherit.gid : (owner.gid ?? 0)), t };
+  }
+
+  checkMknod(path: string, type: SpecialType, rdev: number, t: number, owner: Owner = {}): Op {
+    if (path === '/' || this.nodes.has(path)) throw new GfsError('EXISTS', `already exists: ${path}`);
+    if (!specialTypes.includes(type)) throw new GfsError('BAD_REQUEST', `not a kind of special file: ${String(type)}`);
+    const isDevice = type === 'chardev' || type === 'blockdev';
+    if (!Number.isInteger(rdev) || rdev < 0 || rdev > 0xffffffff || (!isDevice && rdev !== 0)) throw new GfsError('BAD_REQUEST', `device number ${rdev} is not within 0..2^32-1 (and 0 for a ${type})`);
+    this.checkParentDir(path);
+    const inherit = this.setGidParent(path);
+    return { op: 'mknod', path, type, rdev, t, mode: checkMode(owner.mode ?? defaultMode(type)), uid: checkId(owner.uid ?? 0), gid: checkId(inherit ? inherit.gid : (owner.gid ?? 0)) };
   }
 
   /**
@@ -434,6 +454,11 @@ export class Namespace {
       case 'symlink':
         invariant(!this.nodes.has(op.path), `symlink over existing ${op.path}`);
         this.putNode(op.path, { type: 'symlink', target: op.target, ...freshAttrs(defaultMode('symlink'), op.uid, op.gid, op.t) });
+        this.touch(parentOf(op.path), op.t);
+        return;
+      case 'mknod':
+        invariant(!this.nodes.has(op.path), `mknod over existing ${op.path}`);
+        this.putNode(op.path, { type: op.type, rdev: op.rdev, ...freshAttrs(op.mode, op.uid, op.gid, op.t) });
         this.touch(parentOf(op.path), op.t);
         return;
       case 'setattr': {

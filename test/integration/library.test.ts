@@ -187,4 +187,18 @@ describe('the gfs library', { timeout: 180_000 }, () => {
     assert.equal(await gfs.readlink('/lib-snap/link'), '../lib/attrs');
     await assert.rejects(gfs.client.chmod('/lib/attrs', 0o10000), (e: { code?: string }) => e.code === 'BAD_REQUEST');
   });
+
+  it('mknod: a FIFO, a socket and a device node, with their types in stat and readdir; no data path', async () => {
+    await gfs.client.mknod('/lib/fifo', 'fifo', { mode: 0o620, uid: 7 });
+    await gfs.client.mknod('/lib/sock', 'socket');
+    await gfs.client.mknod('/lib/null', 'chardev', { rdev: (1 << 8) | 3 });
+    const fifo = await gfs.stat('/lib/fifo');
+    assert.deepEqual([fifo.type, fifo.mode, fifo.uid, fifo.size, fifo.isFIFO(), fifo.isFile()], ['fifo', 0o620, 7, 0, true, false]);
+    const dev = await gfs.stat('/lib/null');
+    assert.deepEqual([dev.type, dev.rdev, dev.isCharacterDevice()], ['chardev', 259, true]);
+    const ents = await gfs.readdir('/lib', { withFileTypes: true });
+    assert.ok(ents.find((e) => e.name === 'sock')?.isSocket());
+    await assert.rejects(gfs.readFile('/lib/fifo'), (e: { code?: string }) => e.code === 'BAD_REQUEST');
+    await assert.rejects(gfs.client.mknod('/lib/fifo', 'fifo'), (e: { code?: string }) => e.code === 'EXISTS');
+  });
 });

@@ -119,6 +119,12 @@ const cases: Case[] = [
   { name: 'symlink named over 255 bytes', path: '/api/symlink', body: { path: `/a/${longName}`, target: 'x' }, status: 400, code: 'NAME_TOO_LONG' },
   { name: 'symlink in the reserved trash', path: '/api/symlink', body: { path: '/.trash/l', target: 'x' }, status: 400, code: 'INVALID_PATH' },
   { name: 'create with a mode over 07777', path: '/api/create', body: { path: '/a/m', mode: 0o170000 }, status: 400, code: 'BAD_REQUEST' },
+  { name: 'mknod of an unknown type', path: '/api/mknod', body: { path: '/a/n', type: 'door' }, status: 400, code: 'BAD_REQUEST' },
+  { name: 'mknod of a FIFO with a device number', path: '/api/mknod', body: { path: '/a/n', type: 'fifo', rdev: 5 }, status: 400, code: 'BAD_REQUEST' },
+  { name: 'mknod with a device number over 2^32-1', path: '/api/mknod', body: { path: '/a/n', type: 'chardev', rdev: 2 ** 32 }, status: 400, code: 'BAD_REQUEST' },
+  { name: 'mknod over an existing file', path: '/api/mknod', body: { path: '/a/f', type: 'socket' }, status: 409, code: 'EXISTS' },
+  { name: 'mknod in a missing directory', path: '/api/mknod', body: { path: '/nope/n', type: 'fifo' }, status: 404, code: 'NOT_FOUND' },
+  { name: 'mknod in the reserved trash', path: '/api/mknod', body: { path: '/.trash/n', type: 'fifo' }, status: 400, code: 'INVALID_PATH' },
   // ---- chunk handles ----
   { name: 'lease on an unknown handle', path: '/api/lease', body: { handle: '00000000deadbeef' }, status: 404, code: 'NOT_FOUND' },
   { name: 'lease on a malformed handle', path: '/api/lease', body: { handle: 'xyz' }, status: 400, code: 'BAD_REQUEST' },

@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { GfsError } from '../../shared/errors.js';
 import { rng } from '../../shared/rng.js';
 import { closeRpc, rpcJson } from '../../shared/rpc.js';
-import type { FileInfo, ListEntry } from '../../shared/wire.js';
+import type { EntryType, FileInfo, ListEntry } from '../../shared/wire.js';
 import { startCluster, type TestCluster } from '../helpers/cluster.js';
 import { waitFor } from '../helpers/wait.js';
 
@@ -29,7 +29,7 @@ import { waitFor } from '../helpers/wait.js';
 // checkpoint, while one is being taken, right after one finished, idle),
 // restarted on the same port, and every round's items are checked again.
 
-type Kind = 'file' | 'dir' | 'symlink';
+type Kind = EntryType;
 type State = Map<string, Kind>;
 
 interface Step {

@@ -166,6 +166,33 @@ describe('gfs mount: modes, owners, times, symlinks (FUSE)', { skip: unavailable
     await lstat(join(mnt, 'pub', 'roots'));
   });
 
+  test('special files: mkfifo, mknod devices and a bound socket keep their types, modes and numbers; the kernel does their I/O', async () => {
+    const d = join(mnt, 'special');
+    await ok(`mkdir ${q(d)} && mkfifo -m 0620 ${q(d)}/pipe && mknod -m 0666 ${q(d)}/null c 1 3 && mknod ${q(d)}/loop b 7 1`);
+    const kinds = `stat -c '%n|%F|%a|%t:%T' ${q(d)}/pipe ${q(d)}/null ${q(d)}/loop`;
+    const want = [`${d}/pipe|fifo|620|0:0`, `${d}/null|character special file|666|1:3`, `${d}/loop|block special file|644|7:1`].join('\n') + '\n';
+    assert.equal(await ok(kinds), want);
+    // The FIFO carries bytes between two processes (the kernel's pipe; gfs keeps only the name).
+    assert.equal(await ok(`(echo through-the-fifo > ${q(d)}/pipe &) && cat ${q(d)}/pipe`), 'through-the-fifo\n');
+    // A unix socket bound to a path in the mount, and a client that connects to it by that path.
+    const sock = join(d, 'sock');
+    const echo = `const net=require('net');const s=net.createServer(c=>c.pipe(c)).listen(${JSON.stringify(sock)},()=>{const c=net.connect(${JSON.stringify(sock)},()=>c.end('ping'));let got='';c.on('data',b=>got+=b);c.on('close',()=>{console.log(got);s.close()})})`;
+    assert.equal(await ok(`${q(process.execPath)} -e ${q(echo)}`), 'ping\n');
+    assert.equal(await ok(`stat -c '%F' ${q(sock)}`), 'socket\n');
+    // gfs ls -l shows them as ls does: type letter, and major, minor for devices.
+    const ls = await gfs(['ls', '-l', '/special']);
+    assert.match(ls, /^prw--w---- .* 0 .*pipe$/m);
+    assert.match(ls, /^crw-rw-rw- .* 1, 3 .*null$/m);
+    assert.match(ls, /^brw-r--r-- .* 7, 1 .*loop$/m);
+    assert.match(ls, /^s.* sock$/m);
+    // tar keeps them; the copies have the same types, modes and numbers.
+    await ok(`tar cf ${q(dir)}/special.tar -C ${q(d)} pipe null loop && mkdir ${q(mnt)}/special-copy && tar xf ${q(dir)}/special.tar -C ${q(mnt)}/special-copy`);
+    assert.equal(await ok(kinds.replaceAll(d, join(mnt, 'special-copy'))), want.replaceAll(d, join(mnt, 'special-copy')));
+    // Removed like any name.
+    await ok(`rm ${q(d)}/loop ${q(sock)}`);
+    assert.equal((await sh(`stat ${q(d)}/loop`)).code, 1);
+  });
+
   test('a name over 255 bytes is ENAMETOOLONG; 255 bytes works', async () => {
     const r = await sh(`touch ${q(join(mnt, 'n'.repeat(256)))}`);
     assert.notEqual(r.code, 0);
@@ -177,12 +204,13 @@ describe('gfs mount: modes, owners, times, symlinks (FUSE)', { skip: unavailable
 
   test('everything is still there after a master SIGKILL and restart', async () => {
     const beforeTree = await statLines(join(mnt, 'x'));
-    const beforeAttrs = await ok(`stat -c '%f %u %g %Y' ${q(mnt)}/attrs.txt ${q(mnt)}/m/f ${q(mnt)}/m/l`);
+    const attrsCmd = `stat -c '%f %u %g %Y %t:%T' ${q(mnt)}/attrs.txt ${q(mnt)}/m/f ${q(mnt)}/m/l ${q(mnt)}/special/pipe ${q(mnt)}/special/null`;
+    const beforeAttrs = await ok(attrsCmd);
     await cluster.restartMaster();
     await waitFor('the master to leave safe mode', async () => !(await cluster.status()).safeMode, 30_000);
     await waitFor('the mount to show the tree again', async () => JSON.stringify(await statLines(join(mnt, 'x')).catch(() => [])) === JSON.stringify(beforeTree), 30_000);
     assert.deepEqual(await statLines(join(mnt, 'x')), await statLines(src));
-    assert.equal(await ok(`stat -c '%f %u %g %Y' ${q(mnt)}/attrs.txt ${q(mnt)}/m/f ${q(mnt)}/m/l`), beforeAttrs);
+    assert.equal(await ok(attrsCmd), beforeAttrs);
     assert.equal(await readlink(join(mnt, 'x', 'rel-link')), 'sub/data.bin');
     await ok(`diff -r --no-dereference ${q(src)} ${q(mnt)}/x`);
   });

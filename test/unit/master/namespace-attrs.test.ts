@@ -177,3 +177,41 @@ test('each new record moves the log index by exactly one', () => {
   run(ns, ns.checkSymlink('/l', 'f', 3));
   assert.equal(ns.appliedIndex, before + 2);
 });
+
+test('mknod: FIFOs, sockets and device nodes with mode, owner and rdev; replayed, checkpointed, snapshotted, refused when bad', () => {
+  const ns = new Namespace();
+  const log: Op[] = [];
+  run(ns, ns.checkMkdir('/d', false, 1), log);
+  run(ns, ns.checkMknod('/d/p', 'fifo', 0, 2, { mode: 0o620, uid: 5, gid: 6 }), log);
+  run(ns, ns.checkMknod('/d/s', 'socket', 0, 3), log);
+  run(ns, ns.checkMknod('/d/null', 'chardev', 259, 4, { mode: 0o666 }), log);
+  run(ns, ns.checkMknod('/d/loop', 'blockdev', (7 << 8) | 1, 5), log);
+  const p = ns.get('/d/p')!;
+  assert.deepEqual([p.type, p.mode, p.uid, p.gid, 'rdev' in p ? p.rdev : undefined], ['fifo', 0o620, 5, 6, 0]);
+  assert.deepEqual([ns.get('/d/s')!.type, ns.get('/d/s')!.mode], ['socket', 0o644]);
+  const c = ns.get('/d/null')!;
+  assert.deepEqual([c.type, 'rdev' in c ? c.rdev : undefined, c.mode], ['chardev', 259, 0o666]);
+  // the parent moves; a special file is no regular file to read or write
+  assert.deepEqual([ns.get('/d')!.mtimeMs, ns.get('/d')!.ctimeMs], [5, 5]);
+  throwsCode(() => ns.getFile('/d/p'), 'BAD_REQUEST');
+  throwsCode(() => ns.checkMknod('/d/p', 'fifo', 0, 6), 'EXISTS');
+  throwsCode(() => ns.checkMknod('/nope/p', 'fifo', 0, 6), 'NOT_FOUND');
+  throwsCode(() => ns.checkMknod('/d/q', 'fifo', 5, 6), 'BAD_REQUEST');
+  throwsCode(() => ns.checkMknod('/d/q', 'door' as 'fifo', 0, 6), 'BAD_REQUEST');
+  throwsCode(() => ns.checkMknod('/d/q', 'chardev', -1, 6), 'BAD_REQUEST');
+  throwsCode(() => ns.checkCreate('/d/p/x', 3, 6), 'NOT_A_DIRECTORY');
+  // chmod and rename work on them as on any node
+  run(ns, ns.checkSetattr('/d/p', { mode: 0o600 }, 7), log);
+  run(ns, ns.checkRename('/d/s', '/d/s2', 8), log);
+  const replayed = new Namespace();
+  for (const op of log) replayed.apply(op);
+  assert.deepEqual(replayed.snapshot(), ns.snapshot());
+  const restored = Namespace.fromSnapshot(JSON.parse(JSON.stringify(ns.snapshot())) as NamespaceSnapshot);
+  assert.deepEqual(restored.snapshot(), ns.snapshot());
+  run(ns, ns.checkSnapshot('/d', '/snap', 9));
+  const copy = ns.get('/snap/null')!;
+  assert.deepEqual([copy.type, 'rdev' in copy ? copy.rdev : undefined, ns.get('/snap/p')!.mode], ['chardev', 259, 0o600]);
+  run(ns, ns.checkDelete('/d', true, 10));
+  assert.equal(ns.get('/d/p'), undefined);
+  assert.equal(ns.get('/snap/p')!.type, 'fifo');
+});
