@@ -1,6 +1,6 @@
 import { crc32c } from '../shared/checksum.js';
 import { GfsError } from '../shared/errors.js';
-import { pushCrcBlockBytes, type AppendAnswer, type AppendReq, type WriteAnswer, type WriteReq } from '../shared/wire.js';
+import { pushCrcBlockBytes, type AppendAnswer, type AppendReq, type ChunkTruncateReq, type WriteAnswer, type WriteReq } from '../shared/wire.js';
 import type { OrderedOp } from '../shared/record-wire.js';
 import { maxRecordBytes, placeRecord, planGroup, type GroupBounds } from './append.js';
 import { AppendGroups, type WaitingAppend } from './append-groups.js';
@@ -41,7 +41,7 @@ export class Mutator {
   /** Per handle, the last serial assigned and its version: a new version starts a fresh serial space. */
   private readonly serials = new Map<string, { version: number; last: number }>();
   private readonly done = new Map<string, Promise<unknown>>();
-  readonly counters = { writes: 0, appends: 0, pads: 0, applied: 0, duplicates: 0, refusedNoLease: 0, applyRequests: 0 };
+  readonly counters = { writes: 0, appends: 0, pads: 0, truncates: 0, applied: 0, duplicates: 0, refusedNoLease: 0, applyRequests: 0 };
   readonly order: SerialOrder;
   readonly groups: AppendGroups;
 
@@ -231,6 +231,33 @@ export class Mutator {
     }
   }
 
+  /** Sets the chunk's length exactly on every replica (a file truncated to within this chunk), ordered with its other mutations. */
+  async truncate(req: ChunkTruncateReq): Promise<{ ok: true; chunkSizeBytes: number }> {
+    return this.once(req.clientId, req.requestId, () =>
+      this.track(
+        req.handle,
+        (async () => {
+          this.checkVersion(req.handle, req.version);
+          if (req.toSizeBytes > this.o.chunkSizeBytes) throw new GfsError('OUT_OF_RANGE', `length ${req.toSizeBytes} is past the chunk size ${this.o.chunkSizeBytes}`);
+          const lease = await this.o.leases.ensure(req.handle, req.version);
+          let forwarded!: Promise<void>;
+          const len = await this.serialize(req.handle, async () => {
+            this.o.leases.check(req.handle, req.version);
+            this.o.leases.acted(req.handle, req.version); // the primary log (chunkserver/leases.ts)
+            this.checkRoom(req.handle, req.version, lease.secondaries);
+            const n = await this.o.store.setLength(req.handle, req.toSizeBytes, req.version);
+            const serial = this.nextSerial(req.handle, req.version);
+            forwarded = this.forwardAll(req.handle, req.version, lease.secondaries, { kind: 'truncate', serial, toSizeBytes: req.toSizeBytes });
+            return n;
+          });
+          await forwarded;
+          this.counters.truncates++;
+          return { ok: true as const, chunkSizeBytes: len };
+        })(),
+      ),
+    );
+  }
+
   /**
    * A batch of records from one client request (POST /chunk/append-batch):
    * the offsets of the records placed, in order; the ones after them found
@@ -345,8 +372,10 @@ export class Mutator {
         } finally {
           release();
         }
-      } else {
+      } else if (op.kind === 'pad') {
         await this.o.store.pad(handle, op.toSizeBytes, version);
+      } else {
+        await this.o.store.setLength(handle, op.toSizeBytes, version);
       }
       this.counters.applied++;
       return { ok: true };

@@ -1,4 +1,5 @@
 import { crc32c } from '../shared/checksum.js';
+import { invariant } from '../shared/errors.js';
 import { overlayBlock, planChecksums, zeroBlockOf, type GivenCrcs, type ZeroBlock } from './checksum-plan.js';
 import type { FdCache } from './fd-cache.js';
 import type { Replica } from './replica.js';
@@ -68,6 +69,42 @@ export class ReplicaData {
       rep.dirty = true;
       if (crcDone.status === 'rejected') throw crcDone.reason;
       return newSize;
+    });
+  }
+
+  /**
+   * Cuts the replica to toSizeBytes (below its length): the last block kept
+   * is verified first and its crc recomputed over what remains of it, so a
+   * CORRUPT error leaves the replica untouched. The crc file keeps one entry
+   * per block left.
+   */
+  async shrink(rep: Replica, toSizeBytes: number): Promise<number> {
+    const B = this.blockBytes;
+    const oldSize = rep.sizeBytes;
+    invariant(toSizeBytes < oldSize, 'shrink that does not shrink');
+    const blocks = Math.ceil(toSizeBytes / B);
+    const partial = toSizeBytes % B;
+    return this.fds.with(rep.handle, true, async (dataFh, crcFh) => {
+      let lastCrc: number | undefined;
+      if (partial > 0) {
+        const b = blocks - 1;
+        const bs = b * B;
+        const oldEnd = Math.min(bs + B, oldSize);
+        const buf = Buffer.allocUnsafe(oldEnd - bs);
+        const got = await preadFull(dataFh, buf, 0, buf.length, bs);
+        if (got !== buf.length || crc32c(buf) !== rep.crcs[b]) this.mismatch(rep, b);
+        lastCrc = crc32c(buf.subarray(0, partial));
+      }
+      await dataFh.truncate(toSizeBytes);
+      // The data file is cut: the table must describe it now, whatever happens to the crc file.
+      rep.crcs.fill(0, blocks);
+      if (lastCrc !== undefined) rep.crcs[blocks - 1] = lastCrc;
+      rep.sizeBytes = toSizeBytes;
+      this.applied(toSizeBytes - oldSize, 0);
+      rep.dirty = true;
+      await crcFh!.truncate(4 * blocks);
+      if (lastCrc !== undefined) await pwriteFull(crcFh!, crcBytes(rep.crcs, blocks - 1, 1), 4 * (blocks - 1));
+      return toSizeBytes;
     });
   }
 

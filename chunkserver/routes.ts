@@ -6,7 +6,7 @@ import type { LeanRouter } from '../shared/lean-router.js';
 import type { Logger } from '../shared/log.js';
 import { appendBatchHeaders, applyHeaders, binaryContentType, decodeOrderedOps, decodeRecordBatch, recordBatchMaxBytes, writeBytesHeaders, type OrderedOp } from '../shared/record-wire.js';
 import { crc32c } from '../shared/checksum.js';
-import { appendReq, applyReq, csCloneReq, csCopyReq, csCreateReq, csLeaseReq, csRevokeReq, csVersionReq, handleSchema, inlineMaxBytes, syncReq, writeReq, type ChunkInfoAnswer } from '../shared/wire.js';
+import { appendReq, applyReq, chunkTruncateReq, csCloneReq, csCopyReq, csCreateReq, csLeaseReq, csRevokeReq, csVersionReq, handleSchema, inlineMaxBytes, syncReq, writeReq, type ChunkInfoAnswer } from '../shared/wire.js';
 import { BufferPool, type Lease } from './buffer-pool.js';
 import { cloneChunk } from './clone.js';
 import { applyBodyLimitBytes, maxBatchOps, type Forwarder } from './forward.js';
@@ -65,7 +65,7 @@ function checkCrc(body: Buffer, crc: number): void {
 /** JSON ops (base64 data) as the mutator takes them. */
 function jsonOps(ops: ApplyOpJson[]): OrderedOp[] {
   return ops.map((op) => {
-    if (op.kind === 'pad' || op.inline === undefined) return op as OrderedOp;
+    if (op.kind !== 'write' || op.inline === undefined) return op as OrderedOp;
     const { inline, ...rest } = op;
     return { ...rest, data: Buffer.from(inline, 'base64') };
   });
@@ -95,6 +95,7 @@ export function chunkRoutes(app: Express, lean: LeanRouter, d: ChunkserverParts)
     d.scrubber.touched(h['x-gfs-handle']);
     return d.mutator.apply({ handle: h['x-gfs-handle'], version: h['x-gfs-version'], stream: h['x-gfs-stream'], ackedThrough: h['x-gfs-acked-through'], ops: decodeOrderedOps(body, maxBatchOps) });
   });
+  app.post('/chunk/truncate', jsonRoute({ body: chunkTruncateReq }, ({ body }) => (d.scrubber.touched(body.handle), d.mutator.truncate(body))));
   lean.json('POST', '/chunk/apply', { body: applyReq }, ({ body }) => (d.scrubber.touched(body.handle), d.mutator.apply({ ...body, ops: jsonOps(body.ops) })));
   app.post('/chunk/sync', jsonRoute({ body: syncReq }, async ({ body }) => {
     const info = d.store.require(body.handle);

@@ -289,6 +289,23 @@ export class ReplicaStore {
   }
 
   /**
+   * Sets the chunk's length to exactly toSizeBytes (a file truncated to within this chunk): cut when
+   * longer, extended with zeros when shorter; returns the length. `atVersion` as for write.
+   */
+  async setLength(handle: string, toSizeBytes: number, atVersion?: number): Promise<number> {
+    checkHandle(handle);
+    checkByteCount('toSizeBytes', toSizeBytes);
+    if (toSizeBytes > this.chunkSizeBytes) throw new GfsError('OUT_OF_RANGE', `cannot set the length to ${toSizeBytes} bytes, the chunk size is ${this.chunkSizeBytes}`);
+    return this.track(() =>
+      this.withReplica(handle, true, async (rep) => {
+        checkAtVersion(rep, atVersion);
+        if (toSizeBytes === rep.sizeBytes) return rep.sizeBytes;
+        return toSizeBytes > rep.sizeBytes ? this.io.mutate(rep, toSizeBytes, Buffer.alloc(0)) : this.io.shrink(rep, toSizeBytes);
+      }),
+    );
+  }
+
+  /**
    * Reads up to length bytes at offset, clamped at the chunk's end; every block touched is verified in full.
    * `scratch`: a buffer to read into (a reused one, see chunkserver/buffer-pool.ts), used when it holds
    * every block touched; the answer is then a part of it.

@@ -242,6 +242,16 @@ program
     if (!healthy) await failAndExit('gfs', 'the filesystem is not healthy', exitStatus.unhealthy);
   }));
 
+program
+  .command('truncate')
+  .description('set a file\'s length, as truncate -s: a shorter file loses its tail, a longer one reads as zeros up to the new end')
+  .requiredOption('-s, --size <bytes>', 'the new length (65536, 64k, 64M, 1G)', size('--size'))
+  .argument('<paths...>')
+  .action(run(async (paths: string[], o: { size: number }) => {
+    const c = await client();
+    for (const path of paths) await c.truncate(path, o.size);
+  }));
+
 oneCall(program, 'snapshot', 'copy-on-write snapshot of a file or directory tree', ['src', 'dst'], (c, src, dst) => c.snapshot(src!, dst!));
 
 // ---- data ----

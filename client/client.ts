@@ -3,7 +3,7 @@ import { nanoid } from 'nanoid';
 import { defaults } from '../shared/config.js';
 import { GfsError } from '../shared/errors.js';
 import { setRpcSelf } from '../shared/rpc.js';
-import { maxBatchOps } from '../shared/wire.js';
+import { maxBatchOps, maxFileSizeBytes } from '../shared/wire.js';
 import type { BatchAnswer, BatchOp, BatchResult, ChunksAnswer, FileInfo, ListEntry, ReplicaRef, SetattrReq, SpecialEntryType, TimeArg, WriteAnswer } from '../shared/wire.js';
 import { appendRaw, appendRawBatch } from './append-path.js';
 import { RecordAppender, type AppenderOptions } from './appender.js';
@@ -14,7 +14,7 @@ import { MasterCalls } from './master-calls.js';
 import { read, readPiece, readReplica, type ReadCursor } from './read-path.js';
 import type { RetryOptions } from './retry.js';
 import { runLimited } from './run-limited.js';
-import { push, sync, write, writePiece } from './write-path.js';
+import { push, setChunkLength, sync, write, writePiece } from './write-path.js';
 import { reportOf, type ReplicationReport } from './write-report.js';
 
 export type { CachedFile } from './location-cache.js';
@@ -255,6 +255,32 @@ export class GfsClient implements DataContext {
   /** Writes one piece within one chunk; resolves once every replica applied it, naming them. */
   writePiece(path: string, index: number, offsetInChunk: number, data: Buffer): Promise<WriteAnswer & { replicas: string[] }> {
     return writePiece(this, path, index, offsetInChunk, data);
+  }
+
+  /**
+   * Sets the file's length, as truncate(2): a shorter file loses its tail (the master drops the chunks
+   * past the new end; the chunk holding it is cut on every replica, so its old bytes never read back);
+   * a longer one reads as zeros up to the new end. mtime and ctime move when the length changes.
+   * Not atomic for a reader meanwhile: one may see the old tail of the last chunk kept until this returns.
+   */
+  async truncate(path: string, sizeBytes: number): Promise<void> {
+    if (!Number.isSafeInteger(sizeBytes) || sizeBytes < 0) throw new GfsError('BAD_REQUEST', `length ${sizeBytes} is not a non-negative integer`);
+    if (sizeBytes > maxFileSizeBytes) throw new GfsError('FILE_TOO_LARGE', `length ${sizeBytes} is past the largest file gfs keeps (${maxFileSizeBytes} bytes)`);
+    const st = await this.stat(path);
+    if (st.type !== 'file') throw new GfsError(st.type === 'dir' ? 'IS_A_DIRECTORY' : 'BAD_REQUEST', `not a regular file: ${path}`);
+    if (sizeBytes === st.sizeBytes) return;
+    const C = st.chunkSizeBytes;
+    if (sizeBytes > st.sizeBytes) {
+      // Longer: one zero byte at the new end; the gap before it reads as zeros.
+      const last = sizeBytes - 1;
+      await writePiece(this, path, Math.floor(last / C), last % C, Buffer.alloc(1));
+      await this.setattr(path, { mtime: 'now' });
+      return;
+    }
+    await this.masters.call('/api/truncate', { path, sizeBytes });
+    this.invalidate(path);
+    // The chunk now last holds the new end: exactly that many of its bytes stay (a hole before it is filled with zeros).
+    if (sizeBytes > 0) await setChunkLength(this, path, Math.ceil(sizeBytes / C) - 1, sizeBytes - (Math.ceil(sizeBytes / C) - 1) * C);
   }
 
   /** Record append of raw bytes (no framing): the system picks the offset and returns it. At least once. */

@@ -16,6 +16,7 @@ const errnoOfCode: ReadonlyMap<string, number> = new Map([
   ['NAME_TOO_LONG', E.ENAMETOOLONG],
   ['NO_SPACE', E.ENOSPC],
   ['RECORD_TOO_LARGE', E.EFBIG],
+  ['FILE_TOO_LARGE', E.EFBIG],
   ['PAYLOAD_TOO_LARGE', E.EFBIG],
 ]);
 

@@ -370,19 +370,10 @@ export class GfsFuse {
     await this.flushPath(path);
     this.attrs.forget(path);
     this.reads.drop(this.handles.values(), path);
-    const a = await this.client.stat(path);
-    if (a.type === 'dir') throw -E.EISDIR;
-    if (size === a.sizeBytes) return;
-    if (size === 0) {
-      // The new file keeps the old one's mode and owner (times: now, as truncate sets them).
-      await this.client.delete(path, { now: true });
-      await this.client.create(path, { replication: a.replication, exclusive: true, mode: a.mode, uid: a.uid, gid: a.gid });
-    } else if (size > a.sizeBytes) {
-      const last = size - 1;
-      await this.client.writePiece(path, Math.floor(last / this.chunkSizeBytes), last % this.chunkSizeBytes, Buffer.alloc(1));
-      await this.client.setattr(path, { mtime: 'now' });
-    } else {
-      throw -E.EOPNOTSUPP;
+    try {
+      await this.client.truncate(path, size);
+    } finally {
+      this.reads.drop(this.handles.values(), path);
     }
     this.attrs.forget(path);
   }

@@ -45,10 +45,11 @@ export { toErrno } from './mount-errno.js';
 // - unlink moves the file to the trash (undelete possible); rename replaces
 //   an existing destination. hard_remove: a file unlinked while open gets
 //   ENOENT on further writes.
-// - truncate to 0 deletes and recreates the file with the same replication;
-//   extension writes one zero byte at the new end (a hole before it reads as
-//   zeros); shrinking to a non-zero size is EOPNOTSUPP. Both keep mode and
-//   owner.
+// - truncate to any length is GfsClient.truncate: shorter drops the chunks
+//   past the new end (master) and cuts the one holding it on every replica
+//   (its primary, in order with its other mutations); longer writes one zero
+//   byte at the new end (a hole before it reads as zeros). The file keeps its
+//   identity, mode and owner; a length past 1 PiB is EFBIG.
 // - Modes, owners, times and symbolic links are the master's (issue 20):
 //   chmod, chown, utimens, symlink, readlink; create/mkdir take the mode the
 //   kernel hands over (umask applied) and the caller's uid/gid. A write moves

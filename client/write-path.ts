@@ -74,18 +74,19 @@ export async function write(cx: DataContext, path: string, offset: number, data:
 }
 
 /**
- * Writes one piece within one chunk; answers once every replica applied it, naming them. A replica
- * whose disk is full (NO_SPACE naming its server) sends the chunk to a fresh placement without it
- * (chunkForWrite's exclude), a few times at most; then NO_SPACE is the answer.
+ * Runs `attempt` at the primary of chunk `index` of `path` under a lease, with one request id for
+ * every try: an error drops the lease (and, where the chunk or its version moved, the cached
+ * locations) and tries again; a replica whose disk is full is left out (the master places the chunk
+ * afresh without it). Returns the attempt's answer and the replicas it went to.
  */
-export async function writePiece(cx: DataContext, path: string, index: number, offsetInChunk: number, data: Buffer): Promise<WriteAnswer & { replicas: string[] }> {
+async function withChunkLease<T>(cx: DataContext, path: string, index: number, attempt: (lease: LeaseAnswer, requestId: string) => Promise<T>): Promise<{ answer: T; replicas: string[] }> {
   const requestId = cx.masters.nextRequestId();
   let handle: string | undefined;
   let replicas: string[] = [];
   const full = new Set<string>();
   let replace = false;
   let noSpaceAnswers = 0;
-  const a = await withRetry(
+  const answer = await withRetry(
     async () => {
       const loc = await cx.chunks.chunkForWrite(path, index, replace ? full : undefined);
       replace = false;
@@ -93,7 +94,7 @@ export async function writePiece(cx: DataContext, path: string, index: number, o
       const lease = await cx.chunks.leaseFor(loc.handle, path, index);
       handle = lease.handle;
       replicas = [lease.primary.id, ...lease.secondaries.map((r) => r.id)];
-      return writeUnderLease(cx, lease, offsetInChunk, data, requestId);
+      return attempt(lease, requestId);
     },
     {
       ...cx.retry,
@@ -111,8 +112,26 @@ export async function writePiece(cx: DataContext, path: string, index: number, o
       giveUp: (e) => fullServer(e) !== undefined && noSpaceAnswers > maxReplacements,
     },
   );
+  return { answer, replicas };
+}
+
+/**
+ * Writes one piece within one chunk (allocated if new); answers once every replica applied it, naming
+ * them. A full disk sends the chunk to a fresh placement without it, a few times at most; then
+ * NO_SPACE is the answer.
+ */
+export async function writePiece(cx: DataContext, path: string, index: number, offsetInChunk: number, data: Buffer): Promise<WriteAnswer & { replicas: string[] }> {
+  const { answer, replicas } = await withChunkLease(cx, path, index, (lease, requestId) => writeUnderLease(cx, lease, offsetInChunk, data, requestId));
   cx.chunks.grew(path, index, offsetInChunk + data.length);
-  return { ...a, replicas };
+  return { ...answer, replicas };
+}
+
+/** Sets chunk `index`'s length to exactly toSizeBytes on every replica (cut, or extended with zeros): the end of a truncated file. */
+export async function setChunkLength(cx: DataContext, path: string, index: number, toSizeBytes: number): Promise<void> {
+  await withChunkLease(cx, path, index, (lease, requestId) =>
+    rpcJson(lease.primary.url, '/chunk/truncate', { handle: lease.handle, version: lease.version, toSizeBytes, clientId: cx.clientId, requestId }, { targetName: lease.primary.id, timeoutMs: defaults.dataTimeoutMs }),
+  );
+  cx.chunks.invalidate(path);
 }
 
 /** One attempt of a write at the primary the lease names. */

@@ -220,16 +220,24 @@ export class Files {
     if (meta && meta.version !== initialChunkVersion && this.m.servers.liveLocations(last, this.m.now()).length === 0 && this.m.inSafeMode()) {
       throw new GfsError('SAFE_MODE', 'master is in safe mode, waiting for chunkserver reports', { retryAfterMs: 500 });
     }
-    let size = this.m.servers.reportedSize(last, this.m.now());
+    const size = this.m.servers.reportedSize(last, this.m.now());
     if (!askReplicas) return base + size;
     this.m.counters.replicaSizeAsks++;
-    const asks = this.m.servers.liveLocations(last, this.m.now()).map(async (id) => {
+    // When every replica answers, their answers win over heartbeats: a chunk cut by a truncate is
+    // shorter than its last report. With one silent, a report may be all the master has of the longest.
+    let answeredMax = 0;
+    let answers = 0;
+    const holders = this.m.servers.liveLocations(last, this.m.now());
+    const asks = holders.map(async (id) => {
       const ref = this.m.servers.ref(id)!;
       const info = await rpcJson<ChunkInfoAnswer>(ref.url, '/chunk/info', undefined, { query: { handle: last }, targetName: id, timeoutMs: 2_000 });
-      if (meta && info.version >= meta.version && info.sizeBytes > size) size = info.sizeBytes;
+      if (meta && info.version >= meta.version) {
+        answers++;
+        answeredMax = Math.max(answeredMax, info.sizeBytes);
+      }
     });
     await Promise.allSettled(asks);
-    return base + size;
+    return base + (answers > 0 && answers === holders.length ? answeredMax : Math.max(size, answeredMax));
   }
 
   // ---- chunks ----

@@ -20,11 +20,13 @@ import {
   reportCorruptReq,
   setattrReq,
   snapshotReq,
+  truncateReq,
   symlinkReq,
   mknodReq,
   undeleteReq,
 } from '../shared/wire.js';
 import { runBatch } from './batch.js';
+import { truncateFile } from './truncate.js';
 import type { Master } from './master.js';
 import { statusModel } from './status.js';
 import { renderStatusPage } from './status-page.js';
@@ -83,6 +85,10 @@ export function namespaceRoutes(app: Express, lean: LeanRouter, master: Master):
   lean.json('POST', '/api/allocate', { body: allocateReq }, ({ body }) => master.files.allocate(body.path, body.index, body.exclude));
   lean.json('POST', '/api/lease', { body: leaseReq }, ({ body }) => master.lease(body.handle, body.path !== undefined && body.index !== undefined ? { path: body.path, index: body.index } : undefined));
   lean.json('POST', '/api/batch', { body: batchReq }, async ({ body }) => ({ results: await runBatch(master.files, body.ops, () => master.checkWritable()) }));
+  app.post('/api/truncate', jsonRoute({ body: truncateReq }, async ({ body }) => {
+    await truncateFile(master, master.snapshots, body.path, body.sizeBytes);
+    return { ok: true };
+  }));
   app.post('/api/snapshot', jsonRoute({ body: snapshotReq }, async ({ body }) => {
     await master.snapshots.snapshot(body.src, body.dst);
     return { ok: true };

@@ -71,29 +71,42 @@ export class Snapshots {
       { path: src, mode: 'w' },
       { path: dst, mode: 'w' },
     ]);
-    const handles = new Set<string>();
     try {
       // Validate before waiting: a bad request fails at once.
       m.ns.checkSnapshot(src, dst, Date.now());
+      const handles = new Set<string>();
       for (const p of m.ns.subtree(src)) {
         const n = m.ns.get(p)!;
         if (n.type === 'file') for (const h of n.chunks) handles.add(h);
       }
-      for (const h of handles) this.revokingCounts.set(h, (this.revokingCounts.get(h) ?? 0) + 1);
-      const t0 = m.now();
-      await this.waitOutLeases([...handles]);
-      this.counters.revokeWaitMs += Math.round(m.now() - t0);
-      // Nothing under src changed while we waited (we hold its write lock).
-      await m.logOp(m.ns.checkSnapshot(src, dst, Date.now()));
+      // Nothing under src changes while we wait (we hold its write lock).
+      await this.withLeasesOut([...handles], () => m.logOp(m.ns.checkSnapshot(src, dst, Date.now())));
       this.counters.snapshots++;
+    } finally {
+      release();
+      m.checkpointSoon();
+    }
+  }
+
+  /**
+   * Runs fn once no lease on any of `handles` can be in force, granting none and extending none
+   * meanwhile (lease requests get LEASE_PENDING): a snapshot's wait for the chunks it shares, and a
+   * truncate's for the chunks it drops (master/truncate.ts), so no mutation acknowledged after fn
+   * logged its record can have reached them.
+   */
+  async withLeasesOut<T>(handles: string[], fn: () => Promise<T>): Promise<T> {
+    for (const h of handles) this.revokingCounts.set(h, (this.revokingCounts.get(h) ?? 0) + 1);
+    try {
+      const t0 = this.m.now();
+      await this.waitOutLeases(handles);
+      this.counters.revokeWaitMs += Math.round(this.m.now() - t0);
+      return await fn();
     } finally {
       for (const h of handles) {
         const n = (this.revokingCounts.get(h) ?? 1) - 1;
         if (n <= 0) this.revokingCounts.delete(h);
         else this.revokingCounts.set(h, n);
       }
-      release();
-      m.checkpointSoon();
     }
   }
 

@@ -23,6 +23,8 @@ export type ErrorCode =
   | 'UNKNOWN_DATA'
   | 'CORRUPT'
   | 'RECORD_TOO_LARGE'
+  /** A file length past maxFileSizeBytes (EFBIG). */
+  | 'FILE_TOO_LARGE'
   | 'OUT_OF_RANGE'
   | 'TOO_BUSY'
   | 'PAYLOAD_TOO_LARGE'
@@ -55,6 +57,7 @@ const statusByCode: Record<ErrorCode, number> = {
   UNKNOWN_DATA: 409,
   CORRUPT: 500,
   RECORD_TOO_LARGE: 413,
+  FILE_TOO_LARGE: 400,
   OUT_OF_RANGE: 416,
   TOO_BUSY: 429,
   PAYLOAD_TOO_LARGE: 413,

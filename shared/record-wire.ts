@@ -13,8 +13,8 @@ import { handleSchema, idSchema } from './wire.js';
 //   u32 LE count | count x u32 LE record length | the records, back to back
 // Ordered ops (POST /chunk/apply, content-type application/octet-stream):
 //   "GFA1" | u32 LE count | count x 24-byte entry | data region
-//   entry: u8 kind (1 write with its bytes, 2 write of pushed data, 3 pad) |
-//          u8 data id length | u16 0 | u32 LE size | f64 LE serial | f64 LE offset (pad: target length)
+//   entry: u8 kind (1 write with its bytes, 2 write of pushed data, 3 pad, 4 truncate) |
+//          u8 data id length | u16 0 | u32 LE size | f64 LE serial | f64 LE offset (pad, truncate: target length)
 //   the data region holds, in op order, each kind-1 op's bytes and each kind-2 op's data id (ASCII).
 
 export const binaryContentType = 'application/octet-stream';
@@ -25,11 +25,15 @@ export const recordBatchMaxBytes = 1024 * 1024;
 export const recordBatchMaxRecords = 16_384;
 
 /** A mutation as the primary orders it: the bytes to write travel with it, or a pushed data id names them. */
-export type OrderedOp = { kind: 'write'; serial: number; offset: number; sizeBytes: number; data?: Buffer; dataId?: string } | { kind: 'pad'; serial: number; toSizeBytes: number };
+/** `pad` extends a chunk with zeros; `truncate` sets its length exactly (shrinking it, or extending with zeros): a file truncated to within the chunk. */
+export type OrderedOp =
+  | { kind: 'write'; serial: number; offset: number; sizeBytes: number; data?: Buffer; dataId?: string }
+  | { kind: 'pad'; serial: number; toSizeBytes: number }
+  | { kind: 'truncate'; serial: number; toSizeBytes: number };
 
 const applyMagic = Buffer.from('GFA1', 'latin1');
 const entryBytes = 24;
-const kindCode = { write: 1, pushed: 2, pad: 3 } as const;
+const kindCode = { write: 1, pushed: 2, pad: 3, truncate: 4 } as const;
 
 function bad(msg: string): GfsError {
   return new GfsError('BAD_REQUEST', msg);
@@ -73,7 +77,7 @@ export function decodeRecordBatch(body: Buffer): Buffer[] {
 }
 
 function opDataBytes(op: OrderedOp): number {
-  if (op.kind === 'pad') return 0;
+  if (op.kind === 'pad' || op.kind === 'truncate') return 0;
   if (op.data) return op.data.length;
   return Buffer.byteLength(op.dataId ?? '', 'latin1');
 }
@@ -94,8 +98,8 @@ export function encodeOrderedOps(ops: readonly OrderedOp[]): Buffer {
     const e = 8 + entryBytes * i;
     out.writeUInt16LE(0, e + 2);
     out.writeDoubleLE(op.serial, e + 8);
-    if (op.kind === 'pad') {
-      out.writeUInt8(kindCode.pad, e);
+    if (op.kind === 'pad' || op.kind === 'truncate') {
+      out.writeUInt8(kindCode[op.kind], e);
       out.writeUInt8(0, e + 1);
       out.writeUInt32LE(0, e + 4);
       out.writeDoubleLE(op.toSizeBytes, e + 16);
@@ -140,8 +144,8 @@ export function decodeOrderedOps(body: Buffer, maxOps: number): OrderedOp[] {
     const size = body.readUInt32LE(e + 4);
     const serial = intField(body.readDoubleLE(e + 8), 'serial', i);
     const offset = intField(body.readDoubleLE(e + 16), 'offset', i);
-    if (kind === kindCode.pad) {
-      ops.push({ kind: 'pad', serial, toSizeBytes: offset });
+    if (kind === kindCode.pad || kind === kindCode.truncate) {
+      ops.push({ kind: kind === kindCode.pad ? 'pad' : 'truncate', serial, toSizeBytes: offset });
     } else if (kind === kindCode.write) {
       if (data + size > body.length) throw bad(`op ${i}: data runs past the end of the body`);
       ops.push({ kind: 'write', serial, offset, sizeBytes: size, data: body.subarray(data, data + size) });

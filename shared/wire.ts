@@ -64,6 +64,10 @@ export interface BatchAnswer {
   results: BatchResult[];
 }
 export const snapshotReq = z.object({ src: pathSchema, dst: pathSchema }).strict();
+/** The longest file gfs keeps (1 PiB): offsets stay exact in a double, and a length past it is FILE_TOO_LARGE (EFBIG). */
+export const maxFileSizeBytes = 2 ** 50;
+/** Shrink a file to sizeBytes (the master drops the chunks past the new end; the client cuts the last one). */
+export const truncateReq = z.object({ path: pathSchema, sizeBytes: z.number().int().min(0).max(maxFileSizeBytes) }).strict();
 export const pathQuery = z.object({ path: pathSchema }).strict();
 
 /**
@@ -288,12 +292,17 @@ export const appendReq = z
   .refine(oneDataSource, oneDataSourceMsg);
 export type AppendReq = z.infer<typeof appendReq>;
 export type AppendAnswer = { status: 'ok'; offset: number } | { status: 'chunk-full' };
+/** Client -> primary: set the chunk's length exactly (a file truncated to within it), on every replica, in serial order with the chunk's other mutations. */
+export const chunkTruncateReq = z.object({ handle: handleSchema, version, toSizeBytes: bytes, clientId: idSchema, requestId: idSchema }).strict();
+export type ChunkTruncateReq = z.infer<typeof chunkTruncateReq>;
+
 /** Primary -> secondary: apply these mutations, in serial order. */
 export const applyOp = z.discriminatedUnion('kind', [
   z
     .object({ kind: z.literal('write'), serial: z.number().int().min(0), offset: bytes, dataId: dataIdSchema.optional(), inline: inlineSchema.optional(), sizeBytes: bytes })
     .refine(oneDataSource, oneDataSourceMsg),
   z.object({ kind: z.literal('pad'), serial: z.number().int().min(0), toSizeBytes: bytes }),
+  z.object({ kind: z.literal('truncate'), serial: z.number().int().min(0), toSizeBytes: bytes }),
 ]);
 export type ApplyOp = z.infer<typeof applyOp>;
 export const applyReq = z

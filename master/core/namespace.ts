@@ -109,6 +109,8 @@ export type Op =
    */
   | { op: 'setattr'; path: string; mode?: number; uid?: number; gid?: number; atime?: TimeSpec; mtime?: TimeSpec; t: number; tNs?: number }
   | { op: 'delete'; path: string; t: number }
+  /** A file shrunk: it keeps its first `chunks` chunks (the last of them is cut to the new end by its primary); mtime and ctime become t. */
+  | { op: 'truncate'; path: string; chunks: number; t: number }
   | { op: 'rename'; src: string; dst: string; t: number }
   | { op: 'allocate'; path: string; fromIndex: number; handles: string[]; version: number; t: number }
   /**
@@ -357,6 +359,17 @@ export class Namespace {
     return op;
   }
 
+  /**
+   * Shrinking `path` to sizeBytes: the chunks wholly past the new end leave the file (a file is never
+   * grown here: a write past its end does that). The chunk that holds the new end is cut by its
+   * primary on every replica (POST /chunk/truncate); this record does not know chunk lengths.
+   */
+  checkTruncate(path: string, sizeBytes: number, chunkSizeBytes: number, t: number): Extract<Op, { op: 'truncate' }> {
+    const f = this.getFile(path);
+    if (!Number.isSafeInteger(sizeBytes) || sizeBytes < 0) throw new GfsError('BAD_REQUEST', `size ${sizeBytes} is not a non-negative integer`);
+    return { op: 'truncate', path, chunks: Math.min(f.chunks.length, Math.ceil(sizeBytes / chunkSizeBytes)), t };
+  }
+
   checkDelete(path: string, recursive: boolean, t: number): Op {
     if (path === '/') throw new GfsError('BAD_REQUEST', 'cannot delete the root directory');
     const n = this.nodes.get(path);
@@ -482,6 +495,13 @@ export class Namespace {
           this.dropNode(p);
         }
         this.touch(parentOf(op.path), op.t);
+        return;
+      }
+      case 'truncate': {
+        const f = this.getFile(op.path);
+        invariant(op.chunks <= f.chunks.length, `truncate of ${op.path} to ${op.chunks} chunks, it has ${f.chunks.length}`);
+        for (const h of f.chunks.splice(op.chunks)) this.unref(h);
+        [f.mtimeMs, f.mtimeNs, f.ctimeMs, f.ctimeNs] = [op.t, 0, op.t, 0];
         return;
       }
       case 'rename': {

@@ -188,7 +188,48 @@ describe('the gfs library', { timeout: 180_000 }, () => {
     await assert.rejects(gfs.client.chmod('/lib/attrs', 0o10000), (e: { code?: string }) => e.code === 'BAD_REQUEST');
   });
 
+  it('truncate to any length: every replica of the last chunk is cut, dropped chunks go, a snapshot keeps its own, a restart keeps it', async () => {
+    await gfs.mkdir('/lib', { recursive: true });
+    const data = randomBytes(2 * chunkSizeBytes + 50_000);
+    await gfs.writeFile('/lib/trunc', data);
+    await gfs.snapshot('/lib/trunc', '/lib/trunc-snap');
+    const cut = chunkSizeBytes + 12_345;
+    await gfs.client.truncate('/lib/trunc', cut);
+    const st = await gfs.stat('/lib/trunc');
+    assert.deepEqual([st.size, st.chunkCount], [cut, 2]);
+    assert.equal(sha(await gfs.readFile('/lib/trunc')), sha(data.subarray(0, cut)));
+    // Every replica of the chunk holding the new end is cut, not just the one a reader asks.
+    const loc = (await gfs.client.locate('/lib/trunc', 1, 1, true)).chunks.get(1);
+    assert.equal(loc?.replicas.length, 3);
+    for (const r of loc!.replicas) assert.equal((await gfs.client.readReplica(r, loc!.handle, loc!.version, 0, chunkSizeBytes)).length, 12_345, `replica on ${r.id}`);
+    // Growing again: the old tail never comes back, zeros do.
+    await gfs.client.write('/lib/trunc', cut + 1000, Buffer.from('end'));
+    const grown = await gfs.readFile('/lib/trunc');
+    assert.equal(grown.length, cut + 1003);
+    assert.ok(grown.subarray(cut, cut + 1000).every((b) => b === 0), 'the gap after the cut reads as zeros');
+    // The snapshot shared the chunks: it keeps all of its bytes.
+    assert.equal(sha(await gfs.readFile('/lib/trunc-snap')), sha(data));
+    // Shorter than one chunk, on a chunk boundary, to zero; the mtime moves; a longer length extends.
+    await gfs.client.truncate('/lib/trunc', chunkSizeBytes);
+    assert.equal(sha(await gfs.readFile('/lib/trunc')), sha(data.subarray(0, chunkSizeBytes)));
+    const before = (await gfs.stat('/lib/trunc')).mtimeMs;
+    await gfs.client.truncate('/lib/trunc', 777);
+    const st2 = await gfs.stat('/lib/trunc');
+    assert.deepEqual([st2.size, st2.chunkCount], [777, 1]);
+    assert.ok(st2.mtimeMs >= before && st2.ctimeMs >= before);
+    await gfs.client.truncate('/lib/trunc', 5000);
+    assert.equal(sha(await gfs.readFile('/lib/trunc')), sha(Buffer.concat([data.subarray(0, 777), Buffer.alloc(5000 - 777)])));
+    await c!.restartMaster();
+    assert.equal((await gfs.stat('/lib/trunc')).size, 5000);
+    await gfs.client.truncate('/lib/trunc', 0);
+    assert.deepEqual([(await gfs.stat('/lib/trunc')).size, (await gfs.stat('/lib/trunc')).chunkCount], [0, 0]);
+    await rejectsWith(gfs.client.truncate('/lib/trunc', 2 ** 51), 'FILE_TOO_LARGE');
+    await rejectsWith(gfs.client.truncate('/lib/trunc', -1), 'BAD_REQUEST');
+    await rejectsWith(gfs.client.truncate('/lib', 0), 'IS_A_DIRECTORY');
+  });
+
   it('mknod: a FIFO, a socket and a device node, with their types in stat and readdir; no data path', async () => {
+    await gfs.mkdir('/lib', { recursive: true });
     await gfs.client.mknod('/lib/fifo', 'fifo', { mode: 0o620, uid: 7 });
     await gfs.client.mknod('/lib/sock', 'socket');
     await gfs.client.mknod('/lib/null', 'chardev', { rdev: (1 << 8) | 3 });
@@ -198,7 +239,7 @@ describe('the gfs library', { timeout: 180_000 }, () => {
     assert.deepEqual([dev.type, dev.rdev, dev.isCharacterDevice()], ['chardev', 259, true]);
     const ents = await gfs.readdir('/lib', { withFileTypes: true });
     assert.ok(ents.find((e) => e.name === 'sock')?.isSocket());
-    await assert.rejects(gfs.readFile('/lib/fifo'), (e: { code?: string }) => e.code === 'BAD_REQUEST');
+    await assert.rejects(gfs.client.write('/lib/fifo', 0, Buffer.from('x')), (e: { code?: string }) => e.code === 'BAD_REQUEST', 'no chunk for a FIFO');
     await assert.rejects(gfs.client.mknod('/lib/fifo', 'fifo'), (e: { code?: string }) => e.code === 'EXISTS');
   });
 });

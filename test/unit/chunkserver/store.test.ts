@@ -365,6 +365,49 @@ describe('ReplicaStore', () => {
     await store.close();
   });
 
+  it('setLength cuts a chunk mid-block with right crcs (crc file cut too), extends with zeros, and survives a reopen', async () => {
+    const dir = await freshDir();
+    const store = await openStore(dir, { checksumBlockBytes: 4 * KiB });
+    await store.create(H1, 1);
+    const data = randomBytes(rng(9), 50_000);
+    await store.write(H1, 0, data);
+    // Cut mid-block: the last block kept gets the crc of what remains of it.
+    assert.equal(await store.setLength(H1, 10_001), 10_001);
+    assert.equal(store.info(H1)!.sizeBytes, 10_001);
+    assert.ok((await store.read(H1, 0, 1 * MiB)).equals(data.subarray(0, 10_001)));
+    assert.deepEqual(await crcFile(dir, H1), crcsFromScratch(data.subarray(0, 10_001), 4 * KiB));
+    // Cut on a block boundary, then the same length again (nothing to do).
+    assert.equal(await store.setLength(H1, 8 * KiB), 8 * KiB);
+    assert.equal(await store.setLength(H1, 8 * KiB), 8 * KiB);
+    assert.deepEqual(await crcFile(dir, H1), crcsFromScratch(data.subarray(0, 8 * KiB), 4 * KiB));
+    // Longer again: the old bytes past the cut never come back, zeros do.
+    assert.equal(await store.setLength(H1, 20_000), 20_000);
+    const back = await store.read(H1, 0, 1 * MiB);
+    assert.ok(back.subarray(0, 8 * KiB).equals(data.subarray(0, 8 * KiB)));
+    assert.ok(back.subarray(8 * KiB).every((b) => b === 0), 'the tail past the cut reads as zeros');
+    await store.write(H1, 20_000, Buffer.from('tail'));
+    assert.equal(await store.setLength(H1, 0), 0);
+    assert.equal((await store.read(H1, 0, 100)).length, 0);
+    await store.write(H1, 0, data.subarray(0, 5000));
+    assert.equal(await store.setLength(H1, 4097), 4097);
+    await store.close();
+    const again = await openStore(dir, { checksumBlockBytes: 4 * KiB });
+    assert.equal(again.info(H1)!.sizeBytes, 4097);
+    assert.equal(await again.verify(H1), true);
+    assert.ok((await again.read(H1, 0, 1 * MiB)).equals(data.subarray(0, 4097)));
+    await assertCode(again.setLength(H1, 1 * MiB + 1), 'OUT_OF_RANGE');
+    await again.close();
+  });
+
+  it('setLength verifies the block it cuts into: a damaged one is CORRUPT and nothing is cut', async () => {
+    const { dir, store, data } = await damagedStore(11);
+    const crcBefore = await crcFile(dir, H1);
+    await assertCode(store.setLength(H1, 2 * 64 * KiB + 100), 'CORRUPT');
+    assert.deepEqual(await crcFile(dir, H1), crcBefore);
+    assert.equal((await fsp.stat(path.join(dir, 'chunks', `${H1}.chunk`))).size, data.length);
+    await store.close();
+  });
+
   it('copyLocal makes an independent, durable copy', async () => {
     const dir = await freshDir();
     let store = await openStore(dir);

@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { Namespace, S_ISGID, S_ISUID, type NamespaceSnapshot, type Op } from '../../../master/core/namespace.js';
+import { Namespace, S_ISGID, S_ISUID, type FileNode, type NamespaceSnapshot, type Op } from '../../../master/core/namespace.js';
 import { isGfsError, type ErrorCode } from '../../../shared/errors.js';
 
 // POSIX attributes in the namespace (issue 20): modes, owners, nanosecond times, symlinks, and the
@@ -214,4 +214,37 @@ test('mknod: FIFOs, sockets and device nodes with mode, owner and rdev; replayed
   run(ns, ns.checkDelete('/d', true, 10));
   assert.equal(ns.get('/d/p'), undefined);
   assert.equal(ns.get('/snap/p')!.type, 'fifo');
+});
+
+test('truncate: the chunks past the new end leave the file (a snapshot keeps its own), mtime and ctime move, replay is exact', () => {
+  const C = 1000;
+  const ns = new Namespace();
+  const log: Op[] = [];
+  run(ns, ns.checkCreate('/f', 3, 1), log);
+  run(ns, ns.checkAllocate('/f', 0, 2), log);
+  run(ns, ns.checkAllocate('/f', 1, 2), log);
+  run(ns, ns.checkAllocate('/f', 2, 2), log);
+  const [h0, h1, h2] = (ns.get('/f') as FileNode).chunks;
+  run(ns, ns.checkSnapshot('/f', '/snap', 3), log);
+  // 1,001 bytes: chunk 1 holds the new end, chunk 2 goes (its snapshot copy stays)
+  const op = ns.checkTruncate('/f', 1001, C, 10);
+  assert.deepEqual(op, { op: 'truncate', path: '/f', chunks: 2, t: 10 });
+  run(ns, op, log);
+  const f = ns.get('/f') as FileNode;
+  assert.deepEqual(f.chunks, [h0, h1]);
+  assert.deepEqual([f.mtimeMs, f.ctimeMs], [10, 10]);
+  assert.deepEqual((ns.get('/snap') as FileNode).chunks, [h0, h1, h2]);
+  assert.equal(ns.chunks.get(h2!)!.refCount, 1, 'only the snapshot holds chunk 2 now');
+  // a length past the file's chunks keeps them all; 0 keeps none, and an unshared chunk is gone
+  assert.equal(ns.checkTruncate('/f', 10 * C, C, 11).chunks, 2);
+  run(ns, ns.checkDelete('/snap', false, 12), log);
+  run(ns, ns.checkTruncate('/f', 0, C, 13), log);
+  assert.deepEqual((ns.get('/f') as FileNode).chunks, []);
+  assert.equal(ns.chunks.size, 0, 'no chunk is left referenced');
+  throwsCode(() => ns.checkTruncate('/f', -1, C, 14), 'BAD_REQUEST');
+  throwsCode(() => ns.checkTruncate('/', 0, C, 14), 'IS_A_DIRECTORY');
+  throwsCode(() => ns.checkTruncate('/nope', 0, C, 14), 'NOT_FOUND');
+  const replayed = new Namespace();
+  for (const o of log) replayed.apply(o);
+  assert.deepEqual(replayed.snapshot(), ns.snapshot());
 });

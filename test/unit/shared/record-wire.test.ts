@@ -28,15 +28,16 @@ test('malformed record batches are refused, never read past their end', () => {
   assert.throws(() => decodeRecordBatch(huge), isBad, 'a count beyond the bound');
 });
 
-test('ordered ops round-trip: raw data, pushed data ids and pads, in order', () => {
+test('ordered ops round-trip: raw data, pushed data ids, pads and truncates, in order', () => {
   const ops: OrderedOp[] = [
     { kind: 'write', serial: 1, offset: 0, sizeBytes: 3, data: Buffer.from('abc') },
     { kind: 'write', serial: 2, offset: 3, sizeBytes: 70_000, dataId: 'push_id-1' },
     { kind: 'pad', serial: 3, toSizeBytes: 64 * 1024 * 1024 },
     { kind: 'write', serial: 2 ** 40, offset: 2 ** 33, sizeBytes: 1, data: Buffer.from('z') },
+    { kind: 'truncate', serial: 2 ** 40 + 1, toSizeBytes: 12_345 },
   ];
   const back = decodeOrderedOps(encodeOrderedOps(ops), 10);
-  assert.equal(back.length, 4);
+  assert.equal(back.length, 5);
   assert.deepEqual(back.map((o) => ({ ...o, data: o.kind === 'write' ? o.data?.toString() : undefined })), ops.map((o) => ({ ...o, data: o.kind === 'write' ? o.data?.toString() : undefined })));
 });
 
