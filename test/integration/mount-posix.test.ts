@@ -166,6 +166,34 @@ describe('gfs mount: modes, owners, times, symlinks (FUSE)', { skip: unavailable
     await lstat(join(mnt, 'pub', 'roots'));
   });
 
+  test('truncate to a smaller non-zero size, then read back; ctime moves on chmod, chown, write, truncate and unlink (of the directory)', async () => {
+    const f = join(mnt, 'cut.bin');
+    const data = Buffer.alloc(3 * MiB + 4321);
+    for (let i = 0; i < data.length; i++) data[i] = (i * 7 + 3) & 0xff;
+    await writeFile(f, data);
+    const ctimeAfter = async (cmd: string): Promise<void> => {
+      const before = (await lstat(f)).ctimeMs;
+      await waitFor('the clock to move past the ctime', () => Date.now() > before + 5, 5_000);
+      await ok(cmd);
+      await waitFor(`ctime to move on ${cmd}`, async () => (await lstat(f)).ctimeMs > before, 5_000);
+    };
+    await ctimeAfter(`truncate -s ${MiB + 100} ${q(f)}`);
+    assert.equal((await lstat(f)).size, MiB + 100);
+    assert.ok(readFileSync(f).equals(data.subarray(0, MiB + 100)), 'the bytes kept read back');
+    await ctimeAfter(`truncate -s 3000 ${q(f)}`);
+    await ctimeAfter(`truncate -s 5000 ${q(f)}`);
+    const back = readFileSync(f);
+    assert.ok(back.subarray(0, 3000).equals(data.subarray(0, 3000)) && back.subarray(3000).every((b) => b === 0), 'the tail after a cut and an extension is zeros, never the old bytes');
+    await ctimeAfter(`chmod 600 ${q(f)}`);
+    await ctimeAfter(`chown 12:34 ${q(f)}`);
+    await ctimeAfter(`echo more >> ${q(f)}`);
+    // unlink moves the directory's ctime (and mtime).
+    const dirBefore = (await lstat(mnt)).ctimeMs;
+    await waitFor('the clock to move past the directory\'s ctime', () => Date.now() > dirBefore + 5, 5_000);
+    await ok(`rm ${q(f)}`);
+    await waitFor('the directory\'s ctime to move on unlink', async () => (await lstat(mnt)).ctimeMs > dirBefore, 5_000);
+  });
+
   test('special files: mkfifo, mknod devices and a bound socket keep their types, modes and numbers; the kernel does their I/O', async () => {
     const d = join(mnt, 'special');
     await ok(`mkdir ${q(d)} && mkfifo -m 0620 ${q(d)}/pipe && mknod -m 0666 ${q(d)}/null c 1 3 && mknod ${q(d)}/loop b 7 1`);
