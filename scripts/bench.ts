@@ -107,7 +107,7 @@ async function runAll(ctx: BenchContext, snapSrcWrittenAt: number, leaseMs: numb
   await metaBench(ctx);
   await appendsBench(ctx);
   // -- dd write and read through `gfs mount` (scripts/bench/mount.ts) --
-  await mountDdBench({ masterUrl: ctx.masterUrl, bytes: ctx.sizes.seqBytes, wanted, begin, record, progress, cpuMs: () => ctx.cluster.cpuMs(), native: (w) => results.find((r) => r.workload === w) });
+  await mountDdBench({ masterUrl: ctx.masterUrl, bytes: ctx.sizes.seqBytes, metaFiles: quick ? 500 : 5000, wanted, begin, record, progress, cpuMs: () => ctx.cluster.cpuMs(), native: (w) => results.find((r) => r.workload === w) });
   await snapshotBench(ctx, snapSrcWrittenAt, leaseMs);
   if (wanted('rereplicate')) await rereplicateBench(ctx, quick ? 256 * MiB : 1024 * MiB);
   else skipped('rereplicate-MBps', 'MB/s');

@@ -5,10 +5,12 @@ import { join } from 'node:path';
 import { GfsClient } from '../../client/client.js';
 import { fuseUnavailable, mountedAt } from '../../client/mount.js';
 import { appPath } from './cluster.js';
+import { mountMetaBench } from './mount-meta.js';
 import type { Result } from './report.js';
 
 // The benchmark's mount workloads: `dd` write (conv=fsync) and read of one
-// file through `gfs mount`, in the same run as the native client's figures.
+// file through `gfs mount`, in the same run as the native client's figures,
+// then the mount's metadata rates (scripts/bench/mount-meta.ts).
 // The mount point lives outside the benchmark's data dir (so removing that
 // dir never walks into a live mount) and is unmounted on every way out.
 
@@ -26,6 +28,8 @@ export interface MountDdContext {
   progress: (line: string) => void;
   /** CPU ms so far of master, chunkservers and this process. */
   cpuMs: () => Record<string, number>;
+  /** Files the mount's metadata workloads make (scripts/bench/mount-meta.ts). */
+  metaFiles: number;
   /** The native client's figure for a workload of this run, if any. */
   native: (workload: string) => { value: number | null; limit: number | null } | undefined;
 }
@@ -59,7 +63,7 @@ export async function mountDdBench(ctx: MountDdContext): Promise<void> {
   const skip = (note: string, which: ('write' | 'read')[] = ['write', 'read']) => {
     for (const w of which) ctx.record({ workload: names[w], value: null, unit: 'MB/s', limit: null, ratio: null, note });
   };
-  if (!wantWrite && !wantRead) return skip('skipped (--only)');
+  if (!wantWrite && !wantRead && !ctx.wanted('mount-')) return skip('skipped (--only)');
   const why = fuseUnavailable();
   if (why) return skip(`skipped: ${why}`);
 
@@ -73,9 +77,11 @@ export async function mountDdBench(ctx: MountDdContext): Promise<void> {
     const count = Math.ceil(ctx.bytes / MiB);
     const bytes = count * MiB;
     const file = join(m.dir, 'mount-dd.bin');
-    await writeFigure(ctx, m, client, file, count, bytes, wantWrite);
+    if (wantWrite || wantRead) await writeFigure(ctx, m, client, file, count, bytes, wantWrite);
     if (!wantWrite) skip('skipped (--only)', ['write']);
     if (wantRead) await readFigure(ctx, m, file, bytes);
+    else skip('skipped (--only)', ['read']);
+    await mountMetaBench({ ...ctx, mountCpuMs: () => m.cpuMs() }, join(m.dir, 'meta'), ctx.metaFiles);
   } catch (e) {
     const msg = (e as Error).message ?? String(e);
     ctx.progress(`mount-dd: FAILED: ${msg}${m.log ? `; mount log: ${m.log.trim().slice(0, 300)}` : ''}`);

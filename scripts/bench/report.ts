@@ -46,6 +46,11 @@ const peer: Record<string, Peer> = {
   // The mount workloads aim at what the native client does; MooseFS's figures are through FUSE too.
   'mount-dd-write-1GiB': { ...seqWriteR3, text: '75 MB/s (FUSE)' },
   'mount-dd-read-1GiB': { ...seqRead, text: '303 MB/s (FUSE)' },
+  // MooseFS's mount runs the same python3 phases (peer-moosefs.sh, small-file part): compare in one sitting.
+  'mount-create': noPeer,
+  'mount-ls': noPeer,
+  'mount-ls-l': noPeer,
+  'mount-delete': noPeer,
   'snapshot-1MiB': noPeer,
   'snapshot-1GiB': noPeer,
   'rereplicate-MBps': noPeer,
