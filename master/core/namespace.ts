@@ -281,11 +281,12 @@ export class Namespace {
    */
   private applyChange(op: Op): void {
     if (op.op === 'allocate' || op.op === 'reserve' || op.op === 'cow' || op.op === 'version' || op.op === 'bumped' || op.op === 'took') this.applyChunkChange(op);
+    else if (op.op === 'delete' || op.op === 'rename' || op.op === 'trash' || op.op === 'snapshot') this.applyTreeChange(op);
     else this.applyPathChange(op);
   }
 
-  /** Records that change paths: directories, files, renames, the trash, snapshots, the epoch. */
-  private applyPathChange(op: Exclude<Op, { op: 'allocate' | 'reserve' | 'cow' | 'version' | 'bumped' | 'took' }>): void {
+  /** Records that change one node: directories, files, links, special files, attributes, truncation; and the epoch. */
+  private applyPathChange(op: Exclude<Op, { op: 'allocate' | 'reserve' | 'cow' | 'version' | 'bumped' | 'took' | 'delete' | 'rename' | 'trash' | 'snapshot' }>): void {
     switch (op.op) {
       case 'epoch':
         invariant(op.epoch > this.epoch, `epoch ${op.epoch} does not raise ${this.epoch}`);
@@ -321,6 +322,19 @@ export class Namespace {
         [n.ctimeMs, n.ctimeNs] = [op.t, op.tNs ?? 0];
         return;
       }
+      case 'truncate': {
+        const f = this.getFile(op.path);
+        invariant(op.chunks <= f.chunks.length, `truncate of ${op.path} to ${op.chunks} chunks, it has ${f.chunks.length}`);
+        for (const h of f.chunks.splice(op.chunks)) this.unref(h);
+        [f.mtimeMs, f.mtimeNs, f.ctimeMs, f.ctimeNs] = [op.t, 0, op.t, 0];
+        return;
+      }
+    }
+  }
+
+  /** Records that change a whole subtree: deletion, renames, the trash, snapshots. */
+  private applyTreeChange(op: Extract<Op, { op: 'delete' | 'rename' | 'trash' | 'snapshot' }>): void {
+    switch (op.op) {
       case 'delete': {
         // Trash entries are paths of nodes (the trash record moves a node there), so the ones going are in
         // the subtree: looked up there, not by scanning a trash that may hold a million entries.
@@ -331,13 +345,6 @@ export class Namespace {
           this.dropNode(p);
         }
         this.touch(parentOf(op.path), op.t);
-        return;
-      }
-      case 'truncate': {
-        const f = this.getFile(op.path);
-        invariant(op.chunks <= f.chunks.length, `truncate of ${op.path} to ${op.chunks} chunks, it has ${f.chunks.length}`);
-        for (const h of f.chunks.splice(op.chunks)) this.unref(h);
-        [f.mtimeMs, f.mtimeNs, f.ctimeMs, f.ctimeNs] = [op.t, 0, op.t, 0];
         return;
       }
       case 'rename': {
