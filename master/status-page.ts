@@ -130,10 +130,13 @@ function namespace(m: StatusModel): string {
   else if (n.type === 'file') {
     const f = n.entries[0]!;
     body = `<p>File, ${esc(fmtBytes(f.sizeBytes))}, replication ${f.replication}, ${f.chunkCount} chunk(s), modified ${esc(new Date(f.mtimeMs).toISOString())}.</p>${chunkTable(f, `Chunks of ${f.path} and their replicas`)}${n.truncated ? `<p>Only the first ${f.chunks?.length} chunks are shown.</p>` : ''}`;
+  } else if (n.type !== 'dir') {
+    const e = n.entries[0]!;
+    body = `<p>${e.type === 'symlink' ? 'Symbolic link' : 'Special file'} (${esc(e.type)}), modified ${esc(new Date(e.mtimeMs).toISOString())}.</p>`;
   } else {
     const rows = n.entries.map((e) => {
       const chunks = e.type === 'file' ? (e.chunks ?? []).map((c) => `<code>${esc(c.handle)}</code> v${c.version} on ${replicaList(c)}`).join('<br>') + (e.chunkCount > (e.chunks?.length ?? 0) ? `<br>${browse(e.path, `all ${e.chunkCount} chunks`)}` : '') : '';
-      return `<tr data-path="${esc(e.path)}"><th scope="row">${browse(e.path, e.name + (e.type === 'dir' ? '/' : ''))}</th><td>${e.type === 'dir' ? 'directory' : 'file'}</td><td class="num">${e.type === 'file' ? esc(fmtBytes(e.sizeBytes)) : ''}</td><td class="num">${e.type === 'file' ? e.replication : ''}</td><td>${esc(new Date(e.mtimeMs).toISOString())}</td><td class="chunks">${chunks}</td></tr>`;
+      return `<tr data-path="${esc(e.path)}"><th scope="row">${browse(e.path, e.name + (e.type === 'dir' ? '/' : ''))}</th><td>${e.type === 'dir' ? 'directory' : esc(e.type)}</td><td class="num">${e.type === 'file' ? esc(fmtBytes(e.sizeBytes)) : ''}</td><td class="num">${e.type === 'file' ? e.replication : ''}</td><td>${esc(new Date(e.mtimeMs).toISOString())}</td><td class="chunks">${chunks}</td></tr>`;
     });
     body = table('entries', `Contents of ${n.path}`, ['Name', 'Type', 'Size', 'Replication', 'Modified', 'Chunks (handle, version, replicas)'], rows, 'Empty directory.') + (n.truncated ? `<p>Only the first ${n.entries.length} entries are shown.</p>` : '');
   }

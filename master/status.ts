@@ -91,6 +91,8 @@ function namespaceView(master: Master, rawPath: string): StatusModel['namespace'
     };
   };
   if (node.type === 'file') return { path, parent: parentOf(path), type: 'file', entries: [row(path, shown.fileChunks)], truncated: node.chunks.length > shown.fileChunks };
+  // A link or special file: itself, one row (it has no chunks and no entries).
+  if (node.type !== 'dir') return { path, parent: parentOf(path), type: node.type, entries: [row(path, 0)], truncated: false };
   // The trash is shown only when asked for by name, as `gfs ls` does.
   const names = master.ns.childNames(path).sort();
   const paths = names.map((c) => joinPath(path, c)).filter((p) => isUnder(path, trashDir) || !isUnder(p, trashDir));
