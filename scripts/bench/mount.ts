@@ -5,12 +5,14 @@ import { join } from 'node:path';
 import { GfsClient } from '../../client/client.js';
 import { fuseUnavailable, mountedAt } from '../../client/mount.js';
 import { appPath } from './cluster.js';
+import { mountAppendBench } from './mount-append.js';
 import { mountMetaBench } from './mount-meta.js';
 import type { Result } from './report.js';
 
 // The benchmark's mount workloads: `dd` write (conv=fsync) and read of one
 // file through `gfs mount`, in the same run as the native client's figures,
-// then the mount's metadata rates (scripts/bench/mount-meta.ts).
+// then the mount's metadata rates (scripts/bench/mount-meta.ts) and record
+// appends from 8 processes through it (scripts/bench/mount-append.ts).
 // The mount point lives outside the benchmark's data dir (so removing that
 // dir never walks into a live mount) and is unmounted on every way out.
 
@@ -63,9 +65,13 @@ export async function mountDdBench(ctx: MountDdContext): Promise<void> {
   const skip = (note: string, which: ('write' | 'read')[] = ['write', 'read']) => {
     for (const w of which) ctx.record({ workload: names[w], value: null, unit: 'MB/s', limit: null, ratio: null, note });
   };
-  if (!wantWrite && !wantRead && !ctx.wanted('mount-')) return skip('skipped (--only)');
+  const wantOthers = ['mount-create', 'mount-ls', 'mount-ls-l', 'mount-delete', 'append-mount-8proc'].some((w) => ctx.wanted(w));
+  if (!wantWrite && !wantRead && !wantOthers) return skip('skipped (--only)');
   const why = fuseUnavailable();
-  if (why) return skip(`skipped: ${why}`);
+  if (why) {
+    for (const [w, unit] of [['mount-create', 'ops/s'], ['mount-ls', 'entries/s'], ['mount-ls-l', 'ops/s'], ['mount-delete', 'ops/s'], ['append-mount-8proc', 'records/s']] as const) ctx.record({ workload: w, value: null, unit, limit: null, ratio: null, note: `skipped: ${why}` });
+    return skip(`skipped: ${why}`);
+  }
 
   const client = new GfsClient({ masterUrl: ctx.masterUrl });
   await client.mkdir('/bench', { parents: true });
@@ -82,6 +88,7 @@ export async function mountDdBench(ctx: MountDdContext): Promise<void> {
     if (wantRead) await readFigure(ctx, m, file, bytes);
     else skip('skipped (--only)', ['read']);
     await mountMetaBench({ ...ctx, mountCpuMs: () => m.cpuMs() }, join(m.dir, 'meta'), ctx.metaFiles);
+    await mountAppendBench({ ...ctx, mountCpuMs: () => m.cpuMs() }, join(m.dir, 'mount-append.log'), 8, ctx.metaFiles / 2.5);
   } catch (e) {
     const msg = (e as Error).message ?? String(e);
     ctx.progress(`mount-dd: FAILED: ${msg}${m.log ? `; mount log: ${m.log.trim().slice(0, 300)}` : ''}`);
@@ -91,6 +98,7 @@ export async function mountDdBench(ctx: MountDdContext): Promise<void> {
     await m.stop();
     process.removeListener('exit', m.onExit);
     await client.delete('/bench/mount-dd.bin', { now: true }).catch(() => undefined);
+    await client.delete('/bench/mount-append.log', { now: true }).catch(() => undefined);
   }
 }
 

@@ -47,6 +47,7 @@ const peer: Record<string, Peer> = {
   'mount-dd-write-1GiB': { ...seqWriteR3, text: '75 MB/s (FUSE)' },
   'mount-dd-read-1GiB': { ...seqRead, text: '303 MB/s (FUSE)' },
   // MooseFS's mount runs the same python3 phases (peer-moosefs.sh, small-file part): compare in one sitting.
+  'append-mount-8proc': mooseAppend('>= 4640/s, whole'),
   'mount-create': noPeer,
   'mount-ls': noPeer,
   'mount-ls-l': noPeer,
