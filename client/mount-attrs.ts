@@ -84,6 +84,22 @@ export class AttrCache {
     }
   }
 
+  /**
+   * This mount appended to path, which now reaches at least endBytes: a cached entry takes that size
+   * (and mtime now) instead of being dropped, so a stream of O_APPEND writes costs no stat each (the
+   * kernel asks for the attributes again after every write). Others' appends show when it expires.
+   */
+  appended(path: string, endBytes: number): void {
+    this.attrGen++; // a stat under way may predate this append
+    this.statting.delete(path);
+    const nowMs = Date.now();
+    this.changed.delete(path);
+    this.changed.set(path, nowMs);
+    if (this.changed.size > maxChangedPaths) this.changed.delete(this.changed.keys().next().value!);
+    const c = this.attrs.get(path);
+    if (c) c.attr = { ...c.attr, sizeBytes: Math.max(c.attr.sizeBytes, endBytes), mtimeMs: nowMs, ctimeMs: nowMs };
+  }
+
   /** Drops what is cached at or under each path (a renamed tree): it changed. */
   forgetTrees(paths: string[]): void {
     this.attrGen++;

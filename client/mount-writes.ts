@@ -116,10 +116,11 @@ export class WriteBuffers {
     const limit = Math.floor(cs / 4);
     for (let at = 0; at < data.length; at += limit) {
       // Appends to the same file from other shells that arrive meanwhile go in the same request.
-      const off = await this.appenderFor(h.path).append(data.subarray(at, at + limit));
+      const piece = data.subarray(at, at + limit);
+      const off = await this.appenderFor(h.path).append(piece);
       this.markDirty(h, Math.floor(off / cs), Math.floor(off / cs));
+      this.m.attrs.appended(h.path, off + piece.length);
     }
-    this.m.attrs.forget(h.path);
     return data.length;
   }
 

@@ -53,3 +53,24 @@ test('a listing fills the cache; changes this mount made keep coming from stats'
   sizes.set('/g/data', 3000);
   assert.equal((await cache.stat('/g/data')).sizeBytes, 3000, 'a file with chunks comes from a stat');
 });
+
+test('appends made through this mount grow the cached size without a stat each; a stat under way cannot undo them', async () => {
+  const sizes = new Map([['/log', 100]]);
+  const { client, stats } = fakeClient(sizes);
+  const cache = new AttrCache(client, 60_000);
+  assert.equal((await cache.stat('/log')).sizeBytes, 100);
+  cache.appended('/log', 1124);
+  cache.appended('/log', 600); // another append's record landed earlier in the file: the size never goes back
+  assert.equal((await cache.stat('/log')).sizeBytes, 1124);
+  assert.deepEqual(stats, ['/log'], 'no stat per append');
+  // Nothing cached: the next stat asks, and one that started before an append is not kept.
+  const fresh = new AttrCache(client, 60_000);
+  const before = fresh.stat('/log');
+  fresh.appended('/log', 5000);
+  await before;
+  sizes.set('/log', 5000);
+  assert.equal((await fresh.stat('/log')).sizeBytes, 5000, 'asked again, not the answer from before the append');
+  // A listing right after an append is not believed for the appended file.
+  fresh.fill([entry('/log', 1)], fresh.generation);
+  assert.equal((await fresh.stat('/log')).sizeBytes, 5000);
+});
