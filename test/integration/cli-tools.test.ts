@@ -13,7 +13,7 @@ import { cliPath, startCluster, waitFor, type TestCluster } from '../helpers/clu
 let c: TestCluster | undefined;
 let gfs: Gfs;
 
-describe('gfs du, df, cp, tail, completion', { timeout: 180_000 }, () => {
+describe('gfs du, df, cp, tail, truncate, completion', { timeout: 180_000 }, () => {
   before(async () => {
     c = await startCluster({ chunkservers: 3, chunkSizeBytes: 256 * 1024 });
     gfs = connect({ master: c.masterUrl });
@@ -103,6 +103,23 @@ describe('gfs du, df, cp, tail, completion', { timeout: 180_000 }, () => {
       p.kill('SIGTERM');
     }
     assert.equal(await exited, 0, 'tail -f ends cleanly on SIGTERM');
+  });
+
+  it('truncate -s shortens and extends; a bad size is one line on stderr and changes nothing', async () => {
+    await gfs.writeFile('/t/cut', Buffer.alloc(300_000, 9));
+    const r = await c!.cli(['truncate', '-s', '100k', '/t/cut']);
+    assert.equal(r.code, 0, r.stderr);
+    assert.equal((await gfs.stat('/t/cut')).size, 100 * 1024);
+    assert.equal((await c!.cli(['truncate', '--size', '200000', '/t/cut'])).code, 0);
+    const back = await gfs.readFile('/t/cut');
+    assert.equal(back.length, 200_000);
+    assert.ok(back.subarray(0, 100 * 1024).every((b) => b === 9) && back.subarray(100 * 1024).every((b) => b === 0));
+    for (const bad of [['truncate', '-s', 'ten', '/t/cut'], ['truncate', '-s', '10', '/t/missing'], ['truncate', '-s', '10', '/t/d']]) {
+      const x = await c!.cli(bad);
+      assert.equal(x.code, 1, `${bad.join(' ')}: ${x.stderr}`);
+      assert.equal(x.stderr.trim().split('\n').length, 1, x.stderr);
+    }
+    assert.equal((await gfs.stat('/t/cut')).size, 200_000);
   });
 
   it('append creates a missing file as >> does; --no-create refuses; --help lists the exit statuses', async () => {
