@@ -88,7 +88,7 @@ export async function mountDdBench(ctx: MountDdContext): Promise<void> {
     if (wantRead) await readFigure(ctx, m, file, bytes);
     else skip('skipped (--only)', ['read']);
     await mountMetaBench({ ...ctx, mountCpuMs: () => m.cpuMs() }, join(m.dir, 'meta'), ctx.metaFiles);
-    await mountAppendBench({ ...ctx, mountCpuMs: () => m.cpuMs() }, join(m.dir, 'mount-append.log'), 8, ctx.metaFiles / 2.5);
+    await mountAppendBench({ ...ctx, mountCpuMs: () => m.cpuMs() }, join(m.dir, 'mount-append.log'), 8, ctx.metaFiles >= 5000 ? 500 : 200);
   } catch (e) {
     const msg = (e as Error).message ?? String(e);
     ctx.progress(`mount-dd: FAILED: ${msg}${m.log ? `; mount log: ${m.log.trim().slice(0, 300)}` : ''}`);
