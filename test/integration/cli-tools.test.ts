@@ -114,7 +114,11 @@ describe('gfs du, df, cp, tail, truncate, completion', { timeout: 180_000 }, () 
     const back = await gfs.readFile('/t/cut');
     assert.equal(back.length, 200_000);
     assert.ok(back.subarray(0, 100 * 1024).every((b) => b === 9) && back.subarray(100 * 1024).every((b) => b === 0));
-    for (const bad of [['truncate', '-s', 'ten', '/t/cut'], ['truncate', '-s', '10', '/t/missing'], ['truncate', '-s', '10', '/t/d']]) {
+    // A malformed size is a usage error (the error, then commander's usage hint); a refused call is one line.
+    const usage = await c!.cli(['truncate', '-s', 'ten', '/t/cut']);
+    assert.equal(usage.code, 1, usage.stderr);
+    assert.match(usage.stderr.split('\n')[0]!, /--size must be a size/);
+    for (const bad of [['truncate', '-s', '10', '/t/missing'], ['truncate', '-s', '10', '/t/d']]) {
       const x = await c!.cli(bad);
       assert.equal(x.code, 1, `${bad.join(' ')}: ${x.stderr}`);
       assert.equal(x.stderr.trim().split('\n').length, 1, x.stderr);

@@ -121,7 +121,7 @@ const cases: Case[] = [
   { name: 'create with a mode over 07777', path: '/api/create', body: { path: '/a/m', mode: 0o170000 }, status: 400, code: 'BAD_REQUEST' },
   { name: 'truncate to a negative length', path: '/api/truncate', body: { path: '/a/f', sizeBytes: -1 }, status: 400, code: 'BAD_REQUEST' },
   { name: 'truncate past the largest file', path: '/api/truncate', body: { path: '/a/f', sizeBytes: 2 ** 51 }, status: 400, code: 'BAD_REQUEST' },
-  { name: 'truncate of a directory', path: '/api/truncate', body: { path: '/a', sizeBytes: 0 }, status: 400, code: 'IS_A_DIRECTORY' },
+  { name: 'truncate of a directory', path: '/api/truncate', body: { path: '/a', sizeBytes: 0 }, status: 409, code: 'IS_A_DIRECTORY' },
   { name: 'truncate of a missing file', path: '/api/truncate', body: { path: '/a/missing', sizeBytes: 0 }, status: 404, code: 'NOT_FOUND' },
   { name: 'truncate in the reserved trash', path: '/api/truncate', body: { path: '/.trash/f', sizeBytes: 0 }, status: 400, code: 'INVALID_PATH' },
   { name: 'mknod of an unknown type', path: '/api/mknod', body: { path: '/a/n', type: 'door' }, status: 400, code: 'BAD_REQUEST' },

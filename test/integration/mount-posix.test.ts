@@ -220,8 +220,10 @@ describe('gfs mount: modes, owners, times, symlinks (FUSE)', { skip: unavailable
     assert.equal(await ok(`(echo through-the-fifo > ${q(d)}/pipe &) && cat ${q(d)}/pipe`), 'through-the-fifo\n');
     // A unix socket bound to a path in the mount, and a client that connects to it by that path.
     const sock = join(d, 'sock');
-    const echo = `const net=require('net');const s=net.createServer(c=>c.pipe(c)).listen(${JSON.stringify(sock)},()=>{const c=net.connect(${JSON.stringify(sock)},()=>c.end('ping'));let got='';c.on('data',b=>got+=b);c.on('close',()=>{console.log(got);s.close()})})`;
-    assert.equal(await ok(`${q(process.execPath)} -e ${q(echo)}`), 'ping\n');
+    const echo = `const net=require('net'),fs=require('fs');const s=net.createServer(c=>c.pipe(c)).listen(${JSON.stringify(sock)},()=>{const kind=fs.lstatSync(${JSON.stringify(sock)}).isSocket();const c=net.connect(${JSON.stringify(sock)},()=>c.end('ping'));let got='';c.on('data',b=>got+=b);c.on('close',()=>{console.log(got,kind);s.close()})})`;
+    assert.equal(await ok(`${q(process.execPath)} -e ${q(echo)}`), 'ping true\n', 'echoed through the socket, which stat shows as a socket');
+    // Node removes its socket file on close; python's stays, as a bound socket's name does.
+    await ok(`python3 -c ${q(`import socket; socket.socket(socket.AF_UNIX).bind(${JSON.stringify(sock)})`)}`);
     assert.equal(await ok(`stat -c '%F' ${q(sock)}`), 'socket\n');
     // gfs ls -l shows them as ls does: type letter, and major, minor for devices.
     const ls = await gfs(['ls', '-l', '/special']);
