@@ -121,20 +121,24 @@ masterCommand.helpOption(false);
 
 daemonCommand('chunkserver', 'run a chunkserver (gfs-chunkserver)').helpOption(false);
 
+/** `gfs web-token [--url]`: the read-only token for the status page and /metrics, or the page's URL with it. */
+async function printWebToken(o: { url?: boolean }): Promise<void> {
+  const { webToken } = await import('../shared/webauth.js');
+  const token = webToken();
+  const page = `${masterUrl().split(',')[0]}/status`;
+  if (token === undefined) {
+    process.stdout.write(o.url ? `${page}\n` : '');
+    process.stderr.write('gfs: no cluster secret configured: authentication is off and web pages are open\n');
+    return;
+  }
+  process.stdout.write(o.url ? `${page}?token=${token}\n` : `${token}\n`);
+}
+
 program
   .command('web-token')
   .description('print the read-only web token of the cluster secret: for the status page (MASTER/status?token=...) and Prometheus scrapes of /metrics (Authorization: Bearer ...)')
   .option('--url', 'print the status page URL with the token instead')
-  .action(run(async (o: { url?: boolean }) => {
-    const { webToken } = await import('../shared/webauth.js');
-    const token = webToken();
-    if (token === undefined) {
-      process.stdout.write(o.url ? `${masterUrl().split(',')[0]}/status\n` : '');
-      process.stderr.write('gfs: no cluster secret configured: authentication is off and web pages are open\n');
-      return;
-    }
-    process.stdout.write(o.url ? `${masterUrl().split(',')[0]}/status?token=${token}\n` : `${token}\n`);
-  }));
+  .action(run(printWebToken));
 
 const cluster = program.command('cluster').description('local clusters');
 cluster

@@ -13,8 +13,6 @@ export const listingDistrustMs = 30_000;
 /** Bound on the paths remembered as recently changed (oldest dropped first). */
 const maxChangedPaths = 16_384;
 
-const KiB = 1024;
-
 export interface Attr {
   type: EntryType;
   sizeBytes: number;
@@ -184,7 +182,7 @@ export function toStat(a: Attr, size: number): FuseStat {
     size: bytes,
     nlink: dir ? 2 : 1,
     rdev: a.rdev ?? 0,
-    blksize: 128 * KiB,
+    blksize: 128 * 1024, // the mount's largest kernel request (max_write)
     blocks: Math.ceil(bytes / 512),
     atime: ms(a.atimeMs),
     mtime: ms(a.mtimeMs),

@@ -1,6 +1,6 @@
 import { execFile } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
-import type { Result } from './report.js';
+import type { MountWorkloadContext } from './mount-meta.js';
 
 // Record append through the mount (issue 16's append-mount workload), as the
 // peer script measures MooseFS's mount: 8 processes open one file O_APPEND,
@@ -52,15 +52,6 @@ else:
     print("%d %d %d %d" % (len(seen), torn + len(data) % SZ, missing, sum(c - 1 for c in seen.values())))
 `;
 
-export interface MountAppendContext {
-  wanted: (workload: string) => boolean;
-  begin: () => Promise<void>;
-  record: (r: Result) => void;
-  progress: (line: string) => void;
-  cpuMs: () => Record<string, number>;
-  mountCpuMs: () => number | null;
-}
-
 function python(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
   return new Promise((resolve) =>
     execFile('python3', ['-c', script, ...args], { timeout: 600_000 }, (e, stdout, stderr) => resolve({ code: e ? (typeof e.code === 'number' ? e.code : -1) : 0, stdout: String(stdout), stderr: String(stderr) })),
@@ -68,7 +59,7 @@ function python(args: string[]): Promise<{ code: number; stdout: string; stderr:
 }
 
 /** `file`: a path inside a live mount (created here); procs x records 1 KiB appends. */
-export async function mountAppendBench(ctx: MountAppendContext, file: string, procs: number, records: number): Promise<void> {
+export async function mountAppendBench(ctx: MountWorkloadContext, file: string, procs: number, records: number): Promise<void> {
   const name = 'append-mount-8proc';
   if (!ctx.wanted(name)) return ctx.record({ workload: name, value: null, unit: 'records/s', limit: null, ratio: null, note: 'skipped (--only)' });
   await ctx.begin();

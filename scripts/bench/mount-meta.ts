@@ -34,7 +34,8 @@ os.rmdir(d)
 print(" ".join("%.1f" % (n / (t[k + 1] - t[k])) for k in range(4)))
 `;
 
-export interface MountMetaContext {
+/** What a workload run inside the bench's live mount is given (mount-meta.ts, mount-append.ts). */
+export interface MountWorkloadContext {
   wanted: (workload: string) => boolean;
   begin: () => Promise<void>;
   record: (r: Result) => void;
@@ -45,7 +46,7 @@ export interface MountMetaContext {
 }
 
 /** Runs the phases in `dir` (a directory to create inside a live mount) with `files` files. */
-export async function mountMetaBench(ctx: MountMetaContext, dir: string, files: number): Promise<void> {
+export async function mountMetaBench(ctx: MountWorkloadContext, dir: string, files: number): Promise<void> {
   if (!phases.some((p) => ctx.wanted(p))) {
     for (const p of phases) ctx.record({ workload: p, value: null, unit: units[p], limit: null, ratio: null, note: 'skipped (--only)' });
     return;
