@@ -279,8 +279,10 @@ export class GfsClient implements DataContext {
     }
     await this.masters.call('/api/truncate', { path, sizeBytes });
     this.invalidate(path);
+    if (sizeBytes === 0) return;
     // The chunk now last holds the new end: exactly that many of its bytes stay (a hole before it is filled with zeros).
-    if (sizeBytes > 0) await setChunkLength(this, path, Math.ceil(sizeBytes / C) - 1, sizeBytes - (Math.ceil(sizeBytes / C) - 1) * C);
+    const last = Math.ceil(sizeBytes / C) - 1;
+    await setChunkLength(this, path, last, sizeBytes - last * C);
   }
 
   /** Record append of raw bytes (no framing): the system picks the offset and returns it. At least once. */

@@ -5,7 +5,7 @@ import type { FuseStat } from 'fuse-native';
 import { GfsError } from '../shared/errors.js';
 import { typeOfMode } from '../shared/file-types.js';
 import { baseName, maxNameBytes, parentOf } from '../shared/paths.js';
-import type { TimeArg } from '../shared/wire.js';
+import { specialEntryTypes, type TimeArg } from '../shared/wire.js';
 import { GfsClient } from './client.js';
 import { fuseCaller } from './mount-binding.js';
 import { AttrCache, toStat } from './mount-attrs.js';
@@ -172,11 +172,10 @@ export class GfsFuse {
     this.checkName(p);
     const path = this.gfs(p);
     const type = typeOfMode(mode);
+    const special = specialEntryTypes.find((t) => t === type);
     if (type === 'file') await this.client.create(path, { exclusive: true, mode: mode & 0o7777, ...this.owner() });
-    else if (type === 'fifo' || type === 'socket' || type === 'chardev' || type === 'blockdev') {
-      const device = type === 'chardev' || type === 'blockdev';
-      await this.client.mknod(path, type, { mode: mode & 0o7777, ...this.owner(), ...(device ? { rdev: dev >>> 0 } : {}) });
-    } else throw -E.EINVAL;
+    else if (special) await this.client.mknod(path, special, { mode: mode & 0o7777, ...this.owner(), ...(special === 'chardev' || special === 'blockdev' ? { rdev: dev >>> 0 } : {}) });
+    else throw -E.EINVAL;
     this.forgetWithParent(path);
   }
 
