@@ -130,13 +130,13 @@ export function registerAttrCommands(program: Command, d: ToolDeps): void {
   });
   program
     .command('ln')
-    .description('make a symbolic link at PATH pointing to TARGET (stored as written)')
-    .option('-s, --symbolic', 'a symbolic link (the only kind gfs has yet)')
-    .argument('<target>')
-    .argument('<path>')
-    .action(d.run(async (target: string, path: string, o: { symbolic?: boolean }) => {
-      if (!o.symbolic) throw new GfsError('BAD_REQUEST', 'hard links are not supported yet: use ln -s');
+    .description('make DST another name of the file SRC (a hard link), or with -s a symbolic link at DST pointing to SRC (stored as written)')
+    .option('-s, --symbolic', 'a symbolic link instead of a hard link')
+    .argument('<src>')
+    .argument('<dst>')
+    .action(d.run(async (src: string, dst: string, o: { symbolic?: boolean }) => {
       const c = await d.client();
-      await c.symlink(target, path);
+      if (o.symbolic) await c.symlink(src, dst);
+      else await c.link(src, dst);
     }));
 }

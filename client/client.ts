@@ -205,6 +205,12 @@ export class GfsClient implements DataContext {
     await this.masters.call('/api/rename', { src, dst });
   }
 
+  /** A hard link: dst becomes another name of the file at src (its data, attributes and times are shared). */
+  async link(src: string, dst: string): Promise<void> {
+    this.chunks.invalidate(dst);
+    await this.masters.call('/api/link', { src, dst });
+  }
+
   async snapshot(src: string, dst: string): Promise<void> {
     await this.masters.call('/api/snapshot', { src, dst });
   }

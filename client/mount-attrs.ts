@@ -28,6 +28,8 @@ export interface Attr {
   target?: string;
   /** A device node's number. */
   rdev?: number;
+  /** Names of a hard-linked file (absent: 1). */
+  nlink?: number;
 }
 
 /** The attributes of a stat answer or a listing entry (a master from before modes were kept: the old defaults). */
@@ -44,7 +46,16 @@ export function attrOf(i: FileInfo | ListEntry): Attr {
     ctimeMs: i.ctimeMs ?? i.mtimeMs,
     ...(i.target !== undefined ? { target: i.target } : {}),
     ...(i.rdev !== undefined ? { rdev: i.rdev } : {}),
+    ...(i.nlink !== undefined ? { nlink: i.nlink } : {}),
   };
+}
+
+/**
+ * A file with several names is changed through any of them, and this cache knows it by one path:
+ * its attributes are never kept (nor its size), so a write or unlink under another name shows at once.
+ */
+function cacheable(a: Attr): boolean {
+  return (a.nlink ?? 1) <= 1;
 }
 
 export class AttrCache {
@@ -136,6 +147,7 @@ export class AttrCache {
         this.changed.delete(e.path);
       }
       const attr = attrOf(e);
+      if (!cacheable(attr)) continue;
       this.attrs.set(e.path, { attr, atMs: nowMs });
       this.counts.fromListing++;
     }
@@ -152,7 +164,7 @@ export class AttrCache {
       this.counts.stats++;
       const q: Promise<Attr> = this.client.stat(path).then((i) => {
         const attr = attrOf(i);
-        if (this.attrGen === gen) this.attrs.set(path, { attr, atMs });
+        if (this.attrGen === gen && cacheable(attr)) this.attrs.set(path, { attr, atMs });
         return attr;
       });
       p = q;
@@ -168,8 +180,8 @@ export class AttrCache {
 /**
  * The attributes the kernel sees. fuse-native carries times as whole milliseconds from 1970 on (the
  * nanoseconds within a millisecond are kept by the master and shown by `gfs stat`, not here; a time
- * before 1970 shows as 1970). nlink: 1 for files and links, 2 for directories (gnulib's fts, under
- * find and du, trusts a directory's nlink only on file systems it knows, never on FUSE).
+ * before 1970 shows as 1970). nlink: a file's names (hard links), 2 for directories (gnulib's fts,
+ * under find and du, trusts a directory's nlink only on file systems it knows, never on FUSE).
  */
 export function toStat(a: Attr, size: number): FuseStat {
   const dir = a.type === 'dir';
@@ -180,7 +192,7 @@ export function toStat(a: Attr, size: number): FuseStat {
     uid: a.uid,
     gid: a.gid,
     size: bytes,
-    nlink: dir ? 2 : 1,
+    nlink: dir ? 2 : (a.nlink ?? 1),
     rdev: a.rdev ?? 0,
     blksize: 128 * 1024, // the mount's largest kernel request (max_write)
     blocks: Math.ceil(bytes / 512),

@@ -179,6 +179,20 @@ export class GfsFuse {
     this.forgetWithParent(path);
   }
 
+  /** link(2): dst becomes another name of src's file; what this mount still holds for src is written first. */
+  async link(src: string, dst: string): Promise<void> {
+    this.checkName(dst);
+    const s = this.gfs(src);
+    const d = this.gfs(dst);
+    await this.flushPath(s);
+    try {
+      await this.client.link(s, d);
+    } finally {
+      this.attrs.forget(s);
+      this.forgetWithParent(d);
+    }
+  }
+
   async readlink(p: string): Promise<string> {
     const a = await this.attrs.stat(this.gfs(p));
     if (a.type !== 'symlink' || a.target === undefined) throw -E.EINVAL;
@@ -235,6 +249,8 @@ export class GfsFuse {
     } catch (e) {
       if (!(e instanceof GfsError && e.code === 'EXISTS')) throw e;
       const [sa, da] = await Promise.all([this.client.stat(s), this.client.stat(d)]);
+      // Two names of one file: rename(2) does nothing and succeeds.
+      if (sa.ino !== undefined && sa.ino === da.ino) return;
       if (sa.type === 'file' && da.type === 'dir') throw -E.EISDIR;
       if (sa.type === 'dir' && da.type === 'file') throw -E.ENOTDIR;
       if (da.type === 'dir') {

@@ -44,7 +44,6 @@ export function fuseOps(fs: GfsFuse, debug: boolean, log: (l: string) => void): 
     symlink: (target, p, cb) => reply('symlink', p, cb, fs.symlink(target, p).then(() => [0])),
     readlink: (p, cb) => reply('readlink', p, cb, fs.readlink(p).then((target) => [0, target])),
     mknod: (p, mode, dev, cb) => reply('mknod', p, cb, fs.mknod(p, mode, dev).then(() => [0])),
-    // Hard links are not kept yet.
-    link: (_s, _d, cb) => cb(-E.EPERM),
+    link: (src, dst, cb) => reply('link', dst, cb, fs.link(src, dst).then(() => [0])),
   };
 }

@@ -27,7 +27,7 @@ function pickOwner(o: Owner): Owner {
 
 /** What stat and list entries carry besides sizes: mode, owner, the times' nanoseconds, a link's target. */
 function posixAttrs(n: Node): PosixAttrs {
-  return { mode: n.mode, uid: n.uid, gid: n.gid, atimeMs: n.atimeMs, atimeNs: n.atimeNs, mtimeNs: n.mtimeNs, ctimeNs: n.ctimeNs, ...(n.type === 'symlink' ? { target: n.target } : {}), ...('rdev' in n && n.rdev !== 0 ? { rdev: n.rdev } : {}) };
+  return { mode: n.mode, uid: n.uid, gid: n.gid, atimeMs: n.atimeMs, atimeNs: n.atimeNs, mtimeNs: n.mtimeNs, ctimeNs: n.ctimeNs, ...(n.type === 'symlink' ? { target: n.target } : {}), ...('rdev' in n && n.rdev !== 0 ? { rdev: n.rdev } : {}), ...(n.nlink !== undefined && n.nlink > 1 ? { nlink: n.nlink } : {}), ...(n.ino !== undefined ? { ino: n.ino } : {}) };
 }
 
 export class Files {
@@ -76,7 +76,10 @@ export class Files {
   /** Lazy deletion: the file moves to the trash and is reclaimed after the grace period; `now` skips it. */
   async delete(rawPath: string, recursive: boolean, now = false): Promise<void> {
     const path = normalizePath(rawPath);
-    if (now || isUnder(path, trashDir)) {
+    // A name of a file with others goes at once: the data stays under them, so there is nothing for
+    // the trash to save, and the others' nlink drops now, as unlink(2) says.
+    const n = this.m.ns.get(path);
+    if (now || isUnder(path, trashDir) || (n !== undefined && n.type !== 'dir' && (n.nlink ?? 1) > 1)) {
       await this.m.mutate([{ path, mode: 'w' }], () => this.m.ns.checkDelete(path, recursive, Date.now()));
       return;
     }
@@ -145,6 +148,21 @@ export class Files {
         { path: dst, mode: 'w' },
       ],
       () => this.m.ns.checkRename(src, dst, Date.now()),
+    );
+  }
+
+  /** A hard link: dst becomes another name of src's file (of its data, attributes and times). */
+  async link(rawSrc: string, rawDst: string): Promise<void> {
+    const src = normalizePath(rawSrc);
+    const dst = normalizePath(rawDst);
+    this.checkNotReserved(src);
+    this.checkNotReserved(dst);
+    await this.m.mutate(
+      [
+        { path: src, mode: 'w' },
+        { path: dst, mode: 'w' },
+      ],
+      () => this.m.ns.checkLink(src, dst, Date.now()),
     );
   }
 
@@ -277,7 +295,9 @@ export class Files {
     const avoid = new Set(exclude);
     // The file's write lock is held through placement, so two clients
     // allocating the same chunk see one allocation and one replica set.
-    return this.m.locks.with([{ path, mode: 'w' }], async () => {
+    // The node's own lock too when it has other names (hard links), which are other paths.
+    const release = await this.m.locks.acquireWithInos([{ path, mode: 'w' }], () => this.m.ns.inosAt(path));
+    return (async () => {
       const f = this.m.ns.getFile(path);
       if (index >= f.chunks.length) {
         if (index - f.chunks.length >= maxAllocateChunks) throw new GfsError('OUT_OF_RANGE', `cannot allocate more than ${maxAllocateChunks} chunks at once`);
@@ -304,7 +324,10 @@ export class Files {
         throw new GfsError('NO_SPACE', `no chunkserver has room for a new chunk of ${path} (each is below its reserve or has less than a chunk free: gfs status shows FULL)`, { retryAfterMs: 1_000 });
       }
       return { ...loc, goal: f.replication };
-    }).finally(() => this.m.checkpointSoon());
+    })().finally(() => {
+      release();
+      this.m.checkpointSoon();
+    });
   }
 
   /**

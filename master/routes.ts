@@ -17,6 +17,7 @@ import {
   pathSchema,
   registerReq,
   renameReq,
+  linkReq,
   reportCorruptReq,
   setattrReq,
   snapshotReq,
@@ -75,6 +76,10 @@ export function namespaceRoutes(app: Express, lean: LeanRouter, master: Master):
   }));
   app.get('/api/trash', jsonRoute(noInput, () => ({ entries: master.files.trashList() })));
   app.get('/api/fsck', jsonRoute({ query: statQuery }, ({ query }) => master.fsck(query.path)));
+  lean.json('POST', '/api/link', { body: linkReq }, async ({ body }) => {
+    await master.files.link(body.src, body.dst);
+    return { ok: true };
+  });
   lean.json('POST', '/api/rename', { body: renameReq }, async ({ body }) => {
     await master.files.rename(body.src, body.dst);
     return { ok: true };

@@ -67,10 +67,15 @@ export class Snapshots {
     const src = normalizePath(rawSrc);
     const dst = normalizePath(rawDst);
     if (isUnder(dst, trashDir)) throw new GfsError('INVALID_PATH', `${trashDir} is reserved`);
-    const release = await m.locks.acquire([
-      { path: src, mode: 'w' },
-      { path: dst, mode: 'w' },
-    ]);
+    // Hard-linked files under src have names elsewhere, which could allocate or truncate beside the
+    // lease wait below: their nodes are locked too.
+    const release = await m.locks.acquireWithInos(
+      [
+        { path: src, mode: 'w' },
+        { path: dst, mode: 'w' },
+      ],
+      () => m.ns.inosAt(src, true),
+    );
     try {
       // Validate before waiting: a bad request fails at once.
       m.ns.checkSnapshot(src, dst, Date.now());
@@ -194,57 +199,68 @@ export class Snapshots {
     const m = this.m;
     return this.serialOn(handle, () =>
       m.locks
-        .with([{ path, mode: 'w' }], async () => {
-          // Judge again under the lock: an earlier copy may have settled it.
-          const f = m.ns.getFile(path);
-          const cur = f.chunks[index];
-          if (cur === undefined) throw new GfsError('NOT_FOUND', `${path} has no chunk ${index}`);
-          const meta = m.ns.chunks.get(cur)!;
-          if (cur !== handle || meta.refCount <= 1) return cur;
-          if (m.inSafeMode()) throw new GfsError('SAFE_MODE', 'master is in safe mode, waiting for chunkserver reports', { retryAfterMs: 500 });
-          const nowMs = m.now();
-          // The shared chunk must be still: no lease in force on it (a snapshot waited them out).
-          const lease = m.leases.get(cur);
-          const stillUntil = Math.max(lease ? lease.expiresAtMs + this.settleMs : 0, m.leaseGrantState(cur).grantsAllowedAtMs);
-          if (stillUntil > nowMs || m.leaseGrantState(cur).inFlight)
-            throw new GfsError('LEASE_PENDING', `chunk ${cur} may still be mutated`, { retryAfterMs: Math.max(50, Math.ceil(stillUntil - nowMs)) });
-          const holders = m.servers.liveLocations(cur, nowMs);
-          if (holders.length === 0) throw new GfsError('NO_REPLICAS', `no live up-to-date replica of chunk ${cur} to copy`);
-          const op = m.ns.checkCow(path, index, Date.now());
-          this.pendingCopies.add(op.newHandle);
+        .acquireWithInos([{ path, mode: 'w' }], () => m.ns.inosAt(path))
+        .then(async (release) => {
           try {
-            // Durable before any chunkserver holds it: a master restarted after a failed or
-            // unlogged copy never hands the handle out again (the leftover copy is an orphan).
-            await m.logOp({ op: 'reserve', handle: op.newHandle });
-            const results = await Promise.allSettled(
-              holders.map(async (id) => {
-                const ref = m.servers.ref(id);
-                if (!ref) throw new Error(`unknown server ${id}`);
-                await rpcJson(ref.url, '/chunk/copy', { handle: cur, newHandle: op.newHandle, version: op.version }, { targetName: id, timeoutMs: defaults.dataTimeoutMs });
-                return id;
-              }),
-            );
-            const took: string[] = [];
-            for (const [i, r] of results.entries()) {
-              if (r.status === 'fulfilled') took.push(r.value);
-              else {
-                this.counters.localCopyFailures++;
-                m.opts.log.warn({ handle: cur, newHandle: op.newHandle, server: holders[i], err: (r.reason as Error).message }, 'copy-on-write: local copy failed');
-              }
-            }
-            this.counters.localCopies += took.length;
-            if (took.length === 0) throw new GfsError('UNAVAILABLE', `no replica of chunk ${cur} could copy it`, { retryAfterMs: 200 });
-            if (m.ns.chunks.get(cur)?.version !== op.version) throw new GfsError('UNAVAILABLE', `chunk ${cur} changed version while being copied`, { retryAfterMs: 50 });
-            await m.logOp(op);
-            for (const id of took) m.servers.addLocation(op.newHandle, id);
-            this.counters.copiesOnWrite++;
-            m.opts.log.debug({ path, index, from: cur, to: op.newHandle, replicas: took }, 'copy-on-write');
-            return op.newHandle;
+            return await this.copyLocked(path, index, handle);
           } finally {
-            this.pendingCopies.delete(op.newHandle);
+            release();
           }
         })
         .finally(() => m.checkpointSoon()),
     );
+  }
+
+  /** copyOnWrite's work, with the file's locks held. */
+  private async copyLocked(path: string, index: number, handle: string): Promise<string> {
+    const m = this.m;
+    // Judge again under the lock: an earlier copy may have settled it.
+    const f = m.ns.getFile(path);
+    const cur = f.chunks[index];
+    if (cur === undefined) throw new GfsError('NOT_FOUND', `${path} has no chunk ${index}`);
+    const meta = m.ns.chunks.get(cur)!;
+    if (cur !== handle || meta.refCount <= 1) return cur;
+    if (m.inSafeMode()) throw new GfsError('SAFE_MODE', 'master is in safe mode, waiting for chunkserver reports', { retryAfterMs: 500 });
+    const nowMs = m.now();
+    // The shared chunk must be still: no lease in force on it (a snapshot waited them out).
+    const lease = m.leases.get(cur);
+    const stillUntil = Math.max(lease ? lease.expiresAtMs + this.settleMs : 0, m.leaseGrantState(cur).grantsAllowedAtMs);
+    if (stillUntil > nowMs || m.leaseGrantState(cur).inFlight)
+      throw new GfsError('LEASE_PENDING', `chunk ${cur} may still be mutated`, { retryAfterMs: Math.max(50, Math.ceil(stillUntil - nowMs)) });
+    const holders = m.servers.liveLocations(cur, nowMs);
+    if (holders.length === 0) throw new GfsError('NO_REPLICAS', `no live up-to-date replica of chunk ${cur} to copy`);
+    const op = m.ns.checkCow(path, index, Date.now());
+    this.pendingCopies.add(op.newHandle);
+    try {
+      // Durable before any chunkserver holds it: a master restarted after a failed or
+      // unlogged copy never hands the handle out again (the leftover copy is an orphan).
+      await m.logOp({ op: 'reserve', handle: op.newHandle });
+      const results = await Promise.allSettled(
+        holders.map(async (id) => {
+          const ref = m.servers.ref(id);
+          if (!ref) throw new Error(`unknown server ${id}`);
+          await rpcJson(ref.url, '/chunk/copy', { handle: cur, newHandle: op.newHandle, version: op.version }, { targetName: id, timeoutMs: defaults.dataTimeoutMs });
+          return id;
+        }),
+      );
+      const took: string[] = [];
+      for (const [i, r] of results.entries()) {
+        if (r.status === 'fulfilled') took.push(r.value);
+        else {
+          this.counters.localCopyFailures++;
+          m.opts.log.warn({ handle: cur, newHandle: op.newHandle, server: holders[i], err: (r.reason as Error).message }, 'copy-on-write: local copy failed');
+        }
+      }
+      this.counters.localCopies += took.length;
+      if (took.length === 0) throw new GfsError('UNAVAILABLE', `no replica of chunk ${cur} could copy it`, { retryAfterMs: 200 });
+      if (m.ns.chunks.get(cur)?.version !== op.version) throw new GfsError('UNAVAILABLE', `chunk ${cur} changed version while being copied`, { retryAfterMs: 50 });
+      await m.logOp(op);
+      for (const id of took) m.servers.addLocation(op.newHandle, id);
+      this.counters.copiesOnWrite++;
+      m.opts.log.debug({ path, index, from: cur, to: op.newHandle, replicas: took }, 'copy-on-write');
+      return op.newHandle;
+    } finally {
+      this.pendingCopies.delete(op.newHandle);
+    }
   }
 }

@@ -16,7 +16,8 @@ import type { Snapshots } from './snapshot.js';
 export async function truncateFile(m: MasterContext, leases: Pick<Snapshots, 'withLeasesOut'>, rawPath: string, sizeBytes: number): Promise<void> {
   const path = normalizePath(rawPath);
   if (isUnder(path, trashDir)) throw new GfsError('INVALID_PATH', `${trashDir} is reserved`);
-  const release = await m.locks.acquire([{ path, mode: 'w' }]);
+  // The node's own lock too when it has other names (hard links): they are other paths.
+  const release = await m.locks.acquireWithInos([{ path, mode: 'w' }], () => m.ns.inosAt(path));
   try {
     // Validated before any wait: a bad request fails at once.
     const first = m.ns.checkTruncate(path, sizeBytes, m.opts.chunkSizeBytes, Date.now());

@@ -13,6 +13,8 @@ export type ErrorCode =
   | 'NOT_A_DIRECTORY'
   | 'IS_A_DIRECTORY'
   | 'NOT_EMPTY'
+  | 'NOT_PERMITTED'
+  | 'TOO_MANY_LINKS'
   | 'NO_SPACE'
   | 'NO_REPLICAS'
   | 'SAFE_MODE'
@@ -47,6 +49,10 @@ const statusByCode: Record<ErrorCode, number> = {
   NOT_A_DIRECTORY: 409,
   IS_A_DIRECTORY: 409,
   NOT_EMPTY: 409,
+  /** An operation no caller may do (a hard link to a directory): EPERM through the mount. */
+  NOT_PERMITTED: 403,
+  /** A node at its most names (maxLinks): EMLINK through the mount. */
+  TOO_MANY_LINKS: 409,
   NO_SPACE: 507,
   NO_REPLICAS: 503,
   SAFE_MODE: 503,

@@ -45,6 +45,8 @@ export type MknodReq = z.infer<typeof mknodReq>;
 export const deleteReq = z.object({ path: pathSchema, recursive: z.boolean().optional(), now: z.boolean().optional() }).strict();
 export const undeleteReq = z.object({ path: pathSchema }).strict();
 export const renameReq = z.object({ src: pathSchema, dst: pathSchema }).strict();
+/** A hard link: dst becomes another name of the file at src. */
+export const linkReq = z.object({ src: pathSchema, dst: pathSchema }).strict();
 /** Most operations one batch may carry: bounds the request body, the work one call holds the master to, and the answer. */
 export const maxBatchOps = 1000;
 /** One namespace operation of a batch (POST /api/batch); each is answered on its own. */
@@ -87,6 +89,10 @@ export interface PosixAttrs {
   target?: string;
   /** A device node's number (chardev, blockdev) as the kernel encodes it. */
   rdev?: number;
+  /** Names of the node (hard links), where more than one. */
+  nlink?: number;
+  /** The node's identity, on a node ever hard-linked: two paths with one ino are names of one file. */
+  ino?: number;
 }
 
 /** Special files (mkfifo, mknod, a bound socket): metadata only; their I/O is the kernel's. */

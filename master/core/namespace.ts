@@ -9,6 +9,7 @@ import {
   checkTime,
   defaultMode,
   freshAttrs,
+  maxLinks,
   maxRememberedRequests,
   maxSymlinkTargetBytes,
   ownerFields,
@@ -54,6 +55,8 @@ export class Namespace {
   readonly trash = new Map<string, TrashEntry>();
   /** Chunks whose last version bump was logged but not yet confirmed as taken: handle -> version before it. */
   readonly pendingBumps = new Map<string, number>();
+  /** The inode number the next 'link' of a node never linked gives it (hard links only need one). */
+  nextIno = 1;
   /** The master epoch: raised by each promotion of a shadow, logged, never lowered. */
   epoch = 1;
   /** Log index of the last record applied: log replicas and shadows count in it (master/replicas.ts). */
@@ -225,6 +228,30 @@ export class Namespace {
     return { op: 'rename', src, dst, t };
   }
 
+  /** A hard link: dst becomes another name of src's node. Directories have one name each (EPERM, as Linux). */
+  checkLink(src: string, dst: string, t: number): Op {
+    const n = this.nodes.get(src);
+    if (!n) throw new GfsError('NOT_FOUND', `no such file: ${src}`);
+    if (n.type === 'dir') throw new GfsError('NOT_PERMITTED', `a directory cannot have a hard link: ${src}`);
+    if (dst === '/' || this.nodes.has(dst)) throw new GfsError('EXISTS', `already exists: ${dst}`);
+    if ((n.nlink ?? 1) >= maxLinks) throw new GfsError('TOO_MANY_LINKS', `${src} has ${maxLinks} names, the most one file may have`);
+    this.checkParentDir(dst);
+    return { op: 'link', src, dst, t };
+  }
+
+  /**
+   * The inos of the hard-linked nodes at path (and under it, with `tree`): what a change of their
+   * chunk lists locks besides paths, since their other names are other paths (master/locks.ts).
+   */
+  inosAt(path: string, tree = false): number[] {
+    const out: number[] = [];
+    for (const p of tree ? this.subtree(path) : [path]) {
+      const ino = this.nodes.get(p)?.ino;
+      if (ino !== undefined) out.push(ino);
+    }
+    return out;
+  }
+
   checkTrash(path: string, to: string, recursive: boolean, t: number): Op {
     const del = this.checkDelete(path, recursive, t);
     invariant(del.op === 'delete', 'checkDelete built another op');
@@ -281,12 +308,12 @@ export class Namespace {
    */
   private applyChange(op: Op): void {
     if (op.op === 'allocate' || op.op === 'reserve' || op.op === 'cow' || op.op === 'version' || op.op === 'bumped' || op.op === 'took') this.applyChunkChange(op);
-    else if (op.op === 'delete' || op.op === 'rename' || op.op === 'trash' || op.op === 'snapshot') this.applyTreeChange(op);
+    else if (op.op === 'delete' || op.op === 'rename' || op.op === 'trash' || op.op === 'snapshot' || op.op === 'link') this.applyTreeChange(op);
     else this.applyPathChange(op);
   }
 
   /** Records that change one node: directories, files, links, special files, attributes, truncation; and the epoch. */
-  private applyPathChange(op: Exclude<Op, { op: 'allocate' | 'reserve' | 'cow' | 'version' | 'bumped' | 'took' | 'delete' | 'rename' | 'trash' | 'snapshot' }>): void {
+  private applyPathChange(op: Exclude<Op, { op: 'allocate' | 'reserve' | 'cow' | 'version' | 'bumped' | 'took' | 'delete' | 'rename' | 'trash' | 'snapshot' | 'link' }>): void {
     switch (op.op) {
       case 'epoch':
         invariant(op.epoch > this.epoch, `epoch ${op.epoch} does not raise ${this.epoch}`);
@@ -332,16 +359,31 @@ export class Namespace {
     }
   }
 
-  /** Records that change a whole subtree: deletion, renames, the trash, snapshots. */
-  private applyTreeChange(op: Extract<Op, { op: 'delete' | 'rename' | 'trash' | 'snapshot' }>): void {
+  /** Records that change a whole subtree or the names of a node: deletion, renames, hard links, the trash, snapshots. */
+  private applyTreeChange(op: Extract<Op, { op: 'delete' | 'rename' | 'trash' | 'snapshot' | 'link' }>): void {
     switch (op.op) {
+      case 'link': {
+        const n = this.nodes.get(op.src);
+        invariant(n && n.type !== 'dir', `link of missing or directory ${op.src}`);
+        invariant(!this.nodes.has(op.dst), `link over existing ${op.dst}`);
+        n.ino ??= this.nextIno++;
+        n.nlink = (n.nlink ?? 1) + 1;
+        [n.ctimeMs, n.ctimeNs] = [op.t, 0];
+        this.putNode(op.dst, n);
+        this.touch(parentOf(op.dst), op.t);
+        return;
+      }
       case 'delete': {
         // Trash entries are paths of nodes (the trash record moves a node there), so the ones going are in
         // the subtree: looked up there, not by scanning a trash that may hold a million entries.
         for (const p of this.subtree(op.path).reverse()) {
           this.trash.delete(p);
           const n = this.nodes.get(p)!;
-          if (n.type === 'file') for (const h of n.chunks) this.unref(h);
+          if ((n.nlink ?? 1) > 1) {
+            // Another name keeps the node and its data; unlink moves its ctime, as Linux does.
+            n.nlink! -= 1;
+            [n.ctimeMs, n.ctimeNs] = [op.t, 0];
+          } else if (n.type === 'file') for (const h of n.chunks) this.unref(h);
           this.dropNode(p);
         }
         this.touch(parentOf(op.path), op.t);
@@ -367,11 +409,25 @@ export class Namespace {
         return;
       }
       case 'snapshot': {
+        // Names of one node inside the tree stay names of one node in the copy (a new ino, nlink
+        // counting the names copied); names outside the tree are not the copy's.
+        const linked = new Map<Node, Node>();
         for (const p of this.subtree(op.src)) {
           const n = this.nodes.get(p)!;
+          const shared = n.ino !== undefined ? linked.get(n) : undefined;
+          if (shared) {
+            shared.nlink! += 1;
+            this.putNode(op.dst + p.slice(op.src.length), shared);
+            continue;
+          }
           // Modes, owners, link targets and atime/mtime are copied; the copy's ctime is the snapshot's.
           const copy: Node = n.type === 'file' ? { ...n, chunks: n.chunks.slice(), ctimeMs: op.t, ctimeNs: 0 } : { ...n, ctimeMs: op.t, ctimeNs: 0 };
           if (copy.type === 'file') for (const h of copy.chunks) this.chunks.get(h)!.refCount++;
+          if (n.ino !== undefined) {
+            copy.ino = this.nextIno++;
+            copy.nlink = 1;
+            linked.set(n, copy);
+          }
           this.putNode(op.dst + p.slice(op.src.length), copy);
         }
         this.touch(parentOf(op.dst), op.t);
@@ -482,15 +538,37 @@ export class Namespace {
   /** A copy that later mutations cannot change (taken synchronously at a log boundary). */
   snapshot(): NamespaceSnapshot {
     const nodes: [string, Node][] = [];
-    for (const [p, n] of this.nodes) nodes.push([p, n.type === 'file' ? { ...n, chunks: n.chunks.slice() } : { ...n }]);
+    const links: [string, number][] = [];
+    // A hard-linked node goes in once, under the first of its names met; its other names refer to it.
+    const seen = new Set<number>();
+    for (const [p, n] of this.nodes) {
+      if (n.ino !== undefined && (n.nlink ?? 1) > 1) {
+        if (seen.has(n.ino)) {
+          links.push([p, n.ino]);
+          continue;
+        }
+        seen.add(n.ino);
+      }
+      nodes.push([p, n.type === 'file' ? { ...n, chunks: n.chunks.slice() } : { ...n }]);
+    }
     const chunks: [string, ChunkMeta][] = [];
     for (const [h, c] of this.chunks) chunks.push([h, { ...c }]);
-    return { nodes, chunks, nextHandle: this.nextHandle.toString(), trash: [...this.trash.entries()].map(([k, v]) => [k, { ...v }]), pendingBumps: [...this.pendingBumps.entries()], epoch: this.epoch, appliedIndex: this.appliedIndex, requests: [...this.requests], took: [...this.took].map(([h, t]) => [h, t.version, [...t.servers]]) };
+    return { nodes, chunks, nextHandle: this.nextHandle.toString(), trash: [...this.trash.entries()].map(([k, v]) => [k, { ...v }]), pendingBumps: [...this.pendingBumps.entries()], epoch: this.epoch, appliedIndex: this.appliedIndex, requests: [...this.requests], took: [...this.took].map(([h, t]) => [h, t.version, [...t.servers]]), ...(links.length > 0 ? { links } : {}), nextIno: this.nextIno };
   }
 
   static fromSnapshot(s: NamespaceSnapshot): Namespace {
     const ns = new Namespace();
-    for (const [p, n] of s.nodes) ns.putNode(p, withDefaults(n));
+    const byIno = new Map<number, Node>();
+    for (const [p, n] of s.nodes) {
+      ns.putNode(p, withDefaults(n));
+      if (n.ino !== undefined && (n.nlink ?? 1) > 1) byIno.set(n.ino, n);
+    }
+    for (const [p, ino] of s.links ?? []) {
+      const n = byIno.get(ino);
+      invariant(n, `checkpoint names ${p} a link of inode ${ino}, which it does not hold`);
+      ns.putNode(p, n);
+    }
+    ns.nextIno = s.nextIno ?? 1;
     for (const [h, c] of s.chunks) ns.chunks.set(h, c);
     ns.nextHandle = BigInt(s.nextHandle);
     for (const [k, v] of s.trash ?? []) ns.trash.set(k, v);

@@ -22,6 +22,13 @@ export interface Attrs {
   mtimeNs: number;
   ctimeMs: number;
   ctimeNs: number;
+  /**
+   * Hard links: a node with several names is one object under each of them in the lookup table. `ino`
+   * identifies it (given by its first 'link' record, kept for good; absent on a node never linked)
+   * and `nlink` counts its names (absent means 1). Never on a directory.
+   */
+  ino?: number;
+  nlink?: number;
 }
 export interface FileNode extends Attrs {
   type: 'file';
@@ -58,6 +65,8 @@ export const S_ISGID = 0o2000;
 export const S_IXGRP = 0o010;
 /** Longest symlink target kept (PATH_MAX). */
 export const maxSymlinkTargetBytes = 4096;
+/** Most names one node may have (EMLINK past it), as ext4 allows. */
+export const maxLinks = 65_000;
 /** Highest uid/gid: 2^32 - 2 (2^32 - 1 is chown's "leave unchanged"). */
 export const maxId = 0xfffffffe;
 
@@ -105,6 +114,8 @@ export type Op =
   /** A file shrunk: it keeps its first `chunks` chunks (the last of them is cut to the new end by its primary); mtime and ctime become t. */
   | { op: 'truncate'; path: string; chunks: number; t: number }
   | { op: 'rename'; src: string; dst: string; t: number }
+  /** A hard link: dst becomes another name of the node at src (not a directory); its ctime becomes t. */
+  | { op: 'link'; src: string; dst: string; t: number }
   | { op: 'allocate'; path: string; fromIndex: number; handles: string[]; version: number; t: number }
   /**
    * A new chunk version. With `pendingFrom`, a lease grant's bump whose
@@ -150,6 +161,13 @@ export interface NamespaceSnapshot {
   requests?: string[];
   /** Per chunk, the version last bumped or cloned and the replicas known to have taken it. */
   took?: [string, number, string[]][];
+  /**
+   * The further names of hard-linked nodes: [path, ino]. A linked node is in `nodes` once, under one
+   * of its names, with its `ino`; each other name refers to it here, so a restart keeps one node.
+   */
+  links?: [string, number][];
+  /** The next inode number a 'link' record gives. */
+  nextIno?: number;
 }
 
 /** Mutations remembered by request id, so a client's retry of one whose answer was lost is not done twice. */

@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { LockManager, lockSet, type LockMode } from '../../../master/locks.js';
+import { inoKey, LockManager, lockSet, type LockMode } from '../../../master/locks.js';
 import { rng } from '../../../shared/rng.js';
 
 type Leaves = { path: string; mode: LockMode }[];
@@ -238,5 +238,47 @@ test('lock objects exist only while held or awaited', async () => {
   await assert.rejects(lm.with([{ path: '/x', mode: 'w' }], async () => {
     throw new Error('boom');
   }), /boom/);
+  assert.equal(lm.held, 0);
+});
+
+test('ino keys: no ancestors, sorted before every path; two names of one node exclude each other', async () => {
+  assert.deepEqual(lockSet([{ path: '/a/b', mode: 'w' }, { path: inoKey(7), mode: 'w' }]), [
+    { path: '#7', mode: 'w' },
+    { path: '/', mode: 'r' },
+    { path: '/a', mode: 'r' },
+    { path: '/a/b', mode: 'w' },
+  ]);
+  const lm = new LockManager();
+  const first = await lm.acquireWithInos([{ path: '/x/a', mode: 'w' }], () => [7]);
+  const second = { release: undefined as undefined | (() => void) };
+  const p = lm.acquireWithInos([{ path: '/y/b', mode: 'w' }], () => [7]).then((r) => (second.release = r));
+  await settle();
+  assert.equal(second.release, undefined, 'the other name waits for the node');
+  first();
+  (await p)();
+  assert.equal(lm.held, 0);
+});
+
+test('acquireWithInos tries again when the node\'s inos changed while it waited (a link made meanwhile)', async () => {
+  const lm = new LockManager();
+  const link = await lm.acquire([{ path: '/a', mode: 'w' }]);
+  let inos: number[] = [];
+  let asked = 0;
+  const p = lm
+    .acquireWithInos([{ path: '/a', mode: 'w' }], () => {
+      asked++;
+      return inos;
+    })
+  await settle();
+  inos = [3]; // the link gave /a an ino while the operation waited for /a
+  link();
+  const got = await p;
+  assert.equal(asked, 4, 'read, changed once locked, read again and confirmed');
+  // it holds the node's key now: another name waits
+  const other = start(lm, [{ path: inoKey(3), mode: 'w' }]);
+  await settle();
+  assert.equal(other.state.granted, false);
+  got();
+  (await other.p)();
   assert.equal(lm.held, 0);
 });
