@@ -48,6 +48,8 @@ export interface TypeTests {
 
 export interface Stats extends FileInfo, TypeTests {
   size: number;
+  /** Names of the file: more than 1 for a hard-linked one (a directory counts 1 here). */
+  nlink: number;
 }
 
 export interface Dirent extends ListEntry, TypeTests {}
@@ -91,7 +93,7 @@ export interface FileHandle {
 const defaultMaster = 'http://127.0.0.1:7070';
 
 function stats(i: FileInfo): Stats {
-  return { ...i, size: i.sizeBytes, ...typeTests(i.type) };
+  return { ...i, size: i.sizeBytes, nlink: i.nlink ?? 1, ...typeTests(i.type) };
 }
 
 function toBuffer(data: Buffer | Uint8Array | string): Buffer {
@@ -375,6 +377,11 @@ export class Gfs {
   /** A symbolic link at path to target, as fs.symlink(target, path); the target is kept as written. */
   async symlink(target: string, path: string): Promise<void> {
     await this.client.symlink(target, path);
+  }
+
+  /** A hard link, as fs.link(existingPath, newPath): newPath becomes another name of the file (not of a directory). */
+  async link(existingPath: string, newPath: string): Promise<void> {
+    await this.client.link(existingPath, newPath);
   }
 
   async readlink(path: string): Promise<string> {

@@ -228,6 +228,28 @@ describe('the gfs library', { timeout: 180_000 }, () => {
     await rejectsWith(gfs.client.truncate('/lib', 0), 'IS_A_DIRECTORY');
   });
 
+  it('hard links: one file under two names; writes through both at once (new chunks each) all land; unlink of one keeps it', async () => {
+    await gfs.mkdir('/lib/hl', { recursive: true });
+    await gfs.writeFile('/lib/hl/a', '');
+    await gfs.link('/lib/hl/a', '/lib/hl/b');
+    assert.equal((await gfs.stat('/lib/hl/b')).nlink, 2);
+    // Two clients write chunks past the end through different names at once: each write allocates,
+    // and the master must hold one chunk list (its lock on the node, not only the paths).
+    const other = connect({ master: c!.masterUrl });
+    const piece = (i: number) => Buffer.alloc(chunkSizeBytes, i + 1);
+    const [ha, hb] = await Promise.all([gfs.open('/lib/hl/a', 'r+'), other.open('/lib/hl/b', 'r+')]);
+    await Promise.all(Array.from({ length: 6 }, (_, i) => (i % 2 === 0 ? ha : hb).write(piece(i), i * chunkSizeBytes)));
+    await Promise.all([ha.close(), hb.close()]);
+    const back = await gfs.readFile('/lib/hl/b');
+    assert.equal(back.length, 6 * chunkSizeBytes);
+    for (let i = 0; i < 6; i++) assert.ok(back.subarray(i * chunkSizeBytes, (i + 1) * chunkSizeBytes).equals(piece(i)), `chunk ${i} as written`);
+    await rejectsWith(gfs.link('/lib/hl', '/lib/hl2'), 'NOT_PERMITTED');
+    await gfs.rm('/lib/hl/a');
+    const st = await gfs.stat('/lib/hl/b');
+    assert.deepEqual([st.nlink, st.size], [1, 6 * chunkSizeBytes]);
+    assert.equal(sha(await gfs.readFile('/lib/hl/b')), sha(back));
+  });
+
   it('mknod: a FIFO, a socket and a device node, with their types in stat and readdir; no data path', async () => {
     await gfs.mkdir('/lib', { recursive: true });
     await gfs.client.mknod('/lib/fifo', 'fifo', { mode: 0o620, uid: 7 });

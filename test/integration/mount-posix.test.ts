@@ -26,15 +26,19 @@ const unavailable = fuseUnavailable();
  */
 const fixedBinding = !unavailable && fuseBinding() === 'patched';
 
-/** `stat -c '%n %f %s %Y'` of every entry under dir (type+mode in hex, size, mtime in s); a directory's size is its file system's own, left out. */
+/**
+ * `stat -c '%n %f %s %h %Y'` of every entry under dir (type+mode in hex, size, links, mtime in s); a
+ * directory's size and link count are its file system's own, left out.
+ */
 async function statLines(dir: string, withMtime = fixedBinding): Promise<string[]> {
-  const out = await ok(`cd ${q(dir)} && find . -mindepth 1 | LC_ALL=C sort | xargs -d '\\n' stat -c '%n %f %s %Y %F'`);
+  const out = await ok(`cd ${q(dir)} && find . -mindepth 1 | LC_ALL=C sort | xargs -d '\\n' stat -c '%n %f %s %h %Y %F'`);
   return out
     .trim()
     .split('\n')
     .map((l) => {
-      const [n, f, s, y, ...kind] = l.split(' ');
-      return `${n} ${f} ${kind.join(' ') === 'directory' ? '-' : s}${withMtime ? ` ${y}` : ''}`;
+      const [n, f, s, h, y, ...kind] = l.split(' ');
+      const dir = kind.join(' ') === 'directory';
+      return `${n} ${f} ${dir ? '-' : s} ${dir ? '-' : h}${withMtime ? ` ${y}` : ''}`;
     });
 }
 
@@ -74,6 +78,7 @@ describe('gfs mount: modes, owners, times, symlinks (FUSE)', { skip: unavailable
         'ln -s sub/data.bin rel-link',
         'ln -s /nonexistent/absolute/target abs-link',
         'ln -s sub dir-link',
+        'ln sub/data.bin hard-data',
         "touch -d '2001-02-03 04:05:06' plain.txt secret sub/data.bin",
         "touch -d '2100-01-01 00:00:01' future",
         "touch -h -d '2010-10-10 10:10:10' rel-link abs-link dir-link",
@@ -82,7 +87,7 @@ describe('gfs mount: modes, owners, times, symlinks (FUSE)', { skip: unavailable
     );
   });
 
-  test('tar x of a tree keeps contents, modes, types, sizes and mtimes (diff -r, stat)', async (t) => {
+  test('tar x of a tree keeps contents, modes, types, sizes, hard links and mtimes (diff -r, stat)', async (t) => {
     if (!fixedBinding) t.diagnostic('fuse-native\'s own binding: mtimes set by tar are not compared (npm run build builds the fixed one where cc, Node headers and libfuse2 are)');
     await ok(`tar cf ${q(dir)}/src.tar -C ${q(src)} .`);
     mkdirSync(join(mnt, 'x'));
@@ -93,6 +98,9 @@ describe('gfs mount: modes, owners, times, symlinks (FUSE)', { skip: unavailable
     assert.equal(await readlink(join(mnt, 'x', 'rel-link')), 'sub/data.bin');
     assert.equal(await readlink(join(mnt, 'x', 'abs-link')), '/nonexistent/absolute/target');
     assert.equal(readFileSync(join(mnt, 'x', 'rel-link')).length, 70_000, 'a relative link is followed by the kernel');
+    // The hard link is one file under two names (tar made it with link(2)).
+    const [h1, h2] = await Promise.all([client.stat('/x/hard-data'), client.stat('/x/sub/data.bin')]);
+    assert.deepEqual([h1.nlink, h1.ino !== undefined && h1.ino === h2.ino], [2, true]);
     // Through the CLI, without the mount.
     const st = JSON.parse(await gfs(['stat', '/x/future'])) as { mode: number; mtimeMs: number };
     assert.equal(st.mode, 0o644);
@@ -103,7 +111,7 @@ describe('gfs mount: modes, owners, times, symlinks (FUSE)', { skip: unavailable
     assert.match(ls, fixedBinding ? /^drwxr-x--- +- +root +root +\d+ 2005-05-05T\S+ sub\/$/m : /^drwxr-x--- +- +root +root +\d+ \S+ sub\/$/m);
   });
 
-  test('cp -a keeps contents, modes, links and mtimes; rsync -a twice: the second run transfers nothing', async (t) => {
+  test('cp -a keeps contents, modes, links (hard ones too) and mtimes; rsync -aH twice: the second run transfers nothing', async (t) => {
     await ok(`cp -a ${q(src)} ${q(mnt)}/cpa`);
     await ok(`diff -r --no-dereference ${q(src)} ${q(mnt)}/cpa`);
     assert.deepEqual(await statLines(join(mnt, 'cpa')), await statLines(src));
@@ -112,11 +120,11 @@ describe('gfs mount: modes, owners, times, symlinks (FUSE)', { skip: unavailable
       return;
     }
     const stats = (out: string) => Number(/Number of regular files transferred: (\d+)/.exec(out)?.[1] ?? NaN);
-    assert.equal(stats(await ok(`rsync -a --stats ${q(src)}/ ${q(mnt)}/rs/`)), 6, 'the first run copies every regular file (6)');
+    assert.equal(stats(await ok(`rsync -aH --stats ${q(src)}/ ${q(mnt)}/rs/`)), 6, 'the first run copies every regular file (6)');
     await ok(`diff -r --no-dereference ${q(src)} ${q(mnt)}/rs`);
     assert.deepEqual(await statLines(join(mnt, 'rs')), await statLines(src));
     // rsync skips a file whose size and mtime match: only with mtimes kept exactly (the fixed binding) is there nothing to send.
-    if (fixedBinding) assert.equal(stats(await ok(`rsync -a --stats ${q(src)}/ ${q(mnt)}/rs/`)), 0, 'the second run finds every file up to date');
+    if (fixedBinding) assert.equal(stats(await ok(`rsync -aH --stats ${q(src)}/ ${q(mnt)}/rs/`)), 0, 'the second run finds every file up to date');
   });
 
   test('chmod, chown, touch -d: seen by stat through the mount and by gfs stat; ctime moves on chmod', async () => {
@@ -237,6 +245,41 @@ describe('gfs mount: modes, owners, times, symlinks (FUSE)', { skip: unavailable
     // Removed like any name.
     await ok(`rm ${q(d)}/loop ${q(sock)}`);
     assert.equal((await sh(`stat ${q(d)}/loop`)).code, 1);
+  });
+
+  test('hard links: nlink, a write through one name read through the other, unlink of one keeps the data, rename between names of one file, gfs ln, snapshots', async () => {
+    const d = join(mnt, 'hard');
+    const links = (...names: string[]) => ok(`stat -c '%h' ${names.map((n) => q(join(d, n))).join(' ')}`);
+    // The kernel keeps a name's attributes for the attribute timeout (1 s): a count changed through another name shows after it.
+    const linksSoon = (want: string, ...names: string[]) => waitFor(`${names.join(', ')} to show ${want.trim()} names`, async () => (await links(...names)) === want, 5_000);
+    await ok(`mkdir ${q(d)} && printf one > ${q(d)}/a && ln ${q(d)}/a ${q(d)}/b`);
+    assert.equal(await links('b'), '2\n');
+    await linksSoon('2\n2\n', 'a', 'b');
+    await ok(`printf two >> ${q(d)}/b`);
+    assert.equal(readFileSync(join(d, 'a'), 'utf8'), 'onetwo', 'written through b, read through a');
+    // rename(2) from one name of a file to another of the same file does nothing: both stay.
+    await ok(`python3 -c ${q(`import os; os.rename(${JSON.stringify(join(d, 'a'))}, ${JSON.stringify(join(d, 'b'))})`)}`);
+    await linksSoon('2\n2\n', 'a', 'b');
+    // A link to a directory is refused (EPERM), and so is a name that exists (EEXIST).
+    const dirLink = await sh(`python3 -c ${q(`import os; os.link(${JSON.stringify(d)}, ${JSON.stringify(join(mnt, 'hard-dir'))})`)}`);
+    assert.match(dirLink.stderr, /Operation not permitted/);
+    assert.match((await sh(`ln ${q(d)}/a ${q(d)}/b`)).stderr, /File exists/);
+    // Without the mount: gfs ln makes a third name; gfs stat shows the count and the shared ino.
+    await gfs(['ln', '/hard/a', '/hard/c']);
+    const [a, c] = await Promise.all([client.stat('/hard/a'), client.stat('/hard/c')]);
+    assert.deepEqual([c.nlink, c.ino, c.sizeBytes], [3, a.ino, 6]);
+    const bad = await sh(`${q(process.execPath)} ${q(cliPath)} --master ${q(cluster.masterUrl)} ln /hard /hard2`);
+    assert.equal(bad.code, 1);
+    assert.match(bad.stderr, /directory cannot have a hard link/);
+    // A snapshot keeps the names of one file as one file, apart from the original.
+    await client.snapshot('/hard', '/hard-snap');
+    const [sa, sb] = await Promise.all([client.stat('/hard-snap/a'), client.stat('/hard-snap/b')]);
+    assert.deepEqual([sa.nlink, sa.ino === sb.ino, sa.ino !== a.ino], [3, true, true]);
+    // Unlink of two names: the data stays under the third, whose count drops.
+    await ok(`rm ${q(d)}/a ${q(d)}/c`);
+    await linksSoon('1\n', 'b');
+    assert.equal(readFileSync(join(d, 'b'), 'utf8'), 'onetwo');
+    assert.equal(readFileSync(join(mnt, 'hard-snap', 'a'), 'utf8'), 'onetwo', 'the snapshot is its own');
   });
 
   test('a name over 255 bytes is ENAMETOOLONG; 255 bytes works', async () => {

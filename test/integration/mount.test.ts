@@ -93,9 +93,9 @@ describe('gfs mount (FUSE)', { skip: unavailable ? `skipped: ${unavailable}` : f
     assert.ok(!(await readdir(mnt)).includes('a'));
   });
 
-  test('unsupported operations fail with an errno, never silently; truncate to any length', async () => {
+  test('refused operations fail with an errno, never silently; truncate to any length', async () => {
     await ok(`echo data > ${q(mnt)}/u.txt`);
-    assert.equal(await errnoOf(link(join(mnt, 'u.txt'), join(mnt, 'hard'))), 'EPERM', 'hard links are not kept yet');
+    assert.equal(await errnoOf(link(join(mnt, 'u.txt'), join(mnt, 'u.txt'))), 'EEXIST', 'a hard link over an existing name');
     assert.equal(await errnoOf(truncate(join(mnt, 'u.txt'), 2 ** 51)), 'EFBIG', 'a length past 1 PiB');
     // Extension, shrinking and truncation to zero.
     await truncate(join(mnt, 'u.txt'), 10);
