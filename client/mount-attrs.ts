@@ -109,6 +109,21 @@ export class AttrCache {
     if (c) c.attr = { ...c.attr, sizeBytes: Math.max(c.attr.sizeBytes, endBytes), mtimeMs: nowMs, ctimeMs: nowMs };
   }
 
+  /**
+   * This mount created path and the master answered with its attributes. They are exact (a new file
+   * has no data anywhere), so they are cached, and a later listing may fill them: unlike a path this
+   * mount wrote, there is no write its listing could be older than. Saves the stat the kernel makes
+   * right after every create.
+   */
+  created(path: string, info: FileInfo): void {
+    this.attrGen++; // a stat or listing under way predates the file
+    this.statting.delete(path);
+    this.changed.delete(path);
+    const attr = attrOf(info);
+    if (cacheable(attr)) this.attrs.set(path, { attr, atMs: Date.now() });
+    else this.attrs.delete(path);
+  }
+
   /** Drops what is cached at or under each path (a renamed tree): it changed. */
   forgetTrees(paths: string[]): void {
     this.attrGen++;

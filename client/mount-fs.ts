@@ -306,7 +306,8 @@ export class GfsFuse {
     const path = this.gfs(p);
     this.attrs.forget(path);
     try {
-      await this.client.create(path, { exclusive: true, mode: mode & 0o7777, ...this.owner() });
+      this.attrs.created(path, await this.client.create(path, { exclusive: true, mode: mode & 0o7777, ...this.owner() }));
+      this.attrs.forget(parentOf(path));
     } catch (e) {
       // The kernel asks for create only after a lookup found nothing; another
       // opener may have created it meanwhile (`>>` from many processes).
@@ -314,8 +315,8 @@ export class GfsFuse {
       if (!(e instanceof GfsError && e.code === 'EXISTS')) throw e;
       const a = await this.client.stat(path);
       if (a.type === 'dir') throw -E.EISDIR;
+      this.forgetWithParent(path);
     }
-    this.forgetWithParent(path);
     return this.newHandle(path, false).id;
   }
 

@@ -74,3 +74,24 @@ test('appends made through this mount grow the cached size without a stat each; 
   fresh.fill([entry('/log', 1)], fresh.generation);
   assert.equal((await fresh.stat('/log')).sizeBytes, 5000);
 });
+
+test('a file this mount created is cached from the create answer and may be filled from listings; one it wrote may not', async () => {
+  const { client, stats } = fakeClient(new Map([['/n/w', 7]]));
+  const cache = new AttrCache(client, 60_000);
+  const info = (path: string): FileInfo => ({ path, type: 'file', sizeBytes: 0, replication: 3, chunkCount: 0, chunkSizeBytes: 1 << 20, mtimeMs: 5, ctimeMs: 5, mode: 0o600 });
+  const g = cache.generation;
+  cache.created('/n/new', info('/n/new'));
+  assert.equal((await cache.stat('/n/new')).mode, 0o600, 'from the create answer');
+  assert.deepEqual(stats, []);
+  cache.fill([entry('/n/new', 0)], g);
+  assert.equal((await cache.stat('/n/new')).mode, 0o600, 'a listing from before the create is not taken');
+  cache.forget('/n/w'); // written by this mount
+  cache.created('/n/other', info('/n/other'));
+  cache.fill([entry('/n/new', 0), entry('/n/w', 0)], cache.generation);
+  assert.equal(cache.counts.fromListing, 1, 'the created file is taken from a later listing, the written one not');
+  assert.equal((await cache.stat('/n/w')).sizeBytes, 7);
+  // a linked file (two names) is never kept
+  cache.created('/n/l', { ...info('/n/l'), nlink: 2 });
+  await cache.stat('/n/l');
+  assert.deepEqual(stats, ['/n/w', '/n/l']);
+});
