@@ -3,6 +3,7 @@ import type { FileHandle } from 'node:fs/promises';
 import path from 'node:path';
 import { atomicTmpSuffix, writeFileAtomic } from '../shared/atomic-file.js';
 import { GfsError } from '../shared/errors.js';
+export { preadFull, pwriteFull } from '../shared/file-io.js';
 import { checkHandle } from '../shared/handles.js';
 import { timedFsync } from '../shared/metrics.js';
 
@@ -32,25 +33,6 @@ export async function unlinkIfPresent(file: string): Promise<void> {
     await fsp.unlink(file);
   } catch (e) {
     if (!isErrno(e, 'ENOENT')) throw e;
-  }
-}
-
-/** pread until `length` bytes or EOF; returns the bytes read. */
-export async function preadFull(fh: FileHandle, buf: Buffer, at: number, length: number, position: number): Promise<number> {
-  let done = 0;
-  while (done < length) {
-    const { bytesRead } = await fh.read(buf, at + done, length - done, position + done);
-    if (bytesRead === 0) break;
-    done += bytesRead;
-  }
-  return done;
-}
-
-export async function pwriteFull(fh: FileHandle, buf: Buffer, position: number): Promise<void> {
-  let done = 0;
-  while (done < buf.length) {
-    const { bytesWritten } = await fh.write(buf, done, buf.length - done, position + done);
-    done += bytesWritten;
   }
 }
 

@@ -21,6 +21,7 @@ import type { FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
 import { GfsError, invariant } from '../shared/errors.js';
 import type { Logger } from '../shared/log.js';
+import { pwriteFull } from '../shared/file-io.js';
 import { timedFsync } from '../shared/metrics.js';
 import { deleteFilesBefore, writeCheckpointFile } from './oplog-checkpoint.js';
 import { oplogLimits, type OpLogLimits, type OpLogOptions, type OpLogStats } from './oplog-options.js';
@@ -310,12 +311,8 @@ export class OpLog {
   /** Writes the batch's frames at `position` and fdatasyncs them. */
   private async writeBatch(fd: FileHandle, batch: Entry[], bytes: number, position: number): Promise<void> {
     const buf = batch.length === 1 ? batch[0]!.frame : Buffer.concat(batch.map((e) => e.frame), bytes);
-    let off = 0;
-    while (off < buf.length) {
-      const { bytesWritten } = await fd.write(buf, off, buf.length - off, position + off);
-      invariant(bytesWritten > 0, 'write makes progress');
-      off += bytesWritten;
-    }
+    // A batch of a few records is written on this thread (shared/file-io.ts): the fdatasync after it waits for the disk.
+    await pwriteFull(fd, buf, position);
     await timedFsync(this.onFsync && ((seconds) => this.onFsync!('oplog', seconds)), () => fd.datasync());
     this.fsyncCount++;
   }
