@@ -3,7 +3,7 @@
 // mutation waiting). The op log switches to a new log first (a pause of one file creation), then
 // the worker loads the previous checkpoint, replays the closed logs with the pure namespace core
 // (the same replay a restart does, so the checkpoint is exactly what a restart would rebuild),
-// serialises the result and writes checkpoint.<newSeq>.json durably. The live namespace is never
+// writes the result out as lines (master/oplog-lines.ts) to checkpoint.<newSeq>.json durably. The live namespace is never
 // touched: it goes on applying new records meanwhile. Like HDFS's checkpointer, at the cost of a
 // second copy of the namespace's memory while it runs.
 
@@ -12,7 +12,9 @@ import { join } from 'node:path';
 import { Worker } from 'node:worker_threads';
 import { GfsError } from '../shared/errors.js';
 import { Namespace, type NamespaceSnapshot, type Op } from './core/namespace.js';
-import { writeCheckpointFile } from './oplog-checkpoint.js';
+import { loadLinesCheckpoint } from './checkpoint-stream.js';
+import { namespaceLines } from './core/namespace-lines.js';
+import { linesCheckpointHeader, writeCheckpointLines } from './oplog-lines.js';
 import { checkpointFileName, logFileName, type CheckpointFile } from './oplog-recovery.js';
 import { scanLog } from './oplog-scan.js';
 
@@ -35,7 +37,7 @@ export interface ReplayResult {
 
 /** The namespace as of the start of log `newSeq`, rebuilt as start-up would rebuild it. */
 export async function replayNamespace(job: ReplayJob): Promise<{ ns: Namespace; records: number; skipped: number }> {
-  const ns = job.baseSeq === undefined ? new Namespace() : Namespace.fromSnapshot(await readCheckpointState(job.dir, job.baseSeq));
+  const ns = job.baseSeq === undefined ? new Namespace() : await readCheckpointState(job.dir, job.baseSeq);
   let records = 0;
   let skipped = 0;
   for (let seq = job.baseSeq ?? 1; seq < job.newSeq; seq++) {
@@ -54,19 +56,22 @@ export async function replayNamespace(job: ReplayJob): Promise<{ ns: Namespace; 
   return { ns, records, skipped };
 }
 
-async function readCheckpointState(dir: string, seq: number): Promise<NamespaceSnapshot> {
+/** The namespace checkpoint <seq> holds, in either format. */
+async function readCheckpointState(dir: string, seq: number): Promise<Namespace> {
   const path = join(dir, checkpointFileName(seq));
+  const lines = await linesCheckpointHeader(path);
+  if (lines instanceof Error || (lines !== undefined && lines.logSeq !== seq)) throw new GfsError('CORRUPT', `checkpoint: ${path} is not a whole checkpoint`);
+  if (lines !== undefined) return loadLinesCheckpoint(path);
   const data = JSON.parse(await readFile(path, 'utf8')) as CheckpointFile;
   if (data?.complete !== true || data.logSeq !== seq) throw new GfsError('CORRUPT', `checkpoint: ${path} is not a whole checkpoint`);
-  return data.state as NamespaceSnapshot;
+  return Namespace.fromSnapshot(data.state as NamespaceSnapshot);
 }
 
-/** Runs in the worker: rebuild, serialise, write durably. */
+/** Runs in the worker: rebuild, then write out as lines straight from the rebuilt namespace (no copy of it, no one big text). */
 export async function buildCheckpoint(job: ReplayJob): Promise<ReplayResult> {
   const { ns, records, skipped } = await replayNamespace(job);
-  const stateJson = JSON.stringify(ns.snapshot());
-  const fsyncSeconds = await writeCheckpointFile(job.dir, job.newSeq, job.createdAtMs, stateJson);
-  return { fsyncSeconds, records, skipped, stateBytes: stateJson.length };
+  const { fsyncSeconds, bytes } = await writeCheckpointLines(join(job.dir, checkpointFileName(job.newSeq)), job.newSeq, job.createdAtMs, namespaceLines(ns));
+  return { fsyncSeconds, records, skipped, stateBytes: bytes };
 }
 
 /** buildCheckpoint in a worker thread; rejects if the worker fails or exits without an answer. */

@@ -26,6 +26,7 @@ import { Heartbeats } from './heartbeats.js';
 import { Leasing } from './leasing.js';
 import { LockManager, type LockMode } from './locks.js';
 import { buildCheckpointInWorker } from './checkpoint-replay.js';
+import { namespaceOf } from './checkpoint-stream.js';
 import { OpLog, type FileCheckpointSource } from './oplog.js';
 import { LogShipper } from './replicas.js';
 import { Follower, type Following } from './shadow.js';
@@ -190,7 +191,7 @@ export class Master implements MasterContext {
       hasLogReplicas: () => master?.shipper !== undefined,
       onFsync: opts.onFsync,
     });
-    const ns = recovery.checkpoint ? Namespace.fromSnapshot(recovery.checkpoint as NamespaceSnapshot) : new Namespace();
+    const ns = recovery.checkpoint ? await namespaceOf(recovery.checkpoint) : new Namespace();
     let skipped = 0;
     for (const r of recovery.records) if (!replayRecord(ns, r as Op, opts.log)) skipped++;
     const recovered = recovery.checkpoint !== undefined || recovery.records.length > 0;

@@ -10,6 +10,7 @@ import { fsyncDir } from '../shared/atomic-file.js';
 import { GfsError } from '../shared/errors.js';
 import type { Logger } from '../shared/log.js';
 import { errorMessage, goodFrameAfter, scanLog } from './oplog-scan.js';
+import { linesCheckpointHeader, linesFormat, type LinesCheckpointRef } from './oplog-lines.js';
 
 const SEQ_DIGITS = 8;
 
@@ -17,7 +18,7 @@ export const LOG_NAME_RE = /^oplog\.(\d{8,})\.log$/;
 export const CHECKPOINT_NAME_RE = /^checkpoint\.(\d{8,})\.json$/;
 
 export interface Recovery {
-  /** The `state` of the newest complete checkpoint, or undefined if none. */
+  /** The `state` of the newest complete checkpoint (for format 2, a LinesCheckpointRef to read it from), or undefined if none. */
   checkpoint: unknown | undefined;
   /** Every record logged after that checkpoint, in log order. */
   records: unknown[];
@@ -115,6 +116,17 @@ async function newestWholeCheckpoint(dir: string, newestFirst: number[], log: Lo
   for (const seq of newestFirst) {
     const path = join(dir, checkpointFileName(seq));
     try {
+      // Format 2 (master/oplog-lines.ts): checked whole here, read when the state is built.
+      const lines = await linesCheckpointHeader(path);
+      if (lines instanceof Error) {
+        log?.warn({ path, err: lines.message }, 'oplog: ignoring incomplete checkpoint');
+        continue;
+      }
+      if (lines !== undefined) {
+        if (lines.logSeq === seq) return { complete: true, logSeq: seq, createdAtMs: lines.createdAtMs, state: { format: linesFormat, path } satisfies LinesCheckpointRef };
+        log?.warn({ path }, 'oplog: ignoring a checkpoint whose header names another log');
+        continue;
+      }
       const data = await checkpointReader(path).read();
       if (data !== null && typeof data === 'object' && data.complete === true && data.logSeq === seq && 'state' in data && typeof data.createdAtMs === 'number') return data;
       log?.warn({ path }, 'oplog: ignoring incomplete checkpoint');

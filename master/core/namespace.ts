@@ -516,6 +516,11 @@ export class Namespace {
     if (t > n.ctimeMs) [n.ctimeMs, n.ctimeNs] = [t, 0];
   }
 
+  /** A node read back from a checkpoint (master/core/namespace-lines.ts): put as it was, no record applied. */
+  restoreNode(path: string, node: Node): void {
+    this.putNode(path, node);
+  }
+
   private putNode(path: string, node: Node): void {
     this.nodes.set(path, node);
     if (path !== '/') {

@@ -4,6 +4,7 @@ import { mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { buildCheckpointInWorker, replayNamespace } from '../../../master/checkpoint-replay.js';
+import { loadLinesCheckpoint, namespaceOf } from '../../../master/checkpoint-stream.js';
 import { Namespace, type NamespaceSnapshot, type Op } from '../../../master/core/namespace.js';
 import { checkpointFileName, OpLog } from '../../../master/oplog.js';
 import { isGfsError } from '../../../shared/errors.js';
@@ -75,9 +76,9 @@ test('a checkpoint built from the files equals the live state at the switch; a r
       },
     });
     assert.equal(job?.baseSeq, undefined, 'the first checkpoint starts from log 1');
-    const file = JSON.parse(await readFile(join(dir, checkpointFileName(job!.newSeq)), 'utf8')) as { complete: boolean; state: NamespaceSnapshot };
-    assert.equal(file.complete, true);
-    assert.equal(json(file.state), atSwitch, 'the worker rebuilt exactly the live state');
+    const first = join(dir, checkpointFileName(job!.newSeq));
+    assert.match(await readFile(first, 'utf8'), /^\{"format":2,.*\n(.*\n)+\{"complete":true,"lines":\d+\}\n$/, 'written as lines: header, entries, trailer');
+    assert.equal(json((await loadLinesCheckpoint(first)).snapshot()), atSwitch, 'the worker rebuilt exactly the live state');
 
     // A second round on top of the first checkpoint, then a restart.
     await workload(ns, oplog, 8, 300, 5_000);
@@ -92,14 +93,13 @@ test('a checkpoint built from the files equals the live state at the switch; a r
     assert.equal(second?.baseSeq, job!.newSeq, 'the next checkpoint builds on the previous one');
     const names = await readdir(dir);
     assert.ok(!names.includes(checkpointFileName(job!.newSeq)), 'the older checkpoint is deleted once the new one is durable');
-    const file2 = JSON.parse(await readFile(join(dir, checkpointFileName(second!.newSeq)), 'utf8')) as { state: NamespaceSnapshot };
-    assert.equal(json(file2.state), atSecond);
+    assert.equal(json((await loadLinesCheckpoint(join(dir, checkpointFileName(second!.newSeq)))).snapshot()), atSecond);
     await workload(ns, oplog, 9, 100, 9_000);
     const atEnd = json(ns.snapshot());
     await oplog.close();
 
     const { oplog: again, recovery } = await OpLog.open({ dir, checkpointLogBytes: 4096, apply: () => undefined });
-    const restarted = Namespace.fromSnapshot(recovery.checkpoint as NamespaceSnapshot);
+    const restarted = await namespaceOf(recovery.checkpoint);
     for (const rec of recovery.records) restarted.apply(rec as Op);
     assert.equal(json(restarted.snapshot()), atEnd, 'checkpoint + later logs rebuild the live state');
     await again.close();
@@ -134,8 +134,7 @@ test('appends go on while the worker builds the checkpoint: the live namespace i
     assert.ok(ns.appliedIndex > before, 'mutations applied while the checkpoint was being built');
     release();
     await done;
-    const file = JSON.parse(await readFile(join(dir, checkpointFileName(newSeq)), 'utf8')) as { state: NamespaceSnapshot };
-    assert.equal(json(file.state), atSwitch, 'the checkpoint holds the state at the switch, not the later mutations');
+    assert.equal(json((await loadLinesCheckpoint(join(dir, checkpointFileName(newSeq)))).snapshot()), atSwitch, 'the checkpoint holds the state at the switch, not the later mutations');
     await oplog.close();
   });
 });
