@@ -31,6 +31,8 @@ export class BufferPool {
     prefillSlots = 0,
     /** Pushes smaller than this get a buffer of their own (a record does not hold a whole slot). */
     readonly minPooledBytes = Math.min(slotBytes, 1024 * 1024),
+    /** Makes a slot's memory: aligned for O_DIRECT where the store has it (chunkserver/direct-io.ts). */
+    private readonly alloc: (bytes: number) => Buffer = (bytes) => Buffer.allocUnsafeSlow(bytes),
   ) {
     for (let i = 0; i < Math.min(prefillSlots, keepSlots); i++) this.free.push(this.make());
   }
@@ -38,7 +40,7 @@ export class BufferPool {
   private make(): Buffer {
     this.made++;
     // fill() touches every page now, at start-up or the first time the pool grows, not while a push streams in.
-    return Buffer.allocUnsafeSlow(this.slotBytes).fill(0);
+    return this.alloc(this.slotBytes).fill(0);
   }
 
   /** Slots lent out now. */

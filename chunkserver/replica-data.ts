@@ -1,6 +1,8 @@
 import { crc32c } from '../shared/checksum.js';
 import { invariant } from '../shared/errors.js';
 import { overlayBlock, planChecksums, zeroBlockOf, type GivenCrcs, type ZeroBlock } from './checksum-plan.js';
+import { directAlignBytes, type DirectIo } from './direct-io.js';
+import type { FileHandle } from 'node:fs/promises';
 import type { FdCache } from './fd-cache.js';
 import type { Replica } from './replica.js';
 import { crcBytes, preadFull, pwriteFull } from './replica-files.js';
@@ -12,11 +14,15 @@ import { crcBytes, preadFull, pwriteFull } from './replica-files.js';
 
 export class ReplicaData {
   private readonly zero: ZeroBlock;
+  /** Set by the store once it knows the file system takes O_DIRECT. */
+  direct: DirectIo | undefined;
 
   constructor(
     private readonly blockBytes: number,
     private readonly maxBlocks: number,
     private readonly fds: FdCache,
+    /** A replica's data file, for the O_DIRECT descriptors opened beside the cached ones. */
+    private readonly dataFile: (handle: string) => string,
     /** A block failed verification: reports it and throws CORRUPT. */
     private readonly mismatch: (rep: Replica, block: number) => never,
     /** A mutation reached the data file: the replica grew by grownBytes, writtenBytes came from the caller. */
@@ -53,7 +59,7 @@ export class ReplicaData {
       // sync() anyway), which roughly halves the latency of small appends.
       const [dataDone, crcDone] = await Promise.allSettled([
         // pad: truncate extends with a hole, which reads as zeros
-        data.length > 0 ? pwriteFull(dataFh, data, offset) : dataFh.truncate(newSize),
+        data.length > 0 ? this.writeData(rep.handle, dataFh, data, offset) : dataFh.truncate(newSize),
         pwriteFull(crcFh!, crcBytes(newCrcs, 0, newCrcs.length), 4 * firstBlock),
       ]);
       // Failed data write: the old table still describes whatever survived, or
@@ -114,7 +120,7 @@ export class ReplicaData {
     const start = firstBlock * B;
     const stop = Math.min((lastBlock + 1) * B, rep.sizeBytes);
     const buf = scratch && scratch.length >= stop - start ? scratch.subarray(0, stop - start) : Buffer.allocUnsafe(stop - start);
-    const got = await this.fds.with(rep.handle, false, (fh) => preadFull(fh, buf, 0, buf.length, start));
+    const got = await this.readData(rep.handle, buf, scratch, start);
     // A file shorter than recorded reads as zeros here; the crcs decide whether that is right.
     if (got < buf.length) buf.fill(0, got);
     for (let b = firstBlock; b <= lastBlock; b++) {
@@ -123,6 +129,23 @@ export class ReplicaData {
       if (crc32c(buf.subarray(bs, be)) !== rep.crcs[b]) this.mismatch(rep, b);
     }
     return buf;
+  }
+
+  /** data at offset: its whole aligned blocks through O_DIRECT when it can (chunkserver/direct-io.ts), the rest buffered. */
+  private async writeData(handle: string, fh: FileHandle, data: Buffer, offset: number): Promise<void> {
+    const directBytes = this.direct?.directLength(data, offset) ?? 0;
+    if (directBytes > 0) await this.direct!.write(this.dataFile(handle), data.subarray(0, directBytes), offset);
+    if (directBytes < data.length) await pwriteFull(fh, data.subarray(directBytes), offset + directBytes);
+  }
+
+  /** buf.length bytes at start: into a pooled aligned scratch through O_DIRECT when it can, else buffered. Returns the bytes read. */
+  private async readData(handle: string, buf: Buffer, scratch: Buffer | undefined, start: number): Promise<number> {
+    const d = this.direct;
+    const span = Math.ceil(buf.length / directAlignBytes) * directAlignBytes;
+    if (d && scratch && buf.buffer === scratch.buffer && buf.byteOffset === scratch.byteOffset && scratch.length >= span && d.directLength(buf, start) > 0) {
+      return d.read(this.dataFile(handle), scratch, buf.length, start);
+    }
+    return this.fds.with(handle, false, (fh) => preadFull(fh, buf, 0, buf.length, start));
   }
 
   // Tables grow geometrically (bounded by the chunk's block count), so

@@ -26,9 +26,7 @@ const infoQuery = z.object({ handle: handleSchema }).strict();
 /** Pieces a read is streamed in: each verified before it is sent. */
 const readPieceBytes = 1024 * 1024;
 /** A piece read as whole checksum blocks: up to one block more on each side when the range is not block-aligned. */
-const readSlotBytes = readPieceBytes + 2 * 64 * 1024;
-/** Read buffers kept for reuse (a couple per read under way); more are made when needed. */
-const readPool = new BufferPool(readSlotBytes, 16, 2);
+export const readSlotBytes = readPieceBytes + 2 * 64 * 1024;
 
 export interface ChunkserverParts {
   id: string;
@@ -39,6 +37,8 @@ export interface ChunkserverParts {
   leases: LeaseTable;
   forwarder: Forwarder;
   scrubber: Scrubber;
+  /** Buffers reads are served from (readSlotBytes each; aligned for O_DIRECT where the store has it). */
+  readPool: BufferPool;
   chunkSizeBytes: number;
   leaseMs: number;
   pushIdleMs: number;
@@ -156,7 +156,7 @@ export function readRoute(app: Express, d: ChunkserverParts): void {
       // Pieces are read into reused buffers (no first-touch cost per piece), each given back once the
       // socket has taken it; the next piece is read (and verified) while this one is sent.
       const readInto = (at: number): { piece: Promise<Buffer>; lease: Lease } => {
-        const lease = readPool.lend(readSlotBytes);
+        const lease = d.readPool.lend(readSlotBytes);
         const piece = d.store.read(q.handle, at, Math.min(readPieceBytes, end - at), lease.buf);
         piece.catch(() => lease.release()); // awaited below; a failed read gives its buffer back
         return { piece, lease };
@@ -225,6 +225,6 @@ export function debugRoutes(app: Express, d: ChunkserverParts): void {
     res.json({ id: d.id, nowMs: Date.now(), entries: d.leases.primaryLog.list() });
   });
   app.get('/debug/state', (_req, res) => {
-    res.json({ id: d.id, leases: d.leases.held(), counters: { ...d.mutator.counters, ...d.heartbeatCounters(), serials: d.mutator.order.counters, resent: d.forwarder.counters.resent }, forwardedTo: Object.fromEntries(d.forwarder.sentTo), reads: d.reads, push: { usedBytes: d.push.usedBytes, count: d.push.count, active: d.push.active, refused: d.push.refused, maxBytes: d.push.maxBytes, maxActive: d.push.maxActive, pool: { inUse: d.push.pool.inUse, idle: d.push.pool.idle, made: d.push.pool.slotsMade, ...d.push.pool.counters } }, rssBytes: process.memoryUsage.rss(), bytes: { pushReceived: d.push.receivedBytes, pushForwarded: d.push.forwardedBytes, readServed: d.bytes.readServed, written: d.store.writtenBytes }, chunks: d.store.list(), corruptChunks: d.store.corruptList() });
+    res.json({ id: d.id, leases: d.leases.held(), counters: { ...d.mutator.counters, ...d.heartbeatCounters(), serials: d.mutator.order.counters, resent: d.forwarder.counters.resent }, forwardedTo: Object.fromEntries(d.forwarder.sentTo), reads: d.reads, push: { usedBytes: d.push.usedBytes, count: d.push.count, active: d.push.active, refused: d.push.refused, maxBytes: d.push.maxBytes, maxActive: d.push.maxActive, pool: { inUse: d.push.pool.inUse, idle: d.push.pool.idle, made: d.push.pool.slotsMade, ...d.push.pool.counters } }, rssBytes: process.memoryUsage.rss(), bytes: { pushReceived: d.push.receivedBytes, pushForwarded: d.push.forwardedBytes, readServed: d.bytes.readServed, written: d.store.writtenBytes }, chunks: d.store.list(), corruptChunks: d.store.corruptList(), direct: d.store.direct?.counters ?? null });
   });
 }

@@ -24,7 +24,7 @@ import { Mutator } from './mutations.js';
 import { applyBodyLimitBytes } from './forward.js';
 import { BufferPool } from './buffer-pool.js';
 import { PushBuffer } from './push.js';
-import { chunkRoutes, debugRoutes, isRawBody, readRoute, type ChunkserverParts } from './routes.js';
+import { chunkRoutes, debugRoutes, isRawBody, readRoute, readSlotBytes, type ChunkserverParts } from './routes.js';
 import { Scrubber } from './scrub.js';
 import { ReplicaStore } from './store.js';
 
@@ -115,6 +115,8 @@ function openStore(dir: string, id: string, chunkSizeBytes: number, log: Logger,
       rpcJson(masters.leaderUrl(), '/api/cs/report-corrupt', { id, handle }, { targetName: 'master' }).catch(() => reportedCorrupt.delete(handle));
     },
     onMarkFailed: (handle, err) => log.error({ handle, err: err.message }, 'could not mark a corrupt replica on disk; it is out of service until restart'),
+    // GFS_DIRECT_IO=0 keeps every piece buffered.
+    directIo: envInt('GFS_DIRECT_IO') !== 0,
   });
 }
 
@@ -192,7 +194,13 @@ export async function startChunkserver(o: ChunkserverOptions): Promise<RunningCh
   // Slots the size of a client's piece (or of a chunk, if smaller); as many kept as a few pieces in flight per client need.
   const slotBytes = Math.min(defaults.pushPieceBytes, cfg.chunkSizeBytes);
   const keepSlots = Math.max(0, Math.min(pushPoolKeepSlots, Math.floor(pushBufferBytes / slotBytes)));
-  const pool = new BufferPool(slotBytes, keepSlots, Math.min(keepSlots, o.pushPoolPrefillSlots ?? envInt('GFS_PUSH_POOL_PREFILL') ?? pushPoolPrefillSlots));
+  // With O_DIRECT (chunkserver/direct-io.ts), slots start where the kernel takes them for it.
+  const direct = store.direct;
+  const alloc = (bytes: number) => direct?.alignedBuffer(bytes) ?? Buffer.allocUnsafeSlow(bytes);
+  const pool = new BufferPool(slotBytes, keepSlots, Math.min(keepSlots, o.pushPoolPrefillSlots ?? envInt('GFS_PUSH_POOL_PREFILL') ?? pushPoolPrefillSlots), undefined, alloc);
+  // Read buffers kept for reuse (a couple per read under way); more are made when needed.
+  const readPool = new BufferPool(readSlotBytes, 16, 2, undefined, alloc);
+  if (direct) log.info({ dir: o.dir }, 'chunk data: O_DIRECT for bulk pieces');
   const push = new PushBuffer(pushBufferBytes, envInt('GFS_PUSH_EXPIRY_MS') ?? defaults.pushExpiryMs, o.maxPushes ?? defaults.maxPushes, pool);
   const clock = monotonicClock();
   const leases = new LeaseTable({
@@ -215,7 +223,7 @@ export async function startChunkserver(o: ChunkserverOptions): Promise<RunningCh
   let url = advertise ?? '';
 
   const app = chunkserverApp(o, id, () => url, log, metrics, masters, (n) => (inFlight += n));
-  const parts: ChunkserverParts = { id, log, store, push, mutator, leases, forwarder, scrubber, chunkSizeBytes: cfg.chunkSizeBytes, leaseMs: cfg.leaseMs, pushIdleMs: o.pushIdleMs ?? 30_000, bytes, reads, heartbeatCounters: () => ({ ...master!.counters }) };
+  const parts: ChunkserverParts = { id, log, store, push, mutator, leases, forwarder, scrubber, readPool, chunkSizeBytes: cfg.chunkSizeBytes, leaseMs: cfg.leaseMs, pushIdleMs: o.pushIdleMs ?? 30_000, bytes, reads, heartbeatCounters: () => ({ ...master!.counters }) };
   const lean = new LeanRouter(app);
   chunkRoutes(app, lean, parts);
   readRoute(app, parts);

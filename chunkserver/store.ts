@@ -9,6 +9,7 @@ import { FdCache } from './fd-cache.js';
 import { ReplicaData } from './replica-data.js';
 import { recoverReplicas } from './recovery.js';
 import { checkAtVersion, checkByteCount, checkVersion, corruptError, notFound, type Replica } from './replica.js';
+import { DirectIo } from './direct-io.js';
 import { crcBytes, noSpaceError, pwriteFull, ReplicaFiles, unlinkIfPresent, type FsyncKind } from './replica-files.js';
 
 // The chunkserver's replica store: the public API over replicas (create,
@@ -42,6 +43,8 @@ export interface StoreOptions {
   onMarkFailed?: (handle: string, err: Error) => void;
   /** Told how long each fsync took (metrics): chunk data + checksums, version metadata, the chunks directory. */
   onFsync?: (kind: FsyncKind, seconds: number) => void;
+  /** Bulk pieces through O_DIRECT where the file system has it (chunkserver/direct-io.ts; default off here, on in the server). */
+  directIo?: boolean;
 }
 
 const defaultMaxOpenFiles = 256;
@@ -61,6 +64,11 @@ export class ReplicaStore {
   private readonly io: ReplicaData;
   private readonly inflight = new Set<Promise<unknown>>();
   private closed = false;
+  /** O_DIRECT for bulk pieces, where the chunks directory's file system has it: buffers for them come from alignedBuffer. */
+  get direct(): DirectIo | undefined {
+    return this.io.direct;
+  }
+
   /** Bytes written into replica files (mutations, pads excluded, and clones), ever. */
   writtenBytes = 0;
 
@@ -81,6 +89,7 @@ export class ReplicaStore {
       this.blockBytes,
       Math.ceil(opts.chunkSizeBytes / opts.checksumBlockBytes),
       this.fds,
+      (handle) => this.files.file(handle, 'chunk'),
       (rep, block) => this.corrupt(rep, block),
       (grownBytes, writtenBytes) => {
         this.usedTotalBytes += grownBytes;
@@ -92,6 +101,7 @@ export class ReplicaStore {
   static async open(opts: StoreOptions): Promise<ReplicaStore> {
     const store = new ReplicaStore(opts);
     await fsp.mkdir(store.files.chunksDir, { recursive: true });
+    if (opts.directIo) store.io.direct = DirectIo.probe(store.files.chunksDir);
     for (const rep of await recoverReplicas(store.files, store.blockBytes)) {
       store.replicas.set(rep.handle, rep);
       store.usedTotalBytes += rep.sizeBytes;

@@ -21,6 +21,8 @@ const pushExpiryMs = 1_500;
 
 interface PoolState {
   push: { count: number; usedBytes: number; active: number; pool: { inUse: number; idle: number; made: number; pooled: number; released: number } };
+  /** O_DIRECT use (null where the file system has none). */
+  direct: { writes: number; writtenBytes: number } | null;
 }
 
 describe('push buffer slots come back on every path', { timeout: 180_000 }, () => {
@@ -91,5 +93,9 @@ describe('push buffer slots come back on every path', { timeout: 180_000 }, () =
     });
     // The data written through pooled slots reads back intact.
     assert.ok((await client.read('/pool', 0, big.length)).equals(big));
+    // Where the disk takes O_DIRECT, the pooled 2 MiB pieces went to it straight from their slots.
+    after.forEach((s, i) => {
+      if (s.direct) assert.ok(s.direct.writes - (before[i]!.direct?.writes ?? 0) >= 3, `hop ${i}: the written pieces went through O_DIRECT`);
+    });
   });
 });
