@@ -11,7 +11,7 @@ import { checkpointIoBytes, isLinesRef } from './oplog-lines.js';
 
 /** Reads a format-2 checkpoint line by line into a new namespace; the trailer's count must match. */
 export async function loadLinesCheckpoint(path: string): Promise<Namespace> {
-  const loader = new NamespaceLoader();
+  const loader = new NamespaceLoader(new Namespace());
   const rl = createInterface({ input: createReadStream(path, { highWaterMark: checkpointIoBytes }), crlfDelay: Infinity });
   let lineNo = 0;
   let count = 0;

@@ -2,6 +2,8 @@ import { GfsError, invariant } from '../../shared/errors.js';
 import { ancestorsOf, baseName, isUnder, joinPath, parentOf } from '../../shared/paths.js';
 import { initialChunkVersion } from '../../shared/wire.js';
 import { handleFromBigInt } from '../../shared/handles.js';
+import { applyChunkRecord, unrefChunk } from './chunk-records.js';
+import { restoreSnapshot, snapshotOf } from './namespace-lines.js';
 import {
   checkId,
   checkMode,
@@ -17,7 +19,6 @@ import {
   S_ISUID,
   S_IXGRP,
   specialTypes,
-  withDefaults,
   type AttrChange,
   type ChunkMeta,
   type DirNode,
@@ -307,7 +308,7 @@ export class Namespace {
    * calls this for its parts, so log replicas, which count one index per record, never see a gap.
    */
   private applyChange(op: Op): void {
-    if (op.op === 'allocate' || op.op === 'reserve' || op.op === 'cow' || op.op === 'version' || op.op === 'bumped' || op.op === 'took') this.applyChunkChange(op);
+    if (op.op === 'allocate' || op.op === 'reserve' || op.op === 'cow' || op.op === 'version' || op.op === 'bumped' || op.op === 'took') applyChunkRecord(this, op);
     else if (op.op === 'delete' || op.op === 'rename' || op.op === 'trash' || op.op === 'snapshot' || op.op === 'link') this.applyTreeChange(op);
     else this.applyPathChange(op);
   }
@@ -352,7 +353,7 @@ export class Namespace {
       case 'truncate': {
         const f = this.getFile(op.path);
         invariant(op.chunks <= f.chunks.length, `truncate of ${op.path} to ${op.chunks} chunks, it has ${f.chunks.length}`);
-        for (const h of f.chunks.splice(op.chunks)) this.unref(h);
+        for (const h of f.chunks.splice(op.chunks)) unrefChunk(this, h);
         [f.mtimeMs, f.mtimeNs, f.ctimeMs, f.ctimeNs] = [op.t, 0, op.t, 0];
         return;
       }
@@ -383,7 +384,7 @@ export class Namespace {
             // Another name keeps the node and its data; unlink moves its ctime, as Linux does.
             n.nlink! -= 1;
             [n.ctimeMs, n.ctimeNs] = [op.t, 0];
-          } else if (n.type === 'file') for (const h of n.chunks) this.unref(h);
+          } else if (n.type === 'file') for (const h of n.chunks) unrefChunk(this, h);
           this.dropNode(p);
         }
         this.touch(parentOf(op.path), op.t);
@@ -436,78 +437,6 @@ export class Namespace {
     }
   }
 
-  /** Records that change chunks: allocation, handles, copy-on-write, versions and who took them. */
-  private applyChunkChange(op: Extract<Op, { op: 'allocate' | 'reserve' | 'cow' | 'version' | 'bumped' | 'took' }>): void {
-    switch (op.op) {
-      case 'allocate': {
-        const f = this.getFile(op.path);
-        invariant(f.chunks.length === op.fromIndex, `allocate at ${op.fromIndex} but ${op.path} has ${f.chunks.length} chunks`);
-        for (const h of op.handles) {
-          invariant(!this.chunks.has(h), `handle ${h} allocated twice`);
-          this.chunks.set(h, { version: op.version, refCount: 1 });
-          f.chunks.push(h);
-          const n = BigInt('0x' + h);
-          if (n >= this.nextHandle) this.nextHandle = n + 1n;
-        }
-        // A write is known to the master only when it allocates (approximate: a write inside an
-        // allocated chunk moves mtime only when the writer says so, as the mount does at flush).
-        [f.mtimeMs, f.mtimeNs, f.ctimeMs, f.ctimeNs] = [op.t, 0, op.t, 0];
-        return;
-      }
-      case 'reserve': {
-        const n = BigInt('0x' + op.handle);
-        if (n >= this.nextHandle) this.nextHandle = n + 1n;
-        return;
-      }
-      case 'cow': {
-        const f = this.getFile(op.path);
-        invariant(f.chunks[op.index] === op.oldHandle, `cow of ${op.path}[${op.index}]: expected ${op.oldHandle}, found ${f.chunks[op.index]}`);
-        invariant(!this.chunks.has(op.newHandle), `handle ${op.newHandle} allocated twice`);
-        this.chunks.set(op.newHandle, { version: op.version, refCount: 1 });
-        f.chunks[op.index] = op.newHandle;
-        this.unref(op.oldHandle);
-        const n = BigInt('0x' + op.newHandle);
-        if (n >= this.nextHandle) this.nextHandle = n + 1n;
-        return;
-      }
-      case 'version': {
-        const c = this.chunks.get(op.handle);
-        if (c && op.version > c.version) c.version = op.version;
-        if (op.pendingFrom !== undefined) this.pendingBumps.set(op.handle, op.pendingFrom);
-        else {
-          // Adopted from a replica that had a newer version than the log: who took it is unknown.
-          this.pendingBumps.delete(op.handle);
-          this.took.delete(op.handle);
-        }
-        return;
-      }
-      case 'bumped': {
-        if (this.chunks.get(op.handle)?.version === op.version) {
-          this.pendingBumps.delete(op.handle);
-          if (op.servers !== undefined) this.took.set(op.handle, { version: op.version, servers: new Set(op.servers) });
-        }
-        return;
-      }
-      case 'took': {
-        // Only joins a known set: a chunk never bumped (still at its first version) has none, and
-        // a set of just the clone would make every other replica look stale.
-        const t = this.took.get(op.handle);
-        if (t && t.version === op.version) t.servers.add(op.server);
-        return;
-      }
-    }
-  }
-
-  private unref(h: string): void {
-    const c = this.chunks.get(h);
-    invariant(c && c.refCount > 0, `unref of unknown chunk ${h}`);
-    if (--c.refCount === 0) {
-      this.chunks.delete(h);
-      this.pendingBumps.delete(h);
-      this.took.delete(h);
-    }
-  }
-
   /** A directory's entries changed at t: its mtime and ctime move (never back: records may carry times slightly out of order). */
   private touch(dir: string, t: number): void {
     const n = this.nodes.get(dir);
@@ -539,49 +468,13 @@ export class Namespace {
     if (set && set.size === 0) this.children.delete(parentOf(path));
   }
 
-  // ---- checkpoints ----
+  // ---- checkpoints (master/core/namespace-lines.ts) ----
   /** A copy that later mutations cannot change (taken synchronously at a log boundary). */
   snapshot(): NamespaceSnapshot {
-    const nodes: [string, Node][] = [];
-    const links: [string, number][] = [];
-    // A hard-linked node goes in once, under the first of its names met; its other names refer to it.
-    const seen = new Set<number>();
-    for (const [p, n] of this.nodes) {
-      if (n.ino !== undefined && (n.nlink ?? 1) > 1) {
-        if (seen.has(n.ino)) {
-          links.push([p, n.ino]);
-          continue;
-        }
-        seen.add(n.ino);
-      }
-      nodes.push([p, n.type === 'file' ? { ...n, chunks: n.chunks.slice() } : { ...n }]);
-    }
-    const chunks: [string, ChunkMeta][] = [];
-    for (const [h, c] of this.chunks) chunks.push([h, { ...c }]);
-    return { nodes, chunks, nextHandle: this.nextHandle.toString(), trash: [...this.trash.entries()].map(([k, v]) => [k, { ...v }]), pendingBumps: [...this.pendingBumps.entries()], epoch: this.epoch, appliedIndex: this.appliedIndex, requests: [...this.requests], took: [...this.took].map(([h, t]) => [h, t.version, [...t.servers]]), ...(links.length > 0 ? { links } : {}), nextIno: this.nextIno };
+    return snapshotOf(this);
   }
 
   static fromSnapshot(s: NamespaceSnapshot): Namespace {
-    const ns = new Namespace();
-    const byIno = new Map<number, Node>();
-    for (const [p, n] of s.nodes) {
-      ns.putNode(p, withDefaults(n));
-      if (n.ino !== undefined && (n.nlink ?? 1) > 1) byIno.set(n.ino, n);
-    }
-    for (const [p, ino] of s.links ?? []) {
-      const n = byIno.get(ino);
-      invariant(n, `checkpoint names ${p} a link of inode ${ino}, which it does not hold`);
-      ns.putNode(p, n);
-    }
-    ns.nextIno = s.nextIno ?? 1;
-    for (const [h, c] of s.chunks) ns.chunks.set(h, c);
-    ns.nextHandle = BigInt(s.nextHandle);
-    for (const [k, v] of s.trash ?? []) ns.trash.set(k, v);
-    for (const [k, v] of s.pendingBumps ?? []) ns.pendingBumps.set(k, v);
-    ns.epoch = s.epoch ?? 1;
-    ns.appliedIndex = s.appliedIndex ?? 0;
-    for (const r of s.requests ?? []) ns.requests.add(r);
-    for (const [h, version, servers] of s.took ?? []) ns.took.set(h, { version, servers: new Set(servers) });
-    return ns;
+    return restoreSnapshot(new Namespace(), s);
   }
 }

@@ -52,7 +52,7 @@ const canon = (s: NamespaceSnapshot) => ({ ...s, nodes: [...s.nodes].sort(([a], 
 
 test('lines round trip: the loaded namespace equals the original, hard links one node again', () => {
   const ns = sample();
-  const loader = new NamespaceLoader();
+  const loader = new NamespaceLoader(new Namespace());
   for (const line of namespaceLines(ns)) loader.add(JSON.parse(line));
   const back = loader.finish();
   assert.deepEqual(canon(back.snapshot()), canon(ns.snapshot()));
@@ -68,7 +68,7 @@ test('the loader refuses what is not a checkpoint line', () => {
   const refuses = (lines: unknown[]) =>
     assert.throws(
       () => {
-        const l = new NamespaceLoader();
+        const l = new NamespaceLoader(new Namespace());
         for (const x of lines) l.add(x);
         l.finish();
       },

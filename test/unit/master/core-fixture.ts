@@ -1,11 +1,26 @@
 import { ChunkState } from '../../../master/core/chunk-state.js';
+import assert from 'node:assert/strict';
 import { Namespace, type Op } from '../../../master/core/namespace.js';
+import { isGfsError, type ErrorCode } from '../../../shared/errors.js';
 
 // A master's core state with no process, disk or socket: a namespace built
 // from log records (kept, so a test can rebuild the state "after a restart"
 // from the records alone) and a ChunkState with registered chunkservers.
 
 export const deadMs = 1_000;
+
+/** As in production: the record is logged as JSON and applied from a parsed copy (kept in `log` when given). */
+export function run(ns: Namespace, op: Op | undefined, log?: Op[]): void {
+  if (op === undefined) return;
+  const rec = JSON.parse(JSON.stringify(op)) as Op;
+  log?.push(rec);
+  ns.apply(JSON.parse(JSON.stringify(rec)) as Op);
+}
+
+/** fn throws a GfsError with this code. */
+export function throwsCode(fn: () => unknown, code: ErrorCode): void {
+  assert.throws(fn, (e: unknown) => isGfsError(e, code), `expected ${code}`);
+}
 
 export class CoreFixture {
   ns = new Namespace();

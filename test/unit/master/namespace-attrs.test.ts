@@ -1,22 +1,10 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { Namespace, S_ISGID, S_ISUID, type FileNode, type NamespaceSnapshot, type Op } from '../../../master/core/namespace.js';
-import { isGfsError, type ErrorCode } from '../../../shared/errors.js';
+import { run, throwsCode } from './core-fixture.js';
 
 // POSIX attributes in the namespace (issue 20): modes, owners, nanosecond times, symlinks, and the
 // setattr/symlink records, through apply, replay, checkpoints and snapshots.
-
-/** As in production: the record is logged as JSON and applied from a parsed copy. */
-function run(ns: Namespace, op: Op | undefined, log?: Op[]): void {
-  if (op === undefined) return;
-  const rec = JSON.parse(JSON.stringify(op)) as Op;
-  log?.push(rec);
-  ns.apply(JSON.parse(JSON.stringify(rec)) as Op);
-}
-
-function throwsCode(fn: () => unknown, code: ErrorCode): void {
-  assert.throws(fn, (e: unknown) => isGfsError(e, code), `expected ${code}`);
-}
 
 const y2100Ms = Date.UTC(2100, 0, 1, 0, 0, 0, 123);
 
